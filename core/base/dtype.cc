@@ -1,0 +1,156 @@
+#include "core/base/dtype.h"
+
+#include <array>
+#include <cmath>
+
+namespace hc {
+namespace {
+
+struct DTypeEntry {
+  DType dtype;
+  absl::string_view name;
+  size_t size;
+};
+
+constexpr std::array<DTypeEntry, 15> kDTypes = {{
+    {DType::kBool, "BOOL", 1}, {DType::kU8, "U8", 1},     {DType::kI8, "I8", 1},
+    {DType::kF8E5M2, "F8_E5M2", 1}, {DType::kF8E4M3, "F8_E4M3", 1},
+    {DType::kI16, "I16", 2},   {DType::kU16, "U16", 2},   {DType::kF16, "F16", 2},
+    {DType::kBF16, "BF16", 2}, {DType::kI32, "I32", 4},   {DType::kU32, "U32", 4},
+    {DType::kF32, "F32", 4},   {DType::kF64, "F64", 8},   {DType::kI64, "I64", 8},
+    {DType::kU64, "U64", 8},
+}};
+
+// F16 -> F32 through a 64 Ki-entry table built once: the hot path of every F16 model.
+struct HalfTable {
+  std::array<float, 65536> v;
+  HalfTable() {
+    for (uint32_t h = 0; h < 65536; ++h) v[h] = Convert(static_cast<uint16_t>(h));
+  }
+  static float Convert(uint16_t h) {
+    const uint32_t sign = (h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1f;
+    const uint32_t man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0x1f) {
+      u = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+      u = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+      u = sign;
+    } else {  // subnormal: exact as a scaled integer
+      float f = std::ldexp(static_cast<float>(man), -24);
+      std::memcpy(&u, &f, 4);
+      u |= sign;
+    }
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+const HalfTable& GetHalfTable() {
+  static const HalfTable* table = new HalfTable();
+  return *table;
+}
+
+inline uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+inline void Store16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+
+}  // namespace
+
+absl::string_view DTypeName(DType d) { return kDTypes[static_cast<size_t>(d)].name; }
+
+std::optional<DType> ParseDType(absl::string_view name) {
+  for (const auto& e : kDTypes) {
+    if (e.name == name) return e.dtype;
+  }
+  return std::nullopt;
+}
+
+size_t DTypeSize(DType d) { return kDTypes[static_cast<size_t>(d)].size; }
+
+float HalfToFloat(uint16_t h) { return GetHalfTable().v[h]; }
+
+uint16_t FloatToHalf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t abs = u & 0x7fffffffu;
+  if (abs >= 0x7f800000u) {  // inf or NaN
+    return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
+  }
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
+  if (abs < 0x38800000u) {  // result is subnormal or zero: round abs * 2^24 to an integer
+    float a;
+    std::memcpy(&a, &abs, 4);
+    const float scaled = a * 16777216.0f;  // exact: a power-of-two scaling
+    const float r = std::nearbyint(scaled);  // default rounding mode: nearest even
+    return static_cast<uint16_t>(sign | static_cast<uint16_t>(r));
+  }
+  // Normal: rebias, then round the 13 dropped mantissa bits to nearest even.
+  const uint32_t rebased = abs - 0x38000000u;
+  const uint32_t lsb = (rebased >> 13) & 1u;
+  const uint32_t rounded = (rebased + 0xfffu + lsb) >> 13;
+  return static_cast<uint16_t>(sign | rounded);
+}
+
+uint16_t FloatToBFloat16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  const uint32_t lsb = (u >> 16) & 1u;
+  return static_cast<uint16_t>((u + 0x7fffu + lsb) >> 16);
+}
+
+void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::kF16: {
+      const float* table = GetHalfTable().v.data();
+      for (size_t i = 0; i < n; ++i) dst[i] = table[Load16(src + 2 * i)];
+      return;
+    }
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = BFloat16ToFloat(Load16(src + 2 * i));
+      return;
+    default:
+      return;  // callers only pass compressible float dtypes
+  }
+}
+
+void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) Store16(dst + 2 * i, FloatToHalf(src[i]));
+      return;
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) Store16(dst + 2 * i, FloatToBFloat16(src[i]));
+      return;
+    default:
+      return;
+  }
+}
+
+void RoundTripThroughDType(DType dtype, absl::Span<float> values) {
+  switch (dtype) {
+    case DType::kF16:
+      for (float& v : values) v = HalfToFloat(FloatToHalf(v));
+      return;
+    case DType::kBF16:
+      for (float& v : values) v = BFloat16ToFloat(FloatToBFloat16(v));
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace hc
