@@ -32,13 +32,8 @@ void TbbExecutor::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t)> body) 
         },
         tbb::simple_partitioner());
   };
-  // Inside the arena already (a nested call): run directly, else enter it.
-  if (tbb::this_task_arena::current_thread_index() != tbb::task_arena::not_initialized &&
-      tbb::this_task_arena::max_concurrency() == impl_->arena.max_concurrency()) {
-    run();
-  } else {
-    impl_->arena.execute(run);
-  }
+  // execute() from a thread already in this arena (a nested call) just runs `run`.
+  impl_->arena.execute(run);
 }
 
 }  // namespace hc
