@@ -1,0 +1,142 @@
+// Model-level work: compress a whole model (one safetensors file or a sharded checkpoint) into
+// an artifact, decompress an artifact, inspect one. The same code runs in the CLI's local mode
+// and in the server.
+//
+// Scheduling: tensors are taken in file order in batches whose input bytes fit the memory
+// budget (a tensor larger than the budget forms a batch of its own). A batch's tensors are
+// encoded in parallel on one TBB arena, and large tensors split further into fixed chunks inside
+// their codec. Results are written in file order, then the batch's input pages are released.
+// Output bytes therefore depend only on the input and the options, never on the thread count.
+#ifndef HC_CORE_PIPELINE_PIPELINE_H_
+#define HC_CORE_PIPELINE_PIPELINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/base/parallel.h"
+#include "core/codec/codec.h"
+#include "core/format/artifact.h"
+
+namespace hc {
+
+/// Options of a compression run.
+struct CompressOptions {
+  /// Codec name (see ListCodecs()). Default: "rtn".
+  std::string codec = "rtn";
+  /// Codec options, e.g. {"bits", "4"}. Default: the codec's defaults.
+  CodecOptions codec_options;
+  /// Worker threads; 0 = one per core. Default: 0.
+  int threads = 0;
+  /// Tensors whose name matches any of these ECMAScript regexes (searched anywhere in the name)
+  /// are stored raw. Default: none.
+  std::vector<std::string> skip;
+  /// Input bytes of the tensors in flight at once (one batch). A larger tensor is processed on
+  /// its own. Default: 256 MiB.
+  uint64_t memory_budget = uint64_t{256} << 20;
+  /// fsync outputs before renaming them into place. Default: true.
+  bool sync = true;
+
+  absl::Status Validate() const;
+};
+
+/// A progress snapshot, delivered after each tensor is written.
+struct Progress {
+  uint64_t tensors_done = 0;
+  uint64_t tensors_total = 0;
+  /// Input bytes processed / in total.
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  double elapsed_seconds = 0;
+  /// Estimated seconds left (from bytes done so far); 0 when done or unknown.
+  double eta_seconds = 0;
+  /// Name of the tensor just finished.
+  std::string tensor;
+};
+using ProgressCallback = std::function<void(const Progress&)>;
+
+/// Model-wide figures over a list of records.
+struct ModelTotals {
+  uint64_t tensors = 0;
+  uint64_t coded_tensors = 0;
+  uint64_t numel = 0;
+  uint64_t stored_bytes = 0;
+  /// Over the tensors a codec encoded (not raw ones).
+  uint64_t coded_numel = 0;
+  uint64_t coded_stored_bytes = 0;
+  double bits_per_weight = 0;        // all tensors
+  double coded_bits_per_weight = 0;  // coded tensors
+  /// numel-weighted means over coded tensors.
+  double snr_db = 0;
+  double db_above_rd = 0;
+  double mae = 0;
+};
+ModelTotals Summarize(absl::Span<const TensorRecord> records);
+
+/// The outcome of a compress or decompress run.
+struct RunSummary {
+  /// Records of every tensor, all shards, in order.
+  std::vector<TensorRecord> tensors;
+  /// Files written (artifact shards and index, or decompressed files).
+  std::vector<std::string> outputs;
+  double seconds = 0;
+  ModelTotals totals;
+};
+
+/// Encodes single tensors: codec choice, skip rules, statistics. Thread-safe after Create().
+class TensorCompressor {
+ public:
+  static absl::StatusOr<std::unique_ptr<TensorCompressor>> Create(const CompressOptions& options);
+
+  /// Result of Compress(): the record (stats filled, CRCs filled) and the bytes of each part in
+  /// record order. For a raw record, `parts` is empty and the caller stores the input bytes.
+  struct Result {
+    TensorRecord record;
+    std::vector<EncodedPart> parts;
+  };
+  /// Compresses one tensor. Non-float dtypes, skipped names, non-finite values and tensors the
+  /// codec declines are raw. Errors: those of the codec's Encode().
+  absl::StatusOr<Result> Compress(const TensorInfo& info, absl::Span<const uint8_t> data,
+                                  Executor& executor) const;
+
+  const Codec& codec() const { return *codec_; }
+
+ private:
+  TensorCompressor() = default;
+  std::unique_ptr<Codec> codec_;
+  std::vector<std::regex> skip_;
+};
+
+/// Compresses `input` (a .safetensors file or a shard index .json) into `output` (a file, or a
+/// directory for a sharded input: one `<shard>.hyc.safetensors` per shard plus
+/// kArtifactIndexName). On any error nothing is left at `output`.
+/// Errors: InvalidArgument for bad options or input (naming file/tensor/rule), Cancelled if
+/// `cancel` became true, OS errors from the file system.
+absl::StatusOr<RunSummary> CompressModel(const std::string& input, const std::string& output,
+                                         const CompressOptions& options,
+                                         const ProgressCallback& progress = {},
+                                         const std::atomic<bool>* cancel = nullptr);
+
+/// Decompresses an artifact (file, artifact index, or directory holding one) into `output`
+/// (a .safetensors file; a directory with the original shard files and index for a sharded
+/// artifact). Names, shapes, dtypes, order and the source "__metadata__" are restored; raw
+/// tensors bit for bit. `threads` 0 = one per core.
+absl::StatusOr<RunSummary> DecompressModel(const std::string& artifact, const std::string& output,
+                                           int threads = 0, const ProgressCallback& progress = {},
+                                           const std::atomic<bool>* cancel = nullptr);
+
+/// Reads the records of an artifact (file, index or directory) without decoding anything.
+absl::StatusOr<RunSummary> InspectArtifact(const std::string& artifact);
+
+/// File name of the index written for a sharded artifact.
+inline constexpr absl::string_view kArtifactIndexName = "hyperc.index.json";
+
+}  // namespace hc
+
+#endif  // HC_CORE_PIPELINE_PIPELINE_H_
