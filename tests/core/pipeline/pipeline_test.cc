@@ -100,7 +100,9 @@ TEST(PipelineTest, EveryModelRoundTrips) {
     }
     ASSERT_EQ(originals.size(), restored.size());
     for (size_t f = 0; f < originals.size(); ++f) {
-      if (sharded) EXPECT_EQ(BaseName(originals[f]), BaseName(restored[f]));
+      if (sharded) {
+        EXPECT_EQ(BaseName(originals[f]), BaseName(restored[f]));
+      }
       ExpectRestored(originals[f], restored[f], 10.0);
     }
   }
