@@ -37,6 +37,20 @@ JsonValue RecordToJson(const TensorRecord& r) {
   return o;
 }
 
+// CRC-32C over "key\0value\0" of every pair except the checksum itself, in stored order.
+uint32_t MetadataChecksum(const StringMap& pairs) {
+  uint32_t crc = 0;
+  const uint8_t zero = 0;
+  for (const auto& [k, v] : pairs) {
+    if (k == kChecksumKey) continue;
+    crc = Crc32c(crc, absl::MakeSpan(reinterpret_cast<const uint8_t*>(k.data()), k.size()));
+    crc = Crc32c(crc, absl::MakeSpan(&zero, 1));
+    crc = Crc32c(crc, absl::MakeSpan(reinterpret_cast<const uint8_t*>(v.data()), v.size()));
+    crc = Crc32c(crc, absl::MakeSpan(&zero, 1));
+  }
+  return crc;
+}
+
 absl::Status Corrupt(absl::string_view source, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(source, ": corrupt artifact metadata: ", what));
 }
@@ -163,7 +177,7 @@ StringMap EncodeArtifactMetadata(const ArtifactMetadata& meta) {
   for (const TensorRecord& r : meta.tensors) records.Push(RecordToJson(r));
   JsonValue source = JsonValue::Object();
   for (const auto& [k, v] : meta.source_metadata) source.Add(k, JsonValue::String(v));
-  return {
+  StringMap out = {
       {std::string(kFormatKey), std::string(kArtifactFormatName)},
       {std::string(kVersionKey), absl::StrCat(meta.version)},
       {std::string(kProducerKey), meta.producer},
@@ -171,6 +185,8 @@ StringMap EncodeArtifactMetadata(const ArtifactMetadata& meta) {
       {std::string(kSourceMetadataKey), source.Dump()},
       {std::string(kTensorsKey), records.Dump()},
   };
+  out.emplace_back(std::string(kChecksumKey), absl::StrCat(MetadataChecksum(out)));
+  return out;
 }
 
 absl::StatusOr<ArtifactMetadata> DecodeArtifactMetadata(const SafetensorsHeader& header,
@@ -196,6 +212,15 @@ absl::StatusOr<ArtifactMetadata> DecodeArtifactMetadata(const SafetensorsHeader&
     return absl::FailedPreconditionError(
         absl::StrCat(source, ": artifact format version ", meta.version,
                      " is not supported (this build reads version ", kArtifactFormatVersion, ")"));
+  }
+  const std::string* checksum = get(kChecksumKey);
+  uint32_t recorded = 0;
+  if (checksum == nullptr || !absl::SimpleAtoi(*checksum, &recorded)) {
+    return Corrupt(source, absl::StrCat("missing or non-integer ", kChecksumKey));
+  }
+  if (const uint32_t actual = MetadataChecksum(header.metadata); actual != recorded) {
+    return absl::DataLossError(absl::StrCat(source, ": artifact metadata fails its checksum (crc32c ",
+                                            actual, ", recorded ", recorded, ")"));
   }
   if (const std::string* p = get(kProducerKey)) meta.producer = *p;
   if (const std::string* c = get(kCodecKey)) {

@@ -34,6 +34,8 @@ inline constexpr absl::string_view kCodecKey = "hyperc.codec";
 inline constexpr absl::string_view kTensorsKey = "hyperc.tensors";
 /// Metadata key of the source file's own "__metadata__" (JSON object of strings).
 inline constexpr absl::string_view kSourceMetadataKey = "hyperc.source_metadata";
+/// Metadata key of the CRC-32C (decimal) over every other metadata pair, see SPEC.md.
+inline constexpr absl::string_view kChecksumKey = "hyperc.metadata_crc32c";
 /// Separator between a tensor name and a part suffix in stored names ("w#codes").
 inline constexpr char kPartSeparator = '#';
 /// The codec name recorded for tensors stored as they were.
