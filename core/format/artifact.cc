@@ -38,7 +38,9 @@ JsonValue RecordToJson(const TensorRecord& r) {
 }
 
 // CRC-32C over "key\0value\0" of every pair except the checksum itself, in stored order.
-uint32_t MetadataChecksum(const StringMap& pairs) {
+}  // namespace
+
+uint32_t ArtifactMetadataChecksum(const StringMap& pairs) {
   uint32_t crc = 0;
   const uint8_t zero = 0;
   for (const auto& [k, v] : pairs) {
@@ -50,6 +52,8 @@ uint32_t MetadataChecksum(const StringMap& pairs) {
   }
   return crc;
 }
+
+namespace {
 
 absl::Status Corrupt(absl::string_view source, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(source, ": corrupt artifact metadata: ", what));
@@ -185,7 +189,7 @@ StringMap EncodeArtifactMetadata(const ArtifactMetadata& meta) {
       {std::string(kSourceMetadataKey), source.Dump()},
       {std::string(kTensorsKey), records.Dump()},
   };
-  out.emplace_back(std::string(kChecksumKey), absl::StrCat(MetadataChecksum(out)));
+  out.emplace_back(std::string(kChecksumKey), absl::StrCat(ArtifactMetadataChecksum(out)));
   return out;
 }
 
@@ -218,7 +222,7 @@ absl::StatusOr<ArtifactMetadata> DecodeArtifactMetadata(const SafetensorsHeader&
   if (checksum == nullptr || !absl::SimpleAtoi(*checksum, &recorded)) {
     return Corrupt(source, absl::StrCat("missing or non-integer ", kChecksumKey));
   }
-  if (const uint32_t actual = MetadataChecksum(header.metadata); actual != recorded) {
+  if (const uint32_t actual = ArtifactMetadataChecksum(header.metadata); actual != recorded) {
     return absl::DataLossError(absl::StrCat(source, ": artifact metadata fails its checksum (crc32c ",
                                             actual, ", recorded ", recorded, ")"));
   }

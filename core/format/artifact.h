@@ -83,6 +83,9 @@ struct ArtifactMetadata {
 /// Serialises metadata into "__metadata__" string pairs.
 StringMap EncodeArtifactMetadata(const ArtifactMetadata& meta);
 
+/// The value of kChecksumKey for `pairs` (the pair with kChecksumKey itself is skipped).
+uint32_t ArtifactMetadataChecksum(const StringMap& pairs);
+
 /// Parses and validates an artifact's "__metadata__" against its safetensors header: the format
 /// name and version, every record well formed, every part present in the header with the
 /// recorded dtype, shape and size, and every stored tensor owned by exactly one record.
