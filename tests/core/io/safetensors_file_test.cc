@@ -228,6 +228,13 @@ TEST(SafetensorsHeader, ParseHeaderLength) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exceeds")));
 }
 
+// A file size below 8 cannot hold the prefix itself; the check must not wrap around.
+TEST(SafetensorsHeader, ParseHeaderLengthWithFileSizeBelow8) {
+  const uint8_t two[8] = {2, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_THAT(ParseHeaderLength(two, 4, "src"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("src")));
+}
+
 TEST(SafetensorsHeader, CheckedByteSizeAndShapeString) {
   EXPECT_EQ(CheckedByteSize({}, 4), 4u);
   EXPECT_EQ(CheckedByteSize({2, 3}, 2), 12u);

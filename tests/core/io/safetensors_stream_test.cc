@@ -1,5 +1,6 @@
 // Stream-specific behaviour of SafetensorsStreamParser: truncation, excess bytes, limits,
 // callbacks.
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,47 @@ TEST(StreamParser, MaxTensorBytes) {
                        AllOf(HasSubstr("up: tensor \"b\" has 12 bytes"),
                              HasSubstr("per-tensor limit of 11"))));
   EXPECT_TRUE(got.empty());  // rejected before any tensor is delivered
+}
+
+// The declared size is 8 + header + data region. With two tensors whose sizes add up to nearly
+// 2^64 that sum must not wrap around and slip under max_total_bytes.
+TEST(StreamParser, DeclaredSizeDoesNotWrapPastTheTotalLimit) {
+  const std::string header = absl::StrCat(
+      R"({"a":{"dtype":"U8","shape":[9223372036854775807],"data_offsets":[0,9223372036854775807]},)",
+      R"("b":{"dtype":"U8","shape":[9223372036854775807],)",
+      R"("data_offsets":[9223372036854775807,18446744073709551614]}})");
+  const std::string bytes = MakeSafetensors(header);  // header only: no data is ever sent
+  StreamParserOptions o;
+  o.max_tensor_bytes = UINT64_MAX;
+  o.max_total_bytes = 1 << 20;
+  SafetensorsStreamParser p("up", o);
+  EXPECT_THAT(p.Feed(AsBytes(bytes), NoOp),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit of 1048576")))
+      << "declared file_size() = " << p.header().file_size();
+}
+
+// A peer can declare a tensor as large as max_tensor_bytes and then send one byte. The parser
+// must not allocate the whole declared size up front (std::vector::reserve of 1 TiB throws
+// std::bad_alloc, which terminates the process). Run in a child so a crash fails only this test.
+TEST(StreamParserDeathTest, HugeDeclaredTensorDoesNotCrashOnFirstByte) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const uint64_t big = uint64_t{1} << 40;
+  const std::string bytes =
+      MakeSafetensors(absl::StrCat(R"({"big":{"dtype":"U8","shape":[)", big,
+                                   R"(],"data_offsets":[0,)", big, "]}}"),
+                      "x");
+  StreamParserOptions o;
+  o.max_tensor_bytes = big;
+  EXPECT_EXIT(
+      {
+        SafetensorsStreamParser p("up", o);
+        absl::Status s = p.Feed(AsBytes(bytes), NoOp);
+        std::exit(s.ok() || s.code() == absl::StatusCode::kInvalidArgument ||
+                          s.code() == absl::StatusCode::kResourceExhausted
+                      ? 0
+                      : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(StreamParser, OptionsValidate) {
