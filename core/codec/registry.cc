@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/codec/codec.h"
+#include "core/codec/hc1.h"
 #include "core/codec/rtn.h"
 
 namespace hc {
@@ -17,6 +18,7 @@ struct Entry {
 const std::vector<Entry>& Registry() {
   static const auto* entries = new std::vector<Entry>{
       {DescribeRtnCodec, CreateRtnCodec},
+      {DescribeHc1Codec, CreateHc1Codec},
   };
   return *entries;
 }

@@ -1,0 +1,692 @@
+#include "core/codec/hc1.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/status_macros.h"
+#include "core/codec/hc1_geometry.h"
+#include "core/io/bit_pack.h"
+
+namespace hc {
+namespace {
+
+using hc1::Codebook;
+using hc1::Layout;
+
+constexpr absl::string_view kKeys[] = {"preset",   "L",              "n",           "class_max",
+                                       "loss_max", "loss_threshold", "fallback_mae"};
+constexpr uint64_t kMinNumel = 10;
+constexpr int64_t kMaxN = 65536;
+constexpr int kMaxClass = 32;
+constexpr size_t kMaxNList = 16;
+// Pairs per parallel unit. Fixed, so output never depends on the thread count; the centre pass
+// uses numpy's own chunk (hc1::kNumpyChunk pairs) instead.
+constexpr int64_t kUnitPairs = 4096;
+
+// Neumaier-compensated float64 sum: the mean errors come out within an ulp or so of the exact
+// value, so decisions match numpy's pairwise mean except within ~1e-15 relative of a tie.
+struct CSum {
+  double s = 0, c = 0;
+  void Add(double v) {
+    const double t = s + v;
+    c += std::abs(s) >= std::abs(v) ? (s - t) + v : (v - t) + s;
+    s = t;
+  }
+  void Add(const CSum& o) {
+    Add(o.s);
+    Add(o.c);
+  }
+  double value() const { return s + c; }
+};
+
+// The tensor as float32 pairs plus everything that does not depend on n.
+struct Geometry {
+  const float* x = nullptr;  // 2 * M values (padded)
+  int64_t numel = 0;
+  int64_t M = 0;
+  float cx = 0, cy = 0;          // centre
+  float lox = 0, hix = 0, loy = 0, hiy = 0;  // inner square, float32
+  float D = 0;                   // farthest distance
+  int64_t far = 0;               // first pair at distance D
+  int64_t inner = 0, outer = 0;  // pair counts
+  double L = 0;
+
+  int64_t units() const { return (M + kUnitPairs - 1) / kUnitPairs; }
+  bool Inner(float px, float py) const {
+    return lox <= px && px <= hix && loy <= py && py <= hiy;
+  }
+  // Whether element 2i+1 is real (not the padding).
+  bool YReal(int64_t i) const { return 2 * i + 1 < numel; }
+};
+
+// What one codebook size gives.
+struct GridResult {
+  int64_t n = 0;
+  int K = 0;
+  double mae = 0;
+  uint32_t max_index = 0;
+  std::vector<uint32_t> codes;  // I per pair
+};
+
+struct InnerStats {
+  CSum trial;  // |CB[j] - p| over every element of inner pairs (class trials)
+  CSum fin0;   // the same over real elements (final error when K = 0)
+  CSum fin1;   // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
+  uint32_t max0 = 0, max1 = 0;
+  std::vector<std::pair<int64_t, uint32_t>> patches;  // pairs whose K > 0 code differs
+};
+
+struct TrialStats {
+  CSum all;   // over every element of outer pairs
+  CSum fin;   // over real elements
+  uint32_t max = 0;
+};
+
+// One class trial (or the final encode's outer part): ring radii r_i = i * each + L/2, r_k = D;
+// an outer pair goes to the first ring i >= 1 with d <= r_i and is looked up at
+// float32(p - c) * f_i + c, f_i = (L/2) / r_i.
+struct Rings {
+  int k = 0;
+  std::vector<double> r, f;
+  Rings(double D, double L, int k_) : k(k_), r(k_ + 1), f(k_ + 1) {
+    const double h = L / 2;
+    const double each = (D - h) / k;
+    for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
+    r[k] = D;
+    for (int i = 0; i <= k; ++i) f[i] = h / r[i];
+  }
+  int Class(double d) const {
+    for (int i = 1; i < k; ++i) {
+      if (d <= r[i]) return i;
+    }
+    return k;
+  }
+};
+
+GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex) {
+  GridResult res;
+  res.n = n;
+  res.codes.assign(g.M, 0);
+  const Codebook cb(Layout::Get(g.L, n), g.cx, g.cy);
+  const double cx = g.cx, cy = g.cy;
+  const int64_t units = g.units();
+  const uint32_t stride = static_cast<uint32_t>(n + 1);
+
+  // Inner pass: every inner pair is looked up at p itself (class trials, K = 0) and at
+  // float32(p - c) + c (K > 0; nearly always the same point, so rarely a second lookup).
+  std::vector<InnerStats> in(units);
+  ex.ParallelFor(units, [&](int64_t u) {
+    InnerStats& s = in[u];
+    const int64_t b = u * kUnitPairs, e = std::min(g.M, b + kUnitPairs);
+    for (int64_t i = b; i < e; ++i) {
+      const float px = g.x[2 * i], py = g.x[2 * i + 1];
+      if (!g.Inner(px, py)) continue;
+      const double qx = px, qy = py;
+      const uint32_t j = cb.Nearest(qx, qy);
+      res.codes[i] = j;
+      const double ex0 = std::abs(cb.x(j) - qx), ey0 = std::abs(cb.y(j) - qy);
+      const bool yreal = g.YReal(i);
+      s.trial.Add(ex0);
+      s.trial.Add(ey0);
+      s.fin0.Add(ex0);
+      if (yreal) s.fin0.Add(ey0);
+      s.max0 = std::max(s.max0, j);
+      const double bx = static_cast<double>(px - g.cx) + cx;
+      const double by = static_cast<double>(py - g.cy) + cy;
+      uint32_t jb = j;
+      if (bx != qx || by != qy) {
+        jb = cb.Nearest(bx, by);
+        if (jb != j) s.patches.emplace_back(i, jb);
+      }
+      const double rx = (cb.x(jb) - cx) / 1.0 + cx, ry = (cb.y(jb) - cy) / 1.0 + cy;
+      s.fin1.Add(std::abs(rx - qx));
+      if (yreal) s.fin1.Add(std::abs(ry - qy));
+      s.max1 = std::max(s.max1, jb);
+    }
+  });
+  CSum inner_trial, inner_fin0, inner_fin1;
+  uint32_t max0 = 0, max1 = 0;
+  for (const InnerStats& s : in) {
+    inner_trial.Add(s.trial);
+    inner_fin0.Add(s.fin0);
+    inner_fin1.Add(s.fin1);
+    max0 = std::max(max0, s.max0);
+    max1 = std::max(max1, s.max1);
+  }
+  const double numel = static_cast<double>(g.numel);
+  if (g.outer == 0) {
+    res.K = 0;
+    res.mae = inner_fin0.value() / numel;
+    res.max_index = max0;
+    return res;
+  }
+
+  // One trial: outer pairs only; writes their codes and returns the per-unit sums.
+  std::vector<TrialStats> ts(units);
+  auto run_trial = [&](int k) {
+    const Rings rings(g.D, g.L, k);
+    std::fill(ts.begin(), ts.end(), TrialStats{});
+    ex.ParallelFor(units, [&](int64_t u) {
+      TrialStats& s = ts[u];
+      const int64_t b = u * kUnitPairs, e = std::min(g.M, b + kUnitPairs);
+      for (int64_t i = b; i < e; ++i) {
+        const float px = g.x[2 * i], py = g.x[2 * i + 1];
+        if (g.Inner(px, py)) continue;
+        const float dx = px - g.cx, dy = py - g.cy;
+        const float d = std::sqrt(dx * dx + dy * dy);
+        const int cls = rings.Class(d);
+        const double f = rings.f[cls];
+        const uint32_t j = cb.Nearest(static_cast<double>(dx) * f + cx,
+                                      static_cast<double>(dy) * f + cy);
+        const uint32_t code = j + stride * static_cast<uint32_t>(cls);
+        res.codes[i] = code;
+        s.max = std::max(s.max, code);
+        const double ex0 = std::abs((cb.x(j) - cx) / f + cx - static_cast<double>(px));
+        const double ey0 = std::abs((cb.y(j) - cy) / f + cy - static_cast<double>(py));
+        s.all.Add(ex0);
+        s.all.Add(ey0);
+        s.fin.Add(ex0);
+        if (g.YReal(i)) s.fin.Add(ey0);
+      }
+    });
+    TrialStats t;
+    for (const TrialStats& s : ts) {
+      t.all.Add(s.all);
+      t.fin.Add(s.fin);
+      t.max = std::max(t.max, s.max);
+    }
+    return t;
+  };
+
+  // The class-count search: keep the k with MAE <= best (ties to the later k); stop at the first
+  // k with MAE <= loss_threshold.
+  const double count = static_cast<double>(2 * g.M);
+  double best = std::numeric_limits<double>::infinity();
+  int K = 0, last = 0;
+  TrialStats best_stats;
+  for (int k = 1; k <= o.class_max; ++k) {
+    TrialStats t = run_trial(k);
+    CSum total = inner_trial;
+    total.Add(t.all);
+    const double mae = total.value() / count;
+    last = k;
+    if (mae <= best) {
+      best = mae;
+      K = k;
+      best_stats = t;
+    }
+    if (mae <= o.loss_threshold) break;
+  }
+  if (K == 0) K = last;  // only with NaN errors, which finite inputs cannot produce
+  if (K != last) best_stats = run_trial(K);  // the codes of trial K are the final outer codes
+
+  for (const InnerStats& s : in) {
+    for (const auto& [i, jb] : s.patches) res.codes[i] = jb;
+  }
+  res.K = K;
+  CSum fin = inner_fin1;
+  fin.Add(best_stats.fin);
+  res.mae = fin.value() / numel;
+  res.max_index = std::max(max1, best_stats.max);
+  return res;
+}
+
+// Packs codes MSB-first after z zero bits, in parallel units. Units whose first byte is shared
+// with the previous unit keep that byte aside; it is ORed in afterwards, in unit order.
+void PackCodes(const std::vector<uint32_t>& codes, int w, int z, std::vector<uint8_t>& out,
+               Executor& ex) {
+  const int64_t M = static_cast<int64_t>(codes.size());
+  const int64_t units = (M + kUnitPairs - 1) / kUnitPairs;
+  std::vector<uint8_t> shared(units, 0);
+  ex.ParallelFor(units, [&](int64_t u) {
+    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
+    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(b) * w;
+    uint64_t byte = bit0 >> 3;
+    int nbits = static_cast<int>(bit0 & 7);
+    const bool first_shared = u > 0 && nbits != 0;
+    bool first = true;
+    uint64_t acc = 0;
+    auto emit = [&](uint8_t v) {
+      if (first && first_shared) {
+        shared[u] = v;
+      } else {
+        out[byte] = v;
+      }
+      first = false;
+      ++byte;
+    };
+    for (int64_t i = b; i < e; ++i) {
+      acc = (acc << w) | codes[i];
+      nbits += w;
+      while (nbits >= 8) {
+        nbits -= 8;
+        emit(static_cast<uint8_t>(acc >> nbits));
+      }
+      acc &= (uint64_t{1} << nbits) - 1;
+    }
+    if (nbits > 0) emit(static_cast<uint8_t>(acc << (8 - nbits)));
+  });
+  for (int64_t u = 1; u < units; ++u) {
+    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(u * kUnitPairs) * w;
+    if (bit0 & 7) out[bit0 >> 3] |= shared[u];
+  }
+}
+
+int BitLength(uint32_t v) { return v == 0 ? 1 : 32 - std::countl_zero(v); }
+
+// The decoder: a table of every index's float32 output, then one lookup per element.
+class Hc1Decoder final : public TensorDecoder {
+ public:
+  Hc1Decoder(std::vector<float> table, absl::Span<const uint8_t> codes, int w, int z)
+      : table_(std::move(table)), codes_(codes), w_(w), z_(z) {}
+
+  void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
+    const uint64_t entries = table_.size() / 2;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    size_t i = 0;
+    uint64_t e = begin;
+    while (i < out.size()) {
+      const uint64_t I = Read(e >> 1);
+      const bool ok = I < entries;
+      if ((e & 1) == 0 && i + 1 < out.size()) {
+        out[i] = ok ? table_[2 * I] : nan;
+        out[i + 1] = ok ? table_[2 * I + 1] : nan;
+        i += 2;
+        e += 2;
+      } else {
+        out[i] = ok ? table_[2 * I + (e & 1)] : nan;
+        ++i;
+        ++e;
+      }
+    }
+  }
+
+ private:
+  uint64_t Read(uint64_t pair) const {
+    const uint64_t bit = static_cast<uint64_t>(z_) + pair * static_cast<uint64_t>(w_);
+    const uint64_t byte = bit >> 3;
+    uint64_t v = 0;
+    if (byte + 8 <= codes_.size()) {
+      std::memcpy(&v, codes_.data() + byte, 8);
+      v = __builtin_bswap64(v);  // little-endian host (x86-64, arm64)
+    } else {
+      for (uint64_t k = 0; k < 8; ++k) {
+        v = (v << 8) | (byte + k < codes_.size() ? codes_[byte + k] : 0u);
+      }
+    }
+    return (v << (bit & 7)) >> (64 - w_);
+  }
+
+  std::vector<float> table_;
+  absl::Span<const uint8_t> codes_;
+  int w_;
+  int z_;
+};
+
+float LoadF32(const uint8_t* p) {
+  float f;
+  std::memcpy(&f, p, 4);
+  return f;
+}
+
+class Hc1Codec final : public Codec {
+ public:
+  explicit Hc1Codec(Hc1Options o) : o_(std::move(o)) {}
+  absl::string_view name() const override { return "hc1"; }
+
+  JsonValue OptionsJson() const override {
+    JsonValue ns = JsonValue::Array();
+    for (int64_t n : o_.n) ns.Push(JsonValue::Int(n));
+    return JsonValue::Object()
+        .Add("preset", JsonValue::String(o_.preset))
+        .Add("L", JsonValue::Number(o_.L))
+        .Add("n", std::move(ns))
+        .Add("class_max", JsonValue::Int(o_.class_max))
+        .Add("loss_max", JsonValue::Number(o_.loss_max))
+        .Add("loss_threshold", JsonValue::Number(o_.loss_threshold))
+        .Add("fallback_mae", JsonValue::Number(o_.fallback_mae));
+  }
+
+  absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
+                                       Executor& ex) const override;
+
+  absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
+      const TensorInfo& info, const JsonValue& params,
+      absl::Span<const PartView> parts) const override;
+
+ private:
+  Hc1Options o_;
+};
+
+absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
+                                               absl::Span<const uint8_t> data,
+                                               Executor& ex) const {
+  if (!IsCompressibleFloat(info.dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc1: cannot encode dtype ", DTypeName(info.dtype)));
+  }
+  if (data.size() != info.numel * DTypeSize(info.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("hc1: tensor ", info.name, " has ",
+                                                   data.size(), " bytes, expected ",
+                                                   info.numel * DTypeSize(info.dtype)));
+  }
+  EncodedTensor enc;
+  if (info.numel < kMinNumel) {
+    enc.raw = true;
+    enc.raw_reason = "numel<10";
+    return enc;
+  }
+  Geometry g;
+  g.L = o_.L;
+  g.numel = static_cast<int64_t>(info.numel);
+  g.M = (g.numel + 1) / 2;
+  const int64_t M = g.M;
+
+  // Values as float32 (F16/BF16 widened exactly), padded to 2M with numpy's float32 mean.
+  std::vector<float> buf;
+  const bool direct = info.dtype == DType::kF32 && g.numel % 2 == 0 &&
+                      reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0;
+  if (direct) {
+    g.x = reinterpret_cast<const float*>(data.data());
+  } else {
+    buf.resize(2 * M);
+    const size_t esize = DTypeSize(info.dtype);
+    const int64_t chunks = (g.numel + hc1::kNumpyChunk - 1) / hc1::kNumpyChunk;
+    std::vector<float> sums(chunks);
+    ex.ParallelFor(chunks, [&](int64_t c) {
+      const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
+      WidenToF32(info.dtype, data.data() + b * esize, n, buf.data() + b);
+      sums[c] = hc1::PairwiseSumF32(buf.data() + b, n, 1);
+    });
+    if (g.numel % 2 == 1) {
+      float s = 0.0f;
+      for (float v : sums) s += v;
+      buf[g.numel] = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
+    }
+    g.x = buf.data();
+  }
+
+  // Centre: numpy's mean of the x lane and of the y lane (chunk sums in parallel, added in
+  // order), plus a finiteness check of every value.
+  const int64_t cchunks = (M + hc1::kNumpyChunk - 1) / hc1::kNumpyChunk;
+  std::vector<float> sx(cchunks), sy(cchunks);
+  std::vector<uint8_t> finite(cchunks, 1);
+  ex.ParallelFor(cchunks, [&](int64_t c) {
+    const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, M - b);
+    sx[c] = hc1::PairwiseSumF32(g.x + 2 * b, n, 2);
+    sy[c] = hc1::PairwiseSumF32(g.x + 2 * b + 1, n, 2);
+    bool ok = true;
+    for (int64_t i = 2 * b; i < 2 * (b + n); ++i) ok = ok && std::isfinite(g.x[i]);
+    finite[c] = ok;
+  });
+  float tx = 0.0f, ty = 0.0f;
+  bool all_finite = true;
+  for (int64_t c = 0; c < cchunks; ++c) {
+    tx += sx[c];
+    ty += sy[c];
+    all_finite = all_finite && finite[c];
+  }
+  g.cx = static_cast<float>(static_cast<double>(tx) / static_cast<double>(M));
+  g.cy = static_cast<float>(static_cast<double>(ty) / static_cast<double>(M));
+  if (!all_finite || !std::isfinite(g.cx) || !std::isfinite(g.cy)) {
+    enc.raw = true;
+    enc.raw_reason = "non-finite values";
+    return enc;
+  }
+  const double h = o_.L / 2;
+  g.lox = static_cast<float>(static_cast<double>(g.cx) - h);
+  g.hix = static_cast<float>(static_cast<double>(g.cx) + h);
+  g.loy = static_cast<float>(static_cast<double>(g.cy) - h);
+  g.hiy = static_cast<float>(static_cast<double>(g.cy) + h);
+
+  // Distances to the centre (float32): the farthest pair and the inner/outer split.
+  const int64_t units = g.units();
+  struct Far {
+    float d = -1;
+    int64_t i = 0;
+    int64_t inner = 0;
+  };
+  std::vector<Far> fars(units);
+  ex.ParallelFor(units, [&](int64_t u) {
+    Far& f = fars[u];
+    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
+    for (int64_t i = b; i < e; ++i) {
+      const float px = g.x[2 * i], py = g.x[2 * i + 1];
+      const float dx = px - g.cx, dy = py - g.cy;
+      const float d = std::sqrt(dx * dx + dy * dy);
+      if (d > f.d) {
+        f.d = d;
+        f.i = i;
+      }
+      f.inner += g.Inner(px, py);
+    }
+  });
+  g.D = -1;
+  for (const Far& f : fars) {
+    if (f.d > g.D) {
+      g.D = f.d;
+      g.far = f.i;
+    }
+    g.inner += f.inner;
+  }
+  g.outer = M - g.inner;
+  if (!std::isfinite(g.D)) {
+    enc.raw = true;
+    enc.raw_reason = "non-finite values";
+    return enc;
+  }
+
+  // One full encode per codebook size: the first whose error is within loss_max wins, else the
+  // smallest error (the earliest on ties).
+  GridResult chosen;
+  size_t chosen_index = 0;
+  for (size_t k = 0; k < o_.n.size(); ++k) {
+    GridResult r = EncodeGrid(g, o_.n[k], o_, ex);
+    const bool within = r.mae <= o_.loss_max;
+    if (k == 0 || within || r.mae < chosen.mae) {
+      chosen = std::move(r);
+      chosen_index = k;
+    }
+    if (within) break;
+  }
+
+  if (o_.fallback_mae > 0 && chosen.mae > o_.fallback_mae) {
+    enc.raw = true;
+    enc.raw_reason = absl::StrCat("mean error ", chosen.mae, " > fallback_mae ", o_.fallback_mae);
+    enc.params.Add("mae", JsonValue::Number(chosen.mae));
+    return enc;
+  }
+
+  const int w = BitLength(chosen.max_index);
+  const int z = static_cast<int>((8 - (static_cast<uint64_t>(M) * w) % 8) % 8);
+  EncodedPart codes{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(M, w, z))};
+  codes.shape = {static_cast<int64_t>(codes.bytes.size())};
+  PackCodes(chosen.codes, w, z, codes.bytes, ex);
+  EncodedPart side{"side", DType::kF32, {4}, std::vector<uint8_t>(16)};
+  const float sv[4] = {g.cx, g.cy, g.x[2 * g.far], g.x[2 * g.far + 1]};
+  std::memcpy(side.bytes.data(), sv, 16);
+
+  enc.params.Add("L", JsonValue::Number(o_.L))
+      .Add("n", JsonValue::Int(chosen.n))
+      .Add("K", JsonValue::Int(chosen.K))
+      .Add("uint_i", JsonValue::Int(w))
+      .Add("z", JsonValue::Int(z))
+      .Add("num_inner_index", JsonValue::Int(static_cast<int64_t>(chosen_index)))
+      .Add("mae", JsonValue::Number(chosen.mae))
+      .Add("inner_pairs", JsonValue::Int(g.inner))
+      .Add("outer_pairs", JsonValue::Int(g.outer));
+  enc.parts.push_back(std::move(codes));
+  enc.parts.push_back(std::move(side));
+  return enc;
+}
+
+absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc1Codec::PrepareDecoder(
+    const TensorInfo& info, const JsonValue& params, absl::Span<const PartView> parts) const {
+  auto get_int = [&](absl::string_view key, int64_t lo, int64_t hi) -> absl::StatusOr<int64_t> {
+    const JsonValue* v = params.Find(key);
+    const std::optional<int64_t> i = v ? v->as_int64() : std::nullopt;
+    if (!i || *i < lo || *i > hi) {
+      return absl::DataLossError(
+          absl::StrCat("hc1: params need an integer ", key, " in [", lo, ", ", hi, "]"));
+    }
+    return *i;
+  };
+  const JsonValue* Lv = params.Find("L");
+  if (Lv == nullptr || !Lv->is_number() || !(Lv->number() > 0) || !std::isfinite(Lv->number())) {
+    return absl::DataLossError("hc1: params need a finite number L > 0");
+  }
+  const double L = Lv->number();
+  HC_ASSIGN_OR_RETURN(const int64_t n, get_int("n", 1, kMaxN));
+  HC_ASSIGN_OR_RETURN(const int64_t K, get_int("K", 0, kMaxClass));
+  HC_ASSIGN_OR_RETURN(const int64_t w, get_int("uint_i", 1, 32));
+  HC_ASSIGN_OR_RETURN(const int64_t z, get_int("z", 0, 7));
+  if (info.numel < kMinNumel) {
+    return absl::DataLossError("hc1: tensors under 10 elements are never encoded");
+  }
+  const uint64_t M = (info.numel + 1) / 2;
+  const uint64_t entries = static_cast<uint64_t>(n + 1) * static_cast<uint64_t>(K + 1);
+  if (w > BitLength(static_cast<uint32_t>(entries - 1))) {
+    return absl::DataLossError(absl::StrCat("hc1: uint_i ", w, " exceeds the bits of the largest ",
+                                            "index for n ", n, " and K ", K));
+  }
+  if (static_cast<uint64_t>(z) != (8 - (M * w) % 8) % 8) {
+    return absl::DataLossError(absl::StrCat("hc1: z ", z, " does not pad ", M, " codes of ", w,
+                                            " bits to whole bytes"));
+  }
+  const PartView* codes = FindPart(parts, "codes");
+  const PartView* side = FindPart(parts, "side");
+  if (codes == nullptr || side == nullptr || parts.size() != 2) {
+    return absl::DataLossError("hc1: expected exactly the parts \"codes\" and \"side\"");
+  }
+  const uint64_t nbytes = PackedBytes(M, static_cast<int>(w), z);
+  if (codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
+    return absl::DataLossError(absl::StrCat("hc1: \"codes\" must be U8 of ", nbytes, " bytes"));
+  }
+  if (side->dtype != DType::kF32 || side->bytes.size() != 16) {
+    return absl::DataLossError("hc1: \"side\" must be F32 [4]");
+  }
+  const float cx = LoadF32(side->bytes.data()), cy = LoadF32(side->bytes.data() + 4);
+  const float fx = LoadF32(side->bytes.data() + 8), fy = LoadF32(side->bytes.data() + 12);
+  if (!std::isfinite(cx) || !std::isfinite(cy) || !std::isfinite(fx) || !std::isfinite(fy)) {
+    return absl::DataLossError("hc1: \"side\" holds non-finite values");
+  }
+
+  // Table of every index: out = (CB[j] - c) / ((L/2) / (L/2 + k * each)) + c in float64, each =
+  // (D' - L/2) / K with D' the float32 distance from c to p_far; K = 0 gives CB[j].
+  const Codebook cb(Layout::Get(L, n), cx, cy);
+  const double h = L / 2;
+  const float ddx = cx - fx, ddy = cy - fy;
+  const double Dp = std::sqrt(ddx * ddx + ddy * ddy);
+  std::vector<float> table(2 * entries);
+  for (int64_t k = 0; k <= K; ++k) {
+    const double f = K == 0 ? 1.0 : h / (h + static_cast<double>(k) * ((Dp - h) / K));
+    for (int64_t j = 0; j <= n; ++j) {
+      const size_t I = static_cast<size_t>(j + (n + 1) * k);
+      if (K == 0) {
+        table[2 * I] = static_cast<float>(cb.x(j));
+        table[2 * I + 1] = static_cast<float>(cb.y(j));
+      } else {
+        table[2 * I] = static_cast<float>((cb.x(j) - cb.cx()) / f + cb.cx());
+        table[2 * I + 1] = static_cast<float>((cb.y(j) - cb.cy()) / f + cb.cy());
+      }
+    }
+  }
+  return std::unique_ptr<TensorDecoder>(
+      new Hc1Decoder(std::move(table), codes->bytes, static_cast<int>(w), static_cast<int>(z)));
+}
+
+}  // namespace
+
+absl::StatusOr<Hc1Options> Hc1Options::Preset(absl::string_view name) {
+  Hc1Options o;
+  o.preset = std::string(name);
+  if (name == "llm") return o;
+  if (name == "unet") {
+    o.n = {225};
+    o.fallback_mae = 0;
+    return o;
+  }
+  if (name == "mobilenet") {
+    o.L = 0.8;
+    o.class_max = 4;
+    o.fallback_mae = 0;
+    return o;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "hc1: option preset must be one of llm, unet, mobilenet, got \"", name, "\""));
+}
+
+absl::Status Hc1Options::Validate() const {
+  auto bad = [](absl::string_view key, absl::string_view rule, auto value) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc1: option ", key, " must be ", rule, ", got ", value));
+  };
+  if (!(L > 0) || !std::isfinite(L)) return bad("L", "a finite number > 0", L);
+  if (n.empty() || n.size() > kMaxNList) {
+    return bad("n", "a list of 1 to 16 codebook sizes", absl::StrJoin(n, ","));
+  }
+  for (int64_t v : n) {
+    if (v < 1 || v > kMaxN) return bad("n", "a list of integers in [1, 65536]", v);
+  }
+  if (class_max < 1 || class_max > kMaxClass) return bad("class_max", "in [1, 32]", class_max);
+  if (!(loss_max >= 0) || !std::isfinite(loss_max)) {
+    return bad("loss_max", "a finite number >= 0", loss_max);
+  }
+  if (!(loss_threshold >= 0) || !std::isfinite(loss_threshold)) {
+    return bad("loss_threshold", "a finite number >= 0", loss_threshold);
+  }
+  if (!(fallback_mae >= 0) || !std::isfinite(fallback_mae)) {
+    return bad("fallback_mae", "a finite number >= 0 (0 = off)", fallback_mae);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Hc1Options> Hc1Options::FromCodecOptions(const CodecOptions& options) {
+  HC_RETURN_IF_ERROR(options.CheckKnown("hc1", kKeys));
+  const auto annotate = [](const absl::Status& s) { return Annotate(s, "hc1"); };
+  HC_ASSIGN_OR_RETURN(Hc1Options o, Preset(options.Get("preset").value_or("llm")));
+  HC_ASSIGN_OR_RETURN(o.L, options.GetDouble("L", o.L), annotate(_));
+  HC_ASSIGN_OR_RETURN(o.n, options.GetIntList("n", o.n), annotate(_));
+  HC_ASSIGN_OR_RETURN(const int64_t class_max, options.GetInt("class_max", o.class_max),
+                      annotate(_));
+  if (class_max < 1 || class_max > kMaxClass) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc1: option class_max must be in [1, 32], got ", class_max));
+  }
+  o.class_max = static_cast<int>(class_max);
+  HC_ASSIGN_OR_RETURN(o.loss_max, options.GetDouble("loss_max", o.loss_max), annotate(_));
+  HC_ASSIGN_OR_RETURN(o.loss_threshold, options.GetDouble("loss_threshold", o.loss_threshold),
+                      annotate(_));
+  HC_ASSIGN_OR_RETURN(o.fallback_mae, options.GetDouble("fallback_mae", o.fallback_mae),
+                      annotate(_));
+  HC_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<Codec>> CreateHc1Codec(const CodecOptions& options) {
+  HC_ASSIGN_OR_RETURN(Hc1Options o, Hc1Options::FromCodecOptions(options));
+  return std::unique_ptr<Codec>(new Hc1Codec(std::move(o)));
+}
+
+CodecDescription DescribeHc1Codec() {
+  return {"hc1",
+          "Hyper-Compression as the paper's reference runs it: pairs mapped onto a sheared-grid "
+          "codebook in an L x L square, radial rings for outliers",
+          {{"preset", "llm (default), unet or mobilenet: the reference scripts' settings"},
+           {"L", "side of the codebook square (llm/unet 0.1, mobilenet 0.8)"},
+           {"n", "codebook sizes, comma list (llm/mobilenet 1600, unet 225)"},
+           {"class_max", "most radial rings for outliers, 1..32 (llm/unet 3, mobilenet 4)"},
+           {"loss_max", "mean error accepted when choosing among several n (default 0.001)"},
+           {"loss_threshold", "ring search stops at this mean error (default 0.001)"},
+           {"fallback_mae", "keep tensors raw above this mean error; 0 = off (llm 0.006)"}}};
+}
+
+}  // namespace hc
