@@ -13,12 +13,12 @@
 #include "core/io/safetensors_file.h"
 #include "core/io/safetensors_writer.h"
 #include "core/io/shard_index.h"
+#include "core/pipeline/file_compressor.h"
 #include "core/pipeline/tbb_executor.h"
 
 namespace hc {
 namespace {
 
-constexpr absl::string_view kProducer = "hyperc 0.1.0";
 constexpr absl::string_view kIndexFormatName = "hyperc-artifact-index";
 
 using Clock = std::chrono::steady_clock;
@@ -165,60 +165,28 @@ absl::Status CheckCancel(const std::atomic<bool>* cancel) {
   return absl::OkStatus();
 }
 
-// Compresses one input file into one artifact file. The loop: gather a batch of tensors whose
-// input bytes fit the budget, encode them in parallel (each codec parallelises inside large
-// tensors too), write the results in file order, release the input pages, report progress.
+// Compresses one input file into one artifact file: tensors in file order through a
+// FileCompressor (which bounds the bytes in flight); each tensor's input pages are handed back
+// to the kernel as soon as it is encoded.
 absl::Status CompressFile(const SafetensorsFile& in, const std::string& out_path,
                           const TensorCompressor& compressor, const CompressOptions& options,
-                          Executor& executor, ProgressTracker& progress,
+                          TbbExecutor& executor, ProgressTracker& progress,
                           const std::atomic<bool>* cancel, std::vector<TensorRecord>* records) {
-  SafetensorsWriterOptions wopt;
-  wopt.sync = options.sync;
-  HC_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(out_path, wopt));
-  const auto& tensors = in.header().tensors;
-  ArtifactMetadata meta;
-  meta.producer = std::string(kProducer);
-  meta.codec = JsonValue::Object()
-                   .Add("name", JsonValue::String(std::string(compressor.codec().name())))
-                   .Add("options", compressor.codec().OptionsJson());
-  meta.source_metadata = in.header().metadata;
-
-  size_t next = 0;
-  while (next < tensors.size()) {
+  FileCompressor::Options fopt;
+  fopt.memory_budget = options.memory_budget;
+  fopt.sync = options.sync;
+  HC_ASSIGN_OR_RETURN(
+      auto fc, FileCompressor::Create(compressor, executor, in.header(), in.path(), out_path, fopt,
+                                      [&](const TensorRecord& r, uint64_t bytes) {
+                                        progress.Done(r.name, bytes);
+                                      }));
+  for (size_t i = 0; i < in.header().tensors.size(); ++i) {
     HC_RETURN_IF_ERROR(CheckCancel(cancel));
-    size_t end = next + 1;
-    uint64_t bytes = tensors[next].nbytes();
-    while (end < tensors.size() && bytes + tensors[end].nbytes() <= options.memory_budget) {
-      bytes += tensors[end].nbytes();
-      ++end;
-    }
-    std::vector<absl::StatusOr<TensorCompressor::Result>> results(end - next);
-    executor.ParallelFor(static_cast<int64_t>(end - next), [&](int64_t k) {
-      const size_t i = next + static_cast<size_t>(k);
-      results[k] = compressor.Compress(tensors[i], in.TensorData(i), executor);
-    });
-    for (size_t i = next; i < end; ++i) {
-      auto& res = results[i - next];
-      HC_RETURN_IF_ERROR(res.status(), Annotate(_, in.path()));
-      TensorRecord& rec = res->record;
-      if (rec.codec == kRawCodec) {
-        HC_RETURN_IF_ERROR(writer->Add(rec.name, rec.dtype, rec.shape, in.TensorData(i)));
-      } else {
-        for (size_t k = 0; k < rec.parts.size(); ++k) {
-          const EncodedPart& p = res->parts[k];
-          HC_RETURN_IF_ERROR(writer->Add(rec.StoredName(rec.parts[k]), p.dtype, p.shape, p.bytes));
-        }
-      }
-      in.Release(i);
-      progress.Done(rec.name, tensors[i].nbytes());
-      meta.tensors.push_back(std::move(rec));
-      res = absl::CancelledError("released");  // free the parts now
-    }
-    next = end;
+    HC_RETURN_IF_ERROR(fc->Add(in.TensorData(i), [&in, i] { in.Release(i); }));
   }
   HC_RETURN_IF_ERROR(CheckCancel(cancel));
-  HC_RETURN_IF_ERROR(writer->Finish(EncodeArtifactMetadata(meta)));
-  for (TensorRecord& r : meta.tensors) records->push_back(std::move(r));
+  HC_ASSIGN_OR_RETURN(std::vector<TensorRecord> recs, fc->Finish());
+  for (TensorRecord& r : recs) records->push_back(std::move(r));
   return absl::OkStatus();
 }
 

@@ -1,20 +1,50 @@
 #include "core/pipeline/tbb_executor.h"
 
 #include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/partitioner.h>
 #include <oneapi/tbb/task_arena.h>
 
+#include <condition_variable>
+#include <mutex>
+
 namespace hc {
+namespace {
+
+// TBB caps worker threads at max_allowed_parallelism - 1 (it counts on the calling thread to
+// help). Arenas here reserve no slot for callers, so raise the cap to cover every arena's
+// workers. The control object must stay alive; it is replaced only by a larger one.
+void EnsureWorkers(int threads) {
+  static std::mutex mu;
+  static std::unique_ptr<tbb::global_control> control;
+  static int current = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  const int want = threads + 1;
+  if (want <= current) return;
+  control = std::make_unique<tbb::global_control>(
+      tbb::global_control::max_allowed_parallelism, static_cast<size_t>(want));
+  current = want;
+}
+
+}  // namespace
 
 struct TbbExecutor::Impl {
-  explicit Impl(int threads)
-      : arena(threads > 0 ? threads : tbb::task_arena::automatic) {}
+  explicit Impl(int threads) : arena(threads, /*reserved_for_masters=*/0) {}
   tbb::task_arena arena;
+  std::mutex mu;
+  std::condition_variable idle;
+  int64_t pending = 0;  // submitted tasks not yet finished
 };
 
-TbbExecutor::TbbExecutor(int threads) : impl_(std::make_unique<Impl>(threads)) {}
-TbbExecutor::~TbbExecutor() = default;
+TbbExecutor::TbbExecutor(int threads) {
+  const int n = threads > 0 ? threads : tbb::info::default_concurrency();
+  EnsureWorkers(n);
+  impl_ = std::make_unique<Impl>(n);
+}
+
+TbbExecutor::~TbbExecutor() { WaitAll(); }
 
 int TbbExecutor::threads() const { return impl_->arena.max_concurrency(); }
 
@@ -24,16 +54,32 @@ void TbbExecutor::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t)> body) 
     body(0);
     return;
   }
-  auto run = [&] {
+  // execute() from a thread already in this arena (a nested call) just runs the loop.
+  impl_->arena.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<int64_t>(0, n, 1),
         [&](const tbb::blocked_range<int64_t>& r) {
           for (int64_t i = r.begin(); i != r.end(); ++i) body(i);
         },
         tbb::simple_partitioner());
-  };
-  // execute() from a thread already in this arena (a nested call) just runs `run`.
-  impl_->arena.execute(run);
+  });
+}
+
+void TbbExecutor::Submit(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    ++impl_->pending;
+  }
+  impl_->arena.enqueue([impl = impl_.get(), task = std::move(task)] {
+    task();
+    std::lock_guard<std::mutex> lock(impl->mu);
+    if (--impl->pending == 0) impl->idle.notify_all();
+  });
+}
+
+void TbbExecutor::WaitAll() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->idle.wait(lock, [this] { return impl_->pending == 0; });
 }
 
 }  // namespace hc

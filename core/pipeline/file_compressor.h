@@ -1,0 +1,90 @@
+// Compresses one safetensors file whose tensors become available one after another (from a
+// mapped file, or from an upload as its bytes arrive) into one artifact file.
+#ifndef HC_CORE_PIPELINE_FILE_COMPRESSOR_H_
+#define HC_CORE_PIPELINE_FILE_COMPRESSOR_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/io/safetensors.h"
+#include "core/io/safetensors_writer.h"
+#include "core/pipeline/pipeline.h"
+#include "core/pipeline/tbb_executor.h"
+
+namespace hc {
+
+/// Tensor-level streaming compression of one file.
+///
+/// Add() hands over tensor i (in the header's data order) and returns at once after submitting
+/// its encoding to the executor, unless the input bytes in flight would exceed the memory
+/// budget: then it first waits for the oldest tensors to finish. Finished tensors are written
+/// to the artifact strictly in order, so the artifact's bytes depend only on the input and the
+/// options, never on timing or thread count. The same class serves local files and uploads.
+class FileCompressor {
+ public:
+  struct Options {
+    /// Input bytes in flight at once (a larger tensor runs alone). Default: 256 MiB.
+    uint64_t memory_budget = uint64_t{256} << 20;
+    /// fsync the artifact before renaming it into place. Default: true.
+    bool sync = true;
+  };
+  /// Called (on the thread calling Add or Finish) after each tensor is written, with its record
+  /// and its input bytes.
+  using DoneCallback = std::function<void(const TensorRecord&, uint64_t)>;
+
+  /// Starts an artifact at `out_path` for a source with `header`. `compressor` and `executor`
+  /// must outlive this object.
+  static absl::StatusOr<std::unique_ptr<FileCompressor>> Create(
+      const TensorCompressor& compressor, TbbExecutor& executor, const SafetensorsHeader& header,
+      std::string source, std::string out_path, Options options, DoneCallback on_done = {});
+  /// Waits for in-flight work. Without a successful Finish() no artifact file is left.
+  ~FileCompressor();
+
+  /// The next tensor's bytes (valid until `release` is called, which happens once the tensor
+  /// has been encoded). Errors: the first failure of any tensor so far.
+  absl::Status Add(absl::Span<const uint8_t> data, std::function<void()> release = {});
+  /// Waits for every tensor, writes the metadata and renames the artifact into place.
+  /// Errors: InvalidArgument if fewer tensors were added than the header holds; any failure.
+  absl::StatusOr<std::vector<TensorRecord>> Finish();
+
+ private:
+  struct Slot {
+    size_t index = 0;
+    uint64_t bytes = 0;
+    absl::Span<const uint8_t> data;
+    std::function<void()> release;
+    bool done = false;
+    absl::StatusOr<TensorCompressor::Result> result = absl::UnknownError("pending");
+  };
+  FileCompressor(const TensorCompressor& c, TbbExecutor& e) : compressor_(c), executor_(e) {}
+  // Writes finished slots at the head; with `block`, first waits for the head to finish.
+  absl::Status Drain(bool block);
+
+  const TensorCompressor& compressor_;
+  TbbExecutor& executor_;
+  SafetensorsHeader header_;
+  std::string source_;
+  Options options_;
+  DoneCallback on_done_;
+  std::unique_ptr<SafetensorsWriter> writer_;
+  ArtifactMetadata meta_;
+  size_t next_ = 0;
+  uint64_t inflight_bytes_ = 0;
+  absl::Status error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Slot>> slots_;
+};
+
+}  // namespace hc
+
+#endif  // HC_CORE_PIPELINE_FILE_COMPRESSOR_H_
