@@ -108,6 +108,10 @@ absl::Status FileCompressor::Drain(bool block) {
     }
     if (on_done_) on_done_(s->result->record, s->bytes);
     meta_.tensors.push_back(std::move(s->result->record));
+    if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
+      error_ = absl::CancelledError("cancelled");
+      return error_;
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 #ifndef HC_CORE_PIPELINE_FILE_COMPRESSOR_H_
 #define HC_CORE_PIPELINE_FILE_COMPRESSOR_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,6 +37,8 @@ class FileCompressor {
     uint64_t memory_budget = uint64_t{256} << 20;
     /// fsync the artifact before renaming it into place. Default: true.
     bool sync = true;
+    /// When set and true, Add() and Finish() stop with Cancelled (checked after every tensor).
+    const std::atomic<bool>* cancel = nullptr;
   };
   /// Called (on the thread calling Add or Finish) after each tensor is written, with its record
   /// and its input bytes.

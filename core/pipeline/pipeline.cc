@@ -175,6 +175,7 @@ absl::Status CompressFile(const SafetensorsFile& in, const std::string& out_path
   FileCompressor::Options fopt;
   fopt.memory_budget = options.memory_budget;
   fopt.sync = options.sync;
+  fopt.cancel = cancel;
   HC_ASSIGN_OR_RETURN(
       auto fc, FileCompressor::Create(compressor, executor, in.header(), in.path(), out_path, fopt,
                                       [&](const TensorRecord& r, uint64_t bytes) {
