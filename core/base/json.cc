@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
@@ -49,9 +50,8 @@ JsonValue JsonValue::Object(std::vector<Member> members) {
 }
 
 double JsonValue::number() const {
-  double d = 0;
-  std::from_chars(str_.data(), str_.data() + str_.size(), d);
-  return d;
+  // strtod, unlike from_chars, gives +-HUGE_VAL (infinity) for out-of-range magnitudes.
+  return std::strtod(str_.c_str(), nullptr);
 }
 
 std::optional<uint64_t> JsonValue::as_uint64() const {
@@ -84,6 +84,30 @@ JsonValue& JsonValue::Add(std::string key, JsonValue value) {
 JsonValue& JsonValue::Push(JsonValue value) {
   items_.push_back(std::move(value));
   return *this;
+}
+
+bool IsValidUtf8(absl::string_view s) {
+  static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    int len;
+    uint32_t cp;
+    if (b0 < 0x80) { ++i; continue; }
+    if ((b0 & 0xe0) == 0xc0) { len = 2; cp = b0 & 0x1f; }
+    else if ((b0 & 0xf0) == 0xe0) { len = 3; cp = b0 & 0x0f; }
+    else if ((b0 & 0xf8) == 0xf0) { len = 4; cp = b0 & 0x07; }
+    else return false;
+    if (i + len > s.size()) return false;
+    for (int k = 1; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3f);
+    }
+    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
 }
 
 void AppendJsonString(absl::string_view s, std::string* out) {

@@ -88,6 +88,9 @@ struct JsonParseOptions {
 /// broken (e.g. "duplicate key \"a\" at byte 17").
 absl::StatusOr<JsonValue> ParseJson(absl::string_view text, const JsonParseOptions& options = {});
 
+/// True if `s` is well-formed UTF-8 (no overlong forms, surrogates or code points > U+10FFFF).
+bool IsValidUtf8(absl::string_view s);
+
 /// Appends `s` to `out` as a JSON string literal (with quotes), escaping as RFC 8259 requires.
 void AppendJsonString(absl::string_view s, std::string* out);
 

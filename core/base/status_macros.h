@@ -24,13 +24,6 @@ inline absl::Status Annotate(const absl::Status& s, absl::string_view context) {
   return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
 }
 
-namespace internal_status {
-inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
-template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-}  // namespace internal_status
 }  // namespace hc
 
 #define HC_STATUS_CONCAT_INNER_(a, b) a##b

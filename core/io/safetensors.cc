@@ -102,7 +102,7 @@ absl::StatusOr<uint64_t> ParseHeaderLength(const uint8_t prefix[8],
                                     "-byte limit"));
   }
   if (n < 2) return Bad(source, absl::StrCat("header length ", n, " is too small for a JSON object"));
-  if (file_size && n > *file_size - 8) {
+  if (file_size && (*file_size < 8 || n > *file_size - 8)) {
     return Bad(source, absl::StrCat("header length ", n, " runs past the end of the file (",
                                     *file_size, " bytes)"));
   }
@@ -161,6 +161,9 @@ absl::StatusOr<SafetensorsHeader> ValidateSafetensorsHeader(absl::string_view he
                        absl::StrCat("data_offsets end at ", pos, ", past the data region of ",
                                     *data_bytes, " bytes"));
     }
+  }
+  if (pos > UINT64_MAX - 8 - h.header_bytes) {
+    return Bad(source, absl::StrCat("data region of ", pos, " bytes overflows 64-bit file offsets"));
   }
   if (data_bytes && pos != *data_bytes) {
     return Bad(source, absl::StrCat("data region has ", *data_bytes - pos,

@@ -8,7 +8,7 @@
 // ValidateSafetensorsHeader enforces (each error names the source, the tensor and the rule):
 //   - N <= kMaxHeaderBytes (100 MB) and N fits in the file;
 //   - the header is one JSON object, valid UTF-8, with no duplicate keys and nothing after it but
-//     spaces;
+//     JSON whitespace (writers pad with spaces);
 //   - every tensor entry has exactly dtype, shape and data_offsets; the dtype is known; the shape
 //     is a list of non-negative integers whose product times the dtype size does not overflow;
 //     the offsets are two integers begin <= end with end - begin equal to that byte size;

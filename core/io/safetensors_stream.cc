@@ -39,8 +39,12 @@ absl::Status SafetensorsStreamParser::Feed(absl::Span<const uint8_t> bytes,
         auto n = ParseHeaderLength(buf_.data(), std::nullopt, source_);
         if (!n.ok()) return fail(n.status());
         header_len_ = *n;
+        if (header_len_ > options_.max_total_bytes - 8) {
+          return fail(absl::InvalidArgumentError(absl::StrCat(
+              source_, ": header length ", header_len_, " exceeds the stream limit of ",
+              options_.max_total_bytes, " bytes")));
+        }
         buf_.clear();
-        buf_.reserve(header_len_);
       } else if (header_len_ > 0 && consumed_ == 8 + header_len_) {
         absl::string_view json(reinterpret_cast<const char*>(buf_.data()), buf_.size());
         auto h = ValidateSafetensorsHeader(json, std::nullopt, source_);
@@ -84,7 +88,8 @@ absl::Status SafetensorsStreamParser::Feed(absl::Span<const uint8_t> bytes,
       consumed_ += take;
       if (absl::Status s = on_tensor(t, bytes.subspan(0, take)); !s.ok()) return fail(s);
     } else {
-      if (buf_.empty()) buf_.reserve(t.nbytes());
+      // Grow as bytes arrive (no up-front reservation of a declared, untrusted size).
+      if (buf_.empty()) buf_.reserve(static_cast<size_t>(std::min<uint64_t>(t.nbytes(), uint64_t{64} << 20)));
       buf_.insert(buf_.end(), bytes.begin(), bytes.begin() + take);
       consumed_ += take;
       if (buf_.size() < t.nbytes()) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/json.h"
 #include "core/base/status_macros.h"
 
 namespace hc {
@@ -79,7 +80,7 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
                                     const std::vector<int64_t>& shape,
                                     absl::Span<const uint8_t> data) {
   if (finished_) return absl::FailedPreconditionError("writer already finished");
-  if (name.empty() || name == "__metadata__") {
+  if (name.empty() || name == "__metadata__" || !IsValidUtf8(name)) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": invalid tensor name \"", name, "\""));
   }
   auto pos = std::lower_bound(names_sorted_.begin(), names_sorted_.end(), name);
@@ -115,6 +116,18 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
 
 absl::Status SafetensorsWriter::Finish(const StringMap& metadata) {
   if (finished_) return absl::FailedPreconditionError("writer already finished");
+  std::vector<absl::string_view> keys;
+  for (const auto& [k, v] : metadata) {
+    if (!IsValidUtf8(k) || !IsValidUtf8(v)) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": metadata \"", k, "\" is not valid UTF-8"));
+    }
+    keys.push_back(k);
+  }
+  std::sort(keys.begin(), keys.end());
+  if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": duplicate metadata key \"",
+                                                   *std::adjacent_find(keys.begin(), keys.end()), "\""));
+  }
   std::string header;
   if (spilled_) {
     header = EncodeSafetensorsHeader(tensors_, metadata, options_.reserve_header_bytes);

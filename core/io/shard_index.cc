@@ -34,7 +34,10 @@ absl::StatusOr<ShardIndex> ReadShardIndex(const std::string& path) {
   ShardIndex index;
   index.path = path;
   index.dir = DirName(path);
-  if (const JsonValue* m = parsed->Find("metadata")) index.metadata = *m;
+  if (const JsonValue* m = parsed->Find("metadata")) {
+    if (!m->is_object() && !m->is_null()) return bad("\"metadata\" is not an object");
+    index.metadata = *m;
+  }
   const JsonValue* wm = parsed->Find("weight_map");
   if (wm == nullptr || !wm->is_object()) return bad("missing \"weight_map\" object");
   if (wm->members().empty()) return bad("\"weight_map\" is empty");
