@@ -45,35 +45,17 @@ absl::StatusOr<ModelInput> OpenModel(const std::string& path) {
   }
   in.sharded = true;
   HC_ASSIGN_OR_RETURN(in.index, ReadShardIndex(path));
-  std::unordered_map<std::string, std::string> expected(in.index.weight_map.begin(),
-                                                        in.index.weight_map.end());
-  uint64_t seen = 0;
+  std::vector<const SafetensorsHeader*> headers;
   for (size_t i = 0; i < in.index.shards.size(); ++i) {
     HC_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(in.index.ShardPath(i)));
-    for (const TensorInfo& t : f->header().tensors) {
-      auto it = expected.find(t.name);
-      if (it == expected.end() || it->second != in.index.shards[i]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ": tensor \"", t.name, "\" is in shard ", in.index.shards[i],
-            it == expected.end() ? " but not in the weight map" : absl::StrCat(" but the weight map says ", it->second)));
-      }
-      ++seen;
-    }
+    headers.push_back(&f->header());
     in.files.push_back(std::move(f));
     in.names.push_back(in.index.shards[i]);
   }
-  if (seen != expected.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": the weight map lists ", expected.size(),
-                                                   " tensors but the shards hold ", seen));
-  }
+  HC_RETURN_IF_ERROR(CheckShardsMatchIndex(in.index, headers));
   return in;
 }
 
-std::string ArtifactShardName(const std::string& source_name) {
-  std::string stem = source_name;
-  if (absl::EndsWith(stem, ".safetensors")) stem.resize(stem.size() - 12);
-  return stem + ".hyc.safetensors";
-}
 
 // Removes outputs of a failed run; the directory too if this run created it.
 class OutputGuard {
@@ -108,6 +90,38 @@ absl::Status PrepareOutputDir(const std::string& dir, OutputGuard* guard) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+std::string ArtifactShardName(const std::string& source_name) {
+  std::string stem = source_name;
+  if (absl::EndsWith(stem, ".safetensors")) stem.resize(stem.size() - 12);
+  return stem + ".hyc.safetensors";
+}
+
+absl::Status CheckShardsMatchIndex(const ShardIndex& index,
+                                   absl::Span<const SafetensorsHeader* const> headers) {
+  std::unordered_map<std::string, std::string> expected(index.weight_map.begin(),
+                                                        index.weight_map.end());
+  uint64_t seen = 0;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    for (const TensorInfo& t : headers[i]->tensors) {
+      auto it = expected.find(t.name);
+      if (it == expected.end() || it->second != index.shards[i]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            index.path, ": tensor \"", t.name, "\" is in shard ", index.shards[i],
+            it == expected.end() ? " but not in the weight map"
+                                 : absl::StrCat(" but the weight map says ", it->second)));
+      }
+      ++seen;
+    }
+  }
+  if (seen != expected.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(index.path, ": the weight map lists ",
+                                                   expected.size(), " tensors but the shards hold ", seen));
+  }
+  return absl::OkStatus();
+}
+
 // Writes `text` to `path` atomically (temp file, fsync, rename).
 absl::Status WriteFileAtomically(const std::string& path, const std::string& text, bool sync) {
   std::string tmpl = absl::StrCat(path, ".tmp-XXXXXX");
@@ -132,6 +146,46 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
   }
   return absl::OkStatus();
 }
+
+absl::StatusOr<std::string> WriteArtifactIndex(const std::string& dir,
+                                               const std::string& source_index_name,
+                                               const JsonValue& source_index_metadata,
+                                               absl::Span<const std::string> source_shards,
+                                               absl::Span<const std::vector<TensorRecord>> records,
+                                               bool sync) {
+  JsonValue shards = JsonValue::Array();
+  std::vector<std::pair<std::string, std::string>> weight_map;
+  uint64_t total = 0;
+  for (size_t i = 0; i < source_shards.size(); ++i) {
+    const std::string name = ArtifactShardName(source_shards[i]);
+    for (const TensorRecord& r : records[i]) {
+      total += r.stats.stored_bytes;
+      for (const StoredPart& p : r.parts) weight_map.emplace_back(r.StoredName(p), name);
+    }
+    shards.Push(JsonValue::Object()
+                    .Add("artifact", JsonValue::String(name))
+                    .Add("source", JsonValue::String(source_shards[i])));
+  }
+  JsonValue meta =
+      JsonValue::Object()
+          .Add(std::string(kFormatKey), JsonValue::String(std::string(kIndexFormatName)))
+          .Add(std::string(kVersionKey), JsonValue::String(absl::StrCat(kArtifactFormatVersion)))
+          .Add("total_size", JsonValue::Int(static_cast<int64_t>(total)))
+          .Add("source_index", JsonValue::String(source_index_name))
+          .Add("source_metadata",
+               source_index_metadata.is_null() ? JsonValue::Object() : source_index_metadata);
+  JsonValue wm = JsonValue::Object();
+  for (auto& [t, f] : weight_map) wm.Add(t, JsonValue::String(f));
+  JsonValue root = JsonValue::Object()
+                       .Add("metadata", std::move(meta))
+                       .Add("weight_map", std::move(wm))
+                       .Add("shards", std::move(shards));
+  const std::string path = absl::StrCat(dir, "/", kArtifactIndexName);
+  HC_RETURN_IF_ERROR(WriteFileAtomically(path, root.Dump() + "\n", sync));
+  return path;
+}
+
+namespace {
 
 class ProgressTracker {
  public:
@@ -271,42 +325,19 @@ absl::StatusOr<RunSummary> CompressModel(const std::string& input, const std::st
     summary.outputs.push_back(output);
   } else {
     HC_RETURN_IF_ERROR(PrepareOutputDir(output, &guard));
-    JsonValue shards = JsonValue::Array();
-    std::vector<std::pair<std::string, std::string>> weight_map;
+    std::vector<std::vector<TensorRecord>> per_shard(in.files.size());
     for (size_t i = 0; i < in.files.size(); ++i) {
-      const std::string name = ArtifactShardName(in.names[i]);
-      const std::string path = absl::StrCat(output, "/", name);
+      const std::string path = absl::StrCat(output, "/", ArtifactShardName(in.names[i]));
       guard.AddFile(path);
-      const size_t first = summary.tensors.size();
       HC_RETURN_IF_ERROR(CompressFile(*in.files[i], path, *compressor, options, executor, progress,
-                                      cancel, &summary.tensors));
-      for (size_t k = first; k < summary.tensors.size(); ++k) {
-        for (const StoredPart& p : summary.tensors[k].parts) {
-          weight_map.emplace_back(summary.tensors[k].StoredName(p), name);
-        }
-      }
-      shards.Push(JsonValue::Object()
-                      .Add("artifact", JsonValue::String(name))
-                      .Add("source", JsonValue::String(in.names[i])));
+                                      cancel, &per_shard[i]));
+      summary.tensors.insert(summary.tensors.end(), per_shard[i].begin(), per_shard[i].end());
       summary.outputs.push_back(path);
     }
-    uint64_t total = 0;
-    for (const TensorRecord& r : summary.tensors) total += r.stats.stored_bytes;
-    JsonValue meta = JsonValue::Object()
-                         .Add(std::string(kFormatKey), JsonValue::String(std::string(kIndexFormatName)))
-                         .Add(std::string(kVersionKey), JsonValue::String(absl::StrCat(kArtifactFormatVersion)))
-                         .Add("total_size", JsonValue::Int(static_cast<int64_t>(total)))
-                         .Add("source_index", JsonValue::String(BaseName(input)))
-                         .Add("source_metadata", in.index.metadata.is_null() ? JsonValue::Object()
-                                                                             : in.index.metadata);
-    std::string text = EncodeShardIndex(meta, weight_map);
-    // Insert "shards" next to metadata and weight_map.
-    auto parsed = ParseJson(text);
-    JsonValue root = *parsed;
-    root.Add("shards", std::move(shards));
-    const std::string index_path = absl::StrCat(output, "/", kArtifactIndexName);
-    guard.AddFile(index_path);
-    HC_RETURN_IF_ERROR(WriteFileAtomically(index_path, root.Dump() + "\n", options.sync));
+    guard.AddFile(absl::StrCat(output, "/", kArtifactIndexName));
+    HC_ASSIGN_OR_RETURN(std::string index_path,
+                        WriteArtifactIndex(output, BaseName(input), in.index.metadata, in.names,
+                                           per_shard, options.sync));
     summary.outputs.push_back(index_path);
   }
   guard.Commit();

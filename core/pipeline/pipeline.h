@@ -23,6 +23,7 @@
 #include "core/base/parallel.h"
 #include "core/codec/codec.h"
 #include "core/format/artifact.h"
+#include "core/io/shard_index.h"
 
 namespace hc {
 
@@ -136,6 +137,23 @@ absl::StatusOr<RunSummary> InspectArtifact(const std::string& artifact);
 
 /// File name of the index written for a sharded artifact.
 inline constexpr absl::string_view kArtifactIndexName = "hyperc.index.json";
+
+/// The artifact file name for a source shard: "x.safetensors" -> "x.hyc.safetensors".
+std::string ArtifactShardName(const std::string& source_name);
+
+/// Checks that the shards (headers in `index.shards` order) hold exactly the tensors the index's
+/// weight map assigns them. Errors: InvalidArgument naming the index and the tensor.
+absl::Status CheckShardsMatchIndex(const ShardIndex& index,
+                                   absl::Span<const SafetensorsHeader* const> headers);
+
+/// Writes `dir`/hyperc.index.json for a sharded artifact (SPEC.md section 7): source shard
+/// names in sorted order and each shard's records. Returns the index path.
+absl::StatusOr<std::string> WriteArtifactIndex(const std::string& dir,
+                                               const std::string& source_index_name,
+                                               const JsonValue& source_index_metadata,
+                                               absl::Span<const std::string> source_shards,
+                                               absl::Span<const std::vector<TensorRecord>> records,
+                                               bool sync);
 
 }  // namespace hc
 
