@@ -30,6 +30,9 @@ constexpr size_t kMaxNList = 16;
 // Pairs per parallel unit. Fixed, so output never depends on the thread count; the centre pass
 // uses numpy's own chunk (hc1::kNumpyChunk pairs) instead.
 constexpr int64_t kUnitPairs = 4096;
+static_assert(kUnitPairs <= 65536, "pair offsets are uint16");
+// Outer pairs handled per block in the class trials (their geometry stays in L1).
+constexpr int kBlock = 512;
 
 // Neumaier-compensated float64 sum: the mean errors come out within an ulp or so of the exact
 // value, so decisions match numpy's pairwise mean except within ~1e-15 relative of a tie.
@@ -58,6 +61,10 @@ struct Geometry {
   int64_t far = 0;               // first pair at distance D
   int64_t inner = 0, outer = 0;  // pair counts
   double L = 0;
+  // Per unit u: order[u * kUnitPairs ...] lists the unit's inner pairs, then its outer pairs, as
+  // offsets from the unit's first pair; unit_inner[u] inner ones.
+  std::vector<uint16_t> order;
+  std::vector<uint32_t> unit_inner;
 
   int64_t units() const { return (M + kUnitPairs - 1) / kUnitPairs; }
   bool Inner(float px, float py) const {
@@ -77,165 +84,271 @@ struct GridResult {
 };
 
 struct InnerStats {
-  CSum trial;  // |CB[j] - p| over every element of inner pairs (class trials)
-  CSum fin0;   // the same over real elements (final error when K = 0)
-  CSum fin1;   // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
+  CSum fin0;         // |CB[j] - p| over real elements (class trials, final error when K = 0)
+  double pad0 = 0;   // the same for the padding element, if it is in an inner pair
+  CSum fin1;         // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
   uint32_t max0 = 0, max1 = 0;
   std::vector<std::pair<int64_t, uint32_t>> patches;  // pairs whose K > 0 code differs
 };
 
 struct TrialStats {
-  CSum all;   // over every element of outer pairs
-  CSum fin;   // over real elements
+  CSum fin;         // over real elements of outer pairs
+  double pad = 0;   // the padding element, if it is in an outer pair
   uint32_t max = 0;
 };
+
+// Class trials computed per pass over the data (the presets need one pass).
+constexpr int kBatch = 4;
 
 // One class trial (or the final encode's outer part): ring radii r_i = i * each + L/2, r_k = D;
 // an outer pair goes to the first ring i >= 1 with d <= r_i and is looked up at
 // float32(p - c) * f_i + c, f_i = (L/2) / r_i.
 struct Rings {
   int k = 0;
-  std::vector<double> r, f;
-  Rings(double D, double L, int k_) : k(k_), r(k_ + 1), f(k_ + 1) {
+  bool increasing = true;
+  std::vector<double> r, f, inv_f;
+  Rings() = default;
+  Rings(double D, double L, int k_) : k(k_), r(k_ + 1), f(k_ + 1), inv_f(k_ + 1) {
     const double h = L / 2;
     const double each = (D - h) / k;
     for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
     r[k] = D;
-    for (int i = 0; i <= k; ++i) f[i] = h / r[i];
-  }
-  int Class(double d) const {
-    for (int i = 1; i < k; ++i) {
-      if (d <= r[i]) return i;
+    for (int i = 0; i <= k; ++i) {
+      f[i] = h / r[i];
+      inv_f[i] = 1.0 / f[i];
+      if (i > 0 && r[i] < r[i - 1]) increasing = false;
     }
-    return k;
+  }
+  // The first ring i >= 1 with d <= r_i (r_k = D >= d). With increasing radii that is one plus
+  // the number of inner radii below d, counted without branches.
+  int Class(double d) const {
+    if (increasing) {
+      int i = 1;
+      for (int m = 1; m < k; ++m) i += d > r[m];
+      return i;
+    }
+    int i = 1;
+    while (i < k && !(d <= r[i])) ++i;
+    return i;
   }
 };
 
-GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex) {
-  GridResult res;
-  res.n = n;
-  res.codes.assign(g.M, 0);
-  const Codebook cb(Layout::Get(g.L, n), g.cx, g.cy);
-  const double cx = g.cx, cy = g.cy;
-  const int64_t units = g.units();
-  const uint32_t stride = static_cast<uint32_t>(n + 1);
+// Encodes the tensor with one codebook size: the inner pairs, the class-count search over the
+// outer pairs, the final codes.
+class GridEncoder {
+ public:
+  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex)
+      : g_(g), o_(o), ex_(ex), cb_(Layout::Get(g.L, n), g.cx, g.cy),
+        stride_(static_cast<uint32_t>(n + 1)), units_(g.units()) {}
 
-  // Inner pass: every inner pair is looked up at p itself (class trials, K = 0) and at
-  // float32(p - c) + c (K > 0; nearly always the same point, so rarely a second lookup).
-  std::vector<InnerStats> in(units);
-  ex.ParallelFor(units, [&](int64_t u) {
-    InnerStats& s = in[u];
-    const int64_t b = u * kUnitPairs, e = std::min(g.M, b + kUnitPairs);
-    for (int64_t i = b; i < e; ++i) {
-      const float px = g.x[2 * i], py = g.x[2 * i + 1];
-      if (!g.Inner(px, py)) continue;
-      const double qx = px, qy = py;
-      const uint32_t j = cb.Nearest(qx, qy);
-      res.codes[i] = j;
-      const double ex0 = std::abs(cb.x(j) - qx), ey0 = std::abs(cb.y(j) - qy);
-      const bool yreal = g.YReal(i);
-      s.trial.Add(ex0);
-      s.trial.Add(ey0);
-      s.fin0.Add(ex0);
-      if (yreal) s.fin0.Add(ey0);
-      s.max0 = std::max(s.max0, j);
-      const double bx = static_cast<double>(px - g.cx) + cx;
-      const double by = static_cast<double>(py - g.cy) + cy;
-      uint32_t jb = j;
-      if (bx != qx || by != qy) {
-        jb = cb.Nearest(bx, by);
-        if (jb != j) s.patches.emplace_back(i, jb);
-      }
-      const double rx = (cb.x(jb) - cx) / 1.0 + cx, ry = (cb.y(jb) - cy) / 1.0 + cy;
-      s.fin1.Add(std::abs(rx - qx));
-      if (yreal) s.fin1.Add(std::abs(ry - qy));
-      s.max1 = std::max(s.max1, jb);
-    }
-  });
-  CSum inner_trial, inner_fin0, inner_fin1;
+  GridResult Run();
+
+ private:
+  // The inner pairs at offsets idx[0..n) from pair b.
+  void InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s);
+  // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b; writes the
+  // codes of trial `write` (-1: none).
+  void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
+                  int write, TrialStats* s);
+  // One pass over all units: inner pairs too if `inner` is set, then trials rings[0..nr).
+  void Pass(bool inner, const Rings* rings, int nr, int write, std::vector<InnerStats>* in,
+            std::vector<TrialStats>* ts);
+
+  const Geometry& g_;
+  const Hc1Options& o_;
+  Executor& ex_;
+  const Codebook cb_;
+  const uint32_t stride_;
+  const int64_t units_;
+  std::vector<uint32_t> codes_;
+};
+
+// Inner pairs: looked up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0;
+// nearly always the same point, so rarely a second lookup). Errors are summed per pair (x + y).
+void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s) {
+  const double cx = cb_.cx(), cy = cb_.cy();
+  CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = b + idx[k];
+    const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+    const double qx = px, qy = py;
+    const uint32_t j = cb_.Nearest(qx, qy);
+    codes_[i] = j;
+    max0 = std::max(max0, j);
+    const double bx = static_cast<double>(px - g_.cx) + cx;
+    const double by = static_cast<double>(py - g_.cy) + cy;
+    uint32_t jb = j;
+    if (bx != qx || by != qy) [[unlikely]] {
+      jb = cb_.Nearest(bx, by);
+      if (jb != j) s.patches.emplace_back(i, jb);
+    }
+    max1 = std::max(max1, jb);
+    const double ex0 = std::abs(cb_.x(j) - qx), ey0 = std::abs(cb_.y(j) - qy);
+    const double ex1 = std::abs((cb_.x(jb) - cx) / 1.0 + cx - qx);
+    const double ey1 = std::abs((cb_.y(jb) - cy) / 1.0 + cy - qy);
+    if (g_.YReal(i)) [[likely]] {
+      fin0.Add(ex0 + ey0);
+      fin1.Add(ex1 + ey1);
+    } else {
+      fin0.Add(ex0);
+      fin1.Add(ex1);
+      s.pad0 = ey0;
+    }
+  }
+  s.fin0 = fin0;
+  s.fin1 = fin1;
+  s.max0 = max0;
+  s.max1 = max1;
+}
+
+// Outer pairs, in blocks: the float32 distance once per pair, then per trial (a tight loop with
+// its accumulators in registers) the ring, the lookup of the pulled-in point, the reconstruction
+// (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; it only feeds the mean
+// error) and its error.
+void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings,
+                             int nr, int write, TrialStats* s) {
+  const double cx = cb_.cx(), cy = cb_.cy();
+  CSum fin[kBatch];
+  uint32_t mx[kBatch] = {};
+  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
+  int64_t bi[kBlock];
+  for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
+    const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
+    int pad = -1;  // the block position of the pair holding the padding element, if here
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+      const float dx = px - g_.cx, dy = py - g_.cy;
+      bi[k] = i;
+      bdx[k] = dx;
+      bdy[k] = dy;
+      bd[k] = std::sqrt(dx * dx + dy * dy);
+      bpx[k] = px;
+      bpy[k] = py;
+      if (!g_.YReal(i)) pad = k;
+    }
+    for (int t = 0; t < nr; ++t) {
+      const Rings& R = rings[t];
+      CSum acc = fin[t];
+      uint32_t m = mx[t];
+      double pad_err = 0;
+      for (int k = 0; k < cnt; ++k) {
+        const int cls = R.Class(bd[k]);
+        const double f = R.f[cls], inv = R.inv_f[cls];
+        const uint32_t j = cb_.Nearest(bdx[k] * f + cx, bdy[k] * f + cy);
+        const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
+        if (t == write) codes_[bi[k]] = code;
+        m = std::max(m, code);
+        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
+        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
+        if (k != pad) [[likely]] {
+          acc.Add(ex0 + ey0);
+        } else {
+          acc.Add(ex0);
+          pad_err = ey0;
+        }
+      }
+      fin[t] = acc;
+      mx[t] = m;
+      if (pad >= 0) s[t].pad = pad_err;
+    }
+  }
+  for (int t = 0; t < nr; ++t) {
+    s[t].fin = fin[t];
+    s[t].max = mx[t];
+  }
+}
+
+void GridEncoder::Pass(bool inner, const Rings* rings, int nr, int write,
+                       std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
+  ex_.ParallelFor(units_, [&](int64_t u) {
+    const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
+    const uint16_t* order = g_.order.data() + b;
+    const int64_t ni = g_.unit_inner[u];
+    if (inner) InnerPairs(b, order, ni, (*in)[u]);
+    if (nr > 0) OuterPairs(b, order + ni, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
+  });
+}
+
+GridResult GridEncoder::Run() {
+  GridResult res;
+  res.n = static_cast<int64_t>(stride_) - 1;
+  codes_.assign(g_.M, 0);
+  const double numel = static_cast<double>(g_.numel);
+  std::vector<InnerStats> in(units_);
+  std::vector<TrialStats> ts(units_ * kBatch);
+
+  // The class-count search: keep the k with MAE <= best (ties to the later k); stop at the first
+  // k with MAE <= loss_threshold. Trials run kBatch at a time; the first pass also does the inner
+  // pairs and writes the codes of its last trial.
+  double best = std::numeric_limits<double>::infinity();
+  int K = 0, written = 0;
+  TrialStats best_stats;
+  CSum inner_trial;
+  bool stop = g_.outer == 0;
+  for (int k0 = 1; k0 == 1 || (!stop && k0 <= o_.class_max); k0 += kBatch) {
+    const int nr = stop ? 0 : std::min(kBatch, o_.class_max - k0 + 1);
+    std::vector<Rings> rings(nr);
+    for (int t = 0; t < nr; ++t) rings[t] = Rings(g_.D, g_.L, k0 + t);
+    std::fill(ts.begin(), ts.end(), TrialStats{});
+    Pass(k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    written = k0 + nr - 1;
+    if (k0 == 1) {
+      for (const InnerStats& s : in) inner_trial.Add(s.fin0);
+      for (const InnerStats& s : in) inner_trial.Add(s.pad0);
+    }
+    for (int t = 0; t < nr && !stop; ++t) {
+      TrialStats sum;
+      for (int64_t u = 0; u < units_; ++u) {
+        const TrialStats& s = ts[u * kBatch + t];
+        sum.fin.Add(s.fin);
+        sum.pad += s.pad;
+        sum.max = std::max(sum.max, s.max);
+      }
+      CSum total = inner_trial;
+      total.Add(sum.fin);
+      total.Add(sum.pad);
+      const double mae = total.value() / static_cast<double>(2 * g_.M);
+      if (mae <= best) {
+        best = mae;
+        K = k0 + t;
+        best_stats = sum;
+      }
+      stop = mae <= o_.loss_threshold;
+    }
+    if (nr == 0) break;
+  }
+
+  uint32_t max0 = 0, max1 = 0;
+  CSum fin0, fin1;
   for (const InnerStats& s : in) {
-    inner_trial.Add(s.trial);
-    inner_fin0.Add(s.fin0);
-    inner_fin1.Add(s.fin1);
+    fin0.Add(s.fin0);
+    fin1.Add(s.fin1);
     max0 = std::max(max0, s.max0);
     max1 = std::max(max1, s.max1);
   }
-  const double numel = static_cast<double>(g.numel);
-  if (g.outer == 0) {
+  if (g_.outer == 0) {
     res.K = 0;
-    res.mae = inner_fin0.value() / numel;
+    res.mae = fin0.value() / numel;
     res.max_index = max0;
+    res.codes = std::move(codes_);
     return res;
   }
-
-  // One trial: outer pairs only; writes their codes and returns the per-unit sums.
-  std::vector<TrialStats> ts(units);
-  auto run_trial = [&](int k) {
-    const Rings rings(g.D, g.L, k);
+  if (K == 0) K = written;  // only with NaN errors, which finite inputs cannot produce
+  if (K != written) {  // the codes of trial K are the final outer codes
+    const Rings rings(g_.D, g_.L, K);
     std::fill(ts.begin(), ts.end(), TrialStats{});
-    ex.ParallelFor(units, [&](int64_t u) {
-      TrialStats& s = ts[u];
-      const int64_t b = u * kUnitPairs, e = std::min(g.M, b + kUnitPairs);
-      for (int64_t i = b; i < e; ++i) {
-        const float px = g.x[2 * i], py = g.x[2 * i + 1];
-        if (g.Inner(px, py)) continue;
-        const float dx = px - g.cx, dy = py - g.cy;
-        const float d = std::sqrt(dx * dx + dy * dy);
-        const int cls = rings.Class(d);
-        const double f = rings.f[cls];
-        const uint32_t j = cb.Nearest(static_cast<double>(dx) * f + cx,
-                                      static_cast<double>(dy) * f + cy);
-        const uint32_t code = j + stride * static_cast<uint32_t>(cls);
-        res.codes[i] = code;
-        s.max = std::max(s.max, code);
-        const double ex0 = std::abs((cb.x(j) - cx) / f + cx - static_cast<double>(px));
-        const double ey0 = std::abs((cb.y(j) - cy) / f + cy - static_cast<double>(py));
-        s.all.Add(ex0);
-        s.all.Add(ey0);
-        s.fin.Add(ex0);
-        if (g.YReal(i)) s.fin.Add(ey0);
-      }
-    });
-    TrialStats t;
-    for (const TrialStats& s : ts) {
-      t.all.Add(s.all);
-      t.fin.Add(s.fin);
-      t.max = std::max(t.max, s.max);
-    }
-    return t;
-  };
-
-  // The class-count search: keep the k with MAE <= best (ties to the later k); stop at the first
-  // k with MAE <= loss_threshold.
-  const double count = static_cast<double>(2 * g.M);
-  double best = std::numeric_limits<double>::infinity();
-  int K = 0, last = 0;
-  TrialStats best_stats;
-  for (int k = 1; k <= o.class_max; ++k) {
-    TrialStats t = run_trial(k);
-    CSum total = inner_trial;
-    total.Add(t.all);
-    const double mae = total.value() / count;
-    last = k;
-    if (mae <= best) {
-      best = mae;
-      K = k;
-      best_stats = t;
-    }
-    if (mae <= o.loss_threshold) break;
+    Pass(false, &rings, 1, 0, nullptr, &ts);
   }
-  if (K == 0) K = last;  // only with NaN errors, which finite inputs cannot produce
-  if (K != last) best_stats = run_trial(K);  // the codes of trial K are the final outer codes
-
   for (const InnerStats& s : in) {
-    for (const auto& [i, jb] : s.patches) res.codes[i] = jb;
+    for (const auto& [i, jb] : s.patches) codes_[i] = jb;
   }
   res.K = K;
-  CSum fin = inner_fin1;
-  fin.Add(best_stats.fin);
-  res.mae = fin.value() / numel;
+  fin1.Add(best_stats.fin);
+  res.mae = fin1.value() / numel;
   res.max_index = std::max(max1, best_stats.max);
+  res.codes = std::move(codes_);
   return res;
 }
 
@@ -447,41 +560,60 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   g.loy = static_cast<float>(static_cast<double>(g.cy) - h);
   g.hiy = static_cast<float>(static_cast<double>(g.cy) + h);
 
-  // Distances to the centre (float32): the farthest pair and the inner/outer split.
+  // Distances to the centre (float32): the farthest pair and the inner/outer split. The maximum
+  // is taken on squared distances (sqrt is monotonic); the first pair whose rounded distance
+  // equals D is then looked for in the first unit that reaches it.
   const int64_t units = g.units();
   struct Far {
-    float d = -1;
-    int64_t i = 0;
-    int64_t inner = 0;
+    float s = -1;
+    uint32_t inner = 0;
   };
   std::vector<Far> fars(units);
+  g.order.resize(M);
+  g.unit_inner.resize(units);
   ex.ParallelFor(units, [&](int64_t u) {
     Far& f = fars[u];
     const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
+    uint16_t* order = g.order.data() + b;
+    std::vector<uint16_t> outer(e - b);
+    uint32_t ni = 0, no = 0;
+    float smax = -1;
     for (int64_t i = b; i < e; ++i) {
       const float px = g.x[2 * i], py = g.x[2 * i + 1];
       const float dx = px - g.cx, dy = py - g.cy;
-      const float d = std::sqrt(dx * dx + dy * dy);
-      if (d > f.d) {
-        f.d = d;
-        f.i = i;
-      }
-      f.inner += g.Inner(px, py);
+      smax = std::max(smax, dx * dx + dy * dy);
+      const bool in = g.Inner(px, py);
+      order[ni] = outer[no] = static_cast<uint16_t>(i - b);
+      ni += in;
+      no += !in;
     }
+    std::copy(outer.begin(), outer.begin() + no, order + ni);
+    f.s = smax;
+    f.inner = ni;
+    g.unit_inner[u] = ni;
   });
-  g.D = -1;
+  float smax = -1;
   for (const Far& f : fars) {
-    if (f.d > g.D) {
-      g.D = f.d;
-      g.far = f.i;
-    }
+    smax = std::max(smax, f.s);
     g.inner += f.inner;
   }
   g.outer = M - g.inner;
+  g.D = std::sqrt(smax);
   if (!std::isfinite(g.D)) {
     enc.raw = true;
     enc.raw_reason = "non-finite values";
     return enc;
+  }
+  for (int64_t u = 0; u < units; ++u) {
+    if (std::sqrt(fars[u].s) != g.D) continue;
+    for (int64_t i = u * kUnitPairs;; ++i) {
+      const float dx = g.x[2 * i] - g.cx, dy = g.x[2 * i + 1] - g.cy;
+      if (std::sqrt(dx * dx + dy * dy) == g.D) {
+        g.far = i;
+        break;
+      }
+    }
+    break;
   }
 
   // One full encode per codebook size: the first whose error is within loss_max wins, else the
@@ -489,7 +621,7 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   GridResult chosen;
   size_t chosen_index = 0;
   for (size_t k = 0; k < o_.n.size(); ++k) {
-    GridResult r = EncodeGrid(g, o_.n[k], o_, ex);
+    GridResult r = GridEncoder(g, o_.n[k], o_, ex).Run();
     const bool within = r.mae <= o_.loss_max;
     if (k == 0 || within || r.mae < chosen.mae) {
       chosen = std::move(r);

@@ -149,6 +149,10 @@ Layout::Layout(double L, int64_t n) : L_(L), n_(n) {
       std::sort(list.begin(), list.end());
       cand_.insert(cand_.end(), list.begin(), list.end());
       start_[static_cast<size_t>(cy) * T + cx + 1] = static_cast<uint32_t>(cand_.size());
+      for (int k = 0; k < kSlots; ++k) {
+        slots_.push_back(list[std::min<size_t>(k, list.size() - 1)]);
+      }
+      if (list.size() > kSlots) slots_.back() |= kOverflow;
     }
   }
 }
@@ -188,6 +192,21 @@ Codebook::Codebook(std::shared_ptr<const Layout> layout, float cx, float cy)
   // inside the cells' margin; only centres beyond ~1e5 * L could break that.
   const double scale = std::max(std::abs(ox_), std::abs(oy_)) + 2 * l.L();
   grid_ok_ = std::isfinite(scale) && scale * std::ldexp(1.0, -49) <= l.margin_;
+}
+
+uint32_t Codebook::NearestInCell(int cx, int cy, double qx, double qy) const {
+  uint32_t count;
+  const uint32_t* c = layout_->candidates(cx, cy, &count);
+  uint32_t best = c[0];
+  double bd = Dist2(best, qx, qy);
+  for (uint32_t i = 1; i < count; ++i) {
+    const double d = Dist2(c[i], qx, qy);
+    if (d < bd) {
+      bd = d;
+      best = c[i];
+    }
+  }
+  return best;
 }
 
 uint32_t Codebook::NearestBruteForce(double qx, double qy) const {

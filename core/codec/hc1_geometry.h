@@ -67,6 +67,15 @@ class Layout {
     *count = start_[c + 1] - start_[c];
     return cand_.data() + start_[c];
   }
+  /// Set in slot 3 of a cell whose list is longer than kSlots.
+  static constexpr uint32_t kOverflow = uint32_t{1} << 31;
+  /// Candidates kept inline per cell: the list, padded with its last row (harmless: ties keep
+  /// the earlier row), so a lookup evaluates exactly kSlots rows without a data-dependent loop.
+  static constexpr int kSlots = 5;
+  /// The kSlots inline candidates of cell (cx, cy).
+  const uint32_t* slots(int cx, int cy) const {
+    return slots_.data() + (static_cast<size_t>(cy) * cells_ + cx) * kSlots;
+  }
   /// Mean candidate-list length (for tests and tuning).
   double mean_candidates() const;
 
@@ -80,6 +89,7 @@ class Layout {
   double margin_ = 0;
   std::vector<uint32_t> start_;
   std::vector<uint32_t> cand_;
+  std::vector<uint32_t> slots_;
   friend class Codebook;
 };
 
@@ -107,17 +117,15 @@ class Codebook {
       const double rx = (qx - ox_) * inv_cell_ + 1.0;
       const double ry = (qy - oy_) * inv_cell_ + 1.0;
       if (rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) {
-        uint32_t count;
-        const uint32_t* c =
-            layout_->candidates(static_cast<int>(rx), static_cast<int>(ry), &count);
-        uint32_t best = c[0];
+        const int cx = static_cast<int>(rx), cy = static_cast<int>(ry);
+        const uint32_t* s = layout_->slots(cx, cy);
+        if (s[Layout::kSlots - 1] & Layout::kOverflow) return NearestInCell(cx, cy, qx, qy);
+        uint32_t best = s[0];
         double bd = Dist2(best, qx, qy);
-        for (uint32_t i = 1; i < count; ++i) {
-          const double d = Dist2(c[i], qx, qy);
-          if (d < bd) {
-            bd = d;
-            best = c[i];
-          }
+        for (int i = 1; i < Layout::kSlots; ++i) {
+          const double d = Dist2(s[i], qx, qy);
+          best = d < bd ? s[i] : best;
+          bd = d < bd ? d : bd;
         }
         return best;
       }
@@ -129,6 +137,7 @@ class Codebook {
   uint32_t NearestBruteForce(double qx, double qy) const;
 
  private:
+  uint32_t NearestInCell(int cx, int cy, double qx, double qy) const;
   double Dist2(uint32_t j, double qx, double qy) const {
     const double dx = qx - xy_[2 * j];
     const double dy = qy - xy_[2 * j + 1];

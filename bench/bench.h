@@ -1,0 +1,44 @@
+// hyperc-bench: shared pieces of the benchmark subcommands.
+//
+// Each subcommand lives in its own file and is listed once in main.cc's table. A subcommand gets
+// its arguments (without the program and subcommand names), prints its results on stdout and
+// returns the process exit code (0 ok, 1 failure, 2 usage error).
+#ifndef HC_BENCH_BENCH_H_
+#define HC_BENCH_BENCH_H_
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace hc::bench {
+
+/// One subcommand: `hyperc-bench <name> ...`.
+struct Subcommand {
+  const char* name;
+  /// One line for the top-level usage.
+  const char* summary;
+  int (*run)(const std::vector<std::string>& args);
+};
+
+/// `hyperc-bench codecs`: encode/decode throughput of hc1 and rtn (bench/codecs.cc).
+int RunCodecs(const std::vector<std::string>& args);
+
+/// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
+std::string SharedDir();
+
+/// Prints "hyperc-bench: <message>" to stderr and returns `code`.
+int Fail(const absl::Status& status, int code = 1);
+int Fail(absl::string_view message, int code = 1);
+
+/// Seconds since an arbitrary start (steady clock).
+inline double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace hc::bench
+
+#endif  // HC_BENCH_BENCH_H_
