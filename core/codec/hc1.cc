@@ -38,14 +38,17 @@ constexpr int kBlock = 512;
 // value, so decisions match numpy's pairwise mean except within ~1e-15 relative of a tie.
 struct CSum {
   double s = 0, c = 0;
+  // Every value added is >= 0 (absolute errors), so the larger magnitude is the larger value:
+  // Fast2Sum on (max, min), without branches.
   void Add(double v) {
-    const double t = s + v;
-    c += std::abs(s) >= std::abs(v) ? (s - t) + v : (v - t) + s;
+    const double a = std::max(s, v), b = std::min(s, v);
+    const double t = a + b;
+    c += b - (t - a);
     s = t;
   }
   void Add(const CSum& o) {
     Add(o.s);
-    Add(o.c);
+    c += o.c;
   }
   double value() const { return s + c; }
 };
@@ -68,7 +71,7 @@ struct Geometry {
 
   int64_t units() const { return (M + kUnitPairs - 1) / kUnitPairs; }
   bool Inner(float px, float py) const {
-    return lox <= px && px <= hix && loy <= py && py <= hiy;
+    return (lox <= px) & (px <= hix) & (loy <= py) & (py <= hiy);
   }
   // Whether element 2i+1 is real (not the padding).
   bool YReal(int64_t i) const { return 2 * i + 1 < numel; }
@@ -236,12 +239,13 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       for (int k = 0; k < cnt; ++k) {
         const int cls = R.Class(bd[k]);
         const double f = R.f[cls], inv = R.inv_f[cls];
-        const uint32_t j = cb_.Nearest(bdx[k] * f + cx, bdy[k] * f + cy);
+        double jx, jy;
+        const uint32_t j = cb_.Nearest(bdx[k] * f + cx, bdy[k] * f + cy, &jx, &jy);
         const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
         if (t == write) codes_[bi[k]] = code;
         m = std::max(m, code);
-        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
-        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
+        const double ex0 = std::abs((jx - cx) * inv + cx - bpx[k]);
+        const double ey0 = std::abs((jy - cy) * inv + cy - bpy[k]);
         if (k != pad) [[likely]] {
           acc.Add(ex0 + ey0);
         } else {

@@ -7,6 +7,7 @@
 #ifndef HC_CORE_CODEC_HC1_GEOMETRY_H_
 #define HC_CORE_CODEC_HC1_GEOMETRY_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -113,24 +114,41 @@ class Codebook {
   /// square or its margin cell; elsewhere (never the case for hc1's own queries) it falls back to
   /// NearestBruteForce. Same result as NearestBruteForce for every query.
   uint32_t Nearest(double qx, double qy) const {
+    double x, y;
+    return Nearest(qx, qy, &x, &y);
+  }
+  /// Nearest() that also returns the row's coordinates (saves a dependent load in hot loops).
+  uint32_t Nearest(double qx, double qy, double* x, double* y) const {
     if (grid_ok_) {
       const double rx = (qx - ox_) * inv_cell_ + 1.0;
       const double ry = (qy - oy_) * inv_cell_ + 1.0;
-      if (rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) {
+      if (rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) [[likely]] {
         const int cx = static_cast<int>(rx), cy = static_cast<int>(ry);
         const uint32_t* s = layout_->slots(cx, cy);
-        if (s[Layout::kSlots - 1] & Layout::kOverflow) return NearestInCell(cx, cy, qx, qy);
-        uint32_t best = s[0];
-        double bd = Dist2(best, qx, qy);
-        for (int i = 1; i < Layout::kSlots; ++i) {
-          const double d = Dist2(s[i], qx, qy);
-          best = d < bd ? s[i] : best;
-          bd = d < bd ? d : bd;
+        if (!(s[Layout::kSlots - 1] & Layout::kOverflow)) [[likely]] {
+          // All kSlots distances first (independent), then a branch-free selection.
+          double d[Layout::kSlots];
+          for (int i = 0; i < Layout::kSlots; ++i) d[i] = Dist2(s[i], qx, qy);
+          uint32_t best = s[0];
+          double bd = d[0];
+          for (int i = 1; i < Layout::kSlots; ++i) {
+            best = d[i] < bd ? s[i] : best;
+            bd = std::min(d[i], bd);
+          }
+          *x = xy_[2 * best];
+          *y = xy_[2 * best + 1];
+          return best;
         }
-        return best;
+        const uint32_t j = NearestInCell(cx, cy, qx, qy);
+        *x = xy_[2 * j];
+        *y = xy_[2 * j + 1];
+        return j;
       }
     }
-    return NearestBruteForce(qx, qy);
+    const uint32_t j = NearestBruteForce(qx, qy);
+    *x = xy_[2 * j];
+    *y = xy_[2 * j + 1];
+    return j;
   }
 
   /// The test oracle: every row, same distance formula and tie rule as Nearest().
