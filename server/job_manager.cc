@@ -1,0 +1,827 @@
+#include "server/job_manager.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/base/json.h"
+#include "core/base/status_macros.h"
+#include "core/io/safetensors_file.h"
+#include "core/io/shard_index.h"
+#include "core/pipeline/file_compressor.h"
+
+namespace hc::server {
+namespace fs = std::filesystem;
+
+struct JobManager::Job {
+  std::mutex mu;
+  std::condition_variable cv;  // upload progress, upload end, cancel
+  std::mutex notify_mu;        // serialises watcher calls, so events arrive in order
+  JobSnapshot snap;
+  std::string dir;
+  struct File {
+    std::string name;
+    uint64_t size = 0;
+    uint64_t received = 0;
+  };
+  std::vector<File> files;
+  bool upload_done = false;    // End() succeeded (or restored from disk)
+  bool upload_failed = false;  // the upload stream broke
+  std::atomic<bool> cancel{false};
+  std::map<uint64_t, std::function<void(const JobSnapshot&)>> watchers;
+  std::vector<std::string> artifact_files;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  JobState persisted_state = JobState::kQueued;
+  bool persisted_once = false;
+};
+
+namespace {
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+std::string NewJobId() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mu);
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+bool IsPlainName(const std::string& n) {
+  return !n.empty() && n.size() <= 255 && n != "." && n != ".." && n.find('/') == std::string::npos &&
+         n.find('\0') == std::string::npos;
+}
+
+absl::Status WriteAtomically(const std::string& path, const std::string& text, bool sync) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(tmp, ": ", std::strerror(errno)));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  (!sync || ::fsync(fd) == 0);
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+JsonValue OptionsJson(const CompressOptions& o) {
+  JsonValue kv = JsonValue::Object();
+  for (const auto& [k, v] : o.codec_options.items()) kv.Add(k, JsonValue::String(v));
+  JsonValue skip = JsonValue::Array();
+  for (const std::string& s : o.skip) skip.Push(JsonValue::String(s));
+  return JsonValue::Object()
+      .Add("codec", JsonValue::String(o.codec))
+      .Add("codec_options", std::move(kv))
+      .Add("skip", std::move(skip));
+}
+
+CompressOptions OptionsFromJson(const JsonValue& j) {
+  CompressOptions o;
+  if (const JsonValue* c = j.Find("codec"); c && c->is_string()) o.codec = c->string_value();
+  if (const JsonValue* kv = j.Find("codec_options"); kv && kv->is_object()) {
+    for (const auto& [k, v] : kv->members()) o.codec_options.Set(k, v.string_value());
+  }
+  if (const JsonValue* s = j.Find("skip"); s && s->is_array()) {
+    for (const JsonValue& r : s->items()) o.skip.push_back(r.string_value());
+  }
+  return o;
+}
+
+absl::Status WaitFailed(const std::string& file) {
+  return absl::InvalidArgumentError(absl::StrCat("upload of ", file, " ended early"));
+}
+
+}  // namespace
+
+absl::string_view JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return "QUEUED";
+    case JobState::kRunning: return "RUNNING";
+    case JobState::kSucceeded: return "SUCCEEDED";
+    case JobState::kFailed: return "FAILED";
+    case JobState::kCancelled: return "CANCELLED";
+  }
+  return "?";
+}
+
+absl::Status JobManagerOptions::Validate() const {
+  if (spool_dir.empty()) return absl::InvalidArgumentError("a spool directory is required");
+  if (max_running_jobs < 1) return absl::InvalidArgumentError("max_running_jobs must be >= 1");
+  if (max_queued_jobs < 0) return absl::InvalidArgumentError("max_queued_jobs must be >= 0");
+  if (memory_budget < (uint64_t{1} << 20)) return absl::InvalidArgumentError("memory budget must be >= 1 MiB");
+  if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload
+
+Upload::~Upload() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!ended_) {
+    if (auto job = manager_->Find(id_)) {
+      {
+        std::lock_guard<std::mutex> lock(job->mu);
+        job->upload_failed = true;
+      }
+      job->cv.notify_all();
+    }
+    manager_->Delete(id_).IgnoreError();
+  }
+}
+
+absl::Status Upload::BeginFile(const std::string& name, uint64_t size) {
+  auto job = manager_->Find(id_);
+  if (!job) return absl::CancelledError("job was deleted");
+  if (!IsPlainName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat("file name \"", name, "\" is not a plain file name"));
+  }
+  if (!absl::EndsWith(name, ".safetensors") && !absl::EndsWith(name, ".json")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("file \"", name, "\": only .safetensors files and a shard index .json can be uploaded"));
+  }
+  std::lock_guard<std::mutex> lock(job->mu);
+  uint64_t total = size;
+  for (const auto& f : job->files) {
+    if (f.name == name) return absl::InvalidArgumentError(absl::StrCat("file \"", name, "\" uploaded twice"));
+    total += f.size;
+  }
+  if (!job->files.empty() && job->files.back().received != job->files.back().size) {
+    const auto& f = job->files.back();
+    return absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ", f.received,
+                                                   " of its ", f.size, " bytes"));
+  }
+  if (total > manager_->options_.max_upload_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("upload of ", total, " bytes exceeds the server limit of ",
+                                                     manager_->options_.max_upload_bytes, " bytes"));
+  }
+  if (fd_ >= 0) ::close(fd_);
+  const std::string path = absl::StrCat(job->dir, "/upload/", name);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
+  job->files.push_back({name, size, 0});
+  job->snap.progress.bytes_total = total;
+  job->cv.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Upload::Append(absl::Span<const uint8_t> bytes) {
+  auto job = manager_->Find(id_);
+  if (!job) return absl::CancelledError("job was deleted");
+  if (fd_ < 0) return absl::InvalidArgumentError("data before any file header");
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    auto& f = job->files.back();
+    if (bytes.size() > f.size - f.received) {
+      return absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\": data beyond its declared ",
+                                                     f.size, " bytes"));
+    }
+    name = f.name;
+  }
+  const uint8_t* p = bytes.data();
+  size_t n = bytes.size();
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      std::string msg = absl::StrCat("spool: writing ", name, ": ", std::strerror(errno));
+      return errno == ENOSPC ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->files.back().received += bytes.size();
+    job->snap.progress.bytes_received += bytes.size();
+  }
+  job->cv.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Upload::End() {
+  auto job = manager_->Find(id_);
+  if (!job) return absl::CancelledError("job was deleted");
+  std::vector<JobManager::Job::File> files;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    files = job->files;
+  }
+  // Every file complete; every safetensors header valid; one model (a file, or an index and
+  // exactly its shards).
+  absl::Status st;
+  std::vector<std::string> shards;
+  std::string index_name;
+  for (const auto& f : files) {
+    if (f.received != f.size) {
+      st = absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ", f.received,
+                                                   " of its ", f.size, " bytes"));
+      break;
+    }
+    const std::string path = absl::StrCat(job->dir, "/upload/", f.name);
+    if (absl::EndsWith(f.name, ".json")) {
+      if (!index_name.empty()) {
+        st = absl::InvalidArgumentError("more than one index file uploaded");
+        break;
+      }
+      index_name = f.name;
+      auto idx = ReadShardIndex(path);
+      if (!idx.ok()) {
+        st = idx.status();
+        break;
+      }
+      continue;
+    }
+    auto sf = SafetensorsFile::Open(path);
+    if (!sf.ok()) {
+      st = sf.status();
+      break;
+    }
+    for (const TensorInfo& t : (*sf)->header().tensors) {
+      if (t.nbytes() > manager_->options_.max_tensor_bytes) {
+        st = absl::ResourceExhaustedError(absl::StrCat(f.name, ": tensor \"", t.name, "\" has ", t.nbytes(),
+                                                       " bytes, over the server limit of ",
+                                                       manager_->options_.max_tensor_bytes));
+        break;
+      }
+    }
+    if (!st.ok()) break;
+    shards.push_back(f.name);
+  }
+  if (st.ok() && shards.empty()) st = absl::InvalidArgumentError("the upload holds no .safetensors file");
+  if (st.ok() && index_name.empty() && shards.size() > 1) {
+    st = absl::InvalidArgumentError("several .safetensors files need their shard index (.json)");
+  }
+  if (st.ok() && !index_name.empty()) {
+    auto idx = ReadShardIndex(absl::StrCat(job->dir, "/upload/", index_name));
+    std::sort(shards.begin(), shards.end());
+    if (idx->shards != shards) {
+      st = absl::InvalidArgumentError(absl::StrCat(index_name, ": names ", idx->shards.size(),
+                                                   " shards but ", shards.size(), " were uploaded"));
+    }
+  }
+  if (!st.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(job->mu);
+      job->upload_failed = true;
+    }
+    job->cv.notify_all();
+    ended_ = true;
+    manager_->Delete(id_).IgnoreError();
+    return st;
+  }
+  if (fd_ >= 0) {
+    if (manager_->options_.sync) ::fsync(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->upload_done = true;
+    HC_RETURN_IF_ERROR(manager_->Persist(*job));
+  }
+  job->cv.notify_all();
+  ended_ = true;
+  manager_->Log(absl::StrCat("job ", id_, " upload complete: ", files.size(), " files"));
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// JobManager
+
+JobManager::JobManager(JobManagerOptions options) : options_(std::move(options)) {
+  if (!options_.log) options_.log = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
+}
+
+void JobManager::Log(const std::string& line) const { options_.log(line); }
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options) {
+  HC_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<JobManager> m(new JobManager(std::move(options)));
+  std::error_code ec;
+  fs::create_directories(fs::path(m->options_.spool_dir) / "jobs", ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("spool directory ", m->options_.spool_dir, ": ", ec.message()));
+  }
+  m->executor_ = std::make_unique<TbbExecutor>(m->options_.threads);
+  HC_RETURN_IF_ERROR(m->Restore());
+  for (int i = 0; i < m->options_.max_running_jobs; ++i) {
+    m->threads_.emplace_back([mp = m.get()] { mp->Schedule(); });
+  }
+  return m;
+}
+
+JobManager::~JobManager() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    for (auto& [id, job] : jobs_) {
+      job->cancel = true;
+      job->cv.notify_all();
+    }
+  }
+  for (auto& [id, job] : jobs_) job->cv.notify_all();
+  pending_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+std::shared_ptr<JobManager::Job> JobManager::Find(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second;
+}
+
+int JobManager::running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_;
+}
+
+int JobManager::queued() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(pending_.size());
+}
+
+absl::Status JobManager::Persist(const Job& job) const {
+  if (job.snap.request.ephemeral) return absl::OkStatus();
+  JsonValue files = JsonValue::Array();
+  for (const auto& f : job.files) {
+    files.Push(JsonValue::Object().Add("name", JsonValue::String(f.name)).Add("size", JsonValue::Int(static_cast<int64_t>(f.size))));
+  }
+  JsonValue artifact = JsonValue::Array();
+  for (const auto& a : job.artifact_files) artifact.Push(JsonValue::String(a));
+  JsonValue j = JsonValue::Object()
+                    .Add("id", JsonValue::String(job.snap.id))
+                    .Add("model_name", JsonValue::String(job.snap.request.model_name))
+                    .Add("options", OptionsJson(job.snap.request.options))
+                    .Add("state", JsonValue::String(std::string(JobStateName(job.snap.state))))
+                    .Add("error_code", JsonValue::Int(static_cast<int>(job.snap.error.code())))
+                    .Add("error", JsonValue::String(std::string(job.snap.error.message())))
+                    .Add("created", JsonValue::Int(job.snap.created_unix))
+                    .Add("finished", JsonValue::Int(job.snap.finished_unix))
+                    .Add("seconds", JsonValue::Number(job.snap.seconds))
+                    .Add("upload_complete", JsonValue::Bool(job.upload_done))
+                    .Add("files", std::move(files))
+                    .Add("artifact", std::move(artifact));
+  return WriteAtomically(job.dir + "/job.json", j.Dump() + "\n", options_.sync);
+}
+
+absl::Status JobManager::Restore() {
+  const fs::path root = fs::path(options_.spool_dir) / "jobs";
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string dir = entry.path().string();
+    auto text = ReadFileToString(dir + "/job.json", 1 << 26);
+    auto j = text.ok() ? ParseJson(*text) : absl::StatusOr<JsonValue>(text.status());
+    if (!j.ok() || !j->is_object() || j->Find("id") == nullptr) {
+      // An ephemeral job, or a job that never finished its upload: nothing to resume.
+      fs::remove_all(entry.path());
+      continue;
+    }
+    auto job = std::make_shared<Job>();
+    job->dir = dir;
+    job->snap.id = j->Find("id")->string_value();
+    job->snap.request.model_name = j->Find("model_name")->string_value();
+    job->snap.request.options = OptionsFromJson(*j->Find("options"));
+    job->snap.created_unix = j->Find("created")->as_int64().value_or(0);
+    job->snap.finished_unix = j->Find("finished")->as_int64().value_or(0);
+    job->snap.seconds = j->Find("seconds")->number();
+    job->upload_done = j->Find("upload_complete")->bool_value();
+    for (const JsonValue& f : j->Find("files")->items()) {
+      const uint64_t size = f.Find("size")->as_uint64().value_or(0);
+      job->files.push_back({f.Find("name")->string_value(), size, size});
+      job->snap.progress.bytes_total += size;
+    }
+    job->snap.progress.bytes_received = job->snap.progress.bytes_total;
+    for (const JsonValue& a : j->Find("artifact")->items()) job->artifact_files.push_back(a.string_value());
+    const std::string state = j->Find("state")->string_value();
+    if (!job->upload_done) {
+      fs::remove_all(entry.path());
+      continue;
+    }
+    if (state == "SUCCEEDED") {
+      job->snap.state = JobState::kSucceeded;
+      for (const std::string& a : job->artifact_files) {
+        job->snap.files.emplace_back(a, fs::file_size(dir + "/artifact/" + a));
+      }
+      auto inspected = InspectArtifact(dir + "/artifact/" + job->artifact_files.front() );
+      if (job->artifact_files.size() > 1) inspected = InspectArtifact(dir + "/artifact");
+      if (inspected.ok()) job->snap.tensors = inspected->tensors;
+    } else if (state == "FAILED" || state == "CANCELLED") {
+      job->snap.state = state == "FAILED" ? JobState::kFailed : JobState::kCancelled;
+      job->snap.error = absl::Status(static_cast<absl::StatusCode>(j->Find("error_code")->as_int64().value_or(2)),
+                                     j->Find("error")->string_value());
+    } else {
+      job->snap.state = JobState::kQueued;  // resume
+      pending_.push_back(job->snap.id);
+      Log(absl::StrCat("job ", job->snap.id, " resumed after restart"));
+    }
+    job->persisted_state = job->snap.state;
+    job->persisted_once = true;
+    jobs_.emplace(job->snap.id, job);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest request) {
+  if (request.options.codec.empty()) request.options.codec = "rtn";
+  request.options.threads = 0;
+  request.options.memory_budget = options_.memory_budget;
+  request.options.sync = options_.sync;
+  if (request.model_name.size() > 256) return absl::InvalidArgumentError("model_name longer than 256 bytes");
+  // Validates codec and options now, so a bad request fails before any upload.
+  HC_RETURN_IF_ERROR(TensorCompressor::Create(request.options).status());
+  auto job = std::make_shared<Job>();
+  job->snap.id = NewJobId();
+  job->snap.request = std::move(request);
+  job->snap.created_unix = NowUnix();
+  job->dir = (fs::path(options_.spool_dir) / "jobs" / job->snap.id).string();
+  std::error_code ec;
+  fs::create_directories(job->dir + "/upload", ec);
+  fs::create_directories(job->dir + "/artifact", ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("spool: ", job->dir, ": ", ec.message()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int>(pending_.size()) >= options_.max_queued_jobs + (options_.max_running_jobs - running_)) {
+      fs::remove_all(job->dir);
+      return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", pending_.size(),
+                                                       " jobs waiting); retry later"));
+    }
+    jobs_.emplace(job->snap.id, job);
+    pending_.push_back(job->snap.id);
+  }
+  pending_cv_.notify_one();
+  Log(absl::StrCat("job ", job->snap.id, " created: model \"", job->snap.request.model_name, "\", codec ",
+                   job->snap.request.options.codec, job->snap.request.ephemeral ? " (Compress call)" : ""));
+  return std::unique_ptr<Upload>(new Upload(this, job->snap.id));
+}
+
+absl::StatusOr<JobSnapshot> JobManager::Get(const std::string& id) const {
+  auto job = Find(id);
+  if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
+  std::lock_guard<std::mutex> lock(job->mu);
+  return job->snap;
+}
+
+std::vector<JobSnapshot> JobManager::List() const {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, j] : jobs_) jobs.push_back(j);
+  }
+  std::vector<JobSnapshot> out;
+  for (auto& j : jobs) {
+    std::lock_guard<std::mutex> lock(j->mu);
+    if (!j->snap.request.ephemeral) out.push_back(j->snap);
+  }
+  std::sort(out.begin(), out.end(), [](const JobSnapshot& a, const JobSnapshot& b) {
+    return a.created_unix != b.created_unix ? a.created_unix > b.created_unix : a.id > b.id;
+  });
+  return out;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::Cancel(const std::string& id) {
+  auto job = Find(id);
+  if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
+  bool was_pending = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = std::find(pending_.begin(), pending_.end(), id);
+    if (it != pending_.end()) {
+      pending_.erase(it);
+      was_pending = true;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (IsFinal(job->snap.state)) return job->snap;
+    job->cancel = true;
+    if (was_pending) {
+      job->snap.state = JobState::kCancelled;
+      job->snap.error = absl::CancelledError("cancelled");
+      job->snap.finished_unix = NowUnix();
+    }
+  }
+  job->cv.notify_all();
+  if (was_pending) {
+    std::error_code ec;
+    fs::remove_all(job->dir + "/upload", ec);
+    Notify(*job);
+    Log(absl::StrCat("job ", id, " cancelled while queued"));
+  }
+  // A running job notices the flag after its current tensor and ends CANCELLED.
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->cv.wait_for(lock, std::chrono::seconds(30), [&] { return IsFinal(job->snap.state); });
+  return job->snap;
+}
+
+absl::Status JobManager::Delete(const std::string& id) {
+  auto job = Find(id);
+  if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->upload_failed = job->upload_failed || !job->upload_done;
+  }
+  HC_RETURN_IF_ERROR(Cancel(id).status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.erase(id);
+  }
+  std::error_code ec;
+  fs::remove_all(job->dir, ec);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> JobManager::Watch(const std::string& id,
+                                           std::function<void(const JobSnapshot&)> fn) {
+  auto job = Find(id);
+  if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
+  std::lock_guard<std::mutex> nlock(job->notify_mu);
+  JobSnapshot snap;
+  uint64_t token;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    token = next_token_++;
+    job->watchers.emplace(token, fn);
+    snap = job->snap;
+  }
+  fn(snap);
+  return token;
+}
+
+void JobManager::Unwatch(const std::string& id, uint64_t token) {
+  auto job = Find(id);
+  if (!job) return;
+  std::lock_guard<std::mutex> nlock(job->notify_mu);
+  std::lock_guard<std::mutex> lock(job->mu);
+  job->watchers.erase(token);
+}
+
+absl::StatusOr<std::string> JobManager::ArtifactPath(const std::string& id, const std::string& file) const {
+  auto job = Find(id);
+  if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
+  std::lock_guard<std::mutex> lock(job->mu);
+  if (job->snap.state != JobState::kSucceeded) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", JobStateName(job->snap.state),
+                                                      "; its artifact exists once it has SUCCEEDED"));
+  }
+  if (file.empty()) return job->dir + "/artifact/" + job->artifact_files.front();
+  for (const std::string& a : job->artifact_files) {
+    if (a == file) return job->dir + "/artifact/" + a;
+  }
+  return absl::NotFoundError(absl::StrCat("job ", id, " has no artifact file \"", file, "\""));
+}
+
+void JobManager::Notify(Job& job) {
+  std::lock_guard<std::mutex> nlock(job.notify_mu);
+  JobSnapshot snap;
+  std::vector<std::function<void(const JobSnapshot&)>> fns;
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    ++job.snap.version;
+    if (!job.persisted_once || job.persisted_state != job.snap.state) {
+      if (absl::Status s = Persist(job); !s.ok()) Log(absl::StrCat("job ", job.snap.id, ": ", s.message()));
+      job.persisted_state = job.snap.state;
+      job.persisted_once = true;
+    }
+    snap = job.snap;
+    for (auto& [t, fn] : job.watchers) fns.push_back(fn);
+  }
+  job.cv.notify_all();
+  for (auto& fn : fns) fn(snap);
+}
+
+void JobManager::Schedule() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      pending_cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+      if (stopping_) return;
+      auto it = jobs_.find(pending_.front());
+      pending_.erase(pending_.begin());
+      if (it == jobs_.end()) continue;
+      job = it->second;
+      ++running_;
+    }
+    Run(job);
+    std::lock_guard<std::mutex> lock(mu_);
+    --running_;
+  }
+}
+
+void JobManager::Run(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (IsFinal(job->snap.state)) return;
+    job->snap.state = JobState::kRunning;
+    job->t0 = std::chrono::steady_clock::now();
+  }
+  Notify(*job);
+  Log(absl::StrCat("job ", job->snap.id, " running"));
+  absl::Status st = RunJob(*job);
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (stopping_ && !st.ok()) {
+      return;  // server shutting down: the job stays resumable on disk
+    }
+    job->snap.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - job->t0).count();
+    job->snap.finished_unix = NowUnix();
+    if (st.ok()) {
+      job->snap.state = JobState::kSucceeded;
+    } else if (job->cancel || absl::IsCancelled(st)) {
+      job->snap.state = JobState::kCancelled;
+      job->snap.error = absl::CancelledError("cancelled");
+    } else {
+      job->snap.state = JobState::kFailed;
+      job->snap.error = st;
+    }
+  }
+  if (!st.ok()) {
+    std::error_code ec;
+    fs::remove_all(job->dir + "/upload", ec);
+  }
+  Notify(*job);
+  Log(absl::StrCat("job ", job->snap.id, " ", JobStateName(job->snap.state),
+                   st.ok() ? "" : absl::StrCat(": ", st.message())));
+}
+
+absl::Status JobManager::RunJob(Job& job) {
+  HC_ASSIGN_OR_RETURN(auto compressor, TensorCompressor::Create(job.snap.request.options));
+  std::vector<std::string> names;                   // compressed files, upload order
+  std::vector<std::vector<TensorRecord>> records;  // per compressed file
+  std::string index_name;
+  for (size_t k = 0;; ++k) {
+    std::string name;
+    {
+      std::unique_lock<std::mutex> lock(job.mu);
+      job.cv.wait(lock, [&] {
+        return job.cancel || job.upload_failed || job.files.size() > k || job.upload_done;
+      });
+      if (job.cancel) return absl::CancelledError("cancelled");
+      if (job.files.size() <= k) {
+        if (job.upload_failed) return absl::InvalidArgumentError("the upload ended early");
+        break;
+      }
+      name = job.files[k].name;
+    }
+    if (absl::EndsWith(name, ".json")) {
+      index_name = name;  // read once every file is in
+      continue;
+    }
+    std::vector<TensorRecord> recs;
+    HC_RETURN_IF_ERROR(CompressSpooledFile(job, k, *compressor, &recs));
+    names.push_back(name);
+    records.push_back(std::move(recs));
+  }
+  // Wait for End() (it validates the whole upload).
+  {
+    std::unique_lock<std::mutex> lock(job.mu);
+    job.cv.wait(lock, [&] { return job.cancel || job.upload_failed || job.upload_done; });
+    if (job.cancel) return absl::CancelledError("cancelled");
+    if (!job.upload_done) return absl::InvalidArgumentError("the upload ended early");
+  }
+  const std::string art = job.dir + "/artifact";
+  std::vector<std::string> artifact_files;
+  std::vector<TensorRecord> all;
+  if (index_name.empty()) {
+    artifact_files.push_back(ArtifactShardName(names[0]));
+    all = std::move(records[0]);
+  } else {
+    HC_ASSIGN_OR_RETURN(ShardIndex index, ReadShardIndex(job.dir + "/upload/" + index_name));
+    // Local mode orders shards by name; so does the artifact index here.
+    std::vector<size_t> order(names.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return names[a] < names[b]; });
+    std::vector<std::string> sorted_names;
+    std::vector<std::vector<TensorRecord>> sorted_records;
+    std::vector<std::unique_ptr<SafetensorsFile>> files;
+    std::vector<const SafetensorsHeader*> headers;
+    for (size_t i : order) {
+      sorted_names.push_back(names[i]);
+      sorted_records.push_back(std::move(records[i]));
+      HC_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(job.dir + "/upload/" + names[i]));
+      headers.push_back(&f->header());
+      files.push_back(std::move(f));
+    }
+    HC_RETURN_IF_ERROR(CheckShardsMatchIndex(index, headers));
+    HC_RETURN_IF_ERROR(WriteArtifactIndex(art, index_name, index.metadata, sorted_names,
+                                          sorted_records, options_.sync)
+                           .status());
+    for (size_t i = 0; i < sorted_names.size(); ++i) {
+      artifact_files.push_back(ArtifactShardName(sorted_names[i]));
+      all.insert(all.end(), sorted_records[i].begin(), sorted_records[i].end());
+    }
+    artifact_files.push_back(std::string(kArtifactIndexName));
+  }
+  std::lock_guard<std::mutex> lock(job.mu);
+  job.artifact_files = artifact_files;
+  job.snap.files.clear();
+  for (const std::string& a : artifact_files) job.snap.files.emplace_back(a, fs::file_size(art + "/" + a));
+  job.snap.tensors = std::move(all);
+  std::error_code ec;
+  fs::remove_all(job.dir + "/upload", ec);
+  return absl::OkStatus();
+}
+
+// Follows spooled file `k` as its bytes arrive: the header once it is in, then each tensor as
+// soon as its last byte is in, handed to a FileCompressor (the same one local mode uses, so the
+// artifact bytes are identical).
+absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCompressor& compressor,
+                                             std::vector<TensorRecord>* records) {
+  std::string name;
+  uint64_t size;
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    name = job.files[k].name;
+    size = job.files[k].size;
+  }
+  auto wait_for = [&](uint64_t need) -> absl::Status {
+    std::unique_lock<std::mutex> lock(job.mu);
+    job.cv.wait(lock, [&] { return job.cancel || job.upload_failed || job.files[k].received >= need; });
+    if (job.cancel) return absl::CancelledError("cancelled");
+    if (job.files[k].received < need) return WaitFailed(name);
+    return absl::OkStatus();
+  };
+  const std::string path = job.dir + "/upload/" + name;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  auto read_at = [&](uint8_t* dst, uint64_t n, uint64_t off) -> absl::Status {
+    while (n > 0) {
+      ssize_t r = ::pread(fd, dst, n, static_cast<off_t>(off));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return absl::UnavailableError(absl::StrCat("spool: reading ", name, " failed"));
+      dst += r;
+      n -= static_cast<uint64_t>(r);
+      off += static_cast<uint64_t>(r);
+    }
+    return absl::OkStatus();
+  };
+  if (size < 8) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": file has ", size, " bytes, fewer than the 8-byte header length"));
+  }
+  HC_RETURN_IF_ERROR(wait_for(8));
+  uint8_t prefix[8];
+  HC_RETURN_IF_ERROR(read_at(prefix, 8, 0));
+  HC_ASSIGN_OR_RETURN(uint64_t n, ParseHeaderLength(prefix, size, name));
+  HC_RETURN_IF_ERROR(wait_for(8 + n));
+  std::string json(n, '\0');
+  HC_RETURN_IF_ERROR(read_at(reinterpret_cast<uint8_t*>(json.data()), n, 8));
+  HC_ASSIGN_OR_RETURN(SafetensorsHeader header, ValidateSafetensorsHeader(json, size - 8 - n, name));
+  for (const TensorInfo& t : header.tensors) {
+    if (t.nbytes() > options_.max_tensor_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(name, ": tensor \"", t.name, "\" has ", t.nbytes(),
+                                                       " bytes, over the server limit of ", options_.max_tensor_bytes));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    job.snap.progress.tensors_total += header.tensors.size();
+  }
+  FileCompressor::Options fopt;
+  fopt.memory_budget = options_.memory_budget;
+  fopt.sync = options_.sync;
+  fopt.cancel = &job.cancel;
+  auto on_done = [&](const TensorRecord& r, uint64_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(job.mu);
+      JobProgress& p = job.snap.progress;
+      ++p.tensors_done;
+      p.bytes_done += bytes;
+      p.tensor = r.name;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - job.t0).count();
+      p.fraction = p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 0;
+      p.eta_seconds = p.bytes_done ? elapsed * static_cast<double>(p.bytes_total - std::min(p.bytes_total, p.bytes_done)) /
+                                         static_cast<double>(p.bytes_done)
+                                   : 0;
+    }
+    Notify(job);
+  };
+  HC_ASSIGN_OR_RETURN(auto fc, FileCompressor::Create(compressor, *executor_, header, name,
+                                                      job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
+  for (const TensorInfo& t : header.tensors) {
+    HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
+    auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes());
+    HC_RETURN_IF_ERROR(read_at(buf->data(), t.nbytes(), header.data_start() + t.begin));
+    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(*buf), [buf]() mutable { buf.reset(); }));
+  }
+  HC_ASSIGN_OR_RETURN(*records, fc->Finish());
+  return absl::OkStatus();
+}
+
+}  // namespace hc::server

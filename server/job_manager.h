@@ -1,0 +1,178 @@
+// Jobs: uploads spooled to disk, compression on the shared TBB arena, state persisted so that a
+// restarted server lists finished jobs and resumes unfinished ones. No gRPC here: the service
+// converts requests into these calls.
+#ifndef HC_SERVER_JOB_MANAGER_H_
+#define HC_SERVER_JOB_MANAGER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/pipeline/pipeline.h"
+#include "core/pipeline/tbb_executor.h"
+
+namespace hc::server {
+
+/// Job states. QUEUED covers a job whose upload is still arriving or that waits for a slot.
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+absl::string_view JobStateName(JobState s);
+inline bool IsFinal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+/// What a client asks for.
+struct JobRequest {
+  std::string model_name;
+  CompressOptions options;
+  /// A Compress call's job: deleted when the call ends, never resumed after a restart.
+  bool ephemeral = false;
+};
+
+/// Progress of a job.
+struct JobProgress {
+  uint64_t tensors_done = 0, tensors_total = 0;
+  uint64_t bytes_received = 0, bytes_total = 0, bytes_done = 0;
+  double fraction = 0, eta_seconds = 0;
+  std::string tensor;
+};
+
+/// A point-in-time copy of a job, safe to use without locks.
+struct JobSnapshot {
+  std::string id;
+  JobRequest request;
+  JobState state = JobState::kQueued;
+  JobProgress progress;
+  /// For kFailed: the error. For kCancelled: Cancelled.
+  absl::Status error;
+  /// Records of every tensor (set once the job succeeded).
+  std::vector<TensorRecord> tensors;
+  /// Artifact files (name, size) in the order a client should write them.
+  std::vector<std::pair<std::string, uint64_t>> files;
+  int64_t created_unix = 0, finished_unix = 0;
+  double seconds = 0;
+  /// Increases with every change; watchers compare it.
+  uint64_t version = 0;
+};
+
+/// Limits and placement.
+struct JobManagerOptions {
+  /// Where uploads, artifacts and job state live. Required.
+  std::string spool_dir;
+  /// Jobs compressing at once; more wait QUEUED. Default: 2.
+  int max_running_jobs = 2;
+  /// Jobs waiting for a slot; beyond it new jobs get ResourceExhausted. Default: 16.
+  int max_queued_jobs = 16;
+  /// Largest upload (all files of a job). Default: 64 GiB.
+  uint64_t max_upload_bytes = uint64_t{64} << 30;
+  /// Largest single tensor. Default: 4 GiB.
+  uint64_t max_tensor_bytes = uint64_t{4} << 30;
+  /// Input bytes in flight per running job. Default: 256 MiB.
+  uint64_t memory_budget = uint64_t{256} << 20;
+  /// Worker threads of the shared arena (0 = one per core). Default: 0.
+  int threads = 0;
+  /// fsync artifacts and state. Default: true.
+  bool sync = true;
+  /// Log lines ("job <id> ...") go here; default stderr.
+  std::function<void(const std::string&)> log;
+
+  absl::Status Validate() const;
+};
+
+class JobManager;
+
+/// The receiving end of one upload: FileHeader / Append in order, then End.
+/// Not thread-safe (one stream feeds it).
+class Upload {
+ public:
+  ~Upload();  // an upload dropped before End() cancels and removes its job
+  const std::string& job_id() const { return id_; }
+  /// Starts the next file. Errors: InvalidArgument for a bad name, a duplicate, or the previous
+  /// file incomplete; ResourceExhausted past the upload limit.
+  absl::Status BeginFile(const std::string& name, uint64_t size);
+  /// Appends bytes to the current file. Errors: InvalidArgument past its declared size or with
+  /// no file started; Unavailable/ResourceExhausted on disk errors.
+  absl::Status Append(absl::Span<const uint8_t> bytes);
+  /// Ends the upload: every file complete, every header valid, a consistent model.
+  /// Errors: InvalidArgument naming the file, tensor and rule (the job is then deleted).
+  absl::Status End();
+
+ private:
+  friend class JobManager;
+  Upload(JobManager* m, std::string id) : manager_(m), id_(std::move(id)) {}
+  JobManager* manager_;
+  std::string id_;
+  bool ended_ = false;
+  int fd_ = -1;
+};
+
+/// Owns every job. Thread-safe.
+class JobManager {
+ public:
+  /// Opens the spool directory (creating it), restores jobs and resumes unfinished ones.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerOptions options);
+  ~JobManager();  // stops runners (jobs stay resumable on disk)
+
+  /// Creates a job for an upload. Errors: InvalidArgument for bad options; ResourceExhausted
+  /// when the queue is full.
+  absl::StatusOr<std::unique_ptr<Upload>> StartUpload(JobRequest request);
+
+  absl::StatusOr<JobSnapshot> Get(const std::string& id) const;
+  /// Newest first.
+  std::vector<JobSnapshot> List() const;
+  /// Cancels a queued or running job; a finished job is returned unchanged.
+  absl::StatusOr<JobSnapshot> Cancel(const std::string& id);
+  /// Deletes a job and its files (cancelling it first).
+  absl::Status Delete(const std::string& id);
+  /// Calls `fn` after every change of job `id` (from the thread that made the change; keep it
+  /// short and non-blocking) until the returned token is passed to Unwatch. The current state is
+  /// delivered at once. Errors: NotFound.
+  absl::StatusOr<uint64_t> Watch(const std::string& id,
+                                 std::function<void(const JobSnapshot&)> fn);
+  void Unwatch(const std::string& id, uint64_t token);
+  /// Path of artifact file `file` of a succeeded job ("" = the first). Errors: NotFound,
+  /// FailedPrecondition if the job has not succeeded.
+  absl::StatusOr<std::string> ArtifactPath(const std::string& id, const std::string& file) const;
+
+  /// Counts for metrics and limits.
+  int running() const;
+  int queued() const;
+
+ private:
+  friend class Upload;
+  struct Job;
+  explicit JobManager(JobManagerOptions options);
+  absl::Status Restore();
+  std::shared_ptr<Job> Find(const std::string& id) const;
+  void Schedule();
+  void Run(std::shared_ptr<Job> job);
+  absl::Status RunJob(Job& job);
+  absl::Status CompressSpooledFile(Job& job, size_t file, const TensorCompressor& compressor,
+                                   std::vector<TensorRecord>* records);
+  void Notify(Job& job);  // bump version, persist, call watchers; job.mu held
+  absl::Status Persist(const Job& job) const;
+  void Log(const std::string& line) const;
+
+  JobManagerOptions options_;
+  std::unique_ptr<TbbExecutor> executor_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;
+  std::vector<std::string> pending_;  // ids waiting for a run slot, FIFO
+  std::condition_variable pending_cv_;
+  int running_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> threads_;
+  uint64_t next_token_ = 1;
+};
+
+}  // namespace hc::server
+
+#endif  // HC_SERVER_JOB_MANAGER_H_

@@ -1,0 +1,124 @@
+// hyperc-server: flags, signals, Server::Start, wait.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/io/safetensors_file.h"
+#include "server/server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: hyperc-server [flags]\n"
+    "\n"
+    "Serves hyperc.v1.Compressor (Compress stream and jobs), grpc.health.v1 and reflection.\n"
+    "\n"
+    "  --listen HOST:PORT       address (default 127.0.0.1:50051; port 0 picks a free port,\n"
+    "                           printed on stdout)\n"
+    "  --spool-dir DIR          uploads, artifacts and job state (default ./hyperc-spool);\n"
+    "                           jobs found there are resumed\n"
+    "  --threads N              worker threads shared by all jobs (default: one per core)\n"
+    "  --max-jobs N             jobs compressing at once (default 2)\n"
+    "  --max-queue N            jobs waiting beyond those (default 16)\n"
+    "  --max-upload-bytes S     largest upload, e.g. 64G (default 64G)\n"
+    "  --max-tensor-bytes S     largest tensor (default 4G)\n"
+    "  --memory-budget S        input bytes in flight per job (default 256M)\n"
+    "  --auth-token-file F      require 'authorization: Bearer <token in F>'\n"
+    "  --tls-cert F --tls-key F serve TLS with this PEM certificate and key\n"
+    "  --no-sync                do not fsync artifacts and job state\n";
+
+bool ParseSize(const std::string& text, uint64_t* out) {
+  std::string t = absl::AsciiStrToUpper(text);
+  uint64_t mult = 1;
+  if (!t.empty() && t.back() == 'B') t.pop_back();
+  if (!t.empty() && (t.back() == 'K' || t.back() == 'M' || t.back() == 'G')) {
+    mult = t.back() == 'K' ? (1u << 10) : t.back() == 'M' ? (1u << 20) : (1u << 30);
+    t.pop_back();
+  }
+  uint64_t v;
+  if (!absl::SimpleAtoi(t, &v)) return false;
+  *out = v * mult;
+  return true;
+}
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "hyperc-server: error: %s\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hc::server::ServerOptions o;
+  o.jobs.spool_dir = "hyperc-spool";
+  std::string token_file;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--no-sync") {
+      o.jobs.sync = false;
+      continue;
+    }
+    std::string flag = a, value;
+    if (const size_t eq = a.find('='); eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Fail(absl::StrCat(a, " needs a value"));
+    }
+    bool ok = true;
+    if (flag == "--listen") o.listen = value;
+    else if (flag == "--spool-dir") o.jobs.spool_dir = value;
+    else if (flag == "--threads") ok = absl::SimpleAtoi(value, &o.jobs.threads);
+    else if (flag == "--max-jobs") ok = absl::SimpleAtoi(value, &o.jobs.max_running_jobs);
+    else if (flag == "--max-queue") ok = absl::SimpleAtoi(value, &o.jobs.max_queued_jobs);
+    else if (flag == "--max-upload-bytes") ok = ParseSize(value, &o.jobs.max_upload_bytes);
+    else if (flag == "--max-tensor-bytes") ok = ParseSize(value, &o.jobs.max_tensor_bytes);
+    else if (flag == "--memory-budget") ok = ParseSize(value, &o.jobs.memory_budget);
+    else if (flag == "--auth-token-file") token_file = value;
+    else if (flag == "--tls-cert") o.tls_cert_file = value;
+    else if (flag == "--tls-key") o.tls_key_file = value;
+    else return Fail(absl::StrCat("unknown flag ", flag, " (see --help)"));
+    if (!ok) return Fail(absl::StrCat(flag, ": bad value \"", value, "\""));
+  }
+  if (!token_file.empty()) {
+    auto t = hc::ReadFileToString(token_file, 4096);
+    if (!t.ok()) return Fail(std::string(t.status().message()));
+    o.auth_token = std::string(absl::StripAsciiWhitespace(*t));
+    if (o.auth_token.empty()) return Fail(absl::StrCat(token_file, " is empty"));
+  }
+  // Signals are taken by a dedicated thread: SIGINT/SIGTERM shut the server down.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = hc::server::Server::Start(o);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  std::printf("hyperc-server listening on %s (spool %s)\n", (*server)->address().c_str(),
+              o.jobs.spool_dir.c_str());
+  std::fflush(stdout);
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "hyperc-server: signal %d, shutting down\n", sig);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signals.detach();
+  (*server).reset();
+  return 0;
+}
