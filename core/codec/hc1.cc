@@ -32,7 +32,9 @@ constexpr size_t kMaxNList = 16;
 constexpr int64_t kUnitPairs = 4096;
 static_assert(kUnitPairs <= 65536, "pair offsets are uint16");
 // Outer pairs handled per block in the class trials (their geometry stays in L1).
-constexpr int kBlock = 512;
+constexpr int kBlock = 256;
+// Inner pairs located per block before their lookups (overlaps the cells' cache misses).
+constexpr int kLookahead = 32;
 
 // Neumaier-compensated float64 sum: the mean errors come out within an ulp or so of the exact
 // value, so decisions match numpy's pairwise mean except within ~1e-15 relative of a tie.
@@ -172,31 +174,42 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t i = b + idx[k];
-    const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
-    const double qx = px, qy = py;
-    const uint32_t j = cb_.Nearest(qx, qy);
-    codes_[i] = j;
-    max0 = std::max(max0, j);
-    const double bx = static_cast<double>(px - g_.cx) + cx;
-    const double by = static_cast<double>(py - g_.cy) + cy;
-    uint32_t jb = j;
-    if (bx != qx || by != qy) [[unlikely]] {
-      jb = cb_.Nearest(bx, by);
-      if (jb != j) s.patches.emplace_back(i, jb);
+  const uint32_t* cell[kLookahead];
+  for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
+    const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      cell[k] = cb_.Cell(g_.x[2 * i], g_.x[2 * i + 1]);
+      __builtin_prefetch(cell[k]);
     }
-    max1 = std::max(max1, jb);
-    const double ex0 = std::abs(cb_.x(j) - qx), ey0 = std::abs(cb_.y(j) - qy);
-    const double ex1 = std::abs((cb_.x(jb) - cx) / 1.0 + cx - qx);
-    const double ey1 = std::abs((cb_.y(jb) - cy) / 1.0 + cy - qy);
-    if (g_.YReal(i)) [[likely]] {
-      fin0.Add(ex0 + ey0);
-      fin1.Add(ex1 + ey1);
-    } else {
-      fin0.Add(ex0);
-      fin1.Add(ex1);
-      s.pad0 = ey0;
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+      const double qx = px, qy = py;
+      const double bx = static_cast<double>(px - g_.cx) + cx;
+      const double by = static_cast<double>(py - g_.cy) + cy;
+      bool stable;
+      const uint32_t j =
+          cb_.PickStable(cell[k], qx, qy, std::abs(bx - qx) + std::abs(by - qy), &stable);
+      codes_[i] = j;
+      max0 = std::max(max0, j);
+      uint32_t jb = j;
+      if (!stable && (bx != qx || by != qy)) [[unlikely]] {
+        jb = cb_.Nearest(bx, by);
+        if (jb != j) s.patches.emplace_back(i, jb);
+      }
+      max1 = std::max(max1, jb);
+      const double ex0 = std::abs(cb_.x(j) - qx), ey0 = std::abs(cb_.y(j) - qy);
+      const double ex1 = std::abs((cb_.x(jb) - cx) / 1.0 + cx - qx);
+      const double ey1 = std::abs((cb_.y(jb) - cy) / 1.0 + cy - qy);
+      if (g_.YReal(i)) [[likely]] {
+        fin0.Add(ex0 + ey0);
+        fin1.Add(ex1 + ey1);
+      } else {
+        fin0.Add(ex0);
+        fin1.Add(ex1);
+        s.pad0 = ey0;
+      }
     }
   }
   s.fin0 = fin0;
@@ -214,8 +227,10 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
   const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
-  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
+  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock], bqx[kBlock], bqy[kBlock];
   int64_t bi[kBlock];
+  int bcls[kBlock];
+  const uint32_t* bcell[kBlock];
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
     const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
     int pad = -1;  // the block position of the pair holding the padding element, if here
@@ -238,14 +253,21 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       double pad_err = 0;
       for (int k = 0; k < cnt; ++k) {
         const int cls = R.Class(bd[k]);
-        const double f = R.f[cls], inv = R.inv_f[cls];
-        double jx, jy;
-        const uint32_t j = cb_.Nearest(bdx[k] * f + cx, bdy[k] * f + cy, &jx, &jy);
+        bcls[k] = cls;
+        bqx[k] = bdx[k] * R.f[cls] + cx;
+        bqy[k] = bdy[k] * R.f[cls] + cy;
+        bcell[k] = cb_.Cell(bqx[k], bqy[k]);
+        __builtin_prefetch(bcell[k]);
+      }
+      for (int k = 0; k < cnt; ++k) {
+        const int cls = bcls[k];
+        const double inv = R.inv_f[cls];
+        const uint32_t j = cb_.Pick(bcell[k], bqx[k], bqy[k]);
         const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
         if (t == write) codes_[bi[k]] = code;
         m = std::max(m, code);
-        const double ex0 = std::abs((jx - cx) * inv + cx - bpx[k]);
-        const double ey0 = std::abs((jy - cy) * inv + cy - bpy[k]);
+        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
+        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
         if (k != pad) [[likely]] {
           acc.Add(ex0 + ey0);
         } else {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -83,7 +84,7 @@ Layout::Layout(double L, int64_t n) : L_(L), n_(n) {
   cells_ = static_cast<int>(2 * m + 2);
   cell_ = L / static_cast<double>(2 * m);
   inv_cell_ = 1.0 / cell_;
-  margin_ = cell_ * 1e-6;
+  margin_ = cell_ * 1e-4;
   const int T = cells_;
   const size_t rows = static_cast<size_t>(n) + 1;
   std::vector<double> px(rows), py(rows);
@@ -150,9 +151,16 @@ Layout::Layout(double L, int64_t n) : L_(L), n_(n) {
       cand_.insert(cand_.end(), list.begin(), list.end());
       start_[static_cast<size_t>(cy) * T + cx + 1] = static_cast<uint32_t>(cand_.size());
       for (int k = 0; k < kSlots; ++k) {
-        slots_.push_back(list[std::min<size_t>(k, list.size() - 1)]);
+        slots_.push_back(k < static_cast<int>(list.size()) ? list[k]
+                                                           : static_cast<uint32_t>(n + 1));
       }
-      if (list.size() > kSlots) slots_.back() |= kOverflow;
+      for (size_t a = 0; a < list.size(); ++a) {
+        for (size_t b = a + 1; b < list.size(); ++b) {
+          const double dx = px[list[a]] - px[list[b]], dy = py[list[a]] - py[list[b]];
+          spread_ = std::max(spread_, std::sqrt(dx * dx + dy * dy));
+        }
+      }
+      if (list.size() > kSlots) slots_.back() = static_cast<uint32_t>(n + 1) | kOverflow;
     }
   }
 }
@@ -179,7 +187,8 @@ Codebook::Codebook(std::shared_ptr<const Layout> layout, float cx, float cy)
   ox_ = static_cast<double>(cx) - h;
   oy_ = static_cast<double>(cy) - h;
   const int64_t n = l.n();
-  xy_.resize(2 * (n + 1));
+  xy_.resize(2 * (n + 2));
+  xy_[2 * (n + 1)] = xy_[2 * (n + 1) + 1] = std::numeric_limits<double>::infinity();
   xy_[0] = cx;
   xy_[1] = cy;
   for (int64_t t = 0; t < n; ++t) {
@@ -194,9 +203,12 @@ Codebook::Codebook(std::shared_ptr<const Layout> layout, float cx, float cy)
   grid_ok_ = std::isfinite(scale) && scale * std::ldexp(1.0, -49) <= l.margin_;
 }
 
-uint32_t Codebook::NearestInCell(int cx, int cy, double qx, double qy) const {
+uint32_t Codebook::PickSlow(const uint32_t* s, double qx, double qy) const {
+  if (s == nullptr) return NearestBruteForce(qx, qy);
+  const size_t cell = static_cast<size_t>(s - layout_->slots_.data()) / Layout::kSlots;
   uint32_t count;
-  const uint32_t* c = layout_->candidates(cx, cy, &count);
+  const uint32_t* c = layout_->candidates(static_cast<int>(cell % layout_->cells_),
+                                          static_cast<int>(cell / layout_->cells_), &count);
   uint32_t best = c[0];
   double bd = Dist2(best, qx, qy);
   for (uint32_t i = 1; i < count; ++i) {

@@ -9,8 +9,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace hc::hc1 {
 
@@ -62,6 +67,8 @@ class Layout {
   int cells_per_axis() const { return cells_; }
   /// Margin by which each cell is grown when its candidate list is built (relative units).
   double margin() const { return margin_; }
+  /// The largest distance between two candidates of one cell.
+  double spread() const { return spread_; }
   /// The candidate codebook rows of cell (cx, cy), ascending. Cell (1, 1) starts at the corner.
   const uint32_t* candidates(int cx, int cy, uint32_t* count) const {
     const size_t c = static_cast<size_t>(cy) * cells_ + cx;
@@ -70,8 +77,8 @@ class Layout {
   }
   /// Set in slot 3 of a cell whose list is longer than kSlots.
   static constexpr uint32_t kOverflow = uint32_t{1} << 31;
-  /// Candidates kept inline per cell: the list, padded with its last row (harmless: ties keep
-  /// the earlier row), so a lookup evaluates exactly kSlots rows without a data-dependent loop.
+  /// Candidates kept inline per cell: the list, padded with row n + 1, a dummy at infinity that
+  /// never wins, so a lookup evaluates exactly kSlots rows without a data-dependent loop.
   static constexpr int kSlots = 5;
   /// The kSlots inline candidates of cell (cx, cy).
   const uint32_t* slots(int cx, int cy) const {
@@ -88,6 +95,7 @@ class Layout {
   double inv_cell_ = 0;
   int cells_ = 0;
   double margin_ = 0;
+  double spread_ = 0;
   std::vector<uint32_t> start_;
   std::vector<uint32_t> cand_;
   std::vector<uint32_t> slots_;
@@ -102,7 +110,7 @@ class Codebook {
   Codebook(std::shared_ptr<const Layout> layout, float cx, float cy);
 
   /// Rows: n + 1.
-  int64_t size() const { return static_cast<int64_t>(xy_.size() / 2); }
+  int64_t size() const { return static_cast<int64_t>(xy_.size() / 2) - 1; }
   double x(int64_t j) const { return xy_[2 * j]; }
   double y(int64_t j) const { return xy_[2 * j + 1]; }
   double cx() const { return xy_[0]; }
@@ -113,49 +121,78 @@ class Codebook {
   /// exact ties going to the lowest row. O(1) through the layout's grid for queries inside the
   /// square or its margin cell; elsewhere (never the case for hc1's own queries) it falls back to
   /// NearestBruteForce. Same result as NearestBruteForce for every query.
-  uint32_t Nearest(double qx, double qy) const {
-    double x, y;
-    return Nearest(qx, qy, &x, &y);
-  }
-  /// Nearest() that also returns the row's coordinates (saves a dependent load in hot loops).
-  uint32_t Nearest(double qx, double qy, double* x, double* y) const {
-    if (grid_ok_) {
-      const double rx = (qx - ox_) * inv_cell_ + 1.0;
-      const double ry = (qy - oy_) * inv_cell_ + 1.0;
-      if (rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) [[likely]] {
-        const int cx = static_cast<int>(rx), cy = static_cast<int>(ry);
-        const uint32_t* s = layout_->slots(cx, cy);
-        if (!(s[Layout::kSlots - 1] & Layout::kOverflow)) [[likely]] {
-          // All kSlots distances first (independent), then a branch-free selection.
-          double d[Layout::kSlots];
-          for (int i = 0; i < Layout::kSlots; ++i) d[i] = Dist2(s[i], qx, qy);
-          uint32_t best = s[0];
-          double bd = d[0];
-          for (int i = 1; i < Layout::kSlots; ++i) {
-            best = d[i] < bd ? s[i] : best;
-            bd = std::min(d[i], bd);
-          }
-          *x = xy_[2 * best];
-          *y = xy_[2 * best + 1];
-          return best;
-        }
-        const uint32_t j = NearestInCell(cx, cy, qx, qy);
-        *x = xy_[2 * j];
-        *y = xy_[2 * j + 1];
-        return j;
-      }
+  uint32_t Nearest(double qx, double qy) const { return Pick(Cell(qx, qy), qx, qy); }
+
+  /// The first half of Nearest(): the inline candidates of q's grid cell (a pointer to kSlots
+  /// rows), or nullptr when q lies off the grid. Hot loops locate a block of queries first and
+  /// pick afterwards, so that the cells' cache misses overlap.
+  const uint32_t* Cell(double qx, double qy) const {
+    const double rx = (qx - ox_) * inv_cell_ + 1.0;
+    const double ry = (qy - oy_) * inv_cell_ + 1.0;
+    if (grid_ok_ && rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) [[likely]] {
+      return layout_->slots(static_cast<int>(rx), static_cast<int>(ry));
     }
-    const uint32_t j = NearestBruteForce(qx, qy);
-    *x = xy_[2 * j];
-    *y = xy_[2 * j + 1];
-    return j;
+    return nullptr;
+  }
+
+  /// The second half of Nearest(): the nearest row to q given Cell(qx, qy).
+  uint32_t Pick(const uint32_t* s, double qx, double qy) const {
+    if (s != nullptr && !(s[Layout::kSlots - 1] & Layout::kOverflow)) [[likely]] {
+      // All kSlots distances first (independent), then a branch-free selection.
+      double d[Layout::kSlots];
+#if defined(__SSE2__)
+      // dx^2 + dy^2 on one packed register: the same two products and one sum as Dist2.
+      const __m128d q = _mm_set_pd(qy, qx);
+      for (int i = 0; i < Layout::kSlots; ++i) {
+        const __m128d v = _mm_sub_pd(q, _mm_loadu_pd(xy_.data() + 2 * s[i]));
+        const __m128d sq = _mm_mul_pd(v, v);
+        d[i] = _mm_cvtsd_f64(_mm_add_sd(sq, _mm_unpackhi_pd(sq, sq)));
+      }
+#else
+      for (int i = 0; i < Layout::kSlots; ++i) d[i] = Dist2(s[i], qx, qy);
+#endif
+      uint32_t best = s[0];
+      double bd = d[0];
+      for (int i = 1; i < Layout::kSlots; ++i) {
+        best = d[i] < bd ? s[i] : best;
+        bd = std::min(d[i], bd);
+      }
+      return best;
+    }
+    return PickSlow(s, qx, qy);
+  }
+
+  /// Pick() at q, and in `*stable` whether every point at distance <= `radius` from q provably
+  /// has the same nearest row: q's cell list covers that point, and the runner-up's squared
+  /// distance exceeds the best one's by more than such a move can change their difference
+  /// (2 * radius * spread, plus rounding slack). Used to skip a second lookup at a point a
+  /// rounding error away from q. `*stable` false says nothing.
+  uint32_t PickStable(const uint32_t* s, double qx, double qy, double radius,
+                      bool* stable) const {
+    *stable = false;
+    if (s == nullptr || (s[Layout::kSlots - 1] & Layout::kOverflow)) [[unlikely]] {
+      return PickSlow(s, qx, qy);
+    }
+    double d[Layout::kSlots];
+    for (int i = 0; i < Layout::kSlots; ++i) d[i] = Dist2(s[i], qx, qy);
+    uint32_t best = s[0];
+    double b1 = d[0], b2 = std::numeric_limits<double>::infinity();
+    for (int i = 1; i < Layout::kSlots; ++i) {
+      best = d[i] < b1 ? s[i] : best;
+      b2 = std::min(b2, std::max(b1, d[i]));
+      b1 = std::min(b1, d[i]);
+    }
+    *stable = radius <= 0.5 * layout_->margin_ &&
+              b2 - b1 > 2.0 * radius * layout_->spread_ + 1e-12 * (b2 + b1);
+    return best;
   }
 
   /// The test oracle: every row, same distance formula and tie rule as Nearest().
   uint32_t NearestBruteForce(double qx, double qy) const;
 
  private:
-  uint32_t NearestInCell(int cx, int cy, double qx, double qy) const;
+  // Overflowing cells (their full list) and queries off the grid (brute force).
+  uint32_t PickSlow(const uint32_t* s, double qx, double qy) const;
   double Dist2(uint32_t j, double qx, double qy) const {
     const double dx = qx - xy_[2 * j];
     const double dy = qy - xy_[2 * j + 1];
@@ -163,7 +200,7 @@ class Codebook {
   }
 
   std::shared_ptr<const Layout> layout_;
-  std::vector<double> xy_;
+  std::vector<double> xy_;  // rows 0..n, then the dummy row n + 1 at infinity
   double ox_ = 0, oy_ = 0, inv_cell_ = 0, cells_d_ = 0;
   bool grid_ok_ = false;
 };
