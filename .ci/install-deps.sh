@@ -12,7 +12,7 @@ HC_BUILD_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Python side: evaluation and model extraction only (Debian's /usr/bin/python3, no PyPI).
-HC_PY_PACKAGES=(python3 python3-numpy python3-onnx)
+HC_PY_PACKAGES=(python3 python3-numpy python3-onnx python3-grpcio python3-protobuf)
 # Measuring tools used by the tests and the main job.
 HC_TOOL_PACKAGES=(time)
 
