@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "client/cli_util.h"
+#include "client/jobs_cli.h"
 #include "client/report.h"
 #include "core/codec/codec.h"
 #include "core/pipeline/pipeline.h"
@@ -25,6 +26,8 @@ constexpr char kUsage[] =
     "  inspect ART [--json]   per-tensor table (or JSON) of an artifact\n"
     "  codecs                 list codecs and their options\n"
     "  report [MODEL...]      the main job: compress, decompress and compare codecs on models\n"
+    "  jobs ...               batch jobs on a hyperc-server (submit, watch, get, list, cancel,\n"
+    "                         fetch, delete)\n"
     "\n"
     "Run 'hyperc <command> --help' for a command's options.\n";
 
@@ -42,7 +45,9 @@ constexpr char kCompressUsage[] =
     "  --memory-budget S  input bytes in flight at once, e.g. 64M (default 256M)\n"
     "  --no-sync          do not fsync the output\n"
     "  --quiet            no progress and no summary table\n"
-    "  --json FILE        also write the per-tensor report as JSON ('-' for stdout)\n";
+    "  --json FILE        also write the per-tensor report as JSON ('-' for stdout)\n"
+    "  --server HOST:PORT compress on a hyperc-server instead of in process (same artifact)\n"
+    "  --token-file F     bearer token for the server; --tls-ca F: CA of a TLS server\n";
 
 constexpr char kDecompressUsage[] =
     "usage: hyperc decompress ART -o OUT [--threads N] [--quiet]\n"
@@ -63,10 +68,16 @@ int Compress(Args& args) {
   CompressOptions opt;
   std::string input, output, json_path;
   bool quiet = false;
+  RemoteFlags remote;
   while (!args.done()) {
     if (IsHelp(args.Peek())) {
       std::fputs(kCompressUsage, stdout);
       return 0;
+    }
+    {
+      auto took = remote.Take(args);
+      if (!took.ok()) return Fail(took.status(), 2);
+      if (*took) continue;
     }
     absl::StatusOr<std::optional<std::string>> v;
 #define HC_FLAG(name, body)                         \
@@ -120,6 +131,10 @@ int Compress(Args& args) {
   if (input.empty() || output.empty()) {
     std::fputs(kCompressUsage, stderr);
     return Fail(absl::InvalidArgumentError("compress needs IN and -o OUT"), 2);
+  }
+  if (!remote.server.empty()) {
+    if (!json_path.empty()) return Fail(absl::InvalidArgumentError("--json is for local mode (use hyperc inspect --json on the artifact)"), 2);
+    return CompressRemote(input, output, opt, remote, quiet);
   }
   ProgressPrinter printer("compress", !quiet);
   auto summary = CompressModel(input, output, opt, [&](const Progress& p) { printer(p); });
@@ -232,6 +247,7 @@ int main(int argc, char** argv) {
   if (cmd == "inspect") return Inspect(args);
   if (cmd == "codecs") return Codecs(args);
   if (cmd == "report") return Report(args);
+  if (cmd == "jobs") return Jobs(args);
   std::fprintf(stderr, "hyperc: error: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -457,12 +457,13 @@ absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest reque
       return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", pending_.size(),
                                                        " jobs waiting); retry later"));
     }
+    Log(absl::StrCat("job ", job->snap.id, " created: model \"", job->snap.request.model_name,
+                     "\", codec ", job->snap.request.options.codec,
+                     job->snap.request.ephemeral ? " (Compress call)" : ""));
     jobs_.emplace(job->snap.id, job);
     pending_.push_back(job->snap.id);
   }
   pending_cv_.notify_one();
-  Log(absl::StrCat("job ", job->snap.id, " created: model \"", job->snap.request.model_name, "\", codec ",
-                   job->snap.request.options.codec, job->snap.request.ephemeral ? " (Compress call)" : ""));
   return std::unique_ptr<Upload>(new Upload(this, job->snap.id));
 }
 

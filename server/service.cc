@@ -167,7 +167,7 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
       success_ = snap;
     } else if (IsFinal(snap.state)) {
       error_ = snap.error.ok() ? absl::InternalError("job ended without a result") : snap.error;
-    } else if (snap.progress.tensors_done > 0 || snap.state == JobState::kRunning) {
+    } else if (snap.progress.tensors_done > 0) {
       progress_ = snap.progress;  // coalesce: only the newest unsent event is kept
     }
     PumpLocked();
