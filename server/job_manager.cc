@@ -273,13 +273,15 @@ absl::Status Upload::End() {
     }
   }
   if (!st.ok()) {
+    // The job fails with the same error the caller returns; the Upload's destructor deletes it.
     {
       std::lock_guard<std::mutex> lock(job->mu);
       job->upload_failed = true;
+      job->snap.state = JobState::kFailed;
+      job->snap.error = st;
+      job->snap.finished_unix = NowUnix();
     }
-    job->cv.notify_all();
-    ended_ = true;
-    manager_->Delete(id_).IgnoreError();
+    manager_->Notify(*job);
     return st;
   }
   if (fd_ >= 0) {
@@ -636,6 +638,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     if (stopping_ && !st.ok()) {
       return;  // server shutting down: the job stays resumable on disk
     }
+    if (IsFinal(job->snap.state)) return;  // failed by Upload::End, which reported the error
     job->snap.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - job->t0).count();
     job->snap.finished_unix = NowUnix();
