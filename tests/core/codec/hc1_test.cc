@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -212,7 +213,7 @@ TEST(Hc1Nearest, RandomEdgeAndOutsideQueriesMatchBruteForce) {
     std::uniform_real_distribution<double> in(0.0, cfg.L), wide(-cfg.L, 2 * cfg.L),
         far(-100 * cfg.L, 100 * cfg.L);
     std::uniform_int_distribution<int> edge(-2, layout->cells_per_axis());
-    const int rounds = cfg.n > 5000 ? 3000 : 20000;
+    const int rounds = cfg.n > 5000 ? 600 : 20000;
     for (int k = 0; k < rounds; ++k) {
       bad += CheckNearest(cb, ox + in(rng), oy + in(rng));       // inside the square
       bad += CheckNearest(cb, ox + wide(rng), oy + wide(rng));   // around and outside it
@@ -241,6 +242,46 @@ TEST(Hc1Nearest, RandomEdgeAndOutsideQueriesMatchBruteForce) {
     EXPECT_EQ(cb.Nearest(NAN, 0.0), cb.NearestBruteForce(NAN, 0.0));
   }
   EXPECT_EQ(bad, 0);
+}
+
+TEST(Hc1Nearest, StableLookupsHoldWithinTheirRadius) {
+  // PickStable's certificate: when it says stable, every point within the radius has the same
+  // nearest row. Probed at random points, on Voronoi edges (midpoints of codewords) and with
+  // radii from rounding-error size up to large.
+  std::mt19937_64 rng(11);
+  int64_t stable_count = 0, checked = 0, bad = 0;
+  for (const auto& [L, n, c] : {std::tuple<double, int64_t, float>{0.1, 1600, 0.003f},
+                                {0.1, 225, -0.02f},
+                                {0.8, 1600, 0.4f},
+                                {0.3, 1000, 0.0f}}) {
+    const hc1::Codebook cb(hc1::Layout::Get(L, n), c, -c);
+    const double ox = cb.cx() - L / 2, oy = cb.cy() - L / 2;
+    std::uniform_real_distribution<double> in(0.0, L), unit(-1.0, 1.0);
+    std::uniform_int_distribution<int64_t> row(1, cb.size() - 1);
+    for (int k = 0; k < 40000; ++k) {
+      double qx = ox + in(rng), qy = oy + in(rng);
+      if (k % 2) {  // near a Voronoi edge
+        const int64_t a = row(rng), b = std::min<int64_t>(cb.size() - 1, a + 1 + k % 3);
+        qx = (cb.x(a) + cb.x(b)) / 2 + unit(rng) * 1e-9;
+        qy = (cb.y(a) + cb.y(b)) / 2 + unit(rng) * 1e-9;
+      }
+      const double radius = std::ldexp(1.0, -20 - static_cast<int>(rng() % 25));
+      bool stable;
+      const uint32_t j = cb.PickStable(cb.Cell(qx, qy), qx, qy, radius, &stable);
+      ASSERT_EQ(j, cb.NearestBruteForce(qx, qy));
+      if (!stable) continue;
+      ++stable_count;
+      for (int t = 0; t < 4; ++t) {
+        // A point at distance <= radius (|dx| + |dy| <= radius).
+        const double ax = unit(rng) * radius / 2, ay = unit(rng) * radius / 2;
+        bad += cb.NearestBruteForce(qx + ax, qy + ay) != j;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_GT(stable_count, 50000);
+  EXPECT_GT(checked, 200000);
 }
 
 TEST(Hc1Nearest, WrappedCodewordsSitOnTheTopEdge) {
