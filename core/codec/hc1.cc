@@ -565,9 +565,13 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, M - b);
     sx[c] = hc1::PairwiseSumF32(g.x + 2 * b, n, 2);
     sy[c] = hc1::PairwiseSumF32(g.x + 2 * b + 1, n, 2);
-    bool ok = true;
-    for (int64_t i = 2 * b; i < 2 * (b + n); ++i) ok = ok && std::isfinite(g.x[i]);
-    finite[c] = ok;
+    uint32_t special = 0;  // an all-ones exponent: infinity or NaN
+    for (int64_t i = 2 * b; i < 2 * (b + n); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, g.x + i, 4);
+      special |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    finite[c] = special == 0;
   });
   float tx = 0.0f, ty = 0.0f;
   bool all_finite = true;
