@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/crc32c.h"
 #include "core/base/json.h"
 #include "core/base/status_macros.h"
 #include "core/io/safetensors_file.h"
@@ -96,6 +97,45 @@ CompressOptions OptionsFromJson(const JsonValue& j) {
     for (const JsonValue& r : s->items()) o.skip.push_back(r.string_value());
   }
   return o;
+}
+
+// Checkpoint of one finished tensor: "HCK1", u32 LE length of the record JSON, the JSON, then
+// the parts' bytes in record order. Written without fsync (a process crash keeps the page
+// cache); a torn file fails its part CRCs on load and the tensor is simply recomputed.
+std::string EncodeCheckpoint(const TensorCompressor::Result& r) {
+  const std::string json = TensorRecordToJson(r.record).Dump();
+  std::string out = "HCK1";
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((json.size() >> (8 * i)) & 0xff));
+  out += json;
+  for (const EncodedPart& p : r.parts) out.append(reinterpret_cast<const char*>(p.bytes.data()), p.bytes.size());
+  return out;
+}
+
+absl::StatusOr<TensorCompressor::Result> DecodeCheckpoint(const std::string& bytes, const TensorInfo& t) {
+  auto bad = absl::DataLossError("bad checkpoint");
+  if (bytes.size() < 8 || bytes.compare(0, 4, "HCK1") != 0) return bad;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[4 + i])) << (8 * i);
+  if (n > bytes.size() - 8) return bad;
+  auto j = ParseJson(absl::string_view(bytes).substr(8, n));
+  if (!j.ok()) return bad;
+  HC_ASSIGN_OR_RETURN(TensorRecord rec, TensorRecordFromJson(*j));
+  if (rec.name != t.name || rec.dtype != t.dtype || rec.shape != t.shape) return bad;
+  TensorCompressor::Result r;
+  size_t off = 8 + n;
+  if (rec.codec != kRawCodec) {
+    for (const StoredPart& p : rec.parts) {
+      if (p.nbytes > bytes.size() - off) return bad;
+      EncodedPart e{p.suffix, p.dtype, p.shape,
+                    std::vector<uint8_t>(bytes.begin() + off, bytes.begin() + off + p.nbytes)};
+      if (Crc32c(0, e.bytes) != p.crc32c) return bad;
+      off += p.nbytes;
+      r.parts.push_back(std::move(e));
+    }
+  }
+  if (off != bytes.size()) return bad;
+  r.record = std::move(rec);
+  return r;
 }
 
 absl::Status WaitFailed(const std::string& file) {
@@ -736,6 +776,7 @@ absl::Status JobManager::RunJob(Job& job) {
   job.snap.tensors = std::move(all);
   std::error_code ec;
   fs::remove_all(job.dir + "/upload", ec);
+  fs::remove_all(job.dir + "/done", ec);
   return absl::OkStatus();
 }
 
@@ -801,6 +842,18 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   fopt.memory_budget = options_.memory_budget;
   fopt.sync = options_.sync;
   fopt.cancel = &job.cancel;
+  const bool checkpoint = !job.snap.request.ephemeral;
+  const std::string ckpt_dir = absl::StrCat(job.dir, "/done/", k);
+  if (checkpoint) {
+    std::error_code ec;
+    fs::create_directories(ckpt_dir, ec);
+    fopt.on_result = [&](size_t i, const TensorCompressor::Result& r) {
+      const std::string path = absl::StrCat(ckpt_dir, "/", i);
+      if (fs::exists(path)) return;
+      WriteAtomically(path, EncodeCheckpoint(r), /*sync=*/false).IgnoreError();
+    };
+  }
+  uint64_t reused = 0;
   auto on_done = [&](const TensorRecord& r, uint64_t bytes) {
     {
       std::lock_guard<std::mutex> lock(job.mu);
@@ -818,13 +871,31 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   };
   HC_ASSIGN_OR_RETURN(auto fc, FileCompressor::Create(compressor, *executor_, header, name,
                                                       job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
-  for (const TensorInfo& t : header.tensors) {
+  for (size_t i = 0; i < header.tensors.size(); ++i) {
+    const TensorInfo& t = header.tensors[i];
     HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
     auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes());
     HC_RETURN_IF_ERROR(read_at(buf->data(), t.nbytes(), header.data_start() + t.begin));
-    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(*buf), [buf]() mutable { buf.reset(); }));
+    auto release = [buf]() mutable { buf.reset(); };
+    // A tensor finished before a restart is taken from its checkpoint, not recomputed.
+    if (checkpoint) {
+      auto text = ReadFileToString(absl::StrCat(ckpt_dir, "/", i), uint64_t{1} << 40);
+      if (text.ok()) {
+        auto r = DecodeCheckpoint(*text, t);
+        if (r.ok()) {
+          ++reused;
+          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(*buf), release, *std::move(r)));
+          continue;
+        }
+      }
+    }
+    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(*buf), release));
   }
   HC_ASSIGN_OR_RETURN(*records, fc->Finish());
+  if (reused > 0) {
+    Log(absl::StrCat("job ", job.snap.id, " ", name, ": reused ", reused, " of ", header.tensors.size(),
+                     " tensors finished before the restart"));
+  }
   return absl::OkStatus();
 }
 

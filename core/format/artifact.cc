@@ -18,7 +18,9 @@ JsonValue ShapeJson(const std::vector<int64_t>& shape) {
   return a;
 }
 
-JsonValue RecordToJson(const TensorRecord& r) {
+}  // namespace
+
+JsonValue TensorRecordToJson(const TensorRecord& r) {
   JsonValue parts = JsonValue::Array();
   for (const StoredPart& p : r.parts) {
     parts.Push(JsonValue::Object()
@@ -36,6 +38,8 @@ JsonValue RecordToJson(const TensorRecord& r) {
   o.Add("params", r.params).Add("parts", std::move(parts)).Add("stats", StatsToJson(r.stats));
   return o;
 }
+
+namespace {
 
 // CRC-32C over "key\0value\0" of every pair except the checksum itself, in stored order.
 }  // namespace
@@ -84,7 +88,9 @@ double NumberOr(const JsonValue* o, absl::string_view key) {
   return v && v->is_number() ? v->number() : 0.0;
 }
 
-absl::StatusOr<TensorRecord> RecordFromJson(const JsonValue& j) {
+}  // namespace
+
+absl::StatusOr<TensorRecord> TensorRecordFromJson(const JsonValue& j) {
   if (!j.is_object()) return absl::DataLossError("record is not an object");
   TensorRecord r;
   const JsonValue* name = j.Find("name");
@@ -156,7 +162,6 @@ absl::StatusOr<TensorRecord> RecordFromJson(const JsonValue& j) {
   return r;
 }
 
-}  // namespace
 
 std::string TensorRecord::StoredName(const StoredPart& part) const {
   if (part.suffix.empty()) return name;
@@ -178,7 +183,7 @@ JsonValue StatsToJson(const TensorStats& s) {
 
 StringMap EncodeArtifactMetadata(const ArtifactMetadata& meta) {
   JsonValue records = JsonValue::Array();
-  for (const TensorRecord& r : meta.tensors) records.Push(RecordToJson(r));
+  for (const TensorRecord& r : meta.tensors) records.Push(TensorRecordToJson(r));
   JsonValue source = JsonValue::Object();
   for (const auto& [k, v] : meta.source_metadata) source.Add(k, JsonValue::String(v));
   StringMap out = {
@@ -251,7 +256,7 @@ absl::StatusOr<ArtifactMetadata> DecodeArtifactMetadata(const SafetensorsHeader&
   std::vector<bool> used(header.tensors.size(), false);
   std::unordered_map<std::string, bool> names;
   for (const JsonValue& rj : records->items()) {
-    auto rec = RecordFromJson(rj);
+    auto rec = TensorRecordFromJson(rj);
     if (!rec.ok()) return Corrupt(source, rec.status().message());
     TensorRecord& r = *rec;
     if (!names.emplace(r.name, true).second) {

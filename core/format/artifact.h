@@ -94,6 +94,11 @@ uint32_t ArtifactMetadataChecksum(const StringMap& pairs);
 absl::StatusOr<ArtifactMetadata> DecodeArtifactMetadata(const SafetensorsHeader& header,
                                                         absl::string_view source);
 
+/// A tensor record as the JSON object stored in kTensorsKey, and back (validated as
+/// DecodeArtifactMetadata does for one record; errors are DataLoss).
+JsonValue TensorRecordToJson(const TensorRecord& r);
+absl::StatusOr<TensorRecord> TensorRecordFromJson(const JsonValue& j);
+
 /// A record's statistics as a JSON object (the keys `hyperc inspect --json` prints).
 JsonValue StatsToJson(const TensorStats& s);
 

@@ -40,6 +40,17 @@ FileCompressor::~FileCompressor() {
 }
 
 absl::Status FileCompressor::Add(absl::Span<const uint8_t> data, std::function<void()> release) {
+  return Enqueue(data, std::move(release), std::nullopt);
+}
+
+absl::Status FileCompressor::AddPrecomputed(absl::Span<const uint8_t> data,
+                                            std::function<void()> release,
+                                            TensorCompressor::Result result) {
+  return Enqueue(data, std::move(release), std::move(result));
+}
+
+absl::Status FileCompressor::Enqueue(absl::Span<const uint8_t> data, std::function<void()> release,
+                                     std::optional<TensorCompressor::Result> precomputed) {
   HC_RETURN_IF_ERROR(error_);
   if (next_ >= header_.tensors.size()) {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": more tensors than the header holds"));
@@ -59,11 +70,16 @@ absl::Status FileCompressor::Add(absl::Span<const uint8_t> data, std::function<v
   slot->data = data;
   slot->release = std::move(release);
   Slot* s = slot.get();
+  if (precomputed) {
+    s->result = std::move(*precomputed);
+    s->done = true;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     slots_.push_back(std::move(slot));
     inflight_bytes_ += s->bytes;
   }
+  if (s->done) return absl::OkStatus();
   executor_.Submit([this, s] {
     auto r = compressor_.Compress(header_.tensors[s->index], s->data, executor_);
     std::lock_guard<std::mutex> lock(mu_);
@@ -89,6 +105,7 @@ absl::Status FileCompressor::Drain(bool block) {
     block = false;
     // Written strictly in order: this slot is the oldest in flight.
     absl::Status st = s->result.status();
+    if (st.ok() && options_.on_result) options_.on_result(s->index, *s->result);
     if (st.ok()) {
       TensorRecord& rec = s->result->record;
       if (rec.codec == kRawCodec) {

@@ -39,6 +39,9 @@ class FileCompressor {
     bool sync = true;
     /// When set and true, Add() and Finish() stop with Cancelled (checked after every tensor).
     const std::atomic<bool>* cancel = nullptr;
+    /// Called with each tensor's result (its index in the header) just before it is written,
+    /// on the thread calling Add or Finish: a server checkpoints results here.
+    std::function<void(size_t, const TensorCompressor::Result&)> on_result;
   };
   /// Called (on the thread calling Add or Finish) after each tensor is written, with its record
   /// and its input bytes.
@@ -55,6 +58,10 @@ class FileCompressor {
   /// The next tensor's bytes (valid until `release` is called, which happens once the tensor
   /// has been encoded). Errors: the first failure of any tensor so far.
   absl::Status Add(absl::Span<const uint8_t> data, std::function<void()> release = {});
+  /// Like Add(), with the tensor's result already known (a checkpoint): nothing is computed.
+  /// `data` is still needed when the record is raw.
+  absl::Status AddPrecomputed(absl::Span<const uint8_t> data, std::function<void()> release,
+                              TensorCompressor::Result result);
   /// Waits for every tensor, writes the metadata and renames the artifact into place.
   /// Errors: InvalidArgument if fewer tensors were added than the header holds; any failure.
   absl::StatusOr<std::vector<TensorRecord>> Finish();
@@ -69,6 +76,8 @@ class FileCompressor {
     absl::StatusOr<TensorCompressor::Result> result = absl::UnknownError("pending");
   };
   FileCompressor(const TensorCompressor& c, TbbExecutor& e) : compressor_(c), executor_(e) {}
+  absl::Status Enqueue(absl::Span<const uint8_t> data, std::function<void()> release,
+                       std::optional<TensorCompressor::Result> precomputed);
   // Writes finished slots at the head; with `block`, first waits for the head to finish.
   absl::Status Drain(bool block);
 
