@@ -1,7 +1,6 @@
 #include "core/codec/hc1.h"
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -36,8 +35,9 @@ constexpr int kBlock = 256;
 // Inner pairs located per block before their lookups (overlaps the cells' cache misses).
 constexpr int kLookahead = 64;
 
-// Neumaier-compensated float64 sum: the mean errors come out within an ulp or so of the exact
-// value, so decisions match numpy's pairwise mean except within ~1e-15 relative of a tie.
+// Compensated float64 sum (Fast2Sum) of the per-block error sums: the mean errors come out within
+// a few ulps of numpy's pairwise mean, so decisions match it except within ~1e-14 relative of a
+// tie (core/format/spec-hc1.md, 5.6).
 struct CSum {
   double s = 0, c = 0;
   // Every value added is >= 0 (absolute errors), so the larger magnitude is the larger value:
@@ -666,7 +666,6 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   if (o_.fallback_mae > 0 && chosen.mae > o_.fallback_mae) {
     enc.raw = true;
     enc.raw_reason = absl::StrCat("mean error ", chosen.mae, " > fallback_mae ", o_.fallback_mae);
-    enc.params.Add("mae", JsonValue::Number(chosen.mae));
     return enc;
   }
 
