@@ -104,5 +104,85 @@ TEST_F(ServerTest, JobSubmitWatchFetchDelete) {
   EXPECT_THAT(client_->Get(job.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr(job.id())));
 }
 
+TEST_F(ServerTest, FourCompressCallsAndTwoJobsAtOnce) {
+  const std::vector<std::string> models = {
+      testing::ModelPath("ppocrv4-rec-f32.safetensors"), testing::ModelPath("faceres-f16.safetensors"),
+      testing::ModelPath("movenet-thunder-f16.safetensors"), testing::ModelPath("fmnist-cnn-f32.safetensors")};
+  std::vector<absl::Status> results(6);
+  std::vector<bool> ordered(4, true);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      uint64_t last = 0;
+      auto s = client_->Compress(models[i], absl::StrCat(dir_, "/c", i), Rtn4(), [&](const hyperc::v1::Progress& p) {
+        if (p.tensors_done() < last) ordered[i] = false;
+        last = p.tensors_done();
+      });
+      results[i] = s.status();
+    });
+  }
+  std::vector<std::string> job_ids(2);
+  const std::vector<std::string> job_models = {testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json"),
+                                               models[0]};
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      auto job = client_->Submit(job_models[i], Rtn4());
+      if (!job.ok()) {
+        results[4 + i] = job.status();
+        return;
+      }
+      job_ids[i] = job->id();
+      auto done = client_->Watch(job->id());
+      results[4 + i] = !done.ok() ? done.status()
+                       : done->state() == hyperc::v1::Job::SUCCEEDED ? absl::OkStatus()
+                                                                      : absl::InternalError(done->error());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 6; ++i) EXPECT_THAT(results[i], IsOk()) << i;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(ordered[i]) << "progress out of order in call " << i;
+    HC_ASSERT_OK(CompressModel(models[i], absl::StrCat(dir_, "/l", i), Rtn4()).status());
+    ExpectSameArtifact(absl::StrCat(dir_, "/l", i), absl::StrCat(dir_, "/c", i));
+  }
+  HC_ASSERT_OK(client_->Fetch(job_ids[0], dir_ + "/j0"));
+  HC_ASSERT_OK(CompressModel(job_models[0], dir_ + "/lj0", Rtn4()).status());
+  ExpectSameArtifact(dir_ + "/lj0", dir_ + "/j0");
+}
+
+TEST_F(ServerTest, CancelStopsARunningJobAndFreesIt) {
+  // A job whose upload is still arriving is RUNNING (it compresses tensors as they come).
+  server::JobRequest req;
+  req.model_name = "slow upload";
+  HC_ASSERT_OK_AND_ASSIGN(auto upload, server_->jobs().StartUpload(req));
+  const std::string id = upload->job_id();
+  const std::string bytes = ReadAll(testing::ModelPath("movenet-thunder-f16.safetensors"));
+  HC_ASSERT_OK(upload->BeginFile("m.safetensors", bytes.size()));
+  HC_ASSERT_OK(upload->Append(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() / 2)));
+  for (int i = 0; i < 500; ++i) {
+    auto j = client_->Get(id);
+    ASSERT_THAT(j, IsOk());
+    if (j->state() == hyperc::v1::Job::RUNNING && j->progress().tensors_done() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::vector<hyperc::v1::Job::State> watched;
+  std::thread watcher([&] {
+    auto w = client_->Watch(id, [&](const hyperc::v1::Job& j) { watched.push_back(j.state()); });
+    EXPECT_THAT(w, IsOk());
+  });
+  HC_ASSERT_OK_AND_ASSIGN(hyperc::v1::Job cancelled, client_->Cancel(id));
+  watcher.join();
+  EXPECT_EQ(cancelled.state(), hyperc::v1::Job::CANCELLED);
+  ASSERT_FALSE(watched.empty());
+  EXPECT_EQ(watched.back(), hyperc::v1::Job::CANCELLED);
+  EXPECT_EQ(server_->jobs().running(), 0);
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir_, "/spool/jobs/", id, "/upload")))
+      << "the spooled upload of a cancelled job is freed";
+  upload.reset();  // the client side of the upload goes away: the job is deleted
+  EXPECT_THAT(client_->Get(id), StatusIs(absl::StatusCode::kNotFound, HasSubstr(id)));
+  // The server goes on serving.
+  HC_ASSERT_OK(client_->Compress(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/after", Rtn4()).status());
+}
+
 }  // namespace
 }  // namespace hc
