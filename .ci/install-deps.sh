@@ -14,7 +14,7 @@ HC_BUILD_PACKAGES=(
 # Python side: evaluation and model extraction only (Debian's /usr/bin/python3, no PyPI).
 HC_PY_PACKAGES=(python3 python3-numpy python3-onnx python3-grpcio python3-protobuf)
 # Measuring tools used by the tests and the main job.
-HC_TOOL_PACKAGES=(time)
+HC_TOOL_PACKAGES=(time openssl)
 
 all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}")
 missing=()
