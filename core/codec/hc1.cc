@@ -111,9 +111,9 @@ constexpr int kBatch = 4;
 struct Rings {
   int k = 0;
   bool increasing = true;
-  std::vector<double> r, f, inv_f;
+  double r[kMaxClass + 1] = {}, f[kMaxClass + 1] = {}, inv_f[kMaxClass + 1] = {};
   Rings() = default;
-  Rings(double D, double L, int k_) : k(k_), r(k_ + 1), f(k_ + 1), inv_f(k_ + 1) {
+  Rings(double D, double L, int k_) : k(k_) {
     const double h = L / 2;
     const double each = (D - h) / k;
     for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
