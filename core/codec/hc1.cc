@@ -31,7 +31,7 @@ constexpr size_t kMaxNList = 16;
 constexpr int64_t kUnitPairs = 4096;
 static_assert(kUnitPairs <= 65536, "pair offsets are uint16");
 // Outer pairs handled per block in the class trials (their geometry stays in L1).
-constexpr int kBlock = 256;
+constexpr int kBlock = 128;
 // Inner pairs located per block before their lookups (overlaps the cells' cache misses).
 constexpr int kLookahead = 64;
 
