@@ -37,7 +37,9 @@ std::string HypercPath() {
 
 // Runs hyperc with `args`; captures stdout, stderr, the exit code and the peak RSS.
 RunResult RunHyperc(const std::vector<std::string>& args) {
-  const std::string dir = testing::ScratchDir("cli_io");
+  // One scratch directory per test (ctest runs tests of this binary in parallel processes).
+  const std::string dir = testing::ScratchDir(
+      absl::StrCat("cli_io_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
   const std::string out = dir + "/out", err = dir + "/err";
   RunResult r;
   pid_t pid = fork();
