@@ -7,7 +7,7 @@ set -euo pipefail
 
 HC_BUILD_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libre2-dev
   libabsl-dev libeigen3-dev libtbb-dev libhwy-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )

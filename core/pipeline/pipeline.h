@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -24,6 +23,10 @@
 #include "core/codec/codec.h"
 #include "core/format/artifact.h"
 #include "core/io/shard_index.h"
+
+namespace re2 {
+class RE2;
+}  // namespace re2
 
 namespace hc {
 
@@ -35,8 +38,9 @@ struct CompressOptions {
   CodecOptions codec_options;
   /// Worker threads; 0 = one per core. Default: 0.
   int threads = 0;
-  /// Tensors whose name matches any of these ECMAScript regexes (searched anywhere in the name)
-  /// are stored raw. Default: none.
+  /// Tensors whose name matches any of these RE2 regexes (searched anywhere in the name) are
+  /// stored raw. RE2 runs in linear time, so a regex from a remote client cannot stall the
+  /// server. Default: none.
   std::vector<std::string> skip;
   /// Input bytes of the tensors in flight at once (one batch). A larger tensor is processed on
   /// its own. Default: 256 MiB.
@@ -93,6 +97,7 @@ struct RunSummary {
 /// Encodes single tensors: codec choice, skip rules, statistics. Thread-safe after Create().
 class TensorCompressor {
  public:
+  ~TensorCompressor();
   static absl::StatusOr<std::unique_ptr<TensorCompressor>> Create(const CompressOptions& options);
 
   /// Result of Compress(): the record (stats filled, CRCs filled) and the bytes of each part in
@@ -111,7 +116,7 @@ class TensorCompressor {
  private:
   TensorCompressor() = default;
   std::unique_ptr<Codec> codec_;
-  std::vector<std::regex> skip_;
+  std::vector<std::unique_ptr<re2::RE2>> skip_;
 };
 
 /// Compresses `input` (a .safetensors file or a shard index .json) into `output` (a file, or a

@@ -1,6 +1,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <re2/re2.h>
+
 #include "absl/strings/str_cat.h"
 #include "core/base/crc32c.h"
 #include "core/base/status_macros.h"
@@ -57,14 +59,19 @@ absl::StatusOr<std::unique_ptr<TensorCompressor>> TensorCompressor::Create(
   std::unique_ptr<TensorCompressor> c(new TensorCompressor());
   HC_ASSIGN_OR_RETURN(c->codec_, CreateCodec(options.codec, options.codec_options));
   for (const std::string& re : options.skip) {
-    try {
-      c->skip_.emplace_back(re, std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      return absl::InvalidArgumentError(absl::StrCat("--skip \"", re, "\" is not a valid regex: ", e.what()));
+    RE2::Options ro;
+    ro.set_log_errors(false);
+    auto compiled = std::make_unique<RE2>(re, ro);
+    if (!compiled->ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--skip \"", re, "\" is not a valid regex: ", compiled->error()));
     }
+    c->skip_.push_back(std::move(compiled));
   }
   return c;
 }
+
+TensorCompressor::~TensorCompressor() = default;
 
 absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     const TensorInfo& info, absl::Span<const uint8_t> data, Executor& executor) const {
@@ -78,8 +85,8 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     return out;
   };
   if (!IsCompressibleFloat(info.dtype)) return make_raw(absl::StrCat("dtype ", DTypeName(info.dtype)));
-  for (const std::regex& re : skip_) {
-    if (std::regex_search(info.name, re)) return make_raw("matched --skip");
+  for (const auto& re : skip_) {
+    if (RE2::PartialMatch(info.name, *re)) return make_raw("matched --skip");
   }
   if (info.numel == 0) return make_raw("empty");
   if (HasNonFinite(info.dtype, data)) return make_raw("non-finite values");
