@@ -185,6 +185,13 @@ int RunCodecs(const std::vector<std::string>& args) {
     codecs.push_back(std::move(*c));
   }
 
+  std::vector<Model> models;
+  for (const std::string& path : paths) {
+    auto model = LoadModel(path);
+    if (!model.ok()) return Fail(model.status());
+    models.push_back(std::move(*model));
+  }
+
   std::printf("%-18s %-12s %7s %10s %10s %12s %10s %12s %7s\n", "model", "codec", "threads",
               "weights", "encode ms", "encode w/s", "decode ms", "decode w/s", "bpw");
   struct Row {
@@ -193,9 +200,8 @@ int RunCodecs(const std::vector<std::string>& args) {
     double enc[2];
   };
   std::vector<Row> rows;
-  for (const std::string& path : paths) {
-    auto model = LoadModel(path);
-    if (!model.ok()) return Fail(model.status());
+  for (const Model& m : models) {
+    const Model* model = &m;
     for (int threads : {1, 2}) {
       Row row{model->name, threads, {0, 0}};
       for (size_t c = 0; c < codecs.size(); ++c) {
