@@ -18,6 +18,7 @@
 #include "core/codec/codec.h"
 #include "core/codec/hc1.h"
 #include "core/codec/hc1_geometry.h"
+#include "core/io/bit_pack.h"
 #include "core/io/safetensors_file.h"
 #include "core/pipeline/tbb_executor.h"
 #include "gmock/gmock.h"
@@ -579,6 +580,169 @@ TEST(Hc1Decode, RejectsInconsistentParamsAndParts) {
   views = Views(enc);
   views.pop_back();
   EXPECT_THAT(codec->PrepareDecoder(info, enc.params, views), StatusIs(loss, ::testing::_));
+}
+
+}  // namespace
+}  // namespace hc
+
+namespace hc {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// A plain, slow re-statement of the encoder (spec-hc1.md section 5) as an oracle: brute-force
+// lookups, long double error sums, one trial at a time. The codec must produce the same stream
+// for any options, including several n, class_max above the codec's trial batch and early
+// stops at every k.
+
+struct OracleResult {
+  bool raw = false;
+  int64_t n = 0;
+  int K = 0;
+  std::vector<uint8_t> codes;
+};
+
+OracleResult Oracle(std::vector<float> x, const Hc1Options& o) {
+  const int64_t numel = static_cast<int64_t>(x.size());
+  if (numel % 2) x.push_back(hc1::NumpyMeanF32(x.data(), numel, 1));
+  const int64_t M = static_cast<int64_t>(x.size()) / 2;
+  const float cx = hc1::NumpyMeanF32(x.data(), M, 2), cy = hc1::NumpyMeanF32(x.data() + 1, M, 2);
+  const double h = o.L / 2;
+  const float lox = static_cast<float>(cx - h), hix = static_cast<float>(cx + h);
+  const float loy = static_cast<float>(cy - h), hiy = static_cast<float>(cy + h);
+  std::vector<float> d(M);
+  std::vector<bool> inner(M);
+  float D = -1;
+  for (int64_t i = 0; i < M; ++i) {
+    const float dx = x[2 * i] - cx, dy = x[2 * i + 1] - cy;
+    d[i] = std::sqrt(dx * dx + dy * dy);
+    D = std::max(D, d[i]);
+    inner[i] = lox <= x[2 * i] && x[2 * i] <= hix && loy <= x[2 * i + 1] && x[2 * i + 1] <= hiy;
+  }
+  const bool any_outer = std::find(inner.begin(), inner.end(), false) != inner.end();
+  OracleResult best_result;
+  long double best_n_mae = 0;
+  for (size_t ni = 0; ni < o.n.size(); ++ni) {
+    const int64_t n = o.n[ni];
+    const hc1::Codebook cb(hc1::Layout::Get(o.L, n), cx, cy);
+    auto ring_radii = [&](int k) {
+      std::vector<double> r(k + 1);
+      const double each = (static_cast<double>(D) - h) / k;
+      for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
+      r[k] = D;
+      return r;
+    };
+    auto cls_of = [&](const std::vector<double>& r, int k, int64_t i) {
+      int c = 1;
+      while (c < k && !(static_cast<double>(d[i]) <= r[c])) ++c;
+      return c;
+    };
+    int K = 0;
+    if (any_outer) {
+      long double best = INFINITY;
+      for (int k = 1; k <= o.class_max; ++k) {
+        const std::vector<double> r = ring_radii(k);
+        long double sum = 0;
+        for (int64_t i = 0; i < M; ++i) {
+          const double px = x[2 * i], py = x[2 * i + 1];
+          if (inner[i]) {
+            const uint32_t j = cb.NearestBruteForce(px, py);
+            sum += std::abs(cb.x(j) - px) + std::abs(cb.y(j) - py);
+            continue;
+          }
+          const int c = cls_of(r, k, i);
+          const double f = h / r[c];
+          const uint32_t j = cb.NearestBruteForce(static_cast<float>(x[2 * i] - cx) * f + cb.cx(),
+                                                  static_cast<float>(x[2 * i + 1] - cy) * f + cb.cy());
+          sum += std::abs((cb.x(j) - cb.cx()) / f + cb.cx() - px) +
+                 std::abs((cb.y(j) - cb.cy()) / f + cb.cy() - py);
+        }
+        const long double mae = sum / (2 * M);
+        if (mae <= best) {
+          best = mae;
+          K = k;
+        }
+        if (mae <= o.loss_threshold) break;
+      }
+    }
+    std::vector<uint32_t> codes(M);
+    long double err = 0;
+    const std::vector<double> r = ring_radii(std::max(K, 1));
+    for (int64_t i = 0; i < M; ++i) {
+      const double px = x[2 * i], py = x[2 * i + 1];
+      uint32_t j;
+      int c = 0;
+      double f = 1;
+      if (K == 0) {
+        j = cb.NearestBruteForce(px, py);
+      } else {
+        if (!inner[i]) {
+          c = cls_of(r, K, i);
+          f = h / r[c];
+        }
+        j = cb.NearestBruteForce(static_cast<float>(x[2 * i] - cx) * f + cb.cx(),
+                                 static_cast<float>(x[2 * i + 1] - cy) * f + cb.cy());
+      }
+      codes[i] = j + static_cast<uint32_t>((n + 1) * c);
+      const double rx = K == 0 ? cb.x(j) : (cb.x(j) - cb.cx()) / f + cb.cx();
+      const double ry = K == 0 ? cb.y(j) : (cb.y(j) - cb.cy()) / f + cb.cy();
+      err += std::abs(rx - px);
+      if (2 * i + 1 < numel) err += std::abs(ry - py);
+    }
+    const long double mae = err / numel;
+    if (ni == 0 || mae <= o.loss_max || mae < best_n_mae) {
+      const uint32_t mx = *std::max_element(codes.begin(), codes.end());
+      const int w = mx == 0 ? 1 : 32 - __builtin_clz(mx);
+      const int z = static_cast<int>((8 - (M * w) % 8) % 8);
+      best_result.codes.assign(PackedBytes(M, w, z), 0);
+      PackMsbFirst(codes, w, z, absl::MakeSpan(best_result.codes));
+      best_result.n = n;
+      best_result.K = K;
+      best_result.raw = o.fallback_mae > 0 && mae > o.fallback_mae;
+      best_n_mae = mae;
+    }
+    if (mae <= o.loss_max) break;
+  }
+  return best_result;
+}
+
+TEST(Hc1Oracle, RandomTensorsAndOptionsMatchAPlainReimplementation) {
+  std::mt19937_64 rng(2024);
+  InlineExecutor inline_ex;
+  TbbExecutor tbb(2);
+  const std::vector<CodecOptions> option_sets = {
+      {},
+      {{"preset", "unet"}},
+      {{"preset", "mobilenet"}},
+      {{"class_max", "9"}, {"fallback_mae", "0"}},
+      {{"class_max", "6"}, {"loss_threshold", "0.02"}, {"fallback_mae", "0"}},
+      {{"n", "100,400,30"}, {"loss_max", "0.004"}, {"class_max", "2"}, {"fallback_mae", "0"}},
+      {{"n", "50,7"}, {"loss_max", "0"}, {"L", "0.3"}, {"fallback_mae", "0"}},
+  };
+  int cases = 0, raw = 0;
+  for (int round = 0; round < 6; ++round) {
+    for (const CodecOptions& opts : option_sets) {
+      const int64_t numel = 10 + static_cast<int64_t>(rng() % (round < 3 ? 300 : 20000));
+      const double scale = std::ldexp(1.0, -7 + static_cast<int>(rng() % 8));
+      std::vector<float> x = Weights(numel, rng(), scale);
+      HC_ASSERT_OK_AND_ASSIGN(Hc1Options o, Hc1Options::FromCodecOptions(opts));
+      HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateHc1Codec(opts));
+      const TensorInfo info = Info(DType::kF32, numel);
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(info, F32Bytes(x), inline_ex));
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(info, F32Bytes(x), tbb));
+      EXPECT_TRUE(SameEncoding(a, b));
+      const OracleResult want = Oracle(x, o);
+      ASSERT_EQ(a.raw, want.raw) << "numel " << numel << " scale " << scale << " round " << round;
+      raw += a.raw;
+      ++cases;
+      if (a.raw) continue;
+      EXPECT_EQ(*a.params.Find("n")->as_int64(), want.n) << numel;
+      EXPECT_EQ(*a.params.Find("K")->as_int64(), want.K) << numel;
+      EXPECT_EQ(a.parts[0].bytes, want.codes) << "numel " << numel << " scale " << scale;
+    }
+  }
+  EXPECT_EQ(cases, 42);
+  EXPECT_GT(raw, 0);
+  EXPECT_LT(raw, cases);
 }
 
 }  // namespace
