@@ -62,8 +62,9 @@ class Layout {
   /// (t * v) mod L for codeword t: x at [2t], y at [2t + 1].
   const std::vector<double>& offsets() const { return offsets_; }
 
-  /// Side of a grid cell and cells per axis (the square's 2m plus a margin cell on each side).
+  /// Side of a grid cell (L / 2m).
   double cell() const { return cell_; }
+  /// Cells per axis: the square's 2m plus a margin cell on each side.
   int cells_per_axis() const { return cells_; }
   /// Margin by which each cell is grown when its candidate list is built (relative units).
   double margin() const { return margin_; }
@@ -111,10 +112,13 @@ class Codebook {
 
   /// Rows: n + 1.
   int64_t size() const { return static_cast<int64_t>(xy_.size() / 2) - 1; }
+  /// Coordinates of row j (0 <= j <= n).
   double x(int64_t j) const { return xy_[2 * j]; }
   double y(int64_t j) const { return xy_[2 * j + 1]; }
+  /// The centre (row 0) as float64.
   double cx() const { return xy_[0]; }
   double cy() const { return xy_[1]; }
+  /// The centre-independent layout this codebook was built from.
   const Layout& layout() const { return *layout_; }
 
   /// The row nearest to (qx, qy): the smallest (qx - x)^2 + (qy - y)^2 evaluated in float64,
