@@ -54,13 +54,29 @@ STOP_TIMEOUT = 15.0
 STRICT_SERVER_EXIT = os.environ.get("HC_STRICT_SERVER_EXIT") == "1"
 
 
+_SERVER_HELP = None
+
+
+def server_has_flag(flag):
+    """Whether `hyperc-server --help` lists `flag`."""
+    global _SERVER_HELP
+    if _SERVER_HELP is None:
+        r = subprocess.run([SERVER_BIN, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        _SERVER_HELP = r.stdout.decode("utf-8", "replace")
+    return flag in _SERVER_HELP
+
+
 class ServerProcess:
     """hyperc-server on 127.0.0.1:0; the port is read from its first stdout line."""
 
     def __init__(self, spool_dir, extra=()):
         self.log_path = spool_dir + ".log"
         self._log = open(self.log_path, "wb")
-        cmd = [SERVER_BIN, "--listen", "127.0.0.1:0", "--spool-dir", spool_dir, "--no-sync"] + list(extra)
+        cmd = [SERVER_BIN, "--listen", "127.0.0.1:0", "--spool-dir", spool_dir, "--no-sync"]
+        if server_has_flag("--metrics-address"):
+            # No fixed metrics port: several servers run at once (and tests run in parallel).
+            cmd.append("--metrics-address=")
+        cmd += list(extra)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log)
         line = [b""]
 
