@@ -1,0 +1,338 @@
+#include "core/codec/hc1_grid.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "core/codec/hc1_geometry.h"
+
+namespace hc::hc1 {
+namespace {
+
+// Outer pairs handled per block in the class trials (their geometry stays in L1).
+constexpr int kBlock = 128;
+// Inner pairs located per block before their lookups (overlaps the cells' cache misses).
+constexpr int kLookahead = 64;
+
+// Compensated float64 sum (Fast2Sum) of the per-block error sums: the mean errors come out within
+// a few ulps of numpy's pairwise mean, so decisions match it except within ~1e-14 relative of a
+// tie (core/format/spec-hc1.md, 5.6).
+struct CSum {
+  double s = 0, c = 0;
+  // Every value added is >= 0 (absolute errors), so the larger magnitude is the larger value:
+  // Fast2Sum on (max, min), without branches.
+  void Add(double v) {
+    const double a = std::max(s, v), b = std::min(s, v);
+    const double t = a + b;
+    c += b - (t - a);
+    s = t;
+  }
+  void Add(const CSum& o) {
+    Add(o.s);
+    c += o.c;
+  }
+  double value() const { return s + c; }
+};
+
+struct InnerStats {
+  CSum fin0;         // |CB[j] - p| over real elements (class trials, final error when K = 0)
+  double pad0 = 0;   // the same for the padding element, if it is in an inner pair
+  CSum fin1;         // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
+  uint32_t max0 = 0, max1 = 0;
+  std::vector<std::pair<int64_t, uint32_t>> patches;  // pairs whose K > 0 code differs
+};
+
+struct TrialStats {
+  CSum fin;         // over real elements of outer pairs
+  double pad = 0;   // the padding element, if it is in an outer pair
+  uint32_t max = 0;
+};
+
+// Class trials computed per pass over the data (the presets need one pass).
+constexpr int kBatch = 4;
+
+// One class trial (or the final encode's outer part): ring radii r_i = i * each + L/2, r_k = D;
+// an outer pair goes to the first ring i >= 1 with d <= r_i and is looked up at
+// float32(p - c) * f_i + c, f_i = (L/2) / r_i.
+struct Rings {
+  int k = 0;
+  bool increasing = true;
+  double r[kMaxRings + 1] = {}, f[kMaxRings + 1] = {}, inv_f[kMaxRings + 1] = {};
+  Rings() = default;
+  Rings(double D, double L, int k_) : k(k_) {
+    const double h = L / 2;
+    const double each = (D - h) / k;
+    for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
+    r[k] = D;
+    for (int i = 0; i <= k; ++i) {
+      f[i] = h / r[i];
+      inv_f[i] = 1.0 / f[i];
+      if (i > 0 && r[i] < r[i - 1]) increasing = false;
+    }
+  }
+  // The first ring i >= 1 with d <= r_i (r_k = D >= d). With increasing radii that is one plus
+  // the number of inner radii below d, counted without branches.
+  int Class(double d) const {
+    if (increasing) {
+      int i = 1;
+      for (int m = 1; m < k; ++m) i += d > r[m];
+      return i;
+    }
+    int i = 1;
+    while (i < k && !(d <= r[i])) ++i;
+    return i;
+  }
+};
+
+// Encodes the tensor with one codebook size: the inner pairs, the class-count search over the
+// outer pairs, the final codes.
+class GridEncoder {
+ public:
+  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex)
+      : g_(g), o_(o), ex_(ex), cb_(Layout::Get(g.L, n), g.cx, g.cy),
+        stride_(static_cast<uint32_t>(n + 1)), units_(g.units()) {}
+
+  GridResult Run();
+
+ private:
+  // The inner pairs at offsets idx[0..n) from pair b.
+  void InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s);
+  // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b; writes the
+  // codes of trial `write` (-1: none).
+  void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
+                  int write, TrialStats* s);
+  // One pass over all units: inner pairs too if `inner` is set, then trials rings[0..nr).
+  void Pass(bool inner, const Rings* rings, int nr, int write, std::vector<InnerStats>* in,
+            std::vector<TrialStats>* ts);
+
+  const Geometry& g_;
+  const Hc1Options& o_;
+  Executor& ex_;
+  const Codebook cb_;
+  const uint32_t stride_;
+  const int64_t units_;
+  std::vector<uint32_t> codes_;
+};
+
+// Inner pairs: looked up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0;
+// nearly always the same point, so rarely a second lookup). Errors are summed per pair (x + y).
+void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s) {
+  const double cx = cb_.cx(), cy = cb_.cy();
+  CSum fin0, fin1;
+  uint32_t max0 = 0, max1 = 0;
+  const uint32_t* cell[kLookahead];
+  for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
+    const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      cell[k] = cb_.Cell(g_.x[2 * i], g_.x[2 * i + 1]);
+      __builtin_prefetch(cell[k]);
+    }
+    double acc0 = 0, acc1 = 0;  // plain sums per block, compensated across blocks
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+      const double qx = px, qy = py;
+      const double bx = static_cast<double>(px - g_.cx) + cx;
+      const double by = static_cast<double>(py - g_.cy) + cy;
+      bool stable;
+      const uint32_t j =
+          cb_.PickStable(cell[k], qx, qy, std::abs(bx - qx) + std::abs(by - qy), &stable);
+      codes_[i] = j;
+      max0 = std::max(max0, j);
+      uint32_t jb = j;
+      if (!stable && (bx != qx || by != qy)) [[unlikely]] {
+        jb = cb_.Nearest(bx, by);
+        if (jb != j) s.patches.emplace_back(i, jb);
+      }
+      max1 = std::max(max1, jb);
+      const double ex0 = std::abs(cb_.x(j) - qx), ey0 = std::abs(cb_.y(j) - qy);
+      const double ex1 = std::abs((cb_.x(jb) - cx) / 1.0 + cx - qx);
+      const double ey1 = std::abs((cb_.y(jb) - cy) / 1.0 + cy - qy);
+      if (g_.YReal(i)) [[likely]] {
+        acc0 += ex0 + ey0;
+        acc1 += ex1 + ey1;
+      } else {
+        acc0 += ex0;
+        acc1 += ex1;
+        s.pad0 = ey0;
+      }
+    }
+    fin0.Add(acc0);
+    fin1.Add(acc1);
+  }
+  s.fin0 = fin0;
+  s.fin1 = fin1;
+  s.max0 = max0;
+  s.max1 = max1;
+}
+
+// Outer pairs, in blocks: the float32 distance once per pair, then per trial (a tight loop with
+// its accumulators in registers) the ring, the lookup of the pulled-in point, the reconstruction
+// (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; it only feeds the mean
+// error) and its error.
+void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings,
+                             int nr, int write, TrialStats* s) {
+  const double cx = cb_.cx(), cy = cb_.cy();
+  CSum fin[kBatch];
+  uint32_t mx[kBatch] = {};
+  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock], bqx[kBlock], bqy[kBlock];
+  int64_t bi[kBlock];
+  int bcls[kBlock];
+  const uint32_t* bcell[kBlock];
+  for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
+    const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
+    int pad = -1;  // the block position of the pair holding the padding element, if here
+    for (int k = 0; k < cnt; ++k) {
+      const int64_t i = b + idx[k0 + k];
+      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+      const float dx = px - g_.cx, dy = py - g_.cy;
+      bi[k] = i;
+      bdx[k] = dx;
+      bdy[k] = dy;
+      bd[k] = std::sqrt(dx * dx + dy * dy);
+      bpx[k] = px;
+      bpy[k] = py;
+      if (!g_.YReal(i)) pad = k;
+    }
+    for (int t = 0; t < nr; ++t) {
+      const Rings& R = rings[t];
+      double acc = 0;  // a plain sum per block, compensated across blocks
+      uint32_t m = mx[t];
+      double pad_err = 0;
+      for (int k = 0; k < cnt; ++k) {
+        const int cls = R.Class(bd[k]);
+        bcls[k] = cls;
+        bqx[k] = bdx[k] * R.f[cls] + cx;
+        bqy[k] = bdy[k] * R.f[cls] + cy;
+        bcell[k] = cb_.Cell(bqx[k], bqy[k]);
+        __builtin_prefetch(bcell[k]);
+      }
+      for (int k = 0; k < cnt; ++k) {
+        const int cls = bcls[k];
+        const double inv = R.inv_f[cls];
+        const uint32_t j = cb_.Pick(bcell[k], bqx[k], bqy[k]);
+        const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
+        if (t == write) codes_[bi[k]] = code;
+        m = std::max(m, code);
+        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
+        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
+        if (k != pad) [[likely]] {
+          acc += ex0 + ey0;
+        } else {
+          acc += ex0;
+          pad_err = ey0;
+        }
+      }
+      fin[t].Add(acc);
+      mx[t] = m;
+      if (pad >= 0) s[t].pad = pad_err;
+    }
+  }
+  for (int t = 0; t < nr; ++t) {
+    s[t].fin = fin[t];
+    s[t].max = mx[t];
+  }
+}
+
+void GridEncoder::Pass(bool inner, const Rings* rings, int nr, int write,
+                       std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
+  ex_.ParallelFor(units_, [&](int64_t u) {
+    const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
+    const uint16_t* order = g_.order.data() + b;
+    const int64_t ni = g_.unit_inner[u];
+    if (inner) InnerPairs(b, order, ni, (*in)[u]);
+    if (nr > 0) OuterPairs(b, order + ni, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
+  });
+}
+
+GridResult GridEncoder::Run() {
+  GridResult res;
+  res.n = static_cast<int64_t>(stride_) - 1;
+  codes_.assign(g_.M, 0);
+  const double numel = static_cast<double>(g_.numel);
+  std::vector<InnerStats> in(units_);
+  std::vector<TrialStats> ts(units_ * kBatch);
+
+  // The class-count search: keep the k with MAE <= best (ties to the later k); stop at the first
+  // k with MAE <= loss_threshold. Trials run kBatch at a time; the first pass also does the inner
+  // pairs and writes the codes of its last trial.
+  double best = std::numeric_limits<double>::infinity();
+  int K = 0, written = 0;
+  TrialStats best_stats;
+  CSum inner_trial;
+  bool stop = g_.outer == 0;
+  for (int k0 = 1; k0 == 1 || (!stop && k0 <= o_.class_max); k0 += kBatch) {
+    const int nr = stop ? 0 : std::min(kBatch, o_.class_max - k0 + 1);
+    std::vector<Rings> rings(nr);
+    for (int t = 0; t < nr; ++t) rings[t] = Rings(g_.D, g_.L, k0 + t);
+    std::fill(ts.begin(), ts.end(), TrialStats{});
+    Pass(k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    written = k0 + nr - 1;
+    if (k0 == 1) {
+      for (const InnerStats& s : in) inner_trial.Add(s.fin0);
+      for (const InnerStats& s : in) inner_trial.Add(s.pad0);
+    }
+    for (int t = 0; t < nr && !stop; ++t) {
+      TrialStats sum;
+      for (int64_t u = 0; u < units_; ++u) {
+        const TrialStats& s = ts[u * kBatch + t];
+        sum.fin.Add(s.fin);
+        sum.pad += s.pad;
+        sum.max = std::max(sum.max, s.max);
+      }
+      CSum total = inner_trial;
+      total.Add(sum.fin);
+      total.Add(sum.pad);
+      const double mae = total.value() / static_cast<double>(2 * g_.M);
+      if (mae <= best) {
+        best = mae;
+        K = k0 + t;
+        best_stats = sum;
+      }
+      stop = mae <= o_.loss_threshold;
+    }
+    if (nr == 0) break;
+  }
+
+  uint32_t max0 = 0, max1 = 0;
+  CSum fin0, fin1;
+  for (const InnerStats& s : in) {
+    fin0.Add(s.fin0);
+    fin1.Add(s.fin1);
+    max0 = std::max(max0, s.max0);
+    max1 = std::max(max1, s.max1);
+  }
+  if (g_.outer == 0) {
+    res.K = 0;
+    res.mae = fin0.value() / numel;
+    res.max_index = max0;
+    res.codes = std::move(codes_);
+    return res;
+  }
+  if (K == 0) K = written;  // only with NaN errors, which finite inputs cannot produce
+  if (K != written) {  // the codes of trial K are the final outer codes
+    const Rings rings(g_.D, g_.L, K);
+    std::fill(ts.begin(), ts.end(), TrialStats{});
+    Pass(false, &rings, 1, 0, nullptr, &ts);
+  }
+  for (const InnerStats& s : in) {
+    for (const auto& [i, jb] : s.patches) codes_[i] = jb;
+  }
+  res.K = K;
+  fin1.Add(best_stats.fin);
+  res.mae = fin1.value() / numel;
+  res.max_index = std::max(max1, best_stats.max);
+  res.codes = std::move(codes_);
+  return res;
+}
+
+}  // namespace
+
+GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex) {
+  return GridEncoder(g, n, o, ex).Run();
+}
+
+}  // namespace hc::hc1
