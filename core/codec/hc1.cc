@@ -30,6 +30,7 @@ constexpr uint64_t kMinNumel = 10;
 constexpr int64_t kMaxN = 65536;
 constexpr int kMaxClass = hc1::kMaxRings;
 constexpr size_t kMaxNList = 16;
+
 // Packs codes MSB-first after z zero bits, in parallel units. Units whose first byte is shared
 // with the previous unit keep that byte aside; it is ORed in afterwards, in unit order.
 void PackCodes(const std::vector<uint32_t>& codes, int w, int z, std::vector<uint8_t>& out,
