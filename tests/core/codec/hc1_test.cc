@@ -474,6 +474,17 @@ TEST(Hc1Encode, RandomAccessDecodeMatchesWholeDecode) {
     dec->DecodeRange(b, absl::MakeSpan(part));
     for (uint64_t i = 0; i < len; ++i) ASSERT_EQ(Bits(part[i]), Bits(all[b + i])) << b + i;
   }
+  // Many threads decoding overlapping ranges of one decoder at once.
+  TbbExecutor tbb(4);
+  std::vector<int> bad(400, 0);
+  tbb.ParallelFor(400, [&](int64_t k) {
+    const uint64_t b = (static_cast<uint64_t>(k) * 7919) % numel;
+    const uint64_t len = std::min<uint64_t>(numel - b, 1 + (k * 131) % 5000);
+    std::vector<float> part(len);
+    dec->DecodeRange(b, absl::MakeSpan(part));
+    for (uint64_t i = 0; i < len; ++i) bad[k] += Bits(part[i]) != Bits(all[b + i]);
+  });
+  EXPECT_EQ(std::count(bad.begin(), bad.end(), 0), 400);
 }
 
 TEST(Hc1Encode, TinyNonFiniteAndFallbackStayRaw) {
