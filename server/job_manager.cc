@@ -390,6 +390,17 @@ int JobManager::running() const {
   return running_;
 }
 
+uint64_t JobManager::SpoolBytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(options_.spool_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2)) total += it->file_size(e2);
+  }
+  return total;
+}
+
 int JobManager::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int>(pending_.size());
@@ -582,6 +593,7 @@ absl::Status JobManager::Delete(const std::string& id) {
   }
   std::error_code ec;
   fs::remove_all(job->dir, ec);
+  if (options_.observer.on_job_deleted) options_.observer.on_job_deleted(id);
   return absl::OkStatus();
 }
 
@@ -642,6 +654,7 @@ void JobManager::Notify(Job& job) {
   }
   job.cv.notify_all();
   for (auto& fn : fns) fn(snap);
+  if (options_.observer.on_job_change) options_.observer.on_job_change(snap, running(), queued());
 }
 
 void JobManager::Schedule() {
@@ -854,7 +867,8 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     };
   }
   uint64_t reused = 0;
-  auto on_done = [&](const TensorRecord& r, uint64_t bytes) {
+  auto on_done = [&](const TensorRecord& r, uint64_t bytes, double seconds) {
+    if (options_.observer.on_tensor) options_.observer.on_tensor(r, bytes, seconds);
     {
       std::lock_guard<std::mutex> lock(job.mu);
       JobProgress& p = job.snap.progress;

@@ -63,6 +63,17 @@ struct JobSnapshot {
   uint64_t version = 0;
 };
 
+/// Hooks for metrics, all optional. Called from job threads: keep them cheap and non-blocking.
+struct JobObserver {
+  /// A tensor was written: its codec (or "raw"), record, input bytes and encoding seconds
+  /// (0 when taken from a checkpoint).
+  std::function<void(const TensorRecord&, uint64_t input_bytes, double seconds)> on_tensor;
+  /// Any change of a job (progress or state), with the counts of running and queued jobs.
+  std::function<void(const JobSnapshot&, int running, int queued)> on_job_change;
+  /// A job was deleted.
+  std::function<void(const std::string& id)> on_job_deleted;
+};
+
 /// Limits and placement.
 struct JobManagerOptions {
   /// Where uploads, artifacts and job state live. Required.
@@ -83,6 +94,7 @@ struct JobManagerOptions {
   bool sync = true;
   /// Log lines ("job <id> ...") go here; default stderr.
   std::function<void(const std::string&)> log;
+  JobObserver observer;
 
   absl::Status Validate() const;
 };
@@ -145,6 +157,11 @@ class JobManager {
   /// Counts for metrics and limits.
   int running() const;
   int queued() const;
+  /// Worker threads of the shared arena, and how many run a tensor right now.
+  int pool_threads() const { return executor_->threads(); }
+  int pool_busy() const { return executor_->busy(); }
+  /// Bytes under the spool directory (walks it).
+  uint64_t SpoolBytes() const;
 
  private:
   friend class Upload;

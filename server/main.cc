@@ -29,6 +29,8 @@ constexpr char kUsage[] =
     "  --max-upload-bytes S     largest upload, e.g. 64G (default 64G)\n"
     "  --max-tensor-bytes S     largest tensor (default 4G)\n"
     "  --memory-budget S        input bytes in flight per job (default 256M)\n"
+    "  --metrics-address H:P    Prometheus /metrics endpoint (default 127.0.0.1:9464;\n"
+    "                           empty string disables it)\n"
     "  --auth-token-file F      require 'authorization: Bearer <token in F>'\n"
     "  --tls-cert F --tls-key F serve TLS with this PEM certificate and key\n"
     "  --no-sync                do not fsync artifacts and job state\n";
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     else if (flag == "--max-tensor-bytes") ok = ParseSize(value, &o.jobs.max_tensor_bytes);
     else if (flag == "--memory-budget") ok = ParseSize(value, &o.jobs.memory_budget);
     else if (flag == "--auth-token-file") token_file = value;
+    else if (flag == "--metrics-address") o.metrics_address = value;
     else if (flag == "--tls-cert") o.tls_cert_file = value;
     else if (flag == "--tls-key") o.tls_key_file = value;
     else return Fail(absl::StrCat("unknown flag ", flag, " (see --help)"));
@@ -108,8 +111,8 @@ int main(int argc, char** argv) {
 
   auto server = hc::server::Server::Start(o);
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  std::printf("hyperc-server listening on %s (spool %s)\n", (*server)->address().c_str(),
-              o.jobs.spool_dir.c_str());
+  std::printf("hyperc-server listening on %s (spool %s, metrics port %d)\n",
+              (*server)->address().c_str(), o.jobs.spool_dir.c_str(), (*server)->metrics_port());
   std::fflush(stdout);
   std::thread signals([&] {
     int sig = 0;
@@ -117,8 +120,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hyperc-server: signal %d, shutting down\n", sig);
     (*server)->Shutdown();
   });
+  // Wait() returns once Shutdown() has stopped the gRPC server; the signal thread is then still
+  // finishing Shutdown() (metrics, job runners): join it before destroying the server.
   (*server)->Wait();
-  signals.detach();
+  signals.join();
   (*server).reset();
   return 0;
 }

@@ -6,20 +6,24 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/io/safetensors_file.h"
+#include "server/metrics.h"
 
 namespace hc::server {
 
 struct Server::Impl {
   ServerOptions options;
+  std::unique_ptr<Metrics> metrics;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<CompressorService> service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   std::string host;
-  bool shut_down = false;
+  std::once_flag shutdown_once;
 };
 
 absl::Status ServerOptions::Validate() const {
@@ -40,7 +44,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   HC_RETURN_IF_ERROR(options.Validate());
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  if (!options.metrics_address.empty()) {
+    HC_ASSIGN_OR_RETURN(impl->metrics, Metrics::Start(options.metrics_address));
+    JobObserver mo = impl->metrics->Observer();
+    JobObserver& o = options.jobs.observer;
+    // Chain with observers the caller installed.
+    auto chain = [](auto a, auto b) {
+      return [a, b](const auto&... args) {
+        if (a) a(args...);
+        if (b) b(args...);
+      };
+    };
+    o.on_tensor = chain(o.on_tensor, mo.on_tensor);
+    o.on_job_change = chain(o.on_job_change, mo.on_job_change);
+    o.on_job_deleted = chain(o.on_job_deleted, mo.on_job_deleted);
+    ServiceHooks mh = impl->metrics->Hooks();
+    options.hooks.on_rpc_done = chain(options.hooks.on_rpc_done, mh.on_rpc_done);
+  }
   HC_ASSIGN_OR_RETURN(impl->jobs, JobManager::Create(options.jobs));
+  if (impl->metrics) impl->metrics->Follow(impl->jobs.get());
   impl->service = std::make_unique<CompressorService>(impl->jobs.get(), options.auth_token, options.hooks);
 
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
@@ -67,14 +89,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
 }
 
 int Server::port() const { return impl_->port; }
+int Server::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
 std::string Server::address() const { return absl::StrCat(impl_->host, ":", impl_->port); }
 JobManager& Server::jobs() { return *impl_->jobs; }
 
 void Server::Shutdown() {
-  if (impl_ == nullptr || impl_->shut_down) return;
-  impl_->shut_down = true;
-  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  impl_->jobs.reset();
+  if (impl_ == nullptr) return;
+  std::call_once(impl_->shutdown_once, [this] {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    impl_->metrics.reset();  // stops reading the job manager before it goes
+    impl_->jobs.reset();
+  });
 }
 
 void Server::Wait() { impl_->server->Wait(); }

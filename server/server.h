@@ -21,6 +21,8 @@ struct ServerOptions {
   std::string auth_token;
   /// PEM files for TLS; both empty = plaintext.
   std::string tls_cert_file, tls_key_file;
+  /// host:port of the Prometheus /metrics endpoint; empty = none. Default: 127.0.0.1:9464.
+  std::string metrics_address = "127.0.0.1:9464";
   /// Largest gRPC message accepted (upload chunks). Default: 8 MiB.
   int max_message_bytes = 8 << 20;
   ServiceHooks hooks;
@@ -40,6 +42,8 @@ class Server {
   /// "host:port" actually bound.
   std::string address() const;
   JobManager& jobs();
+  /// The bound metrics port (0 without metrics).
+  int metrics_port() const;
   /// Stops accepting calls, ends open ones, stops job runners (jobs stay resumable).
   void Shutdown();
   /// Blocks until Shutdown().

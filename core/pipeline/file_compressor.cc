@@ -123,7 +123,7 @@ absl::Status FileCompressor::Drain(bool block) {
       error_ = Annotate(st, source_);
       return error_;
     }
-    if (on_done_) on_done_(s->result->record, s->bytes);
+    if (on_done_) on_done_(s->result->record, s->bytes, s->result->seconds);
     meta_.tensors.push_back(std::move(s->result->record));
     if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
       error_ = absl::CancelledError("cancelled");

@@ -43,9 +43,9 @@ class FileCompressor {
     /// on the thread calling Add or Finish: a server checkpoints results here.
     std::function<void(size_t, const TensorCompressor::Result&)> on_result;
   };
-  /// Called (on the thread calling Add or Finish) after each tensor is written, with its record
-  /// and its input bytes.
-  using DoneCallback = std::function<void(const TensorRecord&, uint64_t)>;
+  /// Called (on the thread calling Add or Finish) after each tensor is written, with its record,
+  /// its input bytes and the seconds its encoding took (0 for a precomputed result).
+  using DoneCallback = std::function<void(const TensorRecord&, uint64_t, double)>;
 
   /// Starts an artifact at `out_path` for a source with `header`. `compressor` and `executor`
   /// must outlive this object.

@@ -232,7 +232,7 @@ absl::Status CompressFile(const SafetensorsFile& in, const std::string& out_path
   fopt.cancel = cancel;
   HC_ASSIGN_OR_RETURN(
       auto fc, FileCompressor::Create(compressor, executor, in.header(), in.path(), out_path, fopt,
-                                      [&](const TensorRecord& r, uint64_t bytes) {
+                                      [&](const TensorRecord& r, uint64_t bytes, double) {
                                         progress.Done(r.name, bytes);
                                       }));
   for (size_t i = 0; i < in.header().tensors.size(); ++i) {

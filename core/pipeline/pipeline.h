@@ -105,6 +105,8 @@ class TensorCompressor {
   struct Result {
     TensorRecord record;
     std::vector<EncodedPart> parts;
+    /// Wall seconds spent encoding and measuring the tensor (informative; never stored).
+    double seconds = 0;
   };
   /// Compresses one tensor. Non-float dtypes, skipped names, non-finite values and tensors the
   /// codec declines are raw. Errors: those of the codec's Encode().

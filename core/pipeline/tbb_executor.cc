@@ -7,6 +7,7 @@
 #include <oneapi/tbb/partitioner.h>
 #include <oneapi/tbb/task_arena.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -36,6 +37,7 @@ struct TbbExecutor::Impl {
   std::mutex mu;
   std::condition_variable idle;
   int64_t pending = 0;  // submitted tasks not yet finished
+  std::atomic<int> active{0};  // submitted tasks running now
 };
 
 TbbExecutor::TbbExecutor(int threads) {
@@ -47,6 +49,7 @@ TbbExecutor::TbbExecutor(int threads) {
 TbbExecutor::~TbbExecutor() { WaitAll(); }
 
 int TbbExecutor::threads() const { return impl_->arena.max_concurrency(); }
+int TbbExecutor::busy() const { return impl_->active.load(std::memory_order_relaxed); }
 
 void TbbExecutor::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t)> body) {
   if (n <= 0) return;
@@ -71,7 +74,9 @@ void TbbExecutor::Submit(std::function<void()> task) {
     ++impl_->pending;
   }
   impl_->arena.enqueue([impl = impl_.get(), task = std::move(task)] {
+    impl->active.fetch_add(1, std::memory_order_relaxed);
     task();
+    impl->active.fetch_sub(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(impl->mu);
     if (--impl->pending == 0) impl->idle.notify_all();
   });

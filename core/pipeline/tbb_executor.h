@@ -27,6 +27,8 @@ class TbbExecutor final : public Executor {
   void WaitAll();
   /// The arena's concurrency.
   int threads() const;
+  /// Submitted tasks running right now (at most threads()).
+  int busy() const;
 
  private:
   struct Impl;

@@ -1,3 +1,4 @@
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -75,6 +76,11 @@ TensorCompressor::~TensorCompressor() = default;
 
 absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     const TensorInfo& info, absl::Span<const uint8_t> data, Executor& executor) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto finish = [&](Result r) {
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  };
   Result out;
   out.record = BaseRecord(info);
   auto make_raw = [&](std::string reason) {
@@ -82,7 +88,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     out.record.raw_reason = std::move(reason);
     out.record.parts = {StoredPart{"", info.dtype, info.shape, data.size(), Crc32c(0, data)}};
     out.record.stats = LosslessStats(info.numel, data.size());
-    return out;
+    return finish(std::move(out));
   };
   if (!IsCompressibleFloat(info.dtype)) return make_raw(absl::StrCat("dtype ", DTypeName(info.dtype)));
   for (const auto& re : skip_) {
@@ -129,7 +135,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
   for (const ErrorAccumulator& a : acc) total.Merge(a);
   r.stats = total.Finish(stored);
   out.parts = std::move(enc.parts);
-  return out;
+  return finish(std::move(out));
 }
 
 ModelTotals Summarize(absl::Span<const TensorRecord> records) {

@@ -38,7 +38,8 @@ struct ServerProcess {
       const char* bin = std::getenv("HC_BINARY_DIR");
       std::string exe = absl::StrCat(bin ? bin : HC_BINARY_DIR_DEFAULT, "/bin/hyperc-server");
       ::execl(exe.c_str(), exe.c_str(), "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
-              "--max-jobs", "1", "--threads", "1", "--memory-budget", "1M", "--no-sync", nullptr);
+              "--max-jobs", "1", "--threads", "1", "--memory-budget", "1M", "--no-sync",
+              "--metrics-address", "127.0.0.1:0", nullptr);
       _exit(127);
     }
     ::close(out[1]);

@@ -59,6 +59,7 @@ class ServerErrorsTest : public ::testing::Test {
     std::ofstream(dir_ + "/token") << "s3cret\n";
     server::ServerOptions o;
     o.listen = "127.0.0.1:0";
+    o.metrics_address = "127.0.0.1:0";
     o.jobs.spool_dir = dir_ + "/spool";
     o.jobs.sync = false;
     o.jobs.max_upload_bytes = 8 << 20;

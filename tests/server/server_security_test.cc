@@ -21,6 +21,7 @@ using ::testing::HasSubstr;
 server::ServerOptions BaseOptions(const std::string& dir) {
   server::ServerOptions o;
   o.listen = "127.0.0.1:0";
+  o.metrics_address = "127.0.0.1:0";
   o.jobs.spool_dir = dir + "/spool";
   o.jobs.sync = false;
   o.jobs.log = [](const std::string&) {};

@@ -31,6 +31,7 @@ class ServerTest : public ::testing::Test {
   void StartServer(std::string token = "") {
     server::ServerOptions o;
     o.listen = "127.0.0.1:0";
+    o.metrics_address = "127.0.0.1:0";
     o.jobs.spool_dir = dir_ + "/spool";
     o.jobs.sync = false;
     o.jobs.log = [](const std::string&) {};
