@@ -139,6 +139,28 @@ class Codebook {
     return nullptr;
   }
 
+  /// Cell() as a small value type: hot loops copy it into locals, so the grid's parameters stay
+  /// in registers while the loop stores to its own arrays.
+  struct Locator {
+    double ox, oy, inv_cell, cells_d;
+    const uint32_t* slots;
+    int cells;
+    bool ok;
+    const uint32_t* Cell(double qx, double qy) const {
+      const double rx = (qx - ox) * inv_cell + 1.0;
+      const double ry = (qy - oy) * inv_cell + 1.0;
+      if (ok && rx >= 0.0 && ry >= 0.0 && rx < cells_d && ry < cells_d) [[likely]] {
+        return slots +
+               (static_cast<size_t>(static_cast<int>(ry)) * cells + static_cast<int>(rx)) *
+                   Layout::kSlots;
+      }
+      return nullptr;
+    }
+  };
+  Locator locator() const {
+    return {ox_, oy_, inv_cell_, cells_d_, layout_->slots_.data(), layout_->cells_, grid_ok_};
+  }
+
   /// The second half of Nearest(): the nearest row to q given Cell(qx, qy).
   uint32_t Pick(const uint32_t* s, double qx, double qy) const {
     if (s != nullptr && !(s[Layout::kSlots - 1] & Layout::kOverflow)) [[likely]] {

@@ -123,11 +123,12 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
   const uint32_t* cell[kLookahead];
+  const Codebook::Locator loc = cb_.locator();
   for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
     const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
     for (int k = 0; k < cnt; ++k) {
       const int64_t i = b + idx[k0 + k];
-      cell[k] = cb_.Cell(g_.x[2 * i], g_.x[2 * i + 1]);
+      cell[k] = loc.Cell(g_.x[2 * i], g_.x[2 * i + 1]);
       __builtin_prefetch(cell[k]);
     }
     double acc0 = 0, acc1 = 0;  // plain sums per block, compensated across blocks
@@ -197,6 +198,7 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       bpy[k] = py;
       if (!g_.YReal(i)) pad = k;
     }
+    const Codebook::Locator loc = cb_.locator();
     for (int t = 0; t < nr; ++t) {
       const Rings& R = rings[t];
       double acc = 0;  // a plain sum per block, compensated across blocks
@@ -207,7 +209,7 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
         bcls[k] = cls;
         bqx[k] = bdx[k] * R.f[cls] + cx;
         bqy[k] = bdy[k] * R.f[cls] + cy;
-        bcell[k] = cb_.Cell(bqx[k], bqy[k]);
+        bcell[k] = loc.Cell(bqx[k], bqy[k]);
         __builtin_prefetch(bcell[k]);
       }
       for (int k = 0; k < cnt; ++k) {
