@@ -130,14 +130,7 @@ class Codebook {
   /// The first half of Nearest(): the inline candidates of q's grid cell (a pointer to kSlots
   /// rows), or nullptr when q lies off the grid. Hot loops locate a block of queries first and
   /// pick afterwards, so that the cells' cache misses overlap.
-  const uint32_t* Cell(double qx, double qy) const {
-    const double rx = (qx - ox_) * inv_cell_ + 1.0;
-    const double ry = (qy - oy_) * inv_cell_ + 1.0;
-    if (grid_ok_ && rx >= 0.0 && ry >= 0.0 && rx < cells_d_ && ry < cells_d_) [[likely]] {
-      return layout_->slots(static_cast<int>(rx), static_cast<int>(ry));
-    }
-    return nullptr;
-  }
+  const uint32_t* Cell(double qx, double qy) const { return locator().Cell(qx, qy); }
 
   /// Cell() as a small value type: hot loops copy it into locals, so the grid's parameters stay
   /// in registers while the loop stores to its own arrays.
