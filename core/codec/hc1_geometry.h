@@ -150,6 +150,7 @@ class Codebook {
       return nullptr;
     }
   };
+  /// This codebook's locator.
   Locator locator() const {
     return {ox_, oy_, inv_cell_, cells_d_, layout_->slots_.data(), layout_->cells_, grid_ok_};
   }
