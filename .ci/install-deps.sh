@@ -15,8 +15,21 @@ HC_BUILD_PACKAGES=(
 HC_PY_PACKAGES=(python3 python3-numpy python3-onnx python3-grpcio python3-protobuf)
 # Measuring tools used by the tests and the main job.
 HC_TOOL_PACKAGES=(time openssl)
+# Deployment tests (tests/deploy, label "deploy"): a real Prometheus server, Compose v1 for the
+# offline `docker-compose config` check, single-host Slurm + munge, YAML for the k8s manifests.
+HC_DEPLOY_PACKAGES=(
+  prometheus docker-compose slurmctld slurmd slurm-client munge python3-yaml curl
+)
+# What the built binaries need at run time, and nothing else: the runtime stage of
+# deploy/Dockerfile installs exactly this list (tests/deploy/test_dockerfile.py checks it against
+# `ldd` of the binaries). python3 + python3-grpcio run deploy/healthcheck.py.
+HC_RUNTIME_PACKAGES=(
+  libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libtbb12 libprometheus-cpp-core1.0
+  libprometheus-cpp-pull1.0 libabsl20220623 libhwy1 python3 python3-grpcio
+)
 
-all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}")
+all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}"
+     "${HC_DEPLOY_PACKAGES[@]}" "${HC_RUNTIME_PACKAGES[@]}")
 missing=()
 for p in "${all[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
