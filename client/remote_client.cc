@@ -12,11 +12,14 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/io/safetensors_file.h"
 #include "core/io/shard_index.h"
+#include "core/pipeline/pipeline.h"
 
 namespace hc::client {
 namespace fs = std::filesystem;
@@ -124,7 +127,17 @@ class ArtifactSink {
     f.written += d.size();
     return absl::OkStatus();
   }
-  absl::Status Commit() {
+  absl::Status Commit(const hyperc::v1::Summary& summary) {
+    if (static_cast<size_t>(summary.files_size()) != files_.size()) {
+      return absl::DataLossError(absl::StrCat("the server announced ", summary.files_size(),
+                                              " artifact files and sent ", files_.size()));
+    }
+    for (const auto& sf : summary.files()) {
+      auto it = files_.find(sf.name());
+      if (it == files_.end() || it->second.written != sf.size()) {
+        return absl::DataLossError(absl::StrCat("artifact file ", sf.name(), " is missing or incomplete"));
+      }
+    }
     for (auto& [name, f] : files_) {
       if (f.written != f.size) return absl::DataLossError(absl::StrCat("artifact ", name, " is incomplete"));
       ::fsync(f.fd);
@@ -175,9 +188,18 @@ absl::StatusOr<std::unique_ptr<RemoteClient>> RemoteClient::Connect(RemoteOption
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(8 << 20);
   args.SetMaxSendMessageSize(8 << 20);
+  // A DNS name with several records (e.g. a headless Kubernetes service) spreads calls over
+  // every replica.
+  args.SetLoadBalancingPolicyName("round_robin");
   std::unique_ptr<RemoteClient> c(new RemoteClient(std::move(options)));
-  auto channel = grpc::CreateCustomChannel(c->options_.server, creds, args);
-  c->stub_ = hyperc::v1::Compressor::NewStub(channel);
+  for (absl::string_view target : absl::StrSplit(c->options_.server, ',', absl::SkipWhitespace())) {
+    auto channel = grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(target)), creds, args);
+    c->spread_.push_back(hyperc::v1::Compressor::NewStub(channel));
+  }
+  if (c->spread_.empty()) return absl::InvalidArgumentError("--server names no address");
+  c->round_robin_ = absl::StrContains(c->options_.server, ":///");
+  c->stub_ = hyperc::v1::Compressor::NewStub(grpc::CreateCustomChannel(
+      std::string(absl::StripAsciiWhitespace(c->options_.server.substr(0, c->options_.server.find(',')))), creds, args));
   return c;
 }
 
@@ -191,10 +213,21 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
                                                            const std::string& output,
                                                            const CompressOptions& options,
                                                            const RemoteProgress& progress) {
+  if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_)) {
+    return CompressSpread(input, output, options, progress);
+  }
+  return CompressOne(stub_.get(), input, output, IsShardIndexPath(input), options, progress);
+}
+
+absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(hyperc::v1::Compressor::Stub* stub,
+                                                              const std::string& input,
+                                                              const std::string& output, bool directory,
+                                                              const CompressOptions& options,
+                                                              const RemoteProgress& progress) {
   HC_ASSIGN_OR_RETURN(std::vector<std::string> files, UploadFiles(input));
   grpc::ClientContext ctx;
   Prepare(&ctx, options_.stream_timeout_seconds);
-  auto stream = stub_->Compress(&ctx);
+  auto stream = stub->Compress(&ctx);
   absl::Status upload_error;
   std::thread uploader([&] {
     if (SendUpload(stream.get(), files, ModelName(input), options, options_.chunk_bytes, &upload_error)) {
@@ -203,7 +236,7 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
       ctx.TryCancel();
     }
   });
-  ArtifactSink sink(output, IsShardIndexPath(input));
+  ArtifactSink sink(output, directory);
   CompressResponse resp;
   hyperc::v1::Summary summary;
   bool have_summary = false;
@@ -225,7 +258,90 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
   HC_RETURN_IF_ERROR(sink_error);
   HC_RETURN_IF_ERROR(FromGrpc(st));
   if (!have_summary) return absl::DataLossError("the server ended the call without a summary");
-  HC_RETURN_IF_ERROR(sink.Commit());
+  HC_RETURN_IF_ERROR(sink.Commit(summary));
+  return summary;
+}
+
+// Scale-out: one Compress call per shard, spread over the servers, run in parallel; each shard's
+// artifact is what local mode writes for it, and the index is written here exactly as local mode
+// writes it, so the result is byte-identical.
+absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressSpread(const std::string& index_path,
+                                                                 const std::string& output,
+                                                                 const CompressOptions& options,
+                                                                 const RemoteProgress& progress) {
+  HC_ASSIGN_OR_RETURN(ShardIndex index, ReadShardIndex(index_path));
+  std::error_code ec;
+  const bool created = !fs::exists(output);
+  fs::create_directories(output, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat(output, ": ", ec.message()));
+  const size_t n = index.shards.size();
+  std::vector<absl::StatusOr<hyperc::v1::Summary>> results(n, absl::UnknownError("not run"));
+  std::mutex mu;
+  std::vector<hyperc::v1::Progress> per_shard(n);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      hyperc::v1::Compressor::Stub* stub = spread_[i % spread_.size()].get();
+      results[i] = CompressOne(stub, index.ShardPath(i), absl::StrCat(output, "/", ArtifactShardName(index.shards[i])),
+                               /*directory=*/false, options, [&](const hyperc::v1::Progress& p) {
+                                 if (!progress) return;
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 per_shard[i] = p;
+                                 hyperc::v1::Progress sum;
+                                 for (const auto& q : per_shard) {
+                                   sum.set_tensors_done(sum.tensors_done() + q.tensors_done());
+                                   sum.set_tensors_total(sum.tensors_total() + q.tensors_total());
+                                   sum.set_bytes_received(sum.bytes_received() + q.bytes_received());
+                                   sum.set_bytes_total(sum.bytes_total() + q.bytes_total());
+                                   sum.set_bytes_done(sum.bytes_done() + q.bytes_done());
+                                 }
+                                 sum.set_tensor(p.tensor());
+                                 progress(sum);
+                               });
+    });
+  }
+  for (auto& t : threads) t.join();
+  absl::Status failed;
+  for (const auto& r : results) {
+    if (!r.ok() && failed.ok()) failed = r.status();
+  }
+  std::vector<std::vector<TensorRecord>> records(n);
+  if (failed.ok()) {
+    for (size_t i = 0; i < n && failed.ok(); ++i) {
+      auto s = InspectArtifact(absl::StrCat(output, "/", ArtifactShardName(index.shards[i])));
+      if (s.ok()) records[i] = s->tensors;
+      else failed = s.status();
+    }
+  }
+  if (failed.ok()) {
+    failed = WriteArtifactIndex(output, BaseName(index_path), index.metadata, index.shards, records, true).status();
+  }
+  if (!failed.ok()) {
+    for (size_t i = 0; i < n; ++i) fs::remove(absl::StrCat(output, "/", ArtifactShardName(index.shards[i])), ec);
+    if (created) fs::remove_all(output, ec);
+    return failed;
+  }
+  // The combined summary.
+  hyperc::v1::Summary summary;
+  double seconds = 0;
+  for (const auto& r : results) {
+    for (const auto& t : r->tensors()) *summary.add_tensors() = t;
+    for (const auto& f : r->files()) *summary.add_files() = f;
+    seconds = std::max(seconds, r->seconds());
+  }
+  auto* index_file = summary.add_files();
+  index_file->set_name(std::string(kArtifactIndexName));
+  index_file->set_size(fs::file_size(absl::StrCat(output, "/", kArtifactIndexName)));
+  std::vector<TensorRecord> all;
+  for (const auto& rs : records) all.insert(all.end(), rs.begin(), rs.end());
+  const ModelTotals t = Summarize(all);
+  summary.set_tensors_total(t.tensors);
+  summary.set_coded_tensors(t.coded_tensors);
+  summary.set_bits_per_weight(t.bits_per_weight);
+  summary.set_coded_bits_per_weight(t.coded_bits_per_weight);
+  summary.set_snr_db(t.snr_db);
+  summary.set_db_above_rd(t.db_above_rd);
+  summary.set_seconds(seconds);
   return summary;
 }
 
@@ -252,7 +368,7 @@ grpc::Status Retry(int attempts, Fn call) {
   grpc::Status st;
   for (int i = 0; i < attempts; ++i) {
     st = call();
-    if (st.error_code() != grpc::StatusCode::UNAVAILABLE) return st;
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE || i + 1 == attempts) return st;
     std::this_thread::sleep_for(std::chrono::milliseconds(200 << i));
   }
   return st;
@@ -321,13 +437,24 @@ absl::StatusOr<hyperc::v1::Job> RemoteClient::Watch(
   return last;
 }
 
-absl::Status RemoteClient::FetchFile(const std::string& id, const std::string& file, const std::string& path) {
+absl::Status RemoteClient::FetchFile(const std::string& id, const std::string& file, uint64_t size,
+                                     const std::string& path) {
+  // Downloads into "<path>.part", resuming from its length; a part that cannot be a prefix of
+  // the artifact (longer than it) is started over.
   const std::string part = path + ".part";
+  absl::Status local;
   grpc::Status st = Retry(options_.attempts, [&] {
     struct stat s;
-    const uint64_t have = ::stat(part.c_str(), &s) == 0 ? static_cast<uint64_t>(s.st_size) : 0;
+    uint64_t have = ::stat(part.c_str(), &s) == 0 ? static_cast<uint64_t>(s.st_size) : 0;
+    if (have > size) {
+      ::truncate(part.c_str(), 0);
+      have = 0;
+    }
     int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return grpc::Status(grpc::StatusCode::UNKNOWN, part + ": cannot open");
+    if (fd < 0) {
+      local = absl::UnavailableError(absl::StrCat(part, ": cannot open: ", std::strerror(errno)));
+      return grpc::Status::OK;
+    }
     hyperc::v1::FetchArtifactRequest req;
     req.set_id(id);
     req.set_file(file);
@@ -336,15 +463,35 @@ absl::Status RemoteClient::FetchFile(const std::string& id, const std::string& f
     Prepare(&ctx, options_.stream_timeout_seconds);
     auto reader = stub_->FetchArtifact(&ctx, req);
     hyperc::v1::ArtifactChunk chunk;
+    uint64_t next = have;
     while (reader->Read(&chunk)) {
-      ::pwrite(fd, chunk.data().data(), chunk.data().size(), static_cast<off_t>(chunk.offset()));
+      if (chunk.offset() != next) {
+        local = absl::DataLossError(absl::StrCat(file, ": chunk at ", chunk.offset(), ", expected ", next));
+        ctx.TryCancel();
+        break;
+      }
+      const std::string& d = chunk.data();
+      if (::pwrite(fd, d.data(), d.size(), static_cast<off_t>(chunk.offset())) != static_cast<ssize_t>(d.size())) {
+        local = absl::UnavailableError(absl::StrCat(part, ": write failed: ", std::strerror(errno)));
+        ctx.TryCancel();
+        break;
+      }
+      next += d.size();
     }
     ::fsync(fd);
     ::close(fd);
-    return reader->Finish();
+    grpc::Status fs = reader->Finish();
+    return local.ok() ? fs : grpc::Status::OK;
   });
+  HC_RETURN_IF_ERROR(local);
   HC_RETURN_IF_ERROR(FromGrpc(st));
-  if (::rename(part.c_str(), path.c_str()) != 0) return absl::UnavailableError(path + ": rename failed");
+  struct stat s;
+  if (::stat(part.c_str(), &s) != 0 || static_cast<uint64_t>(s.st_size) != size) {
+    return absl::DataLossError(absl::StrCat(file, ": downloaded size differs from the job's ", size, " bytes"));
+  }
+  if (::rename(part.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
+  }
   return absl::OkStatus();
 }
 
@@ -354,9 +501,9 @@ absl::Status RemoteClient::Fetch(const std::string& id, const std::string& outpu
     return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", hyperc::v1::Job::State_Name(job.state())));
   }
   const auto& files = job.summary().files();
-  if (files.size() == 1) return FetchFile(id, files[0].name(), output);
+  if (files.size() == 1) return FetchFile(id, files[0].name(), files[0].size(), output);
   fs::create_directories(output);
-  for (const auto& f : files) HC_RETURN_IF_ERROR(FetchFile(id, f.name(), output + "/" + f.name()));
+  for (const auto& f : files) HC_RETURN_IF_ERROR(FetchFile(id, f.name(), f.size(), output + "/" + f.name()));
   return absl::OkStatus();
 }
 

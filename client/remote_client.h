@@ -16,7 +16,10 @@ namespace hc::client {
 
 /// How to reach the server.
 struct RemoteOptions {
-  /// host:port. Required.
+  /// The server: "host:port"; several as "h1:p1,h2:p2"; or a gRPC target such as
+  /// "dns:///name:port" whose records are used round-robin. With several servers (or a DNS
+  /// name) the shards of a sharded model are compressed in parallel, one Compress call per
+  /// shard spread over them; job calls go to the first address. Required.
   std::string server;
   /// Bearer token sent as "authorization" metadata; empty = none.
   std::string token;
@@ -43,7 +46,8 @@ class RemoteClient {
 
   /// Compresses `input` (a .safetensors file or a shard index) on the server and writes the
   /// artifact to `output` (a file; a directory for a sharded input), atomically. The artifact
-  /// is byte-identical to local mode with the same options. Returns the server's summary.
+  /// is byte-identical to local mode with the same options. Returns the server's summary (for
+  /// a model spread over several servers: the combined summary).
   absl::StatusOr<hyperc::v1::Summary> Compress(const std::string& input, const std::string& output,
                                                const CompressOptions& options,
                                                const RemoteProgress& progress = {});
@@ -63,9 +67,19 @@ class RemoteClient {
  private:
   explicit RemoteClient(RemoteOptions o) : options_(std::move(o)) {}
   void Prepare(grpc::ClientContext* ctx, double timeout) const;
-  absl::Status FetchFile(const std::string& id, const std::string& file, const std::string& path);
+  absl::StatusOr<hyperc::v1::Summary> CompressOne(hyperc::v1::Compressor::Stub* stub,
+                                                  const std::string& input, const std::string& output,
+                                                  bool directory, const CompressOptions& options,
+                                                  const RemoteProgress& progress);
+  absl::StatusOr<hyperc::v1::Summary> CompressSpread(const std::string& index, const std::string& output,
+                                                     const CompressOptions& options,
+                                                     const RemoteProgress& progress);
+  absl::Status FetchFile(const std::string& id, const std::string& file, uint64_t size,
+                         const std::string& path);
   RemoteOptions options_;
-  std::unique_ptr<hyperc::v1::Compressor::Stub> stub_;
+  std::unique_ptr<hyperc::v1::Compressor::Stub> stub_;  // the first server
+  std::vector<std::unique_ptr<hyperc::v1::Compressor::Stub>> spread_;  // every server
+  bool round_robin_ = false;  // a resolver target: one channel balancing over its records
 };
 
 }  // namespace hc::client

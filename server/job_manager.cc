@@ -42,6 +42,9 @@ struct JobManager::Job {
   std::vector<std::string> artifact_files;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   JobState persisted_state = JobState::kQueued;
+  // Upload bytes that are not tensor data (headers, index files) found so far: progress is
+  // tensor bytes done over upload bytes minus these, so it ends at exactly 1.
+  uint64_t overhead_bytes = 0;
   bool persisted_once = false;
 };
 
@@ -697,6 +700,8 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     job->snap.finished_unix = NowUnix();
     if (st.ok()) {
       job->snap.state = JobState::kSucceeded;
+      job->snap.progress.fraction = 1;
+      job->snap.progress.eta_seconds = 0;
     } else if (job->cancel || absl::IsCancelled(st)) {
       job->snap.state = JobState::kCancelled;
       job->snap.error = absl::CancelledError("cancelled");
@@ -735,6 +740,8 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     if (absl::EndsWith(name, ".json")) {
       index_name = name;  // read once every file is in
+      std::lock_guard<std::mutex> lock(job.mu);
+      job.overhead_bytes += job.files[k].size;
       continue;
     }
     std::vector<TensorRecord> recs;
@@ -850,6 +857,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   {
     std::lock_guard<std::mutex> lock(job.mu);
     job.snap.progress.tensors_total += header.tensors.size();
+    job.overhead_bytes += 8 + n;
   }
   FileCompressor::Options fopt;
   fopt.memory_budget = options_.memory_budget;
@@ -876,10 +884,10 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
       p.bytes_done += bytes;
       p.tensor = r.name;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - job.t0).count();
-      p.fraction = p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 0;
-      p.eta_seconds = p.bytes_done ? elapsed * static_cast<double>(p.bytes_total - std::min(p.bytes_total, p.bytes_done)) /
-                                         static_cast<double>(p.bytes_done)
-                                   : 0;
+      const uint64_t data_total = p.bytes_total - std::min(p.bytes_total, job.overhead_bytes);
+      const uint64_t left = data_total - std::min(data_total, p.bytes_done);
+      p.fraction = data_total ? std::min(1.0, static_cast<double>(p.bytes_done) / static_cast<double>(data_total)) : 0;
+      p.eta_seconds = p.bytes_done && left ? elapsed * static_cast<double>(left) / static_cast<double>(p.bytes_done) : 0;
     }
     Notify(job);
   };

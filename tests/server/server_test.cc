@@ -1,6 +1,7 @@
 // The real server on 127.0.0.1 with the real C++ client.
 #include "server/server.h"
 
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -31,7 +32,7 @@ class ServerTest : public ::testing::Test {
   void StartServer(std::string token = "") {
     server::ServerOptions o;
     o.listen = "127.0.0.1:0";
-    o.metrics_address = "127.0.0.1:0";
+    o.metrics_address = "";
     o.jobs.spool_dir = dir_ + "/spool";
     o.jobs.sync = false;
     o.jobs.log = [](const std::string&) {};
@@ -149,6 +150,43 @@ TEST_F(ServerTest, FourCompressCallsAndTwoJobsAtOnce) {
   HC_ASSERT_OK(client_->Fetch(job_ids[0], dir_ + "/j0"));
   HC_ASSERT_OK(CompressModel(job_models[0], dir_ + "/lj0", Rtn4()).status());
   ExpectSameArtifact(dir_ + "/lj0", dir_ + "/j0");
+}
+
+// Scale-out: with several servers the shards of a sharded model are spread over them, one
+// Compress call per shard, and the artifact is still byte-identical to local mode.
+TEST_F(ServerTest, ShardsSpreadOverSeveralServers) {
+  std::atomic<int> calls_a{0}, calls_b{0};
+  auto start = [&](const std::string& name, std::atomic<int>* calls) {
+    server::ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.metrics_address = "";
+    o.jobs.spool_dir = dir_ + "/spool-" + name;
+    o.jobs.sync = false;
+    o.jobs.log = [](const std::string&) {};
+    o.hooks.on_rpc_done = [calls](const std::string& method, const grpc::Status& s) {
+      if (method == "Compress" && s.ok()) ++*calls;
+    };
+    return server::Server::Start(o);
+  };
+  HC_ASSERT_OK_AND_ASSIGN(auto a, start("a", &calls_a));
+  HC_ASSERT_OK_AND_ASSIGN(auto b, start("b", &calls_b));
+  client::RemoteOptions c;
+  c.server = absl::StrCat(a->address(), ",", b->address());
+  HC_ASSERT_OK_AND_ASSIGN(auto spread, client::RemoteClient::Connect(c));
+  const std::string model = testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json");
+  uint64_t last = 0;
+  bool ordered = true;
+  HC_ASSERT_OK_AND_ASSIGN(hyperc::v1::Summary s,
+                          spread->Compress(model, dir_ + "/spread", Rtn4(), [&](const hyperc::v1::Progress& p) {
+                            ordered = ordered && p.tensors_done() >= last;
+                            last = p.tensors_done();
+                          }));
+  EXPECT_TRUE(ordered);
+  EXPECT_EQ(s.tensors_total(), 75u);
+  EXPECT_EQ(calls_a.load(), 1);
+  EXPECT_EQ(calls_b.load(), 1);
+  HC_ASSERT_OK(CompressModel(model, dir_ + "/local", Rtn4()).status());
+  ExpectSameArtifact(dir_ + "/local", dir_ + "/spread");
 }
 
 TEST_F(ServerTest, CancelStopsARunningJobAndFreesIt) {
