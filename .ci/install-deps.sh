@@ -25,7 +25,7 @@ HC_DEPLOY_PACKAGES=(
 # `ldd` of the binaries). python3 + python3-grpcio run deploy/healthcheck.py.
 HC_RUNTIME_PACKAGES=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libtbb12 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0 libabsl20220623 libhwy1 python3 python3-grpcio
+  libprometheus-cpp-pull1.0 libabsl20220623 python3 python3-grpcio
 )
 
 all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}"
