@@ -14,7 +14,7 @@ HC_BUILD_PACKAGES=(
 # Python side: evaluation and model extraction only (Debian's /usr/bin/python3, no PyPI).
 HC_PY_PACKAGES=(python3 python3-numpy python3-onnx python3-grpcio python3-protobuf)
 # Measuring tools used by the tests and the main job.
-HC_TOOL_PACKAGES=(time openssl)
+HC_TOOL_PACKAGES=(time openssl bc)
 # Deployment tests (tests/deploy, label "deploy"): a real Prometheus server, Compose v1 for the
 # offline `docker-compose config` check, single-host Slurm + munge, YAML for the k8s manifests.
 HC_DEPLOY_PACKAGES=(
