@@ -163,6 +163,9 @@ TEST(CliTest, ErrorsAreOneLineAndLeaveNoOutput) {
 // Acceptance (issue 2, point 7): with a small in-flight budget, compressing movenet keeps the
 // peak RSS under 64 MiB plus its largest tensor.
 TEST(CliTest, MemoryStaysBoundedWithSmallBudget) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's shadow memory inflates RSS; measured in the Release build";
+#endif
   const std::string dir = testing::ScratchDir("cli_memory");
   const std::string model = testing::ModelPath("movenet-thunder-f16.safetensors");
   auto f = SafetensorsFile::Open(model);
