@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -178,6 +179,57 @@ TEST(CliTest, MemoryStaysBoundedWithSmallBudget) {
   std::printf("peak RSS %ld KiB, limit %ld KiB (largest tensor %llu bytes)\n", r.max_rss_kib,
               limit_kib, static_cast<unsigned long long>(largest));
   EXPECT_LT(r.max_rss_kib, limit_kib);
+}
+
+}  // namespace
+}  // namespace hc
+
+#include "server/server.h"
+
+namespace hc {
+namespace {
+
+// Remote mode of the CLI against the real server: the same artifact bytes as local mode, and
+// the jobs commands end to end.
+TEST(CliTest, RemoteModeAndJobs) {
+  const std::string dir = testing::ScratchDir("cli_remote");
+  server::ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.metrics_address = "";
+  o.jobs.spool_dir = dir + "/spool";
+  o.jobs.sync = false;
+  o.jobs.log = [](const std::string&) {};
+  auto server = server::Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string addr = (*server)->address();
+  const std::string model = testing::ModelPath("faceres-f16.safetensors");
+  RunResult local = RunHyperc({"compress", model, "-o", dir + "/local.hyc", "--bits", "3", "--quiet"});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  RunResult remote = RunHyperc({"compress", model, "-o", dir + "/remote.hyc", "--bits", "3", "--server", addr});
+  ASSERT_EQ(remote.exit_code, 0) << remote.err;
+  EXPECT_THAT(remote.err, HasSubstr("128/128 tensors"));
+  EXPECT_TRUE(testing::ReadAll(dir + "/local.hyc") == testing::ReadAll(dir + "/remote.hyc"));
+
+  RunResult submit = RunHyperc({"jobs", "submit", model, "--server", addr, "--bits", "3"});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id(absl::StripAsciiWhitespace(submit.out));
+  ASSERT_EQ(id.size(), 16u) << submit.out;
+  RunResult watch = RunHyperc({"jobs", "watch", id, "--server", addr});
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_THAT(watch.out, HasSubstr("SUCCEEDED"));
+  RunResult list = RunHyperc({"jobs", "list", "--server", addr});
+  EXPECT_THAT(list.out, HasSubstr(id));
+  RunResult fetch = RunHyperc({"jobs", "fetch", id, "-o", dir + "/fetched.hyc", "--server", addr});
+  ASSERT_EQ(fetch.exit_code, 0) << fetch.err;
+  EXPECT_TRUE(testing::ReadAll(dir + "/local.hyc") == testing::ReadAll(dir + "/fetched.hyc"));
+  RunResult del = RunHyperc({"jobs", "delete", id, "--server", addr});
+  EXPECT_EQ(del.exit_code, 0) << del.err;
+  RunResult gone = RunHyperc({"jobs", "get", id, "--server", addr});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("no job"));
+  RunResult bad = RunHyperc({"jobs", "get", id});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--server"));
 }
 
 }  // namespace
