@@ -4,7 +4,8 @@
 // Tensors are encoded the way the pipeline does it: one ParallelFor over the model's float
 // tensors on a TbbExecutor, each Encode running its own parallel units on the same executor.
 // Decoding prepares every decoder, then decodes all elements in kChunkElems chunks in parallel.
-// Each figure is the best of --repeat runs after one warm-up run.
+// Each figure is the best of --repeat runs after one warm-up run; runs alternate between the
+// codecs so that a change of machine load affects both alike.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -64,74 +65,73 @@ absl::StatusOr<Model> LoadModel(const std::string& path) {
   return m;
 }
 
-absl::StatusOr<Figures> Measure(const Model& m, const Codec& codec, int threads, int repeat) {
-  TbbExecutor ex(threads);
+// One encode + decode run of `codec` over the model: keeps the best times in `fig`; the
+// warm-up run (`warmup`) only counts sizes.
+absl::Status RunOnce(const Model& m, const Codec& codec, Executor& ex, bool warmup,
+                     Figures& fig) {
   const size_t nt = m.tensors.size();
   const auto& infos = m.file->header().tensors;
-  Figures fig;
-  for (int run = 0; run <= repeat; ++run) {
-    std::vector<absl::StatusOr<EncodedTensor>> enc(nt, absl::UnknownError("not run"));
-    const double t0 = Now();
-    ex.ParallelFor(static_cast<int64_t>(nt), [&](int64_t k) {
-      const size_t i = m.tensors[k];
-      enc[k] = codec.Encode(infos[i], m.file->TensorData(i), ex);
-    });
-    const double t1 = Now();
-    for (const auto& e : enc) {
-      if (!e.ok()) return e.status();
-    }
-
-    // Decode: every decoder, then every chunk of every encoded tensor.
-    std::vector<std::vector<PartView>> views(nt);
-    std::vector<std::unique_ptr<TensorDecoder>> decoders(nt);
-    std::vector<std::vector<float>> out(nt);
-    std::vector<std::pair<size_t, uint64_t>> chunks;
-    for (size_t k = 0; k < nt; ++k) {
-      if (enc[k]->raw) continue;
-      for (const EncodedPart& p : enc[k]->parts) {
-        views[k].push_back({p.suffix, p.dtype, p.shape, p.bytes});
-      }
-      const uint64_t numel = infos[m.tensors[k]].numel;
-      out[k].resize(numel);
-      for (uint64_t b = 0; b < numel; b += kChunkElems) chunks.emplace_back(k, b);
-    }
-    std::vector<absl::Status> dec_status(nt);
-    const double t2 = Now();
-    ex.ParallelFor(static_cast<int64_t>(nt), [&](int64_t k) {
-      if (enc[k]->raw) return;
-      auto d = codec.PrepareDecoder(infos[m.tensors[k]], enc[k]->params, views[k]);
-      if (d.ok()) {
-        decoders[k] = std::move(*d);
-      } else {
-        dec_status[k] = d.status();
-      }
-    });
-    ex.ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t c) {
-      const auto [k, b] = chunks[c];
-      if (!decoders[k]) return;
-      const uint64_t n = std::min<uint64_t>(kChunkElems, out[k].size() - b);
-      decoders[k]->DecodeRange(b, absl::MakeSpan(out[k].data() + b, n));
-    });
-    const double t3 = Now();
-    for (const absl::Status& s : dec_status) {
-      if (!s.ok()) return s;
-    }
-    if (run == 0) {  // warm-up: count sizes only
-      for (size_t k = 0; k < nt; ++k) {
-        const TensorInfo& info = infos[m.tensors[k]];
-        if (enc[k]->raw) {
-          fig.stored_bytes += info.nbytes();
-          continue;
-        }
-        fig.encoded_weights += info.numel;
-        for (const EncodedPart& p : enc[k]->parts) fig.stored_bytes += p.bytes.size();
-      }
-      continue;
-    }
-    fig.encode_s = std::min(fig.encode_s, t1 - t0);
-    fig.decode_s = std::min(fig.decode_s, t3 - t2);
+  std::vector<absl::StatusOr<EncodedTensor>> enc(nt, absl::UnknownError("not run"));
+  const double t0 = Now();
+  ex.ParallelFor(static_cast<int64_t>(nt), [&](int64_t k) {
+    const size_t i = m.tensors[k];
+    enc[k] = codec.Encode(infos[i], m.file->TensorData(i), ex);
+  });
+  const double t1 = Now();
+  for (const auto& e : enc) {
+    if (!e.ok()) return e.status();
   }
-  return fig;
+
+  // Decode: every decoder, then every chunk of every encoded tensor.
+  std::vector<std::vector<PartView>> views(nt);
+  std::vector<std::unique_ptr<TensorDecoder>> decoders(nt);
+  std::vector<std::vector<float>> out(nt);
+  std::vector<std::pair<size_t, uint64_t>> chunks;
+  for (size_t k = 0; k < nt; ++k) {
+    if (enc[k]->raw) continue;
+    for (const EncodedPart& p : enc[k]->parts) {
+      views[k].push_back({p.suffix, p.dtype, p.shape, p.bytes});
+    }
+    const uint64_t numel = infos[m.tensors[k]].numel;
+    out[k].resize(numel);
+    for (uint64_t b = 0; b < numel; b += kChunkElems) chunks.emplace_back(k, b);
+  }
+  std::vector<absl::Status> dec_status(nt);
+  const double t2 = Now();
+  ex.ParallelFor(static_cast<int64_t>(nt), [&](int64_t k) {
+    if (enc[k]->raw) return;
+    auto d = codec.PrepareDecoder(infos[m.tensors[k]], enc[k]->params, views[k]);
+    if (d.ok()) {
+      decoders[k] = std::move(*d);
+    } else {
+      dec_status[k] = d.status();
+    }
+  });
+  ex.ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t c) {
+    const auto [k, b] = chunks[c];
+    if (!decoders[k]) return;
+    const uint64_t n = std::min<uint64_t>(kChunkElems, out[k].size() - b);
+    decoders[k]->DecodeRange(b, absl::MakeSpan(out[k].data() + b, n));
+  });
+  const double t3 = Now();
+  for (const absl::Status& s : dec_status) {
+    if (!s.ok()) return s;
+  }
+  if (warmup) {  // count sizes only
+    for (size_t k = 0; k < nt; ++k) {
+      const TensorInfo& info = infos[m.tensors[k]];
+      if (enc[k]->raw) {
+        fig.stored_bytes += info.nbytes();
+        continue;
+      }
+      fig.encoded_weights += info.numel;
+      for (const EncodedPart& p : enc[k]->parts) fig.stored_bytes += p.bytes.size();
+    }
+    return absl::OkStatus();
+  }
+  fig.encode_s = std::min(fig.encode_s, t1 - t0);
+  fig.decode_s = std::min(fig.decode_s, t3 - t2);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -203,11 +203,19 @@ int RunCodecs(const std::vector<std::string>& args) {
   for (const Model& m : models) {
     const Model* model = &m;
     for (int threads : {1, 2}) {
-      Row row{model->name, threads, {0, 0}};
+      // Runs alternate between the codecs, so that load changes hit both alike.
+      TbbExecutor ex(threads);
+      std::vector<Figures> figs(codecs.size());
+      for (int run = 0; run <= repeat; ++run) {
+        for (size_t c = 0; c < codecs.size(); ++c) {
+          if (absl::Status s = RunOnce(*model, *codecs[c], ex, run == 0, figs[c]); !s.ok()) {
+            return Fail(s);
+          }
+        }
+      }
+      Row row{model->name, threads, {figs[0].encode_s, figs[1].encode_s}};
       for (size_t c = 0; c < codecs.size(); ++c) {
-        auto fig = Measure(*model, *codecs[c], threads, repeat);
-        if (!fig.ok()) return Fail(fig.status());
-        row.enc[c] = fig->encode_s;
+        const Figures* fig = &figs[c];
         std::printf("%-18s %-12s %7d %10llu %10.2f %12.3e %10.2f %12.3e %7.3f\n",
                     model->name.c_str(), specs[c].label, threads,
                     static_cast<unsigned long long>(model->weights), fig->encode_s * 1e3,
