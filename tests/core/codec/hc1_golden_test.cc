@@ -248,10 +248,21 @@ INSTANTIATE_TEST_SUITE_P(Golden, Hc1GoldenTest, ::testing::ValuesIn(GoldenFiles(
                            return s;
                          });
 
-// No case may go missing: 10 cases x 3 settings, each with the keys its kind needs.
-TEST(Hc1Golden, AllThirtyFilesPresent) {
+// No case may go missing: the 10 published cases x 3 settings must all be there (more files, e.g.
+// the held-back cases, are tested too), each with the keys its kind needs.
+TEST(Hc1Golden, AllPublishedFilesPresent) {
   const auto files = GoldenFiles();
-  EXPECT_EQ(files.size(), 30u);
+  EXPECT_GE(files.size(), 30u);
+  const char* kCases[] = {"faceres_conv1_w",   "fmnist_c1_weight",  "fmnist_f2_bias",
+                          "mfn_block5_conv_w", "mfn_conv2d0_w",     "movenet_b16_dw",
+                          "ocr_linear78_w",    "ocr_linear85_bias", "ocr_whswish28_tiny",
+                          "ocr_conv184_rows330_370"};
+  for (const char* c : kCases) {
+    for (const char* setting : {"llm", "unet", "mobilenet"}) {
+      const std::string f = std::string(c) + "__" + setting + ".safetensors";
+      EXPECT_TRUE(std::find(files.begin(), files.end(), f) != files.end()) << f;
+    }
+  }
   int hc = 0, tiny = 0, fallback = 0;
   for (const std::string& f : files) {
     const Golden g = LoadGolden(f);
@@ -264,9 +275,9 @@ TEST(Hc1Golden, AllThirtyFilesPresent) {
       ++tiny;
     }
   }
-  EXPECT_EQ(hc, 27);
-  EXPECT_EQ(tiny, 3);
-  EXPECT_EQ(fallback, 3);
+  EXPECT_GE(hc, 27);
+  EXPECT_GE(tiny, 3);
+  EXPECT_GE(fallback, 3);
 }
 
 }  // namespace

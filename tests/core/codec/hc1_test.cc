@@ -142,7 +142,7 @@ std::vector<GoldenCase> LoadGoldenHc() {
 
 TEST(Hc1Codebook, MatchesGoldenCodebooksBitForBit) {
   const auto cases = LoadGoldenHc();
-  ASSERT_EQ(cases.size(), 27u);
+  ASSERT_GE(cases.size(), 27u);
   for (const GoldenCase& c : cases) {
     const hc1::Codebook cb(hc1::Layout::Get(c.L, c.n), c.cx, c.cy);
     ASSERT_EQ(static_cast<size_t>(2 * cb.size()), c.codebook.size()) << c.file;
@@ -169,7 +169,7 @@ TEST(Hc1Nearest, GoldenQueriesMatchBruteForce) {
   // Every lookup the encoder makes on the golden inputs: p itself, and p pulled in by rings of
   // several radii, f = (L/2) / r.
   const auto cases = LoadGoldenHc();
-  ASSERT_EQ(cases.size(), 27u);
+  ASSERT_GE(cases.size(), 27u);
   int64_t queries = 0, bad = 0;
   for (const GoldenCase& c : cases) {
     const hc1::Codebook cb(hc1::Layout::Get(c.L, c.n), c.cx, c.cy);
