@@ -35,8 +35,7 @@ int Fail(absl::string_view message, int code = 1);
 
 /// Seconds since an arbitrary start (steady clock).
 inline double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace hc::bench

@@ -67,8 +67,7 @@ absl::StatusOr<Model> LoadModel(const std::string& path) {
 
 // One encode + decode run of `codec` over the model: keeps the best times in `fig`; the
 // warm-up run (`warmup`) only counts sizes.
-absl::Status RunOnce(const Model& m, const Codec& codec, Executor& ex, bool warmup,
-                     Figures& fig) {
+absl::Status RunOnce(const Model& m, const Codec& codec, Executor& ex, bool warmup, Figures& fig) {
   const size_t nt = m.tensors.size();
   const auto& infos = m.file->header().tensors;
   std::vector<absl::StatusOr<EncodedTensor>> enc(nt, absl::UnknownError("not run"));
@@ -220,8 +219,7 @@ int RunCodecs(const std::vector<std::string>& args) {
                     model->name.c_str(), specs[c].label, threads,
                     static_cast<unsigned long long>(model->weights), fig->encode_s * 1e3,
                     model->weights / fig->encode_s, fig->decode_s * 1e3,
-                    fig->encoded_weights / fig->decode_s,
-                    8.0 * fig->stored_bytes / model->weights);
+                    fig->encoded_weights / fig->decode_s, 8.0 * fig->stored_bytes / model->weights);
       }
       rows.push_back(row);
     }

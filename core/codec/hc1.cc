@@ -24,8 +24,8 @@ using hc1::GridResult;
 using hc1::kUnitPairs;
 using hc1::Layout;
 
-constexpr absl::string_view kKeys[] = {"preset",   "L",              "n",           "class_max",
-                                       "loss_max", "loss_threshold", "fallback_mae"};
+constexpr absl::string_view kKeys[] = {
+    "preset", "L", "n", "class_max", "loss_max", "loss_threshold", "fallback_mae"};
 constexpr uint64_t kMinNumel = 10;
 constexpr int64_t kMaxN = 65536;
 constexpr int kMaxClass = hc1::kMaxRings;
@@ -159,15 +159,14 @@ class Hc1Codec final : public Codec {
 };
 
 absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
-                                               absl::Span<const uint8_t> data,
-                                               Executor& ex) const {
+                                               absl::Span<const uint8_t> data, Executor& ex) const {
   if (!IsCompressibleFloat(info.dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("hc1: cannot encode dtype ", DTypeName(info.dtype)));
   }
   if (data.size() != info.numel * DTypeSize(info.dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("hc1: tensor ", info.name, " has ",
-                                                   data.size(), " bytes, expected ",
+    return absl::InvalidArgumentError(absl::StrCat("hc1: tensor ", info.name, " has ", data.size(),
+                                                   " bytes, expected ",
                                                    info.numel * DTypeSize(info.dtype)));
   }
   EncodedTensor enc;
@@ -372,8 +371,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc1Codec::PrepareDecoder(
                                             "index for n ", n, " and K ", K));
   }
   if (static_cast<uint64_t>(z) != (8 - (M * w) % 8) % 8) {
-    return absl::DataLossError(absl::StrCat("hc1: z ", z, " does not pad ", M, " codes of ", w,
-                                            " bits to whole bytes"));
+    return absl::DataLossError(
+        absl::StrCat("hc1: z ", z, " does not pad ", M, " codes of ", w, " bits to whole bytes"));
   }
   const PartView* codes = FindPart(parts, "codes");
   const PartView* side = FindPart(parts, "side");
@@ -434,8 +433,8 @@ absl::StatusOr<Hc1Options> Hc1Options::Preset(absl::string_view name) {
     o.fallback_mae = 0;
     return o;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "hc1: option preset must be one of llm, unet, mobilenet, got \"", name, "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("hc1: option preset must be one of llm, unet, mobilenet, got \"", name, "\""));
 }
 
 absl::Status Hc1Options::Validate() const {

@@ -143,9 +143,8 @@ class Codebook {
       const double rx = (qx - ox) * inv_cell + 1.0;
       const double ry = (qy - oy) * inv_cell + 1.0;
       if (ok && rx >= 0.0 && ry >= 0.0 && rx < cells_d && ry < cells_d) [[likely]] {
-        return slots +
-               (static_cast<size_t>(static_cast<int>(ry)) * cells + static_cast<int>(rx)) *
-                   Layout::kSlots;
+        return slots + (static_cast<size_t>(static_cast<int>(ry)) * cells + static_cast<int>(rx)) *
+                           Layout::kSlots;
       }
       return nullptr;
     }
@@ -187,8 +186,7 @@ class Codebook {
   /// distance exceeds the best one's by more than such a move can change their difference
   /// (2 * radius * spread, plus rounding slack). Used to skip a second lookup at a point a
   /// rounding error away from q. `*stable` false says nothing.
-  uint32_t PickStable(const uint32_t* s, double qx, double qy, double radius,
-                      bool* stable) const {
+  uint32_t PickStable(const uint32_t* s, double qx, double qy, double radius, bool* stable) const {
     *stable = false;
     if (s == nullptr || (s[Layout::kSlots - 1] & Layout::kOverflow)) [[unlikely]] {
       return PickSlow(s, qx, qy);

@@ -37,16 +37,16 @@ struct CSum {
 };
 
 struct InnerStats {
-  CSum fin0;         // |CB[j] - p| over real elements (class trials, final error when K = 0)
-  double pad0 = 0;   // the same for the padding element, if it is in an inner pair
-  CSum fin1;         // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
+  CSum fin0;        // |CB[j] - p| over real elements (class trials, final error when K = 0)
+  double pad0 = 0;  // the same for the padding element, if it is in an inner pair
+  CSum fin1;        // final error when K > 0: query at float32(p - c) + c, (CB[j] - c) / 1 + c
   uint32_t max0 = 0, max1 = 0;
   std::vector<std::pair<int64_t, uint32_t>> patches;  // pairs whose K > 0 code differs
 };
 
 struct TrialStats {
-  CSum fin;         // over real elements of outer pairs
-  double pad = 0;   // the padding element, if it is in an outer pair
+  CSum fin;        // over real elements of outer pairs
+  double pad = 0;  // the padding element, if it is in an outer pair
   uint32_t max = 0;
 };
 
@@ -91,8 +91,12 @@ struct Rings {
 class GridEncoder {
  public:
   GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex)
-      : g_(g), o_(o), ex_(ex), cb_(Layout::Get(g.L, n), g.cx, g.cy),
-        stride_(static_cast<uint32_t>(n + 1)), units_(g.units()) {}
+      : g_(g),
+        o_(o),
+        ex_(ex),
+        cb_(Layout::Get(g.L, n), g.cx, g.cy),
+        stride_(static_cast<uint32_t>(n + 1)),
+        units_(g.units()) {}
 
   GridResult Run();
 
@@ -101,8 +105,8 @@ class GridEncoder {
   void InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s);
   // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b; writes the
   // codes of trial `write` (-1: none).
-  void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
-                  int write, TrialStats* s);
+  void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr, int write,
+                  TrialStats* s);
   // One pass over all units: inner pairs too if `inner` is set, then trials rings[0..nr).
   void Pass(bool inner, const Rings* rings, int nr, int write, std::vector<InnerStats>* in,
             std::vector<TrialStats>* ts);
@@ -174,8 +178,8 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
 // its accumulators in registers) the ring, the lookup of the pulled-in point, the reconstruction
 // (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; it only feeds the mean
 // error) and its error.
-void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings,
-                             int nr, int write, TrialStats* s) {
+void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
+                             int write, TrialStats* s) {
   const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
@@ -315,7 +319,7 @@ GridResult GridEncoder::Run() {
     return res;
   }
   if (K == 0) K = written;  // only with NaN errors, which finite inputs cannot produce
-  if (K != written) {  // the codes of trial K are the final outer codes
+  if (K != written) {       // the codes of trial K are the final outer codes
     const Rings rings(g_.D, g_.L, K);
     std::fill(ts.begin(), ts.end(), TrialStats{});
     Pass(false, &rings, 1, 0, nullptr, &ts);

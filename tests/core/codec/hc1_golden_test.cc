@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 #include "core/base/json.h"
 #include "core/codec/codec.h"
 #include "core/io/bit_pack.h"
@@ -253,9 +253,9 @@ INSTANTIATE_TEST_SUITE_P(Golden, Hc1GoldenTest, ::testing::ValuesIn(GoldenFiles(
 TEST(Hc1Golden, AllPublishedFilesPresent) {
   const auto files = GoldenFiles();
   EXPECT_GE(files.size(), 30u);
-  const char* kCases[] = {"faceres_conv1_w",   "fmnist_c1_weight",  "fmnist_f2_bias",
-                          "mfn_block5_conv_w", "mfn_conv2d0_w",     "movenet_b16_dw",
-                          "ocr_linear78_w",    "ocr_linear85_bias", "ocr_whswish28_tiny",
+  const char* kCases[] = {"faceres_conv1_w",        "fmnist_c1_weight",  "fmnist_f2_bias",
+                          "mfn_block5_conv_w",      "mfn_conv2d0_w",     "movenet_b16_dw",
+                          "ocr_linear78_w",         "ocr_linear85_bias", "ocr_whswish28_tiny",
                           "ocr_conv184_rows330_370"};
   for (const char* c : kCases) {
     for (const char* setting : {"llm", "unet", "mobilenet"}) {

@@ -1,6 +1,8 @@
 // hc1 unit tests: numpy-exact means, the codebook, the O(1) nearest search against brute force,
 // option validation, F16/BF16 inputs, executor independence, random-access decoding and the
 // decoder's validation.
+#include "core/codec/hc1.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,7 +18,6 @@
 #include "absl/strings/str_split.h"
 #include "core/base/dtype.h"
 #include "core/codec/codec.h"
-#include "core/codec/hc1.h"
 #include "core/codec/hc1_geometry.h"
 #include "core/io/bit_pack.h"
 #include "core/io/safetensors_file.h"
@@ -59,11 +60,16 @@ TEST(Hc1NumpyMean, MatchesNumpy124) {
     uint32_t all, even, odd;
   };
   const Case cases[] = {
-      {1, 0xc315c000, 0xc315c000, 0},          {7, 0xc1a973f2, 0xc2151566, 0x3e8aa22f},
-      {8, 0xc19431f0, 0xc2151566, 0x3e63779a}, {100, 0x3dba87e4, 0xc03067c8, 0x403c1048},
-      {129, 0x3dff425b, 0xc003abd7, 0x4015ce93}, {1000, 0x3f42fc35, 0x3f090c35, 0x3f7cec37},
-      {8191, 0x3e9bd72c, 0x3ea2c82e, 0x3e94e5ba}, {8192, 0x3e9bd35d, 0x3ea2c82e, 0x3e94de8c},
-      {8193, 0x3e9bd971, 0x3ea2d3e7, 0x3e94de8c}, {20000, 0x3e8b1d3d, 0x3e8d2dcc, 0x3e890caf},
+      {1, 0xc315c000, 0xc315c000, 0},
+      {7, 0xc1a973f2, 0xc2151566, 0x3e8aa22f},
+      {8, 0xc19431f0, 0xc2151566, 0x3e63779a},
+      {100, 0x3dba87e4, 0xc03067c8, 0x403c1048},
+      {129, 0x3dff425b, 0xc003abd7, 0x4015ce93},
+      {1000, 0x3f42fc35, 0x3f090c35, 0x3f7cec37},
+      {8191, 0x3e9bd72c, 0x3ea2c82e, 0x3e94e5ba},
+      {8192, 0x3e9bd35d, 0x3ea2c82e, 0x3e94de8c},
+      {8193, 0x3e9bd971, 0x3ea2d3e7, 0x3e94de8c},
+      {20000, 0x3e8b1d3d, 0x3e8d2dcc, 0x3e890caf},
       {50001, 0x3e802a70, 0x3e8065f3, 0x3e7fddd9},
   };
   for (const Case& c : cases) {
@@ -216,9 +222,9 @@ TEST(Hc1Nearest, RandomEdgeAndOutsideQueriesMatchBruteForce) {
     std::uniform_int_distribution<int> edge(-2, layout->cells_per_axis());
     const int rounds = cfg.n > 5000 ? 600 : 20000;
     for (int k = 0; k < rounds; ++k) {
-      bad += CheckNearest(cb, ox + in(rng), oy + in(rng));       // inside the square
-      bad += CheckNearest(cb, ox + wide(rng), oy + wide(rng));   // around and outside it
-      bad += CheckNearest(cb, ox + far(rng), oy + far(rng));     // far outside
+      bad += CheckNearest(cb, ox + in(rng), oy + in(rng));      // inside the square
+      bad += CheckNearest(cb, ox + wide(rng), oy + wide(rng));  // around and outside it
+      bad += CheckNearest(cb, ox + far(rng), oy + far(rng));    // far outside
       // On grid-cell edges and corners, exactly and one ulp either side.
       const double ex = ox + edge(rng) * cell, ey = oy + edge(rng) * cell;
       bad += CheckNearest(cb, ex, oy + in(rng));
@@ -323,14 +329,13 @@ TEST(Hc1Options, PresetsAndOverrides) {
   EXPECT_EQ(mob.n, std::vector<int64_t>{1600});
   EXPECT_EQ(mob.class_max, 4);
   EXPECT_EQ(mob.fallback_mae, 0.0);
-  HC_ASSERT_OK_AND_ASSIGN(
-      Hc1Options o, Hc1Options::FromCodecOptions({{"preset", "unet"},
-                                                  {"L", "0.25"},
-                                                  {"n", "225, 1600"},
-                                                  {"class_max", "5"},
-                                                  {"loss_max", "0.01"},
-                                                  {"loss_threshold", "0.002"},
-                                                  {"fallback_mae", "0.5"}}));
+  HC_ASSERT_OK_AND_ASSIGN(Hc1Options o, Hc1Options::FromCodecOptions({{"preset", "unet"},
+                                                                      {"L", "0.25"},
+                                                                      {"n", "225, 1600"},
+                                                                      {"class_max", "5"},
+                                                                      {"loss_max", "0.01"},
+                                                                      {"loss_threshold", "0.002"},
+                                                                      {"fallback_mae", "0.5"}}));
   EXPECT_EQ(o.L, 0.25);
   EXPECT_EQ(o.n, (std::vector<int64_t>{225, 1600}));
   EXPECT_EQ(o.class_max, 5);
@@ -349,11 +354,25 @@ TEST(Hc1Options, InvalidValuesNameTheOption) {
     const char* key;
     const char* value;
   } bad[] = {
-      {"preset", "resnet"},  {"L", "0"},           {"L", "-0.1"},           {"L", "abc"},
-      {"L", "inf"},          {"n", ""},            {"n", "0"},              {"n", "1600,x"},
-      {"n", "65537"},        {"n", "-5"},          {"class_max", "0"},      {"class_max", "33"},
-      {"class_max", "1.5"},  {"loss_max", "-1"},   {"loss_max", "nan"},     {"loss_threshold", "-0.1"},
-      {"loss_threshold", "x"}, {"fallback_mae", "-0.006"}, {"fallback_mae", "big"},
+      {"preset", "resnet"},
+      {"L", "0"},
+      {"L", "-0.1"},
+      {"L", "abc"},
+      {"L", "inf"},
+      {"n", ""},
+      {"n", "0"},
+      {"n", "1600,x"},
+      {"n", "65537"},
+      {"n", "-5"},
+      {"class_max", "0"},
+      {"class_max", "33"},
+      {"class_max", "1.5"},
+      {"loss_max", "-1"},
+      {"loss_max", "nan"},
+      {"loss_threshold", "-0.1"},
+      {"loss_threshold", "x"},
+      {"fallback_mae", "-0.006"},
+      {"fallback_mae", "big"},
   };
   for (const auto& b : bad) {
     auto r = CreateCodec("hc1", {{b.key, b.value}});
@@ -492,7 +511,8 @@ TEST(Hc1Encode, TinyNonFiniteAndFallbackStayRaw) {
   HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc1", {}));
   for (int64_t numel : {1, 2, 9}) {
     const std::vector<float> x(numel, 0.5f);
-    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor e, codec->Encode(Info(DType::kF32, numel), F32Bytes(x), ex));
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor e,
+                            codec->Encode(Info(DType::kF32, numel), F32Bytes(x), ex));
     EXPECT_TRUE(e.raw);
     EXPECT_EQ(e.raw_reason, "numel<10");
     EXPECT_TRUE(e.parts.empty());
@@ -528,8 +548,8 @@ TEST(Hc1Encode, HalfAndBFloat16AreWidenedExactly) {
       std::vector<float> wide(numel);
       WidenToF32(dt, narrow.data(), numel, wide.data());
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(dt, numel), narrow, ex));
-      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(Info(DType::kF32, numel),
-                                                             F32Bytes(wide), ex));
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b,
+                              codec->Encode(Info(DType::kF32, numel), F32Bytes(wide), ex));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor c, codec->Encode(Info(dt, numel), narrow, tbb));
       EXPECT_TRUE(SameEncoding(a, b)) << DTypeName(dt) << " " << numel;
       EXPECT_TRUE(SameEncoding(a, c)) << DTypeName(dt) << " " << numel;
@@ -550,7 +570,8 @@ TEST(Hc1Encode, SeveralCodebookSizes) {
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, loose->Encode(info, F32Bytes(x), ex));
   EXPECT_EQ(*a.params.Find("n")->as_int64(), 225);
   EXPECT_EQ(*a.params.Find("num_inner_index")->as_int64(), 0);
-  HC_ASSERT_OK_AND_ASSIGN(auto tight, CreateCodec("hc1", {{"n", "225,1600,400"}, {"loss_max", "0"}}));
+  HC_ASSERT_OK_AND_ASSIGN(auto tight,
+                          CreateCodec("hc1", {{"n", "225,1600,400"}, {"loss_max", "0"}}));
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, tight->Encode(info, F32Bytes(x), ex));
   EXPECT_EQ(*b.params.Find("n")->as_int64(), 1600);
   EXPECT_EQ(*b.params.Find("num_inner_index")->as_int64(), 1);
@@ -662,8 +683,9 @@ OracleResult Oracle(std::vector<float> x, const Hc1Options& o) {
           }
           const int c = cls_of(r, k, i);
           const double f = h / r[c];
-          const uint32_t j = cb.NearestBruteForce(static_cast<float>(x[2 * i] - cx) * f + cb.cx(),
-                                                  static_cast<float>(x[2 * i + 1] - cy) * f + cb.cy());
+          const uint32_t j =
+              cb.NearestBruteForce(static_cast<float>(x[2 * i] - cx) * f + cb.cx(),
+                                   static_cast<float>(x[2 * i + 1] - cy) * f + cb.cy());
           sum += std::abs((cb.x(j) - cb.cx()) / f + cb.cx() - px) +
                  std::abs((cb.y(j) - cb.cy()) / f + cb.cy() - py);
         }

@@ -1,5 +1,7 @@
 // rtn unit tests: round-trip error bound, bits-per-weight arithmetic, option errors, executor
 // independence.
+#include "core/codec/rtn.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -8,7 +10,6 @@
 
 #include "core/base/dtype.h"
 #include "core/codec/codec.h"
-#include "core/codec/rtn.h"
 #include "core/pipeline/tbb_executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -60,8 +61,9 @@ TEST(Rtn, RoundTripWithinHalfAStep) {
     for (int64_t group : {1, 7, 128, 1000}) {
       const int64_t n = 12345;
       const std::vector<float> x = Values(n, bits * 1000 + group);
-      HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("rtn", {{"bits", std::to_string(bits)},
-                                                              {"group_size", std::to_string(group)}}));
+      HC_ASSERT_OK_AND_ASSIGN(auto codec,
+                              CreateCodec("rtn", {{"bits", std::to_string(bits)},
+                                                  {"group_size", std::to_string(group)}}));
       const TensorInfo info = Info(DType::kF32, n);
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, Bytes(x), ex));
       ASSERT_FALSE(enc.raw);
@@ -100,8 +102,8 @@ TEST(Rtn, BitsPerWeightArithmetic) {
     HC_ASSERT_OK_AND_ASSIGN(auto codec,
                             CreateCodec("rtn", {{"bits", std::to_string(c.bits)},
                                                 {"group_size", std::to_string(c.group)}}));
-    HC_ASSERT_OK_AND_ASSIGN(
-        EncodedTensor enc, codec->Encode(Info(DType::kF32, c.numel), Bytes(Values(c.numel, 1)), ex));
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(Info(DType::kF32, c.numel),
+                                                             Bytes(Values(c.numel, 1)), ex));
     ASSERT_EQ(enc.parts.size(), 2u);
     const int64_t groups = (c.numel + c.group - 1) / c.group;
     EXPECT_EQ(enc.parts[0].suffix, "codes");
