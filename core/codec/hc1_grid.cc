@@ -120,8 +120,10 @@ class GridEncoder {
   std::vector<uint32_t> codes_;
 };
 
-// Inner pairs: looked up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0;
-// nearly always the same point, so rarely a second lookup). Errors are summed per pair (x + y).
+// Inner pairs, in blocks whose grid cells are located (and prefetched) before the lookups: each
+// pair is looked up at p itself (class trials, K = 0) and needs the row at float32(p - c) + c
+// (K > 0), a rounding error away; the lookup at p certifies when that row is the same, so a
+// second lookup is rare. Errors are summed per pair (x + y), plainly within a block.
 void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s) {
   const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin0, fin1;
@@ -174,10 +176,10 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   s.max1 = max1;
 }
 
-// Outer pairs, in blocks: the float32 distance once per pair, then per trial (a tight loop with
-// its accumulators in registers) the ring, the lookup of the pulled-in point, the reconstruction
-// (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; it only feeds the mean
-// error) and its error.
+// Outer pairs, in blocks: the float32 distance once per pair, then per trial the ring and the
+// pulled-in point of every pair (grid cells located and prefetched), then the lookups, the
+// reconstructions (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; they only
+// feed the mean error) and their errors, summed plainly within the block.
 void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
                              int write, TrialStats* s) {
   const double cx = cb_.cx(), cy = cb_.cy();
