@@ -58,20 +58,6 @@ bool Args::Switch(absl::string_view name) {
   return false;
 }
 
-absl::StatusOr<uint64_t> ParseBytes(absl::string_view text) {
-  std::string t = absl::AsciiStrToUpper(text);
-  uint64_t mult = 1;
-  if (!t.empty() && (t.back() == 'B')) t.pop_back();
-  if (!t.empty() && absl::StrContains("KMG", std::string(1, t.back()))) {
-    mult = t.back() == 'K' ? (1u << 10) : t.back() == 'M' ? (1u << 20) : (1u << 30);
-    t.pop_back();
-  }
-  uint64_t v;
-  if (!absl::SimpleAtoi(t, &v)) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a size (e.g. 64M)"));
-  }
-  return v * mult;
-}
 
 ProgressPrinter::ProgressPrinter(std::string verb, bool enabled)
     : verb_(std::move(verb)), enabled_(enabled), tty_(::isatty(2) != 0) {}

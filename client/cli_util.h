@@ -36,9 +36,6 @@ class Args {
   size_t i_ = 0;
 };
 
-/// Parses "64M", "1G", "4096" (bytes; K/M/G binary suffixes).
-absl::StatusOr<uint64_t> ParseBytes(absl::string_view text);
-
 /// A progress display on stderr: a redrawn bar on a terminal, plain lines (at most one per
 /// second, plus the last) otherwise. Silent when `enabled` is false.
 class ProgressPrinter {

@@ -9,6 +9,7 @@
 #include "client/cli_util.h"
 #include "client/jobs_cli.h"
 #include "client/report.h"
+#include "core/base/strings.h"
 #include "core/codec/codec.h"
 #include "core/pipeline/pipeline.h"
 
@@ -97,7 +98,7 @@ int Compress(Args& args) {
       if (!absl::SimpleAtoi(val, &opt.threads)) return Fail(absl::InvalidArgumentError("--threads needs an integer"), 2);
     });
     HC_FLAG("--memory-budget", {
-      auto b = ParseBytes(val);
+      auto b = ParseByteSize(val);
       if (!b.ok()) return Fail(b.status(), 2);
       opt.memory_budget = *b;
     });

@@ -66,18 +66,6 @@ bool IsPlainName(const std::string& n) {
          n.find('\0') == std::string::npos;
 }
 
-absl::Status WriteAtomically(const std::string& path, const std::string& text, bool sync) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat(tmp, ": ", std::strerror(errno)));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  (!sync || ::fsync(fd) == 0);
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 JsonValue OptionsJson(const CompressOptions& o) {
   JsonValue kv = JsonValue::Object();
@@ -430,7 +418,7 @@ absl::Status JobManager::Persist(const Job& job) const {
                     .Add("upload_complete", JsonValue::Bool(job.upload_done))
                     .Add("files", std::move(files))
                     .Add("artifact", std::move(artifact));
-  return WriteAtomically(job.dir + "/job.json", j.Dump() + "\n", options_.sync);
+  return WriteFileAtomically(job.dir + "/job.json", j.Dump() + "\n", options_.sync);
 }
 
 absl::Status JobManager::Restore() {
@@ -871,7 +859,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     fopt.on_result = [&](size_t i, const TensorCompressor::Result& r) {
       const std::string path = absl::StrCat(ckpt_dir, "/", i);
       if (fs::exists(path)) return;
-      WriteAtomically(path, EncodeCheckpoint(r), /*sync=*/false).IgnoreError();
+      WriteFileAtomically(path, EncodeCheckpoint(r), /*sync=*/false).IgnoreError();
     };
   }
   uint64_t reused = 0;

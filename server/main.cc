@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/strings.h"
 #include "core/io/safetensors_file.h"
 #include "server/server.h"
 
@@ -36,17 +37,9 @@ constexpr char kUsage[] =
     "  --no-sync                do not fsync artifacts and job state\n";
 
 bool ParseSize(const std::string& text, uint64_t* out) {
-  std::string t = absl::AsciiStrToUpper(text);
-  uint64_t mult = 1;
-  if (!t.empty() && t.back() == 'B') t.pop_back();
-  if (!t.empty() && (t.back() == 'K' || t.back() == 'M' || t.back() == 'G')) {
-    mult = t.back() == 'K' ? (1u << 10) : t.back() == 'M' ? (1u << 20) : (1u << 30);
-    t.pop_back();
-  }
-  uint64_t v;
-  if (!absl::SimpleAtoi(t, &v)) return false;
-  *out = v * mult;
-  return true;
+  auto v = hc::ParseByteSize(text);
+  if (v.ok()) *out = *v;
+  return v.ok();
 }
 
 int Fail(const std::string& msg) {

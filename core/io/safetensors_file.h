@@ -45,6 +45,10 @@ class SafetensorsFile {
   size_t map_size_ = 0;
 };
 
+/// Writes `text` to `path` atomically: a temporary file beside it, fsync when `sync`, rename.
+/// On error nothing is left at `path` or beside it.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view text, bool sync);
+
 /// Reads a whole small file into a string (used for JSON index files). Errors name the path.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 

@@ -122,31 +122,6 @@ absl::Status CheckShardsMatchIndex(const ShardIndex& index,
   return absl::OkStatus();
 }
 
-// Writes `text` to `path` atomically (temp file, fsync, rename).
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text, bool sync) {
-  std::string tmpl = absl::StrCat(path, ".tmp-XXXXXX");
-  int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) return absl::UnavailableError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
-  ::fchmod(fd, 0644);
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t r = ::write(fd, text.data() + done, text.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      absl::Status s = absl::UnavailableError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
-      ::close(fd);
-      ::unlink(tmpl.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(r);
-  }
-  if ((sync && ::fsync(fd) != 0) || ::close(fd) != 0 || ::rename(tmpl.c_str(), path.c_str()) != 0) {
-    ::unlink(tmpl.c_str());
-    return absl::UnavailableError(absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> WriteArtifactIndex(const std::string& dir,
                                                const std::string& source_index_name,
                                                const JsonValue& source_index_metadata,
