@@ -10,6 +10,7 @@ dashboard against it (dashboard). Also checks deploy/healthcheck.py against the 
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -42,7 +43,7 @@ def expand(expr):
     return expr
 
 
-def wait_for(prom, expr, want, timeout=30):
+def wait_for(prom, expr, want, timeout=20):
     """Polls until the instant query's single value equals want; returns the last value."""
     deadline = time.time() + timeout
     v = None
@@ -54,7 +55,7 @@ def wait_for(prom, expr, want, timeout=30):
     return v
 
 
-def close(a, b, rel=1e-6):
+def close(a, b, rel=1e-9):
     return a is not None and abs(a - b) <= rel * max(1.0, abs(b))
 
 
@@ -114,39 +115,49 @@ def main(part):
     if part in ("metrics", "all"):
         v = wait_for(prom, "sum(hyperc_tensors_total)", exp["tensors"])
         check(v == exp["tensors"], "sum(hyperc_tensors_total) = %s, model tensors %d" % (v, exp["tensors"]))
-        v = prom.value('hyperc_tensors_total{codec="rtn"}')
+        v = wait_for(prom, 'hyperc_tensors_total{codec="rtn"}', exp["coded"])
         check(v == len(compressible) == exp["coded"],
               'hyperc_tensors_total{codec="rtn"} = %s, compressible tensors %d, coded in artifact %d' %
               (v, len(compressible), exp["coded"]))
-        v = prom.value("sum(hyperc_weights_total)")
+        v = wait_for(prom, "sum(hyperc_weights_total)", exp["weights"])
         check(v == exp["weights"], "sum(hyperc_weights_total) = %s, model weights %d" % (v, exp["weights"]))
-        v = prom.value("sum(hyperc_input_bytes_total)")
+        v = wait_for(prom, "sum(hyperc_input_bytes_total)", exp["input_bytes"])
         check(v == exp["input_bytes"], "sum(hyperc_input_bytes_total) = %s, tensor bytes %d" % (v, exp["input_bytes"]))
-        v = prom.value("sum(hyperc_output_bytes_total)")
+        v = wait_for(prom, "sum(hyperc_output_bytes_total)", exp["output_bytes"])
         check(v == exp["output_bytes"], "sum(hyperc_output_bytes_total) = %s, artifact stored_bytes %d" %
               (v, exp["output_bytes"]))
-        v = prom.value('hyperc_tensor_snr_db_count{codec="rtn"}')
+        v = wait_for(prom, 'hyperc_tensor_snr_db_count{codec="rtn"}', exp["coded"])
         check(v == exp["coded"], "hyperc_tensor_snr_db_count = %s" % v)
-        v = prom.value('hyperc_tensor_snr_db_sum{codec="rtn"}')
+        v = wait_for(prom, 'hyperc_tensor_snr_db_sum{codec="rtn"}', exp["snr_sum"])
         check(close(v, exp["snr_sum"]), "hyperc_tensor_snr_db_sum = %s, sum of inspect snr_db %.9g" % (v, exp["snr_sum"]))
-        v = prom.value('hyperc_tensor_bits_per_weight_sum{codec="rtn"}')
+        v = wait_for(prom, 'hyperc_tensor_bits_per_weight_sum{codec="rtn"}', exp["bpw_sum"])
         check(close(v, exp["bpw_sum"]), "hyperc_tensor_bits_per_weight_sum = %s, sum of inspect bpw %.9g" % (v, exp["bpw_sum"]))
-        v = prom.value('hyperc_tensor_bits_per_weight_bucket{codec="rtn",le="+Inf"}')
+        v = wait_for(prom, 'hyperc_tensor_bits_per_weight_bucket{codec="rtn",le="+Inf"}', exp["coded"])
         check(v == exp["coded"], "bits_per_weight le=+Inf bucket = %s" % v)
-        v = prom.value('hyperc_tensor_fit_seconds_count{codec="rtn"}')
+        v = wait_for(prom, 'hyperc_tensor_fit_seconds_count{codec="rtn"}', exp["coded"])
         check(v == exp["coded"], "hyperc_tensor_fit_seconds_count = %s" % v)
-        check(prom.value('hyperc_jobs_total{state="SUCCEEDED"}') == 1, "hyperc_jobs_total{state=SUCCEEDED} = 1")
-        check(prom.value("hyperc_job_seconds_count") == 1, "hyperc_job_seconds_count = 1")
-        check(prom.value('hyperc_rpcs_total{method="Compress",code="OK"}') == 1, "Compress OK RPCs = 1")
-        check(prom.value("hyperc_pool_threads") == 2, "hyperc_pool_threads = 2 (--threads 2)")
+        v = wait_for(prom, 'hyperc_jobs_total{state="SUCCEEDED"}', 1)
+        check(v == 1, "hyperc_jobs_total{state=SUCCEEDED} = %s" % v)
+        v = wait_for(prom, "hyperc_job_seconds_count", 1)
+        check(v == 1, "hyperc_job_seconds_count = %s" % v)
+        v = wait_for(prom, 'hyperc_rpcs_total{method="Compress",code="OK"}', 1)
+        check(v == 1, 'hyperc_rpcs_total{method="Compress",code="OK"} = %s' % v)
+        v = wait_for(prom, "hyperc_pool_threads", 2)
+        check(v == 2, "hyperc_pool_threads = %s (--threads 2)" % v)
         v = wait_for(prom, "hyperc_jobs_running", 0, timeout=5)
         check(v == 0, "hyperc_jobs_running back to 0 (is %s)" % v)
 
     # Jobs: several queued behind --max-jobs 1, one failing call, so every panel has data.
+    # Submitted at once: the uploads end together, three jobs wait behind the first.
+    argv = [c.HYPERC, "jobs", "submit", model, "--server", srv.address]
+    c.log("$ 4 x " + " ".join(argv))
+    subs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     ids = []
-    for _ in range(4):
-        r = c.run([c.HYPERC, "jobs", "submit", model, "--server", srv.address])
-        ids.append(r.stdout.strip().split()[-1])  # submit prints the job id
+    for p in subs:
+        so, se = p.communicate(timeout=120)
+        if p.returncode != 0:
+            raise SystemExit("jobs submit failed (%d): %s" % (p.returncode, se))
+        ids.append(so.strip().split()[-1])  # submit prints the job id
     for i in ids:
         c.run([c.HYPERC, "jobs", "watch", i, "--server", srv.address], timeout=120)
     c.run([c.HYPERC, "jobs", "fetch", ids[-1], "-o", os.path.join(tmp, "fetched"), "--server", srv.address])
@@ -159,7 +170,7 @@ def main(part):
         check(v == n, "hyperc_jobs_total{state=SUCCEEDED} = %s after %d jobs" % (v, len(ids)))
         v = wait_for(prom, "sum(hyperc_tensors_total)", n * exp["tensors"])
         check(v == n * exp["tensors"], "sum(hyperc_tensors_total) = %s = %d x %d" % (v, n, exp["tensors"]))
-        v = prom.value('hyperc_rpcs_total{method="SubmitJob",code="OK"}')
+        v = wait_for(prom, 'hyperc_rpcs_total{method="SubmitJob",code="OK"}', len(ids))
         check(v == len(ids), "SubmitJob OK RPCs = %s" % v)
         v = wait_for(prom, 'sum(hyperc_rpcs_total{code="NOT_FOUND"})', 1)
         check(v == 1, "NOT_FOUND RPCs = %s" % v)
