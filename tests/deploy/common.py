@@ -91,9 +91,19 @@ def stop_process(p, name, timeout=10):
         p.wait()
 
 
+def _die_with_parent():
+    """In the child: SIGTERM when the test process dies, even by SIGKILL (ctest's timeout)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def spawn(argv, name, **kw):
-    """Starts a process that is stopped (SIGTERM, then SIGKILL) at exit."""
-    p = subprocess.Popen(argv, **kw)
+    """Starts a process that is stopped (SIGTERM, then SIGKILL) at exit, or when this process
+    dies whatever the way."""
+    p = subprocess.Popen(argv, preexec_fn=_die_with_parent, **kw)
     on_exit(lambda: stop_process(p, name))
     return p
 
@@ -139,7 +149,7 @@ def start_server(tmp, extra=(), metrics=True, listen="127.0.0.1:0"):
 
 def run(argv, timeout=300, check=True, **kw):
     log("$ " + " ".join(argv))
-    r = subprocess.run(argv, timeout=timeout, capture_output=True, text=True, **kw)
+    r = subprocess.run(argv, timeout=timeout, capture_output=True, text=True, preexec_fn=_die_with_parent, **kw)
     if check and r.returncode != 0:
         raise SystemExit("%s failed (%d):\n%s\n%s" % (argv[0], r.returncode, r.stdout[-4000:], r.stderr[-4000:]))
     return r
