@@ -6,6 +6,8 @@ running hyperc-server. Then hyperc-assemble.py (as a dependent Slurm job) joins 
 the test checks that every task's artifact decodes, that together they restore every tensor of
 the model (names, dtypes, shapes against the source index), that they are byte-identical to
 `hyperc compress INDEX --server` and that every task went through the server (its metrics).
+It then runs hyperc-compress.sbatch (the whole model in one job) and submit-shards.sh (array plus
+dependent assembly) and compares their artifact indexes with the reference.
 
 Everything runs from a temporary directory: own slurm.conf (SLURM_CONF), free ports, state and
 logs, and an own munged on its own socket; nothing under /etc or /run is touched. Needs root
@@ -227,6 +229,22 @@ def main():
     check(same, "shard artifacts byte-identical to hyperc compress INDEX --server")
     check(json.load(open(os.path.join(ref, "hyperc.index.json"))) == json.load(open(os.path.join(out, "hyperc.index.json"))),
           "assembled hyperc.index.json = the one hyperc compress INDEX writes")
+    # The single-job script: the whole model in one job, through the server.
+    single = os.path.join(tmp, "single")
+    r = c.run([which("sbatch"), "--wait", "--chdir=" + tmp, "--output=" + os.path.join(tmp, "single-%j.out"),
+               os.path.join(c.SOURCE_DIR, "deploy", "slurm", "hyperc-compress.sbatch"), index, single],
+              env=job_env, timeout=120, check=False)
+    check(r.returncode == 0 and json.load(open(os.path.join(single, "hyperc.index.json"))) ==
+          json.load(open(os.path.join(ref, "hyperc.index.json"))),
+          "hyperc-compress.sbatch (one job, whole model) exits %d with the same artifact index" % r.returncode)
+    # The helper that queues the array and the assembly after it (--wait: both, one by one).
+    out2 = os.path.join(tmp, "out2")
+    r = c.run([os.path.join(c.SOURCE_DIR, "deploy", "slurm", "submit-shards.sh"), index, out2],
+              env=dict(job_env, SBATCH_ARGS="--wait"), timeout=120, check=False)
+    check(r.returncode == 0 and os.path.exists(os.path.join(out2, "hyperc.index.json")) and
+          json.load(open(os.path.join(out2, "hyperc.index.json"))) == json.load(open(os.path.join(ref, "hyperc.index.json"))),
+          "submit-shards.sh (array + dependent assembly) exits %d with the same artifact index: %s" %
+          (r.returncode, r.stdout.strip()))
     c.log("slurm test took %.1fs" % (time.time() - t_start))
     if failures:
         c.log("%d check(s) failed" % len(failures))
