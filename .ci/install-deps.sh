@@ -2,6 +2,7 @@
 # Installs every Debian 12 package hyperc needs to build, test and run its main job.
 # Idempotent: packages already present are left alone. Run as root (CI and the dev machines are root).
 #   .ci/install-deps.sh            build + test dependencies
+#   .ci/install-deps.sh --fuzz     the same plus clang and libFuzzer (tests/fuzz/README.md)
 # The list below is the single source of truth; deploy/ files that install packages must match it.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ HC_TOOL_PACKAGES=(time openssl bc)
 # Deployment tests (tests/deploy, label "deploy"): a real Prometheus server, Compose v1 for the
 # offline `docker-compose config` check, single-host Slurm + munge, YAML for the k8s manifests.
 HC_DEPLOY_PACKAGES=(
-  prometheus docker-compose slurmctld slurmd slurm-client munge python3-yaml curl
+  prometheus docker-compose slurmctld slurmd slurm-client munge python3-yaml
 )
 # What the built binaries need at run time, and nothing else: the runtime stage of
 # deploy/Dockerfile installs exactly this list (tests/deploy/test_dockerfile.py checks it against
@@ -27,9 +28,15 @@ HC_RUNTIME_PACKAGES=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libtbb12 libprometheus-cpp-core1.0
   libprometheus-cpp-pull1.0 libabsl20220623 python3 python3-grpcio
 )
+# Optional, only with --fuzz: clang 14 with libFuzzer and the sanitizer runtimes, for the
+# libFuzzer build of tests/fuzz (-DHC_FUZZ=ON). Normal CI builds with g++ and skips these.
+HC_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 
 all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}"
      "${HC_DEPLOY_PACKAGES[@]}" "${HC_RUNTIME_PACKAGES[@]}")
+if [ "${1:-}" = "--fuzz" ]; then
+  all+=("${HC_FUZZ_PACKAGES[@]}")
+fi
 missing=()
 for p in "${all[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

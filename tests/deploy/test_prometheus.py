@@ -62,6 +62,8 @@ def close(a, b, rel=1e-9):
 def main(part):
     c.need_binaries()
     model = c.need_model()
+    if not shutil.which("prometheus") or not shutil.which("promtool"):
+        c.skip("prometheus is not installed (.ci/install-deps.sh installs it)")
     tmp = c.tempdir("hc-deploy-prom-")
     # --max-jobs 1 keeps submitted jobs queued a while, so queue and progress gauges get scraped.
     srv = c.start_server(tmp, extra=["--max-jobs", "1", "--threads", "2"])
