@@ -8,6 +8,7 @@ dashboard against it (dashboard). Also checks deploy/healthcheck.py against the 
     test_prometheus.py [metrics|dashboard|all]
 """
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -101,7 +102,7 @@ def main(part):
         r = c.run([c.HYPERC, "inspect", os.path.join(out, f), "--json"])
         records += json.loads(r.stdout)["tensors"]
     coded = [t for t in records if t["codec"] != "raw"]
-    numel = lambda shape: eval("*".join(map(str, shape)) or "1")  # noqa: E731
+    numel = math.prod
     exp = {
         "tensors": len(tensors),
         "coded": len(coded),
