@@ -1,0 +1,5 @@
+
+rtn	
+bits3
+
+group_size64bias$

@@ -1,0 +1,258 @@
+// Writes the seed files of the fuzz corpora (tests/fuzz/README.md):
+//   make_fuzz_seeds MODELS_DIR CORPUS_DIR
+// MODELS_DIR holds fmnist-cnn-f32.safetensors; CORPUS_DIR is tests/fuzz/corpus. Existing files of
+// the same names are overwritten; other corpus files are left alone. Output is deterministic.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/base/dtype.h"
+#include "core/codec/codec.h"
+#include "core/io/safetensors.h"
+#include "core/io/safetensors_file.h"
+#include "core/pipeline/pipeline.h"
+#include "hyperc/v1/hyperc.pb.h"
+#include "tests/fuzz/codec_fuzz_format.h"
+
+namespace hc::fuzz {
+namespace {
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "make_fuzz_seeds: %s\n", what.c_str());
+  std::exit(1);
+}
+
+void Write(const std::filesystem::path& path, absl::string_view bytes) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out.good()) Die("cannot write " + path.string());
+  std::printf("%s (%zu bytes)\n", path.c_str(), bytes.size());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Die("cannot read " + path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A safetensors file holding the named tensors of `src` (same bytes, in the given order).
+std::string Subset(const SafetensorsFile& src, const std::vector<std::string>& names,
+                   const StringMap& metadata) {
+  std::vector<TensorInfo> tensors;
+  std::string data;
+  for (const std::string& name : names) {
+    for (size_t i = 0; i < src.header().tensors.size(); ++i) {
+      TensorInfo t = src.header().tensors[i];
+      if (t.name != name) continue;
+      const auto bytes = src.TensorData(i);
+      t.begin = data.size();
+      data.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      t.end = data.size();
+      tensors.push_back(t);
+    }
+  }
+  const std::string json = EncodeSafetensorsHeader(tensors, metadata);
+  std::string out;
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((json.size() >> (8 * i)) & 0xff));
+  return out + json + data;
+}
+
+void PutU32(std::string* s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// A codec_decode_fuzz input for `enc`, the encoding of `info` (codec_fuzz_format.h).
+std::string CodecInput(int codec, int dtype, const TensorInfo& info, const EncodedTensor& enc) {
+  std::string s;
+  s.push_back(static_cast<char>(codec));
+  s.push_back(static_cast<char>(dtype));
+  s.push_back(static_cast<char>(info.shape.size()));
+  for (int64_t d : info.shape) PutU32(&s, static_cast<uint32_t>(d));
+  s += enc.params.Dump();
+  s.push_back('\0');
+  s.push_back(static_cast<char>(enc.parts.size()));
+  for (const EncodedPart& p : enc.parts) {
+    s += p.suffix;
+    s.push_back('\0');
+    s.push_back(static_cast<char>(p.dtype));
+    PutU32(&s, static_cast<uint32_t>(p.bytes.size()));
+    s.append(p.bytes.begin(), p.bytes.end());
+  }
+  for (int i = 0; i < 16; ++i) PutU32(&s, 0x9e3779b9u * (i + 1));
+  return s;
+}
+
+// Deterministic weights: a damped sine with a few outliers.
+std::vector<float> Weights(size_t n, float scale) {
+  std::vector<float> w(n);
+  for (size_t i = 0; i < n; ++i) {
+    w[i] = scale * std::sin(0.37f * static_cast<float>(i)) * std::exp(-0.001f * static_cast<float>(i));
+    if (i % 97 == 5) w[i] *= 8;
+  }
+  return w;
+}
+
+std::vector<uint8_t> AsDType(const std::vector<float>& w, DType d) {
+  std::vector<uint8_t> out;
+  for (float v : w) {
+    if (d == DType::kF32) {
+      const auto* p = reinterpret_cast<const uint8_t*>(&v);
+      out.insert(out.end(), p, p + 4);
+    } else {
+      const uint16_t h = d == DType::kF16 ? FloatToHalf(v) : FloatToBFloat16(v);
+      out.push_back(static_cast<uint8_t>(h & 0xff));
+      out.push_back(static_cast<uint8_t>(h >> 8));
+    }
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  if (argc != 3) Die("usage: make_fuzz_seeds MODELS_DIR CORPUS_DIR");
+  const std::filesystem::path corpus = argv[2];
+  auto model = SafetensorsFile::Open(std::string(argv[1]) + "/fmnist-cnn-f32.safetensors");
+  if (!model.ok()) Die(model.status().ToString());
+
+  // safetensors_header_fuzz: a tiny real model, and edge cases.
+  const std::string tiny = Subset(**model, {"c1.bias", "c1.weight", "f2.bias"},
+                                  {{"source", "fmnist-cnn-f32 subset"}});
+  const auto header_dir = corpus / "safetensors_header_fuzz";
+  Write(header_dir / "seed-fmnist-tiny.safetensors", tiny);
+  Write(header_dir / "seed-empty-header.safetensors", std::string("\x02\0\0\0\0\0\0\0{}", 10));
+  {
+    const std::string json =
+        R"({"__metadata__":{"a":"b"},"z":{"dtype":"F16","shape":[0,3],"data_offsets":[0,0]},)"
+        R"("x":{"dtype":"I32","shape":[],"data_offsets":[0,4]},)"
+        R"("y":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]}})";
+    std::string f;
+    for (int i = 0; i < 8; ++i) f.push_back(static_cast<char>((json.size() >> (8 * i)) & 0xff));
+    Write(header_dir / "seed-edge-cases.safetensors", f + json + std::string(8, '\x3c'));
+  }
+
+  // artifact_decode_fuzz: rtn and hc1 artifacts of fmnist-cnn-f32 without its largest tensor
+  // (f1.weight, 3.2 MB), and a few mutations of them.
+  const std::string tmp = (std::filesystem::temp_directory_path() /
+                           absl::StrCat("hc-fuzz-seeds-", getpid())).string();
+  std::filesystem::create_directories(tmp);
+  const std::string src = tmp + "/fmnist-small.safetensors";
+  Write(src, Subset(**model, {"c1.bias", "c1.weight", "c2.bias", "c2.weight", "f1.bias",
+                              "f2.bias", "f2.weight"},
+                    (*model)->header().metadata));
+  const auto art_dir = corpus / "artifact_decode_fuzz";
+  for (const char* codec : {"rtn", "hc1"}) {
+    CompressOptions o;
+    o.codec = codec;
+    if (std::string(codec) == "hc1") o.codec_options.Set("preset", "mobilenet");
+    o.threads = 1;
+    o.sync = false;
+    const std::string out = absl::StrCat(tmp, "/", codec, ".hyc");
+    auto r = CompressModel(src, out, o);
+    if (!r.ok()) Die(r.status().ToString());
+    const std::string art = ReadAll(out);
+    Write(art_dir / absl::StrCat("seed-fmnist-", codec, ".hyc"), art);
+    std::string m = art;
+    m[m.size() - 100] ^= 0x10;  // a flipped code bit: part checksum
+    Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-databit.hyc"), m);
+    m = art.substr(0, art.size() - 1);  // truncated
+    Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-truncated.hyc"), m);
+    m = art;
+    // A codec parameter changed (the metadata checksum catches it); the records are JSON
+    // inside a JSON string, so the key's quotes are escaped.
+    const std::string key = std::string(codec) == "rtn" ? R"(\"bits\":)" : R"(\"n\":)";
+    const size_t at = m.find(key);
+    if (at != std::string::npos) {
+      m[at + key.size()] ^= 0x01;
+      Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-param.hyc"), m);
+    }
+  }
+  std::filesystem::remove_all(tmp);
+
+  // codec_decode_fuzz and roundtrip_fuzz: small tensors through each codec and dtype.
+  const auto codec_dir = corpus / "codec_decode_fuzz";
+  const auto rt_dir = corpus / "roundtrip_fuzz";
+  InlineExecutor executor;
+  struct Case {
+    int codec;
+    CodecOptions options;
+    size_t n;
+    std::string tag;
+  };
+  const std::vector<Case> cases = {
+      {0, {}, 300, "rtn-default"},
+      {0, {{"bits", "2"}, {"group_size", "7"}}, 100, "rtn-b2-g7"},
+      {0, {{"bits", "8"}, {"group_size", "1"}}, 33, "rtn-b8-g1"},
+      {0, {{"bits", "3"}, {"group_size", "64"}}, 1001, "rtn-b3-g64"},
+      {1, {{"preset", "llm"}, {"fallback_mae", "0"}}, 400, "hc1-llm"},
+      {1, {{"preset", "unet"}}, 257, "hc1-unet"},
+      {1, {{"preset", "mobilenet"}}, 1000, "hc1-mobilenet"},
+  };
+  for (const Case& c : cases) {
+    auto codec = CreateCodec(kFuzzCodecs[c.codec], c.options);
+    if (!codec.ok()) Die(codec.status().ToString());
+    for (int d = 0; d < 3; ++d) {
+      const DType dtype = kFuzzFloatTypes[d];
+      const std::vector<uint8_t> bytes = AsDType(Weights(c.n, 0.05f), dtype);
+      TensorInfo info;
+      info.name = "w";
+      info.dtype = dtype;
+      info.shape = {static_cast<int64_t>(c.n)};
+      info.numel = c.n;
+      info.end = bytes.size();
+      auto enc = (*codec)->Encode(info, bytes, executor);
+      if (!enc.ok()) Die(enc.status().ToString());
+      const std::string tag = absl::StrCat(c.tag, "-", DTypeName(dtype));
+      if (!enc->raw) Write(codec_dir / ("seed-" + tag + ".bin"), CodecInput(c.codec, d, info, *enc));
+    }
+  }
+  const std::vector<std::vector<uint8_t>> rt_options = {{0, 0, 2, 127}, {0, 1, 0, 6},
+                                                        {0, 2, 6, 0},   {1, 0, 0, 1},
+                                                        {1, 1, 1, 0},   {1, 2, 2, 1}};
+  for (size_t i = 0; i < rt_options.size(); ++i) {
+    const DType dtype = kFuzzFloatTypes[rt_options[i][1]];
+    std::vector<uint8_t> s = rt_options[i];
+    const std::vector<uint8_t> w = AsDType(Weights(256 + 37 * i, 0.02f + 0.1f * i), dtype);
+    s.insert(s.end(), w.begin(), w.end());
+    Write(rt_dir / absl::StrCat("seed-", i, ".bin"), std::string(s.begin(), s.end()));
+  }
+
+  // request_options_fuzz: serialized hyperc.v1.CompressOptions.
+  const auto req_dir = corpus / "request_options_fuzz";
+  auto write_proto = [&](const std::string& name, const hyperc::v1::CompressOptions& p) {
+    Write(req_dir / ("seed-" + name + ".pb"), p.SerializeAsString());
+  };
+  hyperc::v1::CompressOptions p;
+  write_proto("empty", p);
+  (*p.mutable_codec_options())["bits"] = "3";
+  (*p.mutable_codec_options())["group_size"] = "64";
+  p.set_codec("rtn");
+  p.add_skip("bias$");
+  write_proto("rtn", p);
+  p.Clear();
+  p.set_codec("hc1");
+  (*p.mutable_codec_options())["preset"] = "unet";
+  (*p.mutable_codec_options())["n"] = "225,1600";
+  (*p.mutable_codec_options())["class_max"] = "4";
+  p.add_skip("^layer\\.(0|1)\\.");
+  write_proto("hc1", p);
+  p.Clear();
+  p.set_codec("nope");
+  p.add_skip("(");
+  write_proto("bad", p);
+  return 0;
+}
+
+}  // namespace
+}  // namespace hc::fuzz
+
+int main(int argc, char** argv) { return hc::fuzz::Main(argc, argv); }

@@ -1,0 +1,98 @@
+// Property: any small finite F32/F16/BF16 tensor encodes with every codec deterministically (same bytes twice), and its stored parts and JSON-round-tripped params decode without error to finite values.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "core/base/dtype.h"
+#include "core/base/json.h"
+#include "core/base/parallel.h"
+#include "core/codec/codec.h"
+#include "core/io/safetensors.h"
+#include "tests/fuzz/codec_fuzz_format.h"
+#include "tests/fuzz/fuzz_util.h"
+
+// Input: u8 codec, u8 dtype, u8 option a, u8 option b, then the elements (little-endian).
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace hc;
+  using namespace hc::fuzz;
+  FuzzReader in(data, size);
+  const absl::string_view codec_name = kFuzzCodecs[in.U8() % kFuzzCodecs.size()];
+  const DType dtype = kFuzzFloatTypes[in.U8() % kFuzzFloatTypes.size()];
+  const uint8_t a = in.U8(), b = in.U8();
+  CodecOptions options;
+  if (codec_name == "rtn") {
+    options.Set("bits", absl::StrCat(2 + a % 7));
+    options.Set("group_size", absl::StrCat(b < 200 ? 1 + b : 128 << (b % 4)));
+  } else {
+    static constexpr const char* kPresets[] = {"llm", "unet", "mobilenet"};
+    options.Set("preset", kPresets[a % 3]);
+    if (b & 1) options.Set("fallback_mae", "0");
+  }
+  auto codec = CreateCodec(codec_name, options);
+  HC_FUZZ_CHECK(codec.ok(), codec.status().ToString());
+
+  // Elements: non-finite values become 0 (the pipeline never hands those to a codec).
+  const size_t esize = DTypeSize(dtype);
+  std::string rest = in.Rest();
+  rest.resize(std::min<size_t>(rest.size() - rest.size() % esize, 4096 * esize));
+  std::vector<uint8_t> bytes(rest.begin(), rest.end());
+  const size_t n = bytes.size() / esize;
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t* p = bytes.data() + i * esize;
+    float v;
+    if (dtype == DType::kF32) {
+      std::memcpy(&v, p, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      v = dtype == DType::kF16 ? HalfToFloat(h) : BFloat16ToFloat(h);
+    }
+    if (!std::isfinite(v)) std::memset(p, 0, esize);
+  }
+  TensorInfo info;
+  info.name = "w";
+  info.dtype = dtype;
+  info.shape = {static_cast<int64_t>(n)};
+  info.numel = n;
+  info.end = bytes.size();
+
+  InlineExecutor executor;
+  auto enc = (*codec)->Encode(info, bytes, executor);
+  HC_FUZZ_CHECK(enc.ok(), enc.status().ToString());
+  auto enc2 = (*codec)->Encode(info, bytes, executor);
+  HC_FUZZ_CHECK(enc2.ok(), enc2.status().ToString());
+  HC_FUZZ_CHECK(enc->raw == enc2->raw, "raw decision differs");
+  HC_FUZZ_CHECK(enc->params.Dump() == enc2->params.Dump(), "params differ between runs");
+  HC_FUZZ_CHECK(enc->parts.size() == enc2->parts.size(), "part count differs");
+  for (size_t k = 0; k < enc->parts.size(); ++k) {
+    HC_FUZZ_CHECK(enc->parts[k].suffix == enc2->parts[k].suffix, "suffix differs");
+    HC_FUZZ_CHECK(enc->parts[k].bytes == enc2->parts[k].bytes,
+                  "part bytes differ between runs: " + enc->parts[k].suffix);
+  }
+  if (enc->raw) {
+    HC_FUZZ_CHECK(enc->parts.empty(), "raw tensor with parts");
+    return 0;
+  }
+  // Decode as a reader of the artifact would: params from their JSON text.
+  auto params = ParseJson(enc->params.Dump());
+  HC_FUZZ_CHECK(params.ok(), params.status().ToString());
+  std::vector<PartView> views;
+  for (const EncodedPart& p : enc->parts) {
+    const std::optional<uint64_t> nbytes = CheckedByteSize(p.shape, DTypeSize(p.dtype));
+    HC_FUZZ_CHECK(nbytes && *nbytes == p.bytes.size(), "part shape does not match its bytes");
+    views.push_back(PartView{p.suffix, p.dtype, p.shape, p.bytes});
+  }
+  auto decoder = (*codec)->PrepareDecoder(info, *params, views);
+  HC_FUZZ_CHECK(decoder.ok(), decoder.status().ToString());
+  std::vector<float> out(n);
+  (*decoder)->DecodeRange(0, absl::MakeSpan(out));
+  for (size_t i = 0; i < n; ++i) {
+    HC_FUZZ_CHECK(std::isfinite(out[i]), absl::StrCat("element ", i, " decodes to ", out[i]));
+  }
+  return 0;
+}
