@@ -198,8 +198,15 @@ absl::StatusOr<std::unique_ptr<RemoteClient>> RemoteClient::Connect(RemoteOption
   }
   if (c->spread_.empty()) return absl::InvalidArgumentError("--server names no address");
   c->round_robin_ = absl::StrContains(c->options_.server, ":///");
+  // Job calls must all reach the replica that holds the job: the first address, and for a DNS
+  // name pick_first (one resolved replica) rather than round_robin.
+  grpc::ChannelArguments job_args;
+  job_args.SetMaxReceiveMessageSize(8 << 20);
+  job_args.SetMaxSendMessageSize(8 << 20);
+  job_args.SetLoadBalancingPolicyName("pick_first");
   c->stub_ = hyperc::v1::Compressor::NewStub(grpc::CreateCustomChannel(
-      std::string(absl::StripAsciiWhitespace(c->options_.server.substr(0, c->options_.server.find(',')))), creds, args));
+      std::string(absl::StripAsciiWhitespace(c->options_.server.substr(0, c->options_.server.find(',')))), creds,
+      job_args));
   return c;
 }
 

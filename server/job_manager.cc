@@ -661,13 +661,24 @@ void JobManager::Schedule() {
       job = it->second;
       ++running_;
     }
-    Run(job);
-    std::lock_guard<std::mutex> lock(mu_);
-    --running_;
+    Run(job);  // gives its slot back (running_) before announcing the job's end
   }
 }
 
 void JobManager::Run(std::shared_ptr<Job> job) {
+  // The run slot is released exactly once, before the final notification, so observers that
+  // read running() then see the job gone.
+  bool slot_held = true;
+  auto release_slot = [&] {
+    if (!slot_held) return;
+    slot_held = false;
+    std::lock_guard<std::mutex> lock(mu_);
+    --running_;
+  };
+  struct Releaser {
+    std::function<void()> fn;
+    ~Releaser() { fn(); }
+  } releaser{release_slot};
   {
     std::lock_guard<std::mutex> lock(job->mu);
     if (IsFinal(job->snap.state)) return;
@@ -702,6 +713,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     std::error_code ec;
     fs::remove_all(job->dir + "/upload", ec);
   }
+  release_slot();
   Notify(*job);
   Log(absl::StrCat("job ", job->snap.id, " ", JobStateName(job->snap.state),
                    st.ok() ? "" : absl::StrCat(": ", st.message())));
