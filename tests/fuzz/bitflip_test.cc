@@ -35,9 +35,11 @@ struct Decoded {
   bool operator==(const Decoded&) const = default;
 };
 
-// Opens and decodes every record of `path`, or returns the first error.
-absl::StatusOr<Decoded> DecodeAll(const std::string& path) {
+// Opens and decodes every record of `path`, or returns the first error (`*at_open` tells
+// whether ArtifactReader::Open gave it).
+absl::StatusOr<Decoded> DecodeAll(const std::string& path, bool* at_open = nullptr) {
   auto reader = ArtifactReader::Open(path);
+  if (at_open != nullptr) *at_open = !reader.ok();
   if (!reader.ok()) return reader.status();
   InlineExecutor executor;
   Decoded d;
@@ -62,7 +64,9 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 }
 
 struct Outcomes {
-  int detected = 0;
+  int detected = 0;  // of which:
+  int detected_at_open = 0;
+  int detected_at_decode = 0;
   int harmless = 0;
   int undetected_different = 0;
 };
@@ -80,7 +84,8 @@ Outcomes FlipAndCheck(const std::string& art, const Decoded& want, uint64_t rang
     const uint64_t b = bit(rng);
     flipped[b / 8] ^= static_cast<char>(1 << (b % 8));
     WriteFile(path, flipped);
-    absl::StatusOr<Decoded> got = DecodeAll(path);
+    bool at_open = false;
+    absl::StatusOr<Decoded> got = DecodeAll(path, &at_open);
     flipped[b / 8] = art[b / 8];
     if (!got.ok()) {
       EXPECT_THAT(got.status().code(),
@@ -88,6 +93,7 @@ Outcomes FlipAndCheck(const std::string& art, const Decoded& want, uint64_t rang
                                    absl::StatusCode::kFailedPrecondition))
           << "bit " << b << ": " << got.status();
       ++o.detected;
+      ++(at_open ? o.detected_at_open : o.detected_at_decode);
     } else if (*got == want) {
       ++o.harmless;
     } else {
@@ -121,10 +127,11 @@ TEST_P(BitFlipTest, SingleBitFlipsAreDetectedOrHarmless) {
   const Outcomes whole = FlipAndCheck(art, want, art.size(), 1000, 8, path);
   const Outcomes header = FlipAndCheck(art, want, header_end, 1000, 80, path);
   for (const auto& [what, o] : {std::pair{"whole file", whole}, std::pair{"header only", header}}) {
-    std::printf("bitflip %s %s (%zu bytes, header %llu): detected %d, harmless %d, "
-                "undetected-different %d\n",
+    std::printf("bitflip %s %s (%zu bytes, header %llu): detected %d (%d by Open, %d by "
+                "DecodeTensor), harmless %d, undetected-different %d\n",
                 codec.c_str(), what, art.size(), static_cast<unsigned long long>(header_end),
-                o.detected, o.harmless, o.undetected_different);
+                o.detected, o.detected_at_open, o.detected_at_decode, o.harmless,
+                o.undetected_different);
     EXPECT_EQ(o.detected + o.harmless, 1000) << what;
     EXPECT_EQ(o.undetected_different, 0) << what;
   }
