@@ -418,60 +418,146 @@ absl::Status JobManager::Persist(const Job& job) const {
                     .Add("upload_complete", JsonValue::Bool(job.upload_done))
                     .Add("files", std::move(files))
                     .Add("artifact", std::move(artifact));
-  return WriteFileAtomically(job.dir + "/job.json", j.Dump() + "\n", options_.sync);
+  // The state is sealed with a CRC-32C of its compact text, so a damaged file is recognised.
+  const std::string text = j.Dump();
+  const uint32_t crc = Crc32c(0, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  return WriteFileAtomically(job.dir + "/job.json",
+                             absl::StrCat("{\"crc32c\":", crc, ",\"job\":", text, "}\n"), options_.sync);
 }
+
+namespace {
+
+// The job state stored in job.json, checked: its CRC-32C, then every field's type.
+struct StoredJob {
+  JsonValue j;
+  const std::string& Str(absl::string_view k) const { return j.Find(k)->string_value(); }
+};
+
+absl::StatusOr<StoredJob> LoadJobState(const std::string& text) {
+  auto bad = [](absl::string_view why) { return absl::DataLossError(why); };
+  auto outer = ParseJson(text);
+  if (!outer.ok()) return bad(outer.status().message());
+  const JsonValue* crc = outer->Find("crc32c");
+  const JsonValue* job = outer->Find("job");
+  if (crc == nullptr || job == nullptr || !job->is_object() || !crc->as_uint64()) return bad("no sealed state");
+  const std::string inner = job->Dump();
+  if (Crc32c(0, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(inner.data()), inner.size())) != *crc->as_uint64()) {
+    return bad("checksum mismatch");
+  }
+  for (const char* k : {"id", "model_name", "state", "error"}) {
+    if (job->Find(k) == nullptr || !job->Find(k)->is_string()) return bad(absl::StrCat("field ", k));
+  }
+  for (const char* k : {"created", "finished", "error_code"}) {
+    if (job->Find(k) == nullptr || !job->Find(k)->as_int64()) return bad(absl::StrCat("field ", k));
+  }
+  if (job->Find("seconds") == nullptr || !job->Find("seconds")->is_number()) return bad("field seconds");
+  if (job->Find("upload_complete") == nullptr || !job->Find("upload_complete")->is_bool()) return bad("field upload_complete");
+  if (job->Find("options") == nullptr || !job->Find("options")->is_object()) return bad("field options");
+  for (const char* k : {"files", "artifact"}) {
+    if (job->Find(k) == nullptr || !job->Find(k)->is_array()) return bad(absl::StrCat("field ", k));
+  }
+  for (const JsonValue& f : job->Find("files")->items()) {
+    if (f.Find("name") == nullptr || !f.Find("name")->is_string() || f.Find("size") == nullptr ||
+        !f.Find("size")->as_uint64()) {
+      return bad("field files");
+    }
+  }
+  for (const JsonValue& a : job->Find("artifact")->items()) {
+    if (!a.is_string() || a.string_value().empty() || a.string_value().find('/') != std::string::npos) {
+      return bad("field artifact");
+    }
+  }
+  return StoredJob{*job};
+}
+
+}  // namespace
 
 absl::Status JobManager::Restore() {
   const fs::path root = fs::path(options_.spool_dir) / "jobs";
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string dir = entry.path().string();
-    auto text = ReadFileToString(dir + "/job.json", 1 << 26);
-    auto j = text.ok() ? ParseJson(*text) : absl::StatusOr<JsonValue>(text.status());
-    if (!j.ok() || !j->is_object() || j->Find("id") == nullptr) {
-      // An ephemeral job, or a job that never finished its upload: nothing to resume.
+    if (!fs::exists(dir + "/job.json")) {
+      // An ephemeral job, or an upload that never completed: nothing to resume.
       fs::remove_all(entry.path());
       continue;
     }
     auto job = std::make_shared<Job>();
     job->dir = dir;
-    job->snap.id = j->Find("id")->string_value();
-    job->snap.request.model_name = j->Find("model_name")->string_value();
-    job->snap.request.options = OptionsFromJson(*j->Find("options"));
-    job->snap.created_unix = j->Find("created")->as_int64().value_or(0);
-    job->snap.finished_unix = j->Find("finished")->as_int64().value_or(0);
-    job->snap.seconds = j->Find("seconds")->number();
-    job->upload_done = j->Find("upload_complete")->bool_value();
-    for (const JsonValue& f : j->Find("files")->items()) {
-      const uint64_t size = f.Find("size")->as_uint64().value_or(0);
-      job->files.push_back({f.Find("name")->string_value(), size, size});
-      job->snap.progress.bytes_total += size;
-    }
-    job->snap.progress.bytes_received = job->snap.progress.bytes_total;
-    for (const JsonValue& a : j->Find("artifact")->items()) job->artifact_files.push_back(a.string_value());
-    const std::string state = j->Find("state")->string_value();
-    if (!job->upload_done) {
-      fs::remove_all(entry.path());
-      continue;
-    }
-    if (state == "SUCCEEDED") {
-      job->snap.state = JobState::kSucceeded;
-      for (const std::string& a : job->artifact_files) {
-        job->snap.files.emplace_back(a, fs::file_size(dir + "/artifact/" + a));
-      }
-      auto inspected = InspectArtifact(dir + "/artifact/" + job->artifact_files.front() );
-      if (job->artifact_files.size() > 1) inspected = InspectArtifact(dir + "/artifact");
-      if (inspected.ok()) job->snap.tensors = inspected->tensors;
-    } else if (state == "FAILED" || state == "CANCELLED") {
-      job->snap.state = state == "FAILED" ? JobState::kFailed : JobState::kCancelled;
-      job->snap.error = absl::Status(static_cast<absl::StatusCode>(j->Find("error_code")->as_int64().value_or(2)),
-                                     j->Find("error")->string_value());
+    auto text = ReadFileToString(dir + "/job.json", 1 << 26);
+    auto stored = text.ok() ? LoadJobState(*text) : absl::StatusOr<StoredJob>(text.status());
+    // A damaged state file: the job is kept, FAILED with the reason, and its data discarded.
+    bool corrupt = false;
+    auto fail_corrupt = [&](const std::string& what) {
+      corrupt = true;
+      job->snap.state = JobState::kFailed;
+      job->snap.error = absl::DataLossError(what);
+      job->snap.finished_unix = NowUnix();
+      job->upload_done = true;
+      job->artifact_files.clear();
+      job->files.clear();
+      std::error_code ec;
+      fs::remove_all(dir + "/upload", ec);
+      fs::remove_all(dir + "/done", ec);
+      fs::remove_all(dir + "/artifact", ec);
+      Log(absl::StrCat("job ", job->snap.id, " FAILED at restart: ", what));
+    };
+    if (!stored.ok()) {
+      job->snap.id = entry.path().filename().string();
+      fail_corrupt(absl::StrCat("the job's state in the spool is corrupt (", stored.status().message(),
+                                "); its data was discarded"));
     } else {
-      job->snap.state = JobState::kQueued;  // resume
-      pending_.push_back(job->snap.id);
-      Log(absl::StrCat("job ", job->snap.id, " resumed after restart"));
+      const StoredJob& sj = *stored;
+      job->snap.id = sj.Str("id");
+      job->snap.request.model_name = sj.Str("model_name");
+      job->snap.request.options = OptionsFromJson(*sj.j.Find("options"));
+      job->snap.created_unix = *sj.j.Find("created")->as_int64();
+      job->snap.finished_unix = *sj.j.Find("finished")->as_int64();
+      job->snap.seconds = sj.j.Find("seconds")->number();
+      job->upload_done = sj.j.Find("upload_complete")->bool_value();
+      if (!job->upload_done) {
+        fs::remove_all(entry.path());
+        continue;
+      }
+      for (const JsonValue& f : sj.j.Find("files")->items()) {
+        const uint64_t size = *f.Find("size")->as_uint64();
+        job->files.push_back({f.Find("name")->string_value(), size, size});
+        job->snap.progress.bytes_total += size;
+      }
+      job->snap.progress.bytes_received = job->snap.progress.bytes_total;
+      for (const JsonValue& a : sj.j.Find("artifact")->items()) job->artifact_files.push_back(a.string_value());
+      const std::string& state = sj.Str("state");
+      if (state == "SUCCEEDED") {
+        // The artifact must still be sound (container, metadata checksum, records).
+        absl::StatusOr<RunSummary> inspected = absl::DataLossError("no artifact file recorded");
+        if (!job->artifact_files.empty()) {
+          inspected = InspectArtifact(job->artifact_files.size() > 1 ? dir + "/artifact"
+                                                                    : dir + "/artifact/" + job->artifact_files.front());
+        }
+        if (inspected.ok()) {
+          job->snap.state = JobState::kSucceeded;
+          job->snap.tensors = inspected->tensors;
+          job->snap.progress.fraction = 1;
+          for (const std::string& a : job->artifact_files) {
+            std::error_code ec;
+            job->snap.files.emplace_back(a, fs::file_size(dir + "/artifact/" + a, ec));
+          }
+        } else {
+          fail_corrupt(absl::StrCat("the job's artifact in the spool is corrupt (", inspected.status().message(), ")"));
+        }
+      } else if (state == "FAILED" || state == "CANCELLED") {
+        job->snap.state = state == "FAILED" ? JobState::kFailed : JobState::kCancelled;
+        job->snap.error = absl::Status(static_cast<absl::StatusCode>(*sj.j.Find("error_code")->as_int64()), sj.Str("error"));
+      } else {
+        job->snap.state = JobState::kQueued;  // resume
+        pending_.push_back(job->snap.id);
+        Log(absl::StrCat("job ", job->snap.id, " resumed after restart"));
+      }
     }
     job->persisted_state = job->snap.state;
     job->persisted_once = true;
+    if (corrupt) {
+      if (absl::Status p = Persist(*job); !p.ok()) Log(absl::StrCat("job ", job->snap.id, ": ", p.message()));
+    }
     jobs_.emplace(job->snap.id, job);
   }
   return absl::OkStatus();
