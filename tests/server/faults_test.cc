@@ -1,0 +1,136 @@
+// Faults: clients that go away mid-upload or mid-download, and deadlines. The server frees what
+// the call held, keeps finished jobs fetchable, and keeps serving.
+#include <grpcpp/create_channel.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/remote_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hyperc/v1/hyperc.grpc.pb.h"
+#include "server/server.h"
+#include "tests/testutil/model_util.h"
+#include "tests/testutil/paths.h"
+#include "tests/testutil/status_matchers.h"
+
+namespace hc {
+namespace {
+
+using ::hc::testing::IsOk;
+
+class FaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::ScratchDir(absl::StrCat("faults_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    server::ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.metrics_address = "";
+    o.jobs.spool_dir = dir_ + "/spool";
+    o.jobs.sync = false;
+    o.jobs.log = [](const std::string&) {};
+    auto s = server::Server::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    stub_ = hyperc::v1::Compressor::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    client::RemoteOptions c;
+    c.server = server_->address();
+    client_ = *client::RemoteClient::Connect(c);
+    model_ = testing::ReadAll(testing::ModelPath("movenet-thunder-f16.safetensors"));
+  }
+  // Job directories left in the spool.
+  size_t SpoolJobs() {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/spool/jobs")) n += e.is_directory();
+    return n;
+  }
+  bool WaitUntil(const std::function<bool()>& pred) {
+    for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return pred();
+  }
+  template <typename Stream>
+  void SendHalf(Stream* s) {
+    hyperc::v1::CompressRequest r;
+    r.mutable_start()->set_model_name("half");
+    ASSERT_TRUE(s->Write(r));
+    r.Clear();
+    r.mutable_file()->set_name("m.safetensors");
+    r.mutable_file()->set_size(model_.size());
+    ASSERT_TRUE(s->Write(r));
+    r.Clear();
+    r.set_chunk(model_.substr(0, model_.size() / 2));
+    ASSERT_TRUE(s->Write(r));
+  }
+  std::string dir_, model_;
+  std::unique_ptr<server::Server> server_;
+  std::unique_ptr<hyperc::v1::Compressor::Stub> stub_;
+  std::unique_ptr<client::RemoteClient> client_;
+};
+
+TEST_F(FaultsTest, CompressClientGoesAwayMidUpload) {
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Compress(&ctx);
+    SendHalf(stream.get());
+    ASSERT_TRUE(WaitUntil([&] { return server_->jobs().running() == 1; }));
+    ctx.TryCancel();
+    stream->Finish().IgnoreError();
+  }
+  EXPECT_TRUE(WaitUntil([&] { return server_->jobs().running() == 0 && SpoolJobs() == 0; }))
+      << "running " << server_->jobs().running() << ", spool jobs " << SpoolJobs();
+  EXPECT_THAT(client_->Compress(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/ok.hyc", {}), IsOk());
+}
+
+TEST_F(FaultsTest, SubmitClientGoesAwayMidUpload) {
+  {
+    grpc::ClientContext ctx;
+    hyperc::v1::Job job;
+    auto writer = stub_->SubmitJob(&ctx, &job);
+    SendHalf(writer.get());
+    ASSERT_TRUE(WaitUntil([&] { return SpoolJobs() == 1; }));
+    ctx.TryCancel();
+    writer->Finish().IgnoreError();
+  }
+  EXPECT_TRUE(WaitUntil([&] { return server_->jobs().running() == 0 && SpoolJobs() == 0; }));
+  auto jobs = client_->List();
+  ASSERT_THAT(jobs, IsOk());
+  EXPECT_TRUE(jobs->empty()) << "a half-uploaded job must not be listed";
+}
+
+TEST_F(FaultsTest, ClientGoesAwayMidDownloadThenFetchesAgain) {
+  auto job = client_->Submit(testing::ModelPath("movenet-thunder-f16.safetensors"), {});
+  ASSERT_THAT(job, IsOk());
+  ASSERT_THAT(client_->Watch(job->id()), IsOk());
+  {
+    grpc::ClientContext ctx;
+    hyperc::v1::FetchArtifactRequest req;
+    req.set_id(job->id());
+    auto reader = stub_->FetchArtifact(&ctx, req);
+    hyperc::v1::ArtifactChunk chunk;
+    ASSERT_TRUE(reader->Read(&chunk));
+    ctx.TryCancel();
+    while (reader->Read(&chunk)) {
+    }
+    reader->Finish().IgnoreError();
+  }
+  HC_ASSERT_OK(client_->Fetch(job->id(), dir_ + "/a.hyc"));
+  HC_ASSERT_OK(CompressModel(testing::ModelPath("movenet-thunder-f16.safetensors"), dir_ + "/l.hyc", {}).status());
+  EXPECT_TRUE(testing::ReadAll(dir_ + "/a.hyc") == testing::ReadAll(dir_ + "/l.hyc"));
+}
+
+TEST_F(FaultsTest, CompressDeadlineExceeded) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  auto stream = stub_->Compress(&ctx);
+  SendHalf(stream.get());  // never finishes the upload
+  hyperc::v1::CompressResponse resp;
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(WaitUntil([&] { return server_->jobs().running() == 0 && SpoolJobs() == 0; }));
+  EXPECT_THAT(client_->Compress(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/ok.hyc", {}), IsOk());
+}
+
+}  // namespace
+}  // namespace hc
