@@ -26,6 +26,9 @@ struct Subcommand {
 /// `hyperc-bench codecs`: encode/decode throughput of hc1 and rtn (bench/codecs.cc).
 int RunCodecs(const std::vector<std::string>& args);
 
+/// `hyperc-bench load`: concurrent clients against a hyperc-server (bench/load.cc).
+int RunLoad(const std::vector<std::string>& args);
+
 /// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
 std::string SharedDir();
 

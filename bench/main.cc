@@ -14,6 +14,8 @@ namespace {
 constexpr Subcommand kSubcommands[] = {
     {"codecs", "encode/decode throughput of hc1 (llm) and rtn (4-bit, g128) on 1 and 2 threads",
      RunCodecs},
+    {"load", "N concurrent clients compressing through hyperc-server for S seconds (loopback)",
+     RunLoad},
 };
 
 void PrintUsage(std::FILE* out) {
