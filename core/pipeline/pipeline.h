@@ -2,10 +2,10 @@
 // an artifact, decompress an artifact, inspect one. The same code runs in the CLI's local mode
 // and in the server.
 //
-// Scheduling: tensors are taken in file order in batches whose input bytes fit the memory
-// budget (a tensor larger than the budget forms a batch of its own). A batch's tensors are
-// encoded in parallel on one TBB arena, and large tensors split further into fixed chunks inside
-// their codec. Results are written in file order, then the batch's input pages are released.
+// Scheduling (FileCompressor): tensors are handed over in file order and encoded concurrently
+// on one TBB arena while their input bytes in flight fit the memory budget (a tensor larger than
+// the budget runs alone); codecs split large tensors further into fixed chunks. Results are
+// written strictly in file order and each tensor's input pages are released once it is encoded.
 // Output bytes therefore depend only on the input and the options, never on the thread count.
 #ifndef HC_CORE_PIPELINE_PIPELINE_H_
 #define HC_CORE_PIPELINE_PIPELINE_H_
@@ -42,8 +42,8 @@ struct CompressOptions {
   /// stored raw. RE2 runs in linear time, so a regex from a remote client cannot stall the
   /// server. Default: none.
   std::vector<std::string> skip;
-  /// Input bytes of the tensors in flight at once (one batch). A larger tensor is processed on
-  /// its own. Default: 256 MiB.
+  /// Input bytes of the tensors in flight at once. A larger tensor is processed on its own.
+  /// Default: 256 MiB.
   uint64_t memory_budget = uint64_t{256} << 20;
   /// fsync outputs before renaming them into place. Default: true.
   bool sync = true;
