@@ -101,9 +101,12 @@ class RtnCodec final : public Codec {
         const uint16_t mh = FloatToHalf(lo);
         const float s = HalfToFloat(sh), m = HalfToFloat(mh);
         if (!std::isfinite(s) || !std::isfinite(m)) overflow.store(true, std::memory_order_relaxed);
-        const float inv = s > 0 ? 1.0f / s : 0.0f;
+        const float inv = s > 0 && std::isfinite(s) ? 1.0f / s : 0.0f;
         for (uint64_t i = gb; i < ge; ++i) {
-          const float v = std::clamp((x[i - b] - m) * inv, 0.0f, static_cast<float>(qmax));
+          // NaN-safe clamp: a NaN (non-finite input, or an overflowed zero) becomes code 0
+          // instead of an undefined float-to-integer conversion.
+          float v = (x[i - b] - m) * inv;
+          v = v > 0.0f ? std::min(v, static_cast<float>(qmax)) : 0.0f;
           q[i - b] = static_cast<uint32_t>(v + 0.5f);
         }
         const uint64_t gi = gb / g;
