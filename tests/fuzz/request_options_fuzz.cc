@@ -10,9 +10,16 @@
 #include "core/base/parallel.h"
 #include "core/io/safetensors.h"
 #include "core/pipeline/pipeline.h"
+#include "google/protobuf/stubs/logging.h"
 #include "hyperc/v1/hyperc.pb.h"
 #include "server/proto_convert.h"
 #include "tests/fuzz/fuzz_util.h"
+
+// Protobuf logs every string field that is not UTF-8; quiet, that is most inputs.
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hc;
