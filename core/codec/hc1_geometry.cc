@@ -165,15 +165,31 @@ Layout::Layout(double L, int64_t n) : L_(L), n_(n) {
   }
 }
 
+// A small most-recently-used cache: a model uses one or two (L, n) pairs, and a long-running
+// server must not keep one layout per value a client ever sent (each can be ~11 MiB).
 std::shared_ptr<const Layout> Layout::Get(double L, int64_t n) {
+  constexpr size_t kCapacity = 8;
+  struct Entry {
+    uint64_t bits;
+    int64_t n;
+    std::shared_ptr<const Layout> layout;
+  };
   static std::mutex* mu = new std::mutex;
-  static auto* cache = new std::map<std::pair<uint64_t, int64_t>, std::shared_ptr<const Layout>>;
+  static auto* cache = new std::vector<Entry>;  // most recently used last
   uint64_t bits;
   std::memcpy(&bits, &L, 8);
   std::lock_guard<std::mutex> lock(*mu);
-  auto& slot = (*cache)[{bits, n}];
-  if (!slot) slot = std::make_shared<const Layout>(L, n);
-  return slot;
+  for (size_t i = 0; i < cache->size(); ++i) {
+    if ((*cache)[i].bits == bits && (*cache)[i].n == n) {
+      Entry e = std::move((*cache)[i]);
+      cache->erase(cache->begin() + static_cast<std::ptrdiff_t>(i));
+      cache->push_back(std::move(e));
+      return cache->back().layout;
+    }
+  }
+  if (cache->size() == kCapacity) cache->erase(cache->begin());
+  cache->push_back({bits, n, std::make_shared<const Layout>(L, n)});
+  return cache->back().layout;
 }
 
 double Layout::mean_candidates() const {

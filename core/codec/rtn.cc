@@ -137,6 +137,7 @@ class RtnCodec final : public Codec {
     auto bits = bits_v ? bits_v->as_int64() : std::nullopt;
     auto group = group_v ? group_v->as_int64() : std::nullopt;
     if (!bits || !group) return absl::DataLossError("rtn: params need integer bits and group_size");
+    if (*bits < 2 || *bits > 8) return absl::DataLossError(absl::StrCat("rtn: bits ", *bits, " out of [2, 8]"));
     RtnOptions o{static_cast<int>(*bits), *group};
     if (absl::Status s = o.Validate(); !s.ok()) return absl::DataLossError(s.message());
     const PartView* codes = FindPart(parts, "codes");
