@@ -243,3 +243,23 @@ def start_prometheus(tmp, targets, scrape_interval="1s"):
         log("prometheus did not come up on port %d (attempt %d):\n%s" %
             (port, attempt + 1, open(os.path.join(tmp, "prometheus.log")).read()[-2000:]))
     raise SystemExit("prometheus did not start")
+
+
+class Checks:
+    """Collects named checks: `check(ok, what)` logs "ok"/"FAIL" and remembers failures;
+    `check.finish()` logs the tally and returns the exit code (0 when every check passed)."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, ok, what):
+        log(("ok    " if ok else "FAIL  ") + what)
+        if not ok:
+            self.failures.append(what)
+
+    def finish(self):
+        if self.failures:
+            log("%d check(s) failed" % len(self.failures))
+            return 1
+        log("all checks passed")
+        return 0

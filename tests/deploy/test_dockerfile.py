@@ -154,12 +154,7 @@ class _NoRuntimeMutations:
 
 def main():
     c.need_binaries()
-    failures = []
-
-    def check(ok, what):
-        c.log(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            failures.append(what)
+    check = c.Checks()
 
     text = open(DOCKERFILE).read()
     needed = needed_packages([c.HYPERC, c.SERVER])
@@ -250,11 +245,7 @@ def main():
     check(uids == {"prometheus"}, "every dashboard panel uses datasource uid prometheus (%s)" % uids)
     named = set(cfg.get("volumes", {}))
     check({"hyperc-spool", "grafana-data"} <= named, "named volumes for the spool and Grafana's data (%s)" % sorted(named))
-    if failures:
-        c.log("%d check(s) failed" % len(failures))
-        return 1
-    c.log("all checks passed")
-    return 0
+    return check.finish()
 
 
 if __name__ == "__main__":

@@ -38,12 +38,7 @@ def main():
         import yaml  # noqa: F401
     except ImportError:
         c.skip("python3-yaml is not installed (.ci/install-deps.sh installs it)")
-    failures = []
-
-    def check(ok, what):
-        c.log(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            failures.append(what)
+    check = c.Checks()
 
     kust = load_all(os.path.join(K8S, "kustomization.yaml"))[0]
     check(kust.get("kind") == "Kustomization", "kustomization.yaml is a Kustomization")
@@ -155,11 +150,7 @@ def main():
     check(job["spec"]["template"]["spec"].get("restartPolicy") in ("Never", "OnFailure"), "Job restartPolicy")
     img = ctr["image"].split(":")[0]
     check(any(i["name"] == img for i in kust.get("images", [])), "kustomization images: sets %s" % img)
-    if failures:
-        c.log("%d check(s) failed" % len(failures))
-        return 1
-    c.log("all checks passed")
-    return 0
+    return check.finish()
 
 
 if __name__ == "__main__":

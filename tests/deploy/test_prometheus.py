@@ -68,12 +68,7 @@ def main(part):
     tmp = c.tempdir("hc-deploy-prom-")
     # --max-jobs 1 keeps submitted jobs queued a while, so queue and progress gauges get scraped.
     srv = c.start_server(tmp, extra=["--max-jobs", "1", "--threads", "2"])
-    failures = []
-
-    def check(ok, what):
-        c.log(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            failures.append(what)
+    check = c.Checks()
 
     # deploy/healthcheck.py (the image's HEALTHCHECK): SERVING here, failing on a closed port.
     r = c.run([c.PYTHON, os.path.join(c.SOURCE_DIR, "deploy", "healthcheck.py"), srv.address], check=False)
@@ -206,11 +201,7 @@ def main(part):
             n_rng = sum(len(s["values"]) for s in rng["data"]["result"]) if ok else 0
             check(ok and n_rng > 0, "%-40s %s: %d series now, %d samples over the run   %s" %
                   (title, ref, n_inst, n_rng, q))
-    if failures:
-        c.log("%d check(s) failed" % len(failures))
-        return 1
-    c.log("all checks passed")
-    return 0
+    return check.finish()
 
 
 if __name__ == "__main__":

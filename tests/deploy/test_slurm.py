@@ -178,12 +178,7 @@ def main():
     if r.returncode != 0:
         raise SystemExit("sbatch --wait exited %d: %s\n%s" % (r.returncode, r.stderr, logs()))
     array_id = re.search(r"Submitted batch job (\d+)", r.stdout).group(1)
-    failures = []
-
-    def check(ok, what):
-        c.log(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            failures.append(what)
+    check = c.Checks()
 
     check(len(re.findall(r"hyperc-shards: wrote ", task_logs)) == n, "%d array tasks wrote their shard" % n)
     check(all(("--server %s" % srv.address) in l for l in task_logs.splitlines() if "hyperc-shards: task" in l)
@@ -246,11 +241,7 @@ def main():
           "submit-shards.sh (array + dependent assembly) exits %d with the same artifact index: %s" %
           (r.returncode, r.stdout.strip()))
     c.log("slurm test took %.1fs" % (time.time() - t_start))
-    if failures:
-        c.log("%d check(s) failed" % len(failures))
-        return 1
-    c.log("all checks passed")
-    return 0
+    return check.finish()
 
 
 if __name__ == "__main__":
