@@ -5,6 +5,7 @@
 #include "absl/strings/str_join.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc1.h"
+#include "core/codec/hc2.h"
 #include "core/codec/rtn.h"
 
 namespace hc {
@@ -19,6 +20,7 @@ const std::vector<Entry>& Registry() {
   static const auto* entries = new std::vector<Entry>{
       {DescribeRtnCodec, CreateRtnCodec},
       {DescribeHc1Codec, CreateHc1Codec},
+      {DescribeHc2Codec, CreateHc2Codec},
   };
   return *entries;
 }

@@ -1,0 +1,600 @@
+#include "core/codec/hc2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/codec/hc2_entropy.h"
+#include "core/codec/hc2_tables.h"
+#include "core/codec/hc2_transform.h"
+#include "core/io/bit_pack.h"
+
+namespace hc {
+namespace {
+
+using hc2::kBlock;
+
+constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits"};
+// Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
+constexpr int64_t kChunkBlocks = 512;
+// The largest |q| the encoder produces (exact in float32).
+constexpr double kMaxQ = double{1 << 23};
+// Fixed mode: scale candidates per block, as multiples of the block's rms.
+constexpr float kScaleTry[] = {1.0f, 0.87f, 1.15f};
+
+// Blocks of a tensor: nb blocks of kBlock weights, the last one r weights padded to n.
+struct BlockPlan {
+  int64_t numel = 0;
+  int64_t blocks = 0;
+  int last_r = 0, last_n = 0;
+  explicit BlockPlan(int64_t ne) : numel(ne) {
+    blocks = (ne + kBlock - 1) / kBlock;
+    last_r = static_cast<int>(ne - (blocks - 1) * kBlock);
+    last_n = hc2::PaddedLength(last_r);
+  }
+  int r(int64_t b) const { return b + 1 == blocks ? last_r : kBlock; }
+  int n(int64_t b) const { return b + 1 == blocks ? last_n : kBlock; }
+  int64_t chunks() const { return (blocks + kChunkBlocks - 1) / kChunkBlocks; }
+  // States of the chunk: 4 when it holds >= 4096 weights.
+  int states(int64_t c) const {
+    const int64_t b0 = c * kChunkBlocks, b1 = std::min(blocks, b0 + kChunkBlocks);
+    return std::min(numel, b1 * kBlock) - b0 * kBlock >= 4096 ? 4 : 1;
+  }
+};
+
+uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entropy-coded mode.
+
+// Entropy in bits of round(N(0, rho^2)) (sign included), tabulated over log2(rho) in 1/8 steps
+// from -12 to 28; the encoder's model for its first step guess.
+class GaussEntropy {
+ public:
+  static const GaussEntropy& Get() {
+    static const GaussEntropy* g = new GaussEntropy;
+    return *g;
+  }
+  double operator()(double log2rho) const {
+    const double t = std::clamp((log2rho + 12.0) * 8.0, 0.0, kN - 1.001);
+    const int i = static_cast<int>(t);
+    return h_[i] + (h_[i + 1] - h_[i]) * (t - i);
+  }
+
+ private:
+  static constexpr int kN = 40 * 8 + 1;
+  GaussEntropy() {
+    for (int i = 0; i < kN; ++i) {
+      const double rho = std::exp2(i / 8.0 - 12.0);
+      if (rho > 64) {
+        h_[i] = std::log2(rho * std::sqrt(2 * M_PI * M_E));
+        continue;
+      }
+      double h = 0;
+      const int kmax = static_cast<int>(rho * 12) + 2;
+      for (int k = -kmax; k <= kmax; ++k) {
+        const double p = 0.5 * (std::erfc((k - 0.5) / (rho * M_SQRT2)) -
+                                std::erfc((k + 0.5) / (rho * M_SQRT2)));
+        if (p > 0) h -= p * std::log2(p);
+      }
+      h_[i] = h;
+    }
+  }
+  double h_[kN];
+};
+
+// One block's ops: class (5 raw bits), then per coefficient its token, extra bits and sign.
+// Overview of the hot loop: quantise, split into tokens, price three candidate classes around
+// the block's rms, emit the ops of the cheapest.
+void BlockOps(const float* z, int n, float step, const hc2::ClassTables& t,
+              std::vector<hc2::RansOp>& ops) {
+  int32_t q[kBlock];
+  uint8_t tok[kBlock];
+  double sumsq = 0;
+  const float inv = 1.0f / step;
+  for (int i = 0; i < n; ++i) {
+    const float v = std::nearbyint(z[i] * inv);
+    q[i] = static_cast<int32_t>(std::clamp(v, static_cast<float>(-kMaxQ), static_cast<float>(kMaxQ)));
+    sumsq += static_cast<double>(q[i]) * q[i];
+    tok[i] = static_cast<uint8_t>(hc2::SplitMagnitude(static_cast<uint32_t>(std::abs(q[i]))).token);
+  }
+  int c0 = 0;
+  if (sumsq > 0) {
+    c0 = static_cast<int>(std::lround(std::log2(sumsq / n) + 8.0));  // 2 log2(rms) + 8
+    c0 = std::clamp(c0, 0, hc2::kClasses - 1);
+  }
+  int best = -1;
+  float best_cost = std::numeric_limits<float>::infinity();
+  for (int c = std::max(0, c0 - 1); c < hc2::kClasses; ++c) {
+    float cost = 0;
+    for (int i = 0; i < n; ++i) cost += t.cost[c][tok[i]];
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = c;
+    }
+    if (c >= c0 + 1 && best >= 0) break;
+  }
+  ops.push_back({static_cast<uint32_t>(best), 1, 5});
+  for (int i = 0; i < n; ++i) {
+    const uint32_t v = static_cast<uint32_t>(std::abs(q[i]));
+    const hc2::TokenSplit s = hc2::SplitMagnitude(v);
+    ops.push_back({t.cum[best][s.token], hc2::kTokenFreq[best][s.token], hc2::kFreqBits});
+    if (s.nextra > 16) {
+      ops.push_back({s.extra >> 16, 1, static_cast<uint32_t>(s.nextra - 16)});
+      ops.push_back({s.extra & 0xffff, 1, 16});
+    } else if (s.nextra > 0) {
+      ops.push_back({s.extra, 1, static_cast<uint32_t>(s.nextra)});
+    }
+    if (v != 0) ops.push_back({q[i] < 0 ? 1u : 0u, 1, 1});
+  }
+}
+
+// Decodes the coefficients of one block (class, tokens, extra bits, signs) times `step`.
+void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, float* z) {
+  const int c = static_cast<int>(d.Raw(5));
+  for (int i = 0; i < n; ++i) {
+    const int tok = d.Token(t, c);
+    uint32_t v = hc2::TokenBase(tok);
+    const int ne = hc2::TokenExtraBits(tok);
+    if (ne > 16) {
+      v |= d.Raw(ne - 16) << 16;
+      v |= d.Raw(16);
+    } else if (ne > 0) {
+      v |= d.Raw(ne);
+    }
+    const float m = static_cast<float>(v) * step;
+    z[i] = (v != 0 && d.Raw(1)) ? -m : m;
+  }
+}
+
+class EcDecoder final : public TensorDecoder {
+ public:
+  EcDecoder(BlockPlan plan, float step, absl::Span<const uint8_t> data,
+            std::vector<uint64_t> ends)
+      : plan_(plan), step_(step), data_(data), ends_(std::move(ends)) {}
+
+  void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
+    constexpr uint64_t kChunk = kChunkBlocks * kBlock;
+    std::vector<float> tmp;
+    uint64_t e = begin;
+    const uint64_t end = begin + out.size();
+    while (e < end) {
+      const int64_t c = static_cast<int64_t>(e / kChunk);
+      const uint64_t c0 = c * kChunk, c1 = std::min<uint64_t>(plan_.numel, c0 + kChunk);
+      float* dst;
+      if (e == c0 && c1 <= end) {
+        dst = out.data() + (e - begin);
+      } else {
+        tmp.resize(c1 - c0);
+        dst = tmp.data();
+      }
+      DecodeChunk(c, dst);
+      if (dst != out.data() + (e - begin)) {
+        const uint64_t stop = std::min(end, c1);
+        std::copy(tmp.begin() + (e - c0), tmp.begin() + (stop - c0), out.begin() + (e - begin));
+      }
+      e = std::min(end, c1);
+    }
+  }
+
+ private:
+  void DecodeChunk(int64_t c, float* out) const {
+    const hc2::ClassTables& t = hc2::ClassTables::Get();
+    const uint64_t s = c == 0 ? 0 : ends_[c - 1];
+    hc2::RansDecoder d(data_.subspan(s, ends_[c] - s), plan_.states(c));
+    const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
+    float z[kBlock];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int n = plan_.n(b);
+      DecodeBlock(d, t, n, step_, z);
+      hc2::Unrotate(z, plan_.r(b), n, out + (b - b0) * kBlock);
+    }
+  }
+
+  BlockPlan plan_;
+  float step_;
+  absl::Span<const uint8_t> data_;
+  std::vector<uint64_t> ends_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fixed-rate mode.
+
+class FixedDecoder final : public TensorDecoder {
+ public:
+  FixedDecoder(BlockPlan plan, int bits, absl::Span<const uint8_t> codes,
+               absl::Span<const uint8_t> scales)
+      : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
+
+  void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
+    const float* w = hc2::Winding(bits_);
+    const int width = 2 * bits_;
+    float z[kBlock], x[kBlock];
+    uint32_t idx[kBlock / 2];
+    const uint64_t end = begin + out.size();
+    for (int64_t b = static_cast<int64_t>(begin / kBlock); b * kBlock < static_cast<int64_t>(end);
+         ++b) {
+      const int n = plan_.n(b), r = plan_.r(b);
+      uint16_t h;
+      std::memcpy(&h, scales_.data() + 2 * b, 2);
+      const float s = HalfToFloat(h);
+      UnpackLsbFirst(codes_, width, static_cast<uint64_t>(b) * (kBlock / 2), absl::MakeSpan(idx, n / 2));
+      for (int i = 0; i < n / 2; ++i) {
+        z[2 * i] = s * w[2 * idx[i]];
+        z[2 * i + 1] = s * w[2 * idx[i] + 1];
+      }
+      const uint64_t b0 = static_cast<uint64_t>(b) * kBlock;
+      const uint64_t lo = std::max(begin, b0), hi = std::min(end, b0 + r);
+      if (lo == b0 && hi == b0 + r) {
+        hc2::Unrotate(z, r, n, out.data() + (b0 - begin));
+      } else {
+        hc2::Unrotate(z, r, n, x);
+        std::copy(x + (lo - b0), x + (hi - b0), out.begin() + (lo - begin));
+      }
+    }
+  }
+
+ private:
+  BlockPlan plan_;
+  int bits_;
+  absl::Span<const uint8_t> codes_;
+  absl::Span<const uint8_t> scales_;
+};
+
+class Hc2Codec final : public Codec {
+ public:
+  explicit Hc2Codec(Hc2Options o) : o_(std::move(o)) {}
+  absl::string_view name() const override { return "hc2"; }
+
+  JsonValue OptionsJson() const override {
+    return JsonValue::Object()
+        .Add("mode", JsonValue::String(o_.mode))
+        .Add("bpw", JsonValue::Number(o_.bpw))
+        .Add("bits", JsonValue::Int(o_.bits));
+  }
+
+  absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
+                                       Executor& ex) const override;
+  absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
+      const TensorInfo& info, const JsonValue& params,
+      absl::Span<const PartView> parts) const override;
+
+ private:
+  EncodedTensor EncodeEc(const float* x, const BlockPlan& plan, Executor& ex) const;
+  EncodedTensor EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const;
+  Hc2Options o_;
+};
+
+absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
+                                               absl::Span<const uint8_t> data, Executor& ex) const {
+  if (!IsCompressibleFloat(info.dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc2: cannot encode dtype ", DTypeName(info.dtype)));
+  }
+  if (data.size() != info.numel * DTypeSize(info.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("hc2: tensor ", info.name, " has ", data.size(),
+                                                   " bytes, expected ",
+                                                   info.numel * DTypeSize(info.dtype)));
+  }
+  EncodedTensor enc;
+  if (info.numel < kHc2MinNumel) {
+    enc.raw = true;
+    enc.raw_reason = absl::StrCat("numel<", kHc2MinNumel);
+    return enc;
+  }
+  const BlockPlan plan(static_cast<int64_t>(info.numel));
+  std::vector<float> buf;
+  const float* x;
+  if (info.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
+    x = reinterpret_cast<const float*>(data.data());
+  } else {
+    buf.resize(info.numel);
+    const size_t es = DTypeSize(info.dtype);
+    const int64_t pieces = (plan.numel + kChunkElems - 1) / kChunkElems;
+    ex.ParallelFor(pieces, [&](int64_t p) {
+      const int64_t b = p * kChunkElems, n = std::min<int64_t>(kChunkElems, plan.numel - b);
+      WidenToF32(info.dtype, data.data() + b * es, n, buf.data() + b);
+    });
+    x = buf.data();
+  }
+  bool finite = true;
+  for (int64_t i = 0; i < plan.numel && finite; ++i) finite = std::isfinite(x[i]);
+  if (!finite) {
+    enc.raw = true;
+    enc.raw_reason = "non-finite values";
+    return enc;
+  }
+  return o_.mode == "fixed" ? EncodeFixed(x, plan, ex) : EncodeEc(x, plan, ex);
+}
+
+// The step search: a first guess from the blocks' rms under the Gaussian model, then full
+// encodes, each correcting log2(step) by the measured rate error, keeping the best encoding
+// within the budget. Every encode is parallel over chunks and deterministic.
+EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, Executor& ex) const {
+  const int64_t nb = plan.blocks, nc = plan.chunks();
+  std::vector<double> rms(nb);
+  std::vector<float> maxabs(nc, 0.0f);
+  ex.ParallelFor(nc, [&](int64_t c) {
+    float z[kBlock];
+    for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+      const int n = plan.n(b);
+      hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+      double s = 0;
+      for (int i = 0; i < n; ++i) {
+        s += static_cast<double>(z[i]) * z[i];
+        maxabs[c] = std::max(maxabs[c], std::abs(z[i]));
+      }
+      rms[b] = std::sqrt(s / n);
+    }
+  });
+  const float zmax = *std::max_element(maxabs.begin(), maxabs.end());
+  const double budget = o_.bpw * static_cast<double>(plan.numel);  // bits
+  // Fixed costs: class fields, chunk ends, states.
+  double fixed_bits = 5.0 * nb + 32.0 * nc;
+  for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
+  const GaussEntropy& H = GaussEntropy::Get();
+  auto model_bits = [&](double log2step) {
+    double bits = fixed_bits;
+    for (int64_t b = 0; b < nb; ++b) {
+      if (rms[b] > 0) bits += plan.n(b) * H(std::log2(rms[b]) - log2step);
+    }
+    return bits;
+  };
+  const double min_log2 = zmax > 0 ? std::log2(zmax / kMaxQ) : 0.0;
+  double lo = min_log2, hi = zmax > 0 ? std::log2(zmax) + 2 : 1.0;
+  for (int it = 0; it < 50; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (model_bits(mid) > budget ? lo : hi) = mid;
+  }
+
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  struct Trial {
+    float step = 0;
+    uint64_t bits = 0;
+    std::vector<std::vector<uint8_t>> chunks;
+  };
+  auto encode = [&](float step) {
+    Trial tr;
+    tr.step = step;
+    tr.chunks.resize(nc);
+    ex.ParallelFor(nc, [&](int64_t c) {
+      std::vector<hc2::RansOp> ops;
+      ops.reserve(kChunkBlocks * kBlock * 2);
+      float z[kBlock];
+      for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+        const int n = plan.n(b);
+        hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+        BlockOps(z, n, step, t, ops);
+      }
+      hc2::RansEncode(ops, plan.states(c), tr.chunks[c]);
+    });
+    for (const auto& ch : tr.chunks) tr.bits += 8 * (ch.size() + 4);
+    return tr;
+  };
+  // Float steps only: the decoder multiplies by the float32 step.
+  auto to_step = [&](double log2s) {
+    return static_cast<float>(std::exp2(std::max(log2s, min_log2 + 1e-6)));
+  };
+  double log2s = hi;
+  Trial best;
+  bool have = false;
+  for (int it = 0; it < 6; ++it) {
+    Trial tr = encode(to_step(log2s));
+    const double err = (static_cast<double>(tr.bits) - budget) / plan.numel;  // bits per weight
+    const bool fits = static_cast<double>(tr.bits) <= budget;
+    if (fits && (!have || tr.bits > best.bits)) {
+      best = std::move(tr);
+      have = true;
+    }
+    if (fits && err > -0.01) break;
+    // About one bit per weight per halving of the step at moderate rates; a little more upwards
+    // so that an over-budget trial is followed by one that fits.
+    log2s += fits ? err * 0.9 : err * 1.1 + 0.002;
+    if (it >= 3 && !have) log2s += 1.0;
+  }
+  if (!have) {  // a budget below what the class fields alone take: the coarsest step
+    best = encode(to_step(std::log2(std::max(zmax, 1e-30f)) + 2));
+  }
+
+  EncodedTensor enc;
+  if (best.bits / 8 > std::numeric_limits<uint32_t>::max()) {
+    enc.raw = true;  // chunk ends are 32-bit offsets
+    enc.raw_reason = "stream over 4 GiB";
+    return enc;
+  }
+  EncodedPart dpart{"data", DType::kU8, {}, {}};
+  EncodedPart ipart{"index", DType::kU32, {nc}, std::vector<uint8_t>(4 * nc)};
+  uint64_t total = 0;
+  for (int64_t c = 0; c < nc; ++c) {
+    total += best.chunks[c].size();
+    const uint32_t e = static_cast<uint32_t>(total);
+    std::memcpy(ipart.bytes.data() + 4 * c, &e, 4);
+  }
+  dpart.bytes.reserve(total);
+  for (auto& ch : best.chunks) dpart.bytes.insert(dpart.bytes.end(), ch.begin(), ch.end());
+  dpart.shape = {static_cast<int64_t>(dpart.bytes.size())};
+  enc.params.Add("mode", JsonValue::String("ec"))
+      .Add("step", JsonValue::Number(best.step))
+      .Add("target_bpw", JsonValue::Number(o_.bpw));
+  enc.parts.push_back(std::move(dpart));
+  enc.parts.push_back(std::move(ipart));
+  return enc;
+}
+
+// Per block: rotate, then for each candidate scale (multiples of the rms, rounded to F16) the
+// nearest winding point of every coefficient pair; the scale with the smallest squared error
+// wins (the first on ties).
+EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const {
+  const int64_t nb = plan.blocks;
+  const hc2::WindingSearch& ws = hc2::WindingSearch::Get(o_.bits);
+  const float* w = ws.points();
+  std::vector<uint16_t> scales(nb);
+  std::vector<uint32_t> codes(static_cast<size_t>(nb) * (kBlock / 2), 0);
+  ex.ParallelFor(plan.chunks(), [&](int64_t c) {
+    float z[kBlock];
+    uint32_t idx[kBlock / 2], bidx[kBlock / 2];
+    for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+      const int n = plan.n(b);
+      hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+      double ss = 0;
+      for (int i = 0; i < n; ++i) ss += static_cast<double>(z[i]) * z[i];
+      const float rms = static_cast<float>(std::sqrt(ss / n));
+      uint16_t best_h = 0;
+      float best_err = std::numeric_limits<float>::infinity();
+      std::fill(bidx, bidx + n / 2, 0u);
+      for (float m : kScaleTry) {
+        const uint16_t h = FloatToHalf(rms * m);
+        const float s = HalfToFloat(h);
+        if (!(s > 0) || !std::isfinite(s)) continue;
+        const float inv = 1.0f / s;
+        float err = 0;
+        for (int i = 0; i < n / 2; ++i) {
+          const uint32_t j = ws.Nearest(z[2 * i] * inv, z[2 * i + 1] * inv);
+          idx[i] = j;
+          const float ex0 = z[2 * i] - s * w[2 * j], ey0 = z[2 * i + 1] - s * w[2 * j + 1];
+          err += ex0 * ex0 + ey0 * ey0;
+        }
+        if (err < best_err) {
+          best_err = err;
+          best_h = h;
+          std::copy(idx, idx + n / 2, bidx);
+        }
+      }
+      scales[b] = best_h;
+      std::copy(bidx, bidx + n / 2, codes.begin() + b * (kBlock / 2));
+    }
+  });
+  // Pairs actually stored: full blocks, then the last one's.
+  const uint64_t pairs = static_cast<uint64_t>(nb - 1) * (kBlock / 2) + plan.last_n / 2;
+  codes.resize(pairs);
+  EncodedTensor enc;
+  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(pairs, 2 * o_.bits))};
+  PackLsbFirst(codes, 2 * o_.bits, absl::MakeSpan(cpart.bytes));
+  cpart.shape = {static_cast<int64_t>(cpart.bytes.size())};
+  EncodedPart spart{"scales", DType::kF16, {nb}, std::vector<uint8_t>(2 * nb)};
+  std::memcpy(spart.bytes.data(), scales.data(), 2 * nb);
+  enc.params.Add("mode", JsonValue::String("fixed")).Add("bits", JsonValue::Int(o_.bits));
+  enc.parts.push_back(std::move(cpart));
+  enc.parts.push_back(std::move(spart));
+  return enc;
+}
+
+absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
+    const TensorInfo& info, const JsonValue& params, absl::Span<const PartView> parts) const {
+  if (info.numel < kHc2MinNumel) {
+    return absl::DataLossError(absl::StrCat("hc2: tensors under ", kHc2MinNumel,
+                                            " elements are never encoded"));
+  }
+  const BlockPlan plan(static_cast<int64_t>(info.numel));
+  const JsonValue* mode = params.Find("mode");
+  if (mode == nullptr || !mode->is_string() ||
+      (mode->string_value() != "ec" && mode->string_value() != "fixed")) {
+    return absl::DataLossError("hc2: params need a mode \"ec\" or \"fixed\"");
+  }
+  if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
+  if (mode->string_value() == "fixed") {
+    const JsonValue* bv = params.Find("bits");
+    const std::optional<int64_t> bits = bv ? bv->as_int64() : std::nullopt;
+    if (!bits || *bits < 2 || *bits > 4) {
+      return absl::DataLossError("hc2: fixed mode needs an integer bits in [2, 4]");
+    }
+    const PartView* codes = FindPart(parts, "codes");
+    const PartView* scales = FindPart(parts, "scales");
+    const uint64_t pairs =
+        static_cast<uint64_t>(plan.blocks - 1) * (kBlock / 2) + plan.last_n / 2;
+    const uint64_t nbytes = PackedBytes(pairs, 2 * static_cast<int>(*bits));
+    if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
+      return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
+    }
+    if (scales == nullptr || scales->dtype != DType::kF16 ||
+        scales->bytes.size() != 2 * static_cast<uint64_t>(plan.blocks)) {
+      return absl::DataLossError(
+          absl::StrCat("hc2: \"scales\" must be F16 [", plan.blocks, "]"));
+    }
+    return std::unique_ptr<TensorDecoder>(
+        new FixedDecoder(plan, static_cast<int>(*bits), codes->bytes, scales->bytes));
+  }
+  const JsonValue* sv = params.Find("step");
+  if (sv == nullptr || !sv->is_number()) return absl::DataLossError("hc2: params need a step");
+  const float step = static_cast<float>(sv->number());
+  if (!(step > 0) || !std::isfinite(step) || static_cast<double>(step) != sv->number()) {
+    return absl::DataLossError("hc2: step must be a finite positive float32");
+  }
+  const PartView* data = FindPart(parts, "data");
+  const PartView* index = FindPart(parts, "index");
+  const int64_t nc = plan.chunks();
+  if (data == nullptr || data->dtype != DType::kU8) {
+    return absl::DataLossError("hc2: missing U8 part \"data\"");
+  }
+  if (index == nullptr || index->dtype != DType::kU32 ||
+      index->bytes.size() != 4 * static_cast<uint64_t>(nc)) {
+    return absl::DataLossError(absl::StrCat("hc2: \"index\" must be U32 [", nc, "]"));
+  }
+  std::vector<uint64_t> ends(nc);
+  uint64_t prev = 0;
+  for (int64_t c = 0; c < nc; ++c) {
+    ends[c] = LoadU32(index->bytes.data() + 4 * c);
+    if (ends[c] < prev + 4 * static_cast<uint64_t>(plan.states(c))) {
+      return absl::DataLossError(absl::StrCat("hc2: chunk ", c, " is shorter than its states"));
+    }
+    prev = ends[c];
+  }
+  if (prev != data->bytes.size()) {
+    return absl::DataLossError("hc2: \"index\" does not end at the size of \"data\"");
+  }
+  return std::unique_ptr<TensorDecoder>(new EcDecoder(plan, step, data->bytes, std::move(ends)));
+}
+
+}  // namespace
+
+absl::Status Hc2Options::Validate() const {
+  if (mode != "ec" && mode != "fixed") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc2: mode must be \"ec\" or \"fixed\", got \"", mode, "\""));
+  }
+  if (!(bpw >= 0.25 && bpw <= 32)) {
+    return absl::InvalidArgumentError(absl::StrCat("hc2: bpw must be in [0.25, 32], got ", bpw));
+  }
+  if (bits < 2 || bits > 4) {
+    return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Hc2Options> Hc2Options::FromCodecOptions(const CodecOptions& options) {
+  HC_RETURN_IF_ERROR(options.CheckKnown("hc2", kKeys));
+  Hc2Options o;
+  if (auto m = options.Get("mode")) o.mode = *m;
+  HC_ASSIGN_OR_RETURN(o.bpw, options.GetDouble("bpw", o.bpw));
+  HC_ASSIGN_OR_RETURN(const int64_t bits, options.GetInt("bits", o.bits));
+  if (bits < 2 || bits > 4) {
+    return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
+  }
+  o.bits = static_cast<int>(bits);
+  HC_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<Codec>> CreateHc2Codec(const CodecOptions& options) {
+  HC_ASSIGN_OR_RETURN(Hc2Options o, Hc2Options::FromCodecOptions(options));
+  return std::unique_ptr<Codec>(new Hc2Codec(std::move(o)));
+}
+
+CodecDescription DescribeHc2Codec() {
+  return {"hc2",
+          "rotated blocks of 128 on a lattice (entropy-coded) or a Gaussian winding (fixed rate)",
+          {{"mode", "ec (entropy-coded, default) or fixed (fixed rate, for inference kernels)"},
+           {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
+           {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"}}};
+}
+
+}  // namespace hc

@@ -1,0 +1,52 @@
+// hc2: our own hyperfunction codec. Each block of 128 consecutive weights is rotated by a fixed
+// random-sign Walsh-Hadamard transform (which makes any block close to Gaussian), then every
+// rotated coefficient, or every pair of them, is mapped to an integer position on a lattice or
+// a winding trajectory and decoded by a closed-form function:
+//
+//  - mode "ec" (default, entropy-coded): one step per tensor, each coefficient an integer on the
+//    lattice step * Z, coded with interleaved rANS under one of 32 Gaussian class models chosen
+//    per block. The encoder searches the step that meets `bpw` (bits per weight, every stored
+//    byte counted). Equal steps everywhere are the MSE-optimal allocation within a tensor.
+//  - mode "fixed" (fixed rate, for inference kernels): an F16 scale per block and, per pair of
+//    coefficients, the index (2 * bits bits) of the nearest point of a Fibonacci winding of
+//    4^bits points whose density follows the Gaussian: bits + 16/128 bits per weight.
+//
+// Blocks run along the flattened tensor, so with a row length that is a multiple of 128 (every
+// linear layer of a transformer) no block straddles two rows. core/format/spec-hc2.md is the
+// normative description: parts, params, token model, stream layout, decoding formula.
+#ifndef HC_CORE_CODEC_HC2_H_
+#define HC_CORE_CODEC_HC2_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/codec/codec.h"
+
+namespace hc {
+
+/// hc2 options. Keys: mode, bpw, bits.
+struct Hc2Options {
+  /// "ec" (entropy-coded, default) or "fixed".
+  std::string mode = "ec";
+  /// ec: the most bits per weight to spend on the tensor, stored bytes counted. [0.25, 32].
+  /// Default: 4.25.
+  double bpw = 4.25;
+  /// fixed: bits per weight of the codes, 2..4 (plus 0.125 for the scales). Default: 4.
+  int bits = 4;
+
+  absl::Status Validate() const;
+  static absl::StatusOr<Hc2Options> FromCodecOptions(const CodecOptions& options);
+};
+
+/// Tensors under this many elements are kept raw.
+inline constexpr uint64_t kHc2MinNumel = 64;
+
+/// Creates an hc2 codec. Errors: InvalidArgument for unknown keys or out-of-range values.
+absl::StatusOr<std::unique_ptr<Codec>> CreateHc2Codec(const CodecOptions& options);
+/// Name, summary and options for listings.
+CodecDescription DescribeHc2Codec();
+
+}  // namespace hc
+
+#endif  // HC_CORE_CODEC_HC2_H_

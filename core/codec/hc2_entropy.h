@@ -1,0 +1,110 @@
+// hc2's entropy coder: the token split of quantised coefficients and an interleaved byte-wise
+// rANS coder (core/format/spec-hc2.md, section 5). Used by core/codec/hc2.cc; exposed for tests.
+#ifndef HC_CORE_CODEC_HC2_ENTROPY_H_
+#define HC_CORE_CODEC_HC2_ENTROPY_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "core/codec/hc2_tables.h"
+
+namespace hc::hc2 {
+
+/// The largest |q| the token alphabet covers: 2^25 - 1.
+inline constexpr uint32_t kMaxMagnitude = (uint32_t{1} << 25) - 1;
+
+/// A magnitude split into its token and extra bits: v < 16 is token v with no extra bits; else
+/// with n = floor(log2 v) and m the bit below the leading one, token 16 + 2 (n - 4) + m followed
+/// by the n - 1 low bits of v.
+struct TokenSplit {
+  int token;
+  int nextra;
+  uint32_t extra;
+};
+inline TokenSplit SplitMagnitude(uint32_t v) {
+  if (v < 16) return {static_cast<int>(v), 0, 0};
+  const int n = 31 - __builtin_clz(v);
+  const int m = static_cast<int>((v >> (n - 1)) & 1);
+  return {16 + 2 * (n - 4) + m, n - 1, v & ((uint32_t{1} << (n - 1)) - 1)};
+}
+/// The smallest magnitude of `token` (extra bits 0).
+inline uint32_t TokenBase(int token) {
+  if (token < 16) return static_cast<uint32_t>(token);
+  const int n = 4 + (token - 16) / 2, m = (token - 16) % 2;
+  return (uint32_t{1} << n) | (static_cast<uint32_t>(m) << (n - 1));
+}
+/// Extra bits of `token`.
+inline int TokenExtraBits(int token) { return token < 16 ? 0 : 4 + (token - 16) / 2 - 1; }
+
+/// Derived per-class tables: cumulative frequencies, the slot-to-token map of the decoder and
+/// the code length in bits of each token (infinity where the frequency is 0). Built once from
+/// kTokenFreq; thread-safe.
+struct ClassTables {
+  uint16_t cum[kClasses][kTokens + 1];
+  uint8_t slot_token[kClasses][1 << kFreqBits];
+  float cost[kClasses][kTokens];
+  static const ClassTables& Get();
+};
+
+/// One coding step: a symbol of probability freq / 2^bits starting at `start` (a raw field of
+/// `bits` bits is start = value, freq = 1).
+struct RansOp {
+  uint32_t start;
+  uint32_t freq;
+  uint32_t bits;
+};
+
+/// Encodes ops in order with `states` interleaved rANS states (op k uses state k mod states) and
+/// appends the stream to `out`: the states' final values (4 bytes little-endian each, state 0
+/// first), then the renormalisation bytes in the order the decoder reads them.
+void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& out);
+
+/// Reads a stream written by RansEncode. Reading past the end yields zero bytes and sets
+/// overrun(); every value decoded is then garbage but memory-safe.
+class RansDecoder {
+ public:
+  /// Byte-wise rANS: the state is kept in [kLow, 2^31).
+  static constexpr uint32_t kLow = uint32_t{1} << 23;
+  RansDecoder(absl::Span<const uint8_t> stream, int states);
+  /// A raw field of `bits` (1..16) bits.
+  uint32_t Raw(int bits) {
+    uint32_t& x = x_[k_];
+    const uint32_t v = x & ((uint32_t{1} << bits) - 1);
+    x >>= bits;
+    Renorm(x);
+    Next();
+    return v;
+  }
+  /// A token under class table `c`.
+  int Token(const ClassTables& t, int c) {
+    uint32_t& x = x_[k_];
+    const uint32_t slot = x & ((uint32_t{1} << kFreqBits) - 1);
+    const int tok = t.slot_token[c][slot];
+    x = kTokenFreq[c][tok] * (x >> kFreqBits) + slot - t.cum[c][tok];
+    Renorm(x);
+    Next();
+    return tok;
+  }
+  bool overrun() const { return overrun_; }
+  /// Bytes not read yet.
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+
+ private:
+  void Renorm(uint32_t& x) {
+    while (x < kLow) {
+      x = (x << 8) | (p_ < end_ ? *p_++ : (overrun_ = true, 0u));
+    }
+  }
+  void Next() { k_ = k_ + 1 == states_ ? 0 : k_ + 1; }
+  const uint8_t* p_;
+  const uint8_t* end_;
+  uint32_t x_[4] = {kLow, kLow, kLow, kLow};
+  int states_;
+  int k_ = 0;
+  bool overrun_ = false;
+};
+
+}  // namespace hc::hc2
+
+#endif  // HC_CORE_CODEC_HC2_ENTROPY_H_

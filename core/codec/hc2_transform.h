@@ -1,0 +1,70 @@
+// hc2's transforms: the random-sign Walsh-Hadamard rotation of a block and the winding
+// codebooks' nearest-point search (core/format/spec-hc2.md, sections 3 and 4). Used by
+// core/codec/hc2.cc; exposed for tests.
+#ifndef HC_CORE_CODEC_HC2_TRANSFORM_H_
+#define HC_CORE_CODEC_HC2_TRANSFORM_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace hc::hc2 {
+
+/// Weights per block.
+inline constexpr int kBlock = 128;
+
+/// The sign of position i (0..127) of every block: -1 where bit i of the 128-bit pattern
+/// (0x9E3779B97F4A7C15 for i < 64, 0xBF58476D1CE4E5B9 for the rest, bit i mod 64) is set.
+inline float Sign(int i) {
+  constexpr uint64_t kPattern[2] = {0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull};
+  return (kPattern[i >> 6] >> (i & 63)) & 1 ? -1.0f : 1.0f;
+}
+
+/// Block length used for `r` weights (the last block may be short): the smallest power of two
+/// >= max(r, 2).
+inline int PaddedLength(int r) {
+  int n = 2;
+  while (n < r) n *= 2;
+  return n;
+}
+
+/// The unnormalised Walsh-Hadamard transform of v[0..n), n a power of two <= 128, in place, in
+/// float32: for h = 1, 2, 4, ... < n, for every pair (j, j + h) with j mod 2h < h:
+/// (v[j], v[j + h]) <- (v[j] + v[j + h], v[j] - v[j + h]). Applying it twice multiplies by n.
+void Fwht(float* v, int n);
+
+/// Forward rotation of one block: v[i] = Sign(i) * x[i] for i < r, 0 for r <= i < n, then Fwht.
+void Rotate(const float* x, int r, int n, float* v);
+/// Inverse rotation: Fwht(z) (in place), then out[i] = Sign(i) * z[i] * (1 / n) for i < r.
+void Unrotate(float* z, int r, int n, float* out);
+
+/// Nearest-point search over one winding codebook (2^(2 bits) points of hc2_tables.h): a grid of
+/// square cells over the codebook's extent, each listing every point that can be nearest to
+/// some position in the cell; queries outside the grid are searched exhaustively. Exact: the
+/// smallest float32 squared distance, ties to the lower index. Immutable; thread-safe.
+class WindingSearch {
+ public:
+  /// The search for `bits` 2..4 (built once).
+  static const WindingSearch& Get(int bits);
+  /// The index of the nearest point to (x, y).
+  uint32_t Nearest(float x, float y) const;
+  /// The exhaustive search (test oracle).
+  uint32_t NearestBruteForce(float x, float y) const;
+  /// Points (x, y) interleaved.
+  const float* points() const { return pts_; }
+  int size() const { return n_; }
+
+ private:
+  explicit WindingSearch(int bits);
+  const float* pts_;
+  int n_;
+  int cells_;
+  float lo_, inv_cell_;
+  std::vector<uint32_t> start_;
+  std::vector<uint16_t> cand_;
+};
+
+}  // namespace hc::hc2
+
+#endif  // HC_CORE_CODEC_HC2_TRANSFORM_H_
