@@ -35,6 +35,7 @@ constexpr char kUsage[] =
 constexpr char kCompressUsage[] =
     "usage: hyperc compress IN -o OUT [--codec NAME] [codec options] [--threads N]\n"
     "                       [--skip REGEX]... [--memory-budget SIZE] [--quiet] [--json FILE]\n"
+    "                       [--target-bpw X] [--override REGEX=SPEC]...\n"
     "\n"
     "  IN                 a .safetensors file, or a Hugging Face model.safetensors.index.json\n"
     "  -o, --output OUT   the artifact: a file, or a directory for a sharded IN\n"
@@ -43,6 +44,10 @@ constexpr char kCompressUsage[] =
     "                     underscores); also --opt KEY=VALUE\n"
     "  --threads N        worker threads (default: one per core)\n"
     "  --skip REGEX       store tensors whose name matches REGEX raw (repeatable)\n"
+    "  --target-bpw X     model-level bits per weight, every stored byte counted (hc2):\n"
+    "                     small and 1-D tensors get 8, the rest share what is left\n"
+    "  --override R=SPEC  tensors matching regex R: SPEC 'raw', or codec options\n"
+    "                     'key=value[,key=value]' (e.g. 'lm_head=bpw=6'); first match wins\n"
     "  --memory-budget S  input bytes in flight at once, e.g. 64M (default 256M)\n"
     "  --no-sync          do not fsync the output\n"
     "  --quiet            no progress and no summary table\n"
@@ -94,6 +99,10 @@ int Compress(Args& args) {
     HC_FLAG("--codec", opt.codec = val);
     HC_FLAG("--json", json_path = val);
     HC_FLAG("--skip", opt.skip.push_back(val));
+    HC_FLAG("--override", opt.overrides.push_back(val));
+    HC_FLAG("--target-bpw", {
+      if (!absl::SimpleAtod(val, &opt.target_bpw)) return Fail(absl::InvalidArgumentError("--target-bpw needs a number"), 2);
+    });
     HC_FLAG("--threads", {
       if (!absl::SimpleAtoi(val, &opt.threads)) return Fail(absl::InvalidArgumentError("--threads needs an integer"), 2);
     });

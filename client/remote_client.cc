@@ -50,6 +50,8 @@ void ToProto(const CompressOptions& o, hyperc::v1::CompressOptions* p) {
   p->set_codec(o.codec);
   for (const auto& [k, v] : o.codec_options.items()) (*p->mutable_codec_options())[k] = v;
   for (const std::string& s : o.skip) p->add_skip(s);
+  p->set_target_bpw(o.target_bpw);
+  for (const std::string& s : o.overrides) p->add_overrides(s);
 }
 
 // Sends Start, every file (header + chunks) and End. Returns false if the stream broke.

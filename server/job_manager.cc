@@ -72,10 +72,14 @@ JsonValue OptionsJson(const CompressOptions& o) {
   for (const auto& [k, v] : o.codec_options.items()) kv.Add(k, JsonValue::String(v));
   JsonValue skip = JsonValue::Array();
   for (const std::string& s : o.skip) skip.Push(JsonValue::String(s));
+  JsonValue overrides = JsonValue::Array();
+  for (const std::string& s : o.overrides) overrides.Push(JsonValue::String(s));
   return JsonValue::Object()
       .Add("codec", JsonValue::String(o.codec))
       .Add("codec_options", std::move(kv))
-      .Add("skip", std::move(skip));
+      .Add("skip", std::move(skip))
+      .Add("target_bpw", JsonValue::Number(o.target_bpw))
+      .Add("overrides", std::move(overrides));
 }
 
 CompressOptions OptionsFromJson(const JsonValue& j) {
@@ -86,6 +90,10 @@ CompressOptions OptionsFromJson(const JsonValue& j) {
   }
   if (const JsonValue* s = j.Find("skip"); s && s->is_array()) {
     for (const JsonValue& r : s->items()) o.skip.push_back(r.string_value());
+  }
+  if (const JsonValue* t = j.Find("target_bpw"); t && t->is_number()) o.target_bpw = t->number();
+  if (const JsonValue* s = j.Find("overrides"); s && s->is_array()) {
+    for (const JsonValue& r : s->items()) o.overrides.push_back(r.string_value());
   }
   return o;
 }
@@ -807,6 +815,24 @@ void JobManager::Run(std::shared_ptr<Job> job) {
 
 absl::Status JobManager::RunJob(Job& job) {
   HC_ASSIGN_OR_RETURN(auto compressor, TensorCompressor::Create(job.snap.request.options));
+  if (job.snap.request.options.target_bpw > 0) {
+    // A model-level rate needs every tensor: plan once the whole upload is in.
+    std::vector<std::string> files;
+    {
+      std::unique_lock<std::mutex> lock(job.mu);
+      job.cv.wait(lock, [&] { return job.cancel || job.upload_failed || job.upload_done; });
+      if (job.cancel) return absl::CancelledError("cancelled");
+      if (!job.upload_done) return absl::InvalidArgumentError("the upload ended early");
+      for (const auto& f : job.files) files.push_back(f.name);
+    }
+    std::vector<TensorInfo> all;
+    for (const std::string& f : files) {
+      if (absl::EndsWith(f, ".json")) continue;
+      HC_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(job.dir + "/upload/" + f));
+      all.insert(all.end(), st->header().tensors.begin(), st->header().tensors.end());
+    }
+    HC_RETURN_IF_ERROR(compressor->Plan(all));
+  }
   std::vector<std::string> names;                   // compressed files, upload order
   std::vector<std::vector<TensorRecord>> records;  // per compressed file
   std::string index_name;

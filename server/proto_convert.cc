@@ -13,6 +13,8 @@ CompressOptions FromProto(const hyperc::v1::CompressOptions& p) {
   std::map<std::string, std::string> kv(p.codec_options().begin(), p.codec_options().end());
   for (const auto& [k, v] : kv) o.codec_options.Set(k, v);
   for (const std::string& s : p.skip()) o.skip.push_back(s);
+  o.target_bpw = p.target_bpw();
+  for (const std::string& s : p.overrides()) o.overrides.push_back(s);
   return o;
 }
 
@@ -20,6 +22,8 @@ void ToProto(const CompressOptions& o, hyperc::v1::CompressOptions* p) {
   p->set_codec(o.codec);
   for (const auto& [k, v] : o.codec_options.items()) (*p->mutable_codec_options())[k] = v;
   for (const std::string& s : o.skip) p->add_skip(s);
+  p->set_target_bpw(o.target_bpw);
+  for (const std::string& s : o.overrides) p->add_overrides(s);
 }
 
 void ToProto(const JobProgress& p, hyperc::v1::Progress* out) {

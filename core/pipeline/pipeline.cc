@@ -285,10 +285,13 @@ absl::StatusOr<RunSummary> CompressModel(const std::string& input, const std::st
   HC_ASSIGN_OR_RETURN(auto compressor, TensorCompressor::Create(options));
   HC_ASSIGN_OR_RETURN(ModelInput in, OpenModel(input));
   uint64_t tensors = 0, bytes = 0;
+  std::vector<TensorInfo> all;
   for (const auto& f : in.files) {
     tensors += f->header().tensors.size();
     bytes += f->header().data_bytes;
+    all.insert(all.end(), f->header().tensors.begin(), f->header().tensors.end());
   }
+  HC_RETURN_IF_ERROR(compressor->Plan(all));
   TbbExecutor executor(options.threads);
   ProgressTracker progress(progress_cb, tensors, bytes);
   RunSummary summary;

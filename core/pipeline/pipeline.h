@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,16 @@ struct CompressOptions {
   uint64_t memory_budget = uint64_t{256} << 20;
   /// fsync outputs before renaming them into place. Default: true.
   bool sync = true;
+  /// Model-level bits per weight, every stored byte counted (raw tensors included), for a codec
+  /// with a rate option (hc2's entropy-coded mode). Tensors of rank <= 1 or under
+  /// kSensitiveNumel weights get kSensitiveBpw; the others share the rest equally (equal rates
+  /// keep the numel-weighted mean SNR near its best). 0 = off. Default: 0.
+  double target_bpw = 0;
+  /// Per-tensor overrides "REGEX=SPEC": SPEC "raw" stores matching tensors raw; otherwise it is
+  /// "key=value[,key=value...]" codec options applied on top of `codec_options` (e.g.
+  /// "attn=bpw=6" or "lm_head=mode=fixed,bits=4"). The first matching rule wins; RE2 syntax,
+  /// searched anywhere in the name. Default: none.
+  std::vector<std::string> overrides;
 
   absl::Status Validate() const;
 };
@@ -114,12 +125,30 @@ class TensorCompressor {
                                   Executor& executor) const;
 
   const Codec& codec() const { return *codec_; }
+  /// With options.target_bpw set: assigns every tensor of the model its rate, given all of its
+  /// tensors (every shard). Must run before Compress() when target_bpw is set. Errors:
+  /// InvalidArgument if the target cannot be met.
+  absl::Status Plan(absl::Span<const TensorInfo> tensors);
+  /// The codec (and its options) Compress() uses for `info`; nullptr if an override keeps the
+  /// tensor raw.
+  const Codec* CodecFor(const TensorInfo& info) const;
 
  private:
   TensorCompressor() = default;
+  struct Override;
   std::unique_ptr<Codec> codec_;
+  CompressOptions options_;
   std::vector<std::unique_ptr<re2::RE2>> skip_;
+  std::vector<Override> overrides_;
+  // The plan: tensor name -> codec (owned by planned_codecs_).
+  std::vector<std::unique_ptr<Codec>> planned_codecs_;
+  std::map<std::string, const Codec*> plan_;
+  bool planned_ = false;
 };
+/// Weights under which (or rank <= 1) a tensor counts as sensitive for --target-bpw.
+inline constexpr uint64_t kSensitiveNumel = 4096;
+/// Bits per weight of sensitive tensors under --target-bpw.
+inline constexpr double kSensitiveBpw = 8.0;
 
 /// Compresses `input` (a .safetensors file or a shard index .json) into `output` (a file, or a
 /// directory for a sharded input: one `<shard>.hyc.safetensors` per shard plus

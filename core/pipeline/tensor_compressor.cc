@@ -5,8 +5,10 @@
 #include <re2/re2.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/base/crc32c.h"
 #include "core/base/status_macros.h"
+#include "core/codec/hc2.h"
 #include "core/pipeline/pipeline.h"
 #include "core/quality/stats.h"
 
@@ -41,9 +43,34 @@ TensorRecord BaseRecord(const TensorInfo& info) {
   return r;
 }
 
+// Codec options of an override spec "key=value[,key=value...]" on top of `base`.
+absl::StatusOr<CodecOptions> ParseOverrideOptions(absl::string_view spec, const CodecOptions& base,
+                                                  absl::string_view rule) {
+  CodecOptions o = base;
+  for (absl::string_view kv : absl::StrSplit(spec, ',')) {
+    const size_t eq = kv.find('=');
+    if (eq == absl::string_view::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--override \"", rule, "\": expected REGEX=raw or REGEX=key=value[,key=value...]"));
+    }
+    o.Set(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return o;
+}
+
 }  // namespace
 
+struct TensorCompressor::Override {
+  std::unique_ptr<RE2> re;
+  std::unique_ptr<Codec> codec;  // nullptr: raw
+  CodecOptions options;
+};
+
 absl::Status CompressOptions::Validate() const {
+  if (!(target_bpw == 0 || (target_bpw >= 0.25 && target_bpw <= 32))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target bits per weight must be 0 (off) or in [0.25, 32], got ", target_bpw));
+  }
   if (threads < 0 || threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be in [0, 1024], got ", threads));
   }
@@ -69,7 +96,129 @@ absl::StatusOr<std::unique_ptr<TensorCompressor>> TensorCompressor::Create(
     }
     c->skip_.push_back(std::move(compiled));
   }
+  for (const std::string& rule : options.overrides) {
+    const size_t eq = rule.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == rule.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--override \"", rule, "\": expected REGEX=raw or REGEX=key=value[,key=value...]"));
+    }
+    Override o;
+    RE2::Options ro;
+    ro.set_log_errors(false);
+    o.re = std::make_unique<RE2>(rule.substr(0, eq), ro);
+    if (!o.re->ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--override \"", rule,
+                                                     "\": not a valid regex: ", o.re->error()));
+    }
+    const std::string spec = rule.substr(eq + 1);
+    if (spec != "raw") {
+      HC_ASSIGN_OR_RETURN(o.options, ParseOverrideOptions(spec, options.codec_options, rule));
+      HC_ASSIGN_OR_RETURN(o.codec, CreateCodec(options.codec, o.options),
+                          Annotate(_, absl::StrCat("--override \"", rule, "\"")));
+    }
+    c->overrides_.push_back(std::move(o));
+  }
+  c->options_ = options;
+  if (options.target_bpw > 0) {
+    const auto rate = options.codec_options.Get("mode");
+    if (options.codec != "hc2" || (rate && *rate != "ec")) {
+      return absl::InvalidArgumentError(
+          "a target bits per weight needs --codec hc2 in its entropy-coded mode (mode ec)");
+    }
+  }
   return c;
+}
+
+absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
+  if (options_.target_bpw <= 0) return absl::OkStatus();
+  // Costs in bits of every tensor that does not take the shared rate.
+  double total_weights = 0, fixed_bits = 0, shared_weights = 0, sensitive_weights = 0;
+  // Tensors sharing a rate, with the override (without a rate of its own) that matched them.
+  std::vector<std::pair<const TensorInfo*, const Override*>> shared, sensitive;
+  for (const TensorInfo& t : tensors) {
+    total_weights += static_cast<double>(t.numel);
+    const double raw_bits = 8.0 * static_cast<double>(t.nbytes());
+    bool skipped = !IsCompressibleFloat(t.dtype) || t.numel < kHc2MinNumel;
+    for (const auto& re : skip_) skipped = skipped || RE2::PartialMatch(t.name, *re);
+    if (skipped) {
+      fixed_bits += raw_bits;
+      continue;
+    }
+    const Override* ov = nullptr;
+    for (const Override& o : overrides_) {
+      if (RE2::PartialMatch(t.name, *o.re)) {
+        ov = &o;
+        break;
+      }
+    }
+    if (ov != nullptr) {
+      if (ov->codec == nullptr) {
+        fixed_bits += raw_bits;
+        continue;
+      }
+      // An override with its own rate (or fixed-rate mode) is charged at that rate.
+      const auto mode = ov->options.Get("mode");
+      if (mode && *mode == "fixed") {
+        HC_ASSIGN_OR_RETURN(const int64_t bits, ov->options.GetInt("bits", 4));
+        fixed_bits += (static_cast<double>(bits) + 16.0 / 128 + 0.01) * t.numel + 64;
+        continue;
+      }
+      if (ov->options.Get("bpw")) {
+        HC_ASSIGN_OR_RETURN(const double bpw, ov->options.GetDouble("bpw", 0));
+        fixed_bits += bpw * static_cast<double>(t.numel);
+        continue;
+      }
+    }
+    if (t.shape.size() <= 1 || t.numel < kSensitiveNumel) {
+      sensitive.emplace_back(&t, ov);
+      sensitive_weights += static_cast<double>(t.numel);
+    } else {
+      shared.emplace_back(&t, ov);
+      shared_weights += static_cast<double>(t.numel);
+    }
+  }
+  const double budget = options_.target_bpw * total_weights;
+  double sens_bpw = kSensitiveBpw;
+  // Small models whose budget the sensitive tensors would eat: they share the rate too.
+  if (fixed_bits + sens_bpw * sensitive_weights > 0.25 * budget) {
+    sens_bpw = 0;
+    shared_weights += sensitive_weights;
+    shared.insert(shared.end(), sensitive.begin(), sensitive.end());
+    sensitive.clear();
+  }
+  const double left = budget - fixed_bits - sens_bpw * sensitive_weights;
+  const double rate = shared_weights > 0 ? left / shared_weights : 0;
+  if (shared_weights > 0 && rate < 0.25) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target ", options_.target_bpw, " bits per weight cannot be met: raw and overridden ",
+        "tensors alone take ", fixed_bits / total_weights, " bits per weight"));
+  }
+  // One codec per (rate, override) pair.
+  std::map<std::pair<double, const Override*>, const Codec*> made;
+  auto assign = [&](double bpw, const TensorInfo* t, const Override* ov) -> absl::Status {
+    auto& slot = made[{bpw, ov}];
+    if (slot == nullptr) {
+      CodecOptions o = ov != nullptr ? ov->options : options_.codec_options;
+      o.Set("bpw", absl::StrCat(std::min(32.0, std::floor(bpw * 1e6) / 1e6)));
+      HC_ASSIGN_OR_RETURN(auto codec, CreateCodec(options_.codec, o));
+      planned_codecs_.push_back(std::move(codec));
+      slot = planned_codecs_.back().get();
+    }
+    plan_[t->name] = slot;
+    return absl::OkStatus();
+  };
+  for (const auto& [t, ov] : shared) HC_RETURN_IF_ERROR(assign(rate, t, ov));
+  for (const auto& [t, ov] : sensitive) HC_RETURN_IF_ERROR(assign(sens_bpw, t, ov));
+  planned_ = true;
+  return absl::OkStatus();
+}
+
+const Codec* TensorCompressor::CodecFor(const TensorInfo& info) const {
+  if (auto it = plan_.find(info.name); it != plan_.end()) return it->second;
+  for (const Override& o : overrides_) {
+    if (RE2::PartialMatch(info.name, *o.re)) return o.codec.get();
+  }
+  return codec_.get();
 }
 
 TensorCompressor::~TensorCompressor() = default;
@@ -96,13 +245,18 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
   }
   if (info.numel == 0) return make_raw("empty");
   if (HasNonFinite(info.dtype, data)) return make_raw("non-finite values");
+  if (options_.target_bpw > 0 && !planned_) {
+    return absl::FailedPreconditionError("a target bits per weight needs Plan() before Compress()");
+  }
+  const Codec* codec = CodecFor(info);
+  if (codec == nullptr) return make_raw("matched --override raw");
 
-  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec_->Encode(info, data, executor),
+  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor),
                       Annotate(_, absl::StrCat("tensor \"", info.name, "\"")));
   if (enc.raw) return make_raw(enc.raw_reason);
 
   TensorRecord& r = out.record;
-  r.codec = std::string(codec_->name());
+  r.codec = std::string(codec->name());
   r.params = std::move(enc.params);
   std::vector<PartView> views;
   uint64_t stored = 0;
@@ -112,7 +266,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     stored += p.bytes.size();
   }
   HC_ASSIGN_OR_RETURN(std::unique_ptr<TensorDecoder> dec,
-                      codec_->PrepareDecoder(info, r.params, views),
+                      codec->PrepareDecoder(info, r.params, views),
                       absl::InternalError(absl::StrCat("tensor \"", info.name, "\": codec ",
                                                        codec_->name(), " cannot decode its own output: ",
                                                        _.message())));
