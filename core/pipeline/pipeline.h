@@ -49,9 +49,9 @@ struct CompressOptions {
   /// fsync outputs before renaming them into place. Default: true.
   bool sync = true;
   /// Model-level bits per weight, every stored byte counted (raw tensors included), for a codec
-  /// with a rate option (hc2's entropy-coded mode). Tensors of rank <= 1 or under
-  /// kSensitiveNumel weights get kSensitiveBpw; the others share the rest equally (equal rates
-  /// keep the numel-weighted mean SNR near its best). 0 = off. Default: 0.
+  /// with a rate option (hc2's entropy-coded mode). Tensors of rank <= 1 (biases, norms) stay
+  /// raw, tensors under kSensitiveNumel weights get kSensitiveBpw, the others share the rest
+  /// equally (equal rates keep the numel-weighted mean SNR near its best). 0 = off. Default: 0.
   double target_bpw = 0;
   /// Per-tensor overrides "REGEX=SPEC": SPEC "raw" stores matching tensors raw; otherwise it is
   /// "key=value[,key=value...]" codec options applied on top of `codec_options` (e.g.
@@ -145,7 +145,7 @@ class TensorCompressor {
   std::map<std::string, const Codec*> plan_;
   bool planned_ = false;
 };
-/// Weights under which (or rank <= 1) a tensor counts as sensitive for --target-bpw.
+/// Weights under which a tensor counts as sensitive for --target-bpw.
 inline constexpr uint64_t kSensitiveNumel = 4096;
 /// Bits per weight of sensitive tensors under --target-bpw.
 inline constexpr double kSensitiveBpw = 8.0;

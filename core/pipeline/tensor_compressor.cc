@@ -138,7 +138,9 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
   for (const TensorInfo& t : tensors) {
     total_weights += static_cast<double>(t.numel);
     const double raw_bits = 8.0 * static_cast<double>(t.nbytes());
-    bool skipped = !IsCompressibleFloat(t.dtype) || t.numel < kHc2MinNumel;
+    // Rank <= 1 tensors (biases, norm and batch-norm parameters) stay raw: they are few, and a
+    // batch-norm variance needs relative, not absolute, precision.
+    bool skipped = !IsCompressibleFloat(t.dtype) || t.numel < kHc2MinNumel || t.shape.size() <= 1;
     for (const auto& re : skip_) skipped = skipped || RE2::PartialMatch(t.name, *re);
     if (skipped) {
       fixed_bits += raw_bits;
@@ -169,7 +171,7 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
         continue;
       }
     }
-    if (t.shape.size() <= 1 || t.numel < kSensitiveNumel) {
+    if (t.numel < kSensitiveNumel) {
       sensitive.emplace_back(&t, ov);
       sensitive_weights += static_cast<double>(t.numel);
     } else {
@@ -214,7 +216,10 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
 }
 
 const Codec* TensorCompressor::CodecFor(const TensorInfo& info) const {
-  if (auto it = plan_.find(info.name); it != plan_.end()) return it->second;
+  if (planned_) {
+    if (auto it = plan_.find(info.name); it != plan_.end()) return it->second;
+    if (info.shape.size() <= 1) return nullptr;
+  }
   for (const Override& o : overrides_) {
     if (RE2::PartialMatch(info.name, *o.re)) return o.codec.get();
   }
@@ -249,7 +254,11 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     return absl::FailedPreconditionError("a target bits per weight needs Plan() before Compress()");
   }
   const Codec* codec = CodecFor(info);
-  if (codec == nullptr) return make_raw("matched --override raw");
+  if (codec == nullptr) {
+    return make_raw(planned_ && info.shape.size() <= 1 && !plan_.count(info.name)
+                        ? "rank <= 1 under --target-bpw"
+                        : "matched --override raw");
+  }
 
   HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor),
                       Annotate(_, absl::StrCat("tensor \"", info.name, "\"")));
