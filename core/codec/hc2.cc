@@ -19,7 +19,7 @@ namespace {
 
 using hc2::kBlock;
 
-constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits"};
+constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
@@ -46,6 +46,36 @@ struct BlockPlan {
     return std::min(numel, b1 * kBlock) - b0 * kBlock >= 4096 ? 4 : 1;
   }
 };
+
+// Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
+// floor(k / 4)) from these float32 constants (spec-hc2.md 5.3). Stored as k + 32 in a byte.
+constexpr float kQuarter[4] = {1.0f, 1.18920711f, 1.41421356f, 1.68179283f};
+float RowMultiplier(uint8_t stored) {
+  const int k = static_cast<int>(stored) - 32;
+  return std::ldexp(kQuarter[k & 3], k >> 2);
+}
+
+// Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
+// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2.
+int64_t RowCount(const TensorInfo& info) {
+  return info.shape.size() >= 2 && info.shape[0] > 1 ? info.shape[0] : 0;
+}
+
+// Applies the row multipliers to decoded elements [begin, begin + out.size()).
+void ApplyRows(absl::Span<const uint8_t> rows, uint64_t row_len, uint64_t begin,
+               absl::Span<float> out) {
+  if (rows.empty()) return;
+  uint64_t e = begin;
+  size_t i = 0;
+  while (i < out.size()) {
+    const uint64_t r = e / row_len;
+    const float m = RowMultiplier(rows[r]);
+    const size_t n = static_cast<size_t>(std::min<uint64_t>((r + 1) * row_len - e, out.size() - i));
+    for (size_t k = 0; k < n; ++k) out[i + k] *= m;
+    i += n;
+    e += n;
+  }
+}
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
@@ -159,8 +189,9 @@ void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float st
 class EcDecoder final : public TensorDecoder {
  public:
   EcDecoder(BlockPlan plan, float step, absl::Span<const uint8_t> data,
-            std::vector<uint64_t> ends)
-      : plan_(plan), step_(step), data_(data), ends_(std::move(ends)) {}
+            std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, uint64_t row_len)
+      : plan_(plan), step_(step), data_(data), ends_(std::move(ends)), rows_(rows),
+        row_len_(row_len) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
     constexpr uint64_t kChunk = kChunkBlocks * kBlock;
@@ -184,6 +215,7 @@ class EcDecoder final : public TensorDecoder {
       }
       e = std::min(end, c1);
     }
+    ApplyRows(rows_, row_len_, begin, out);
   }
 
  private:
@@ -204,6 +236,8 @@ class EcDecoder final : public TensorDecoder {
   float step_;
   absl::Span<const uint8_t> data_;
   std::vector<uint64_t> ends_;
+  absl::Span<const uint8_t> rows_;
+  uint64_t row_len_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +293,8 @@ class Hc2Codec final : public Codec {
     return JsonValue::Object()
         .Add("mode", JsonValue::String(o_.mode))
         .Add("bpw", JsonValue::Number(o_.bpw))
-        .Add("bits", JsonValue::Int(o_.bits));
+        .Add("bits", JsonValue::Int(o_.bits))
+        .Add("relative", JsonValue::Number(o_.relative));
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
@@ -269,7 +304,9 @@ class Hc2Codec final : public Codec {
       absl::Span<const PartView> parts) const override;
 
  private:
-  EncodedTensor EncodeEc(const float* x, const BlockPlan& plan, Executor& ex) const;
+  // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
+  EncodedTensor EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
+                         Executor& ex) const;
   EncodedTensor EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const;
   Hc2Options o_;
 };
@@ -313,13 +350,50 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     enc.raw_reason = "non-finite values";
     return enc;
   }
-  return o_.mode == "fixed" ? EncodeFixed(x, plan, ex) : EncodeEc(x, plan, ex);
+  if (o_.mode == "fixed") return EncodeFixed(x, plan, ex);
+  // Relative precision per row: each row is divided by its multiplier m_r ~ rms_r^relative
+  // (quarter powers of two), coded with one step, and multiplied back on decoding.
+  const int64_t R = o_.relative > 0 ? RowCount(info) : 0;
+  std::vector<uint8_t> rows;
+  if (R > 0) {
+    const int64_t C = plan.numel / R;
+    std::vector<double> lr(R, 0.0);
+    std::vector<uint8_t> nz(R, 0);
+    ex.ParallelFor(R, [&](int64_t r) {
+      double s = 0;
+      for (int64_t i = r * C; i < (r + 1) * C; ++i) s += static_cast<double>(x[i]) * x[i];
+      nz[r] = s > 0;
+      lr[r] = s > 0 ? 0.5 * std::log2(s / C) : 0.0;
+    });
+    double sum = 0;
+    int64_t cnt = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      if (nz[r]) sum += lr[r], ++cnt;
+    }
+    const double ref = cnt > 0 ? sum / cnt : 0.0;
+    rows.resize(R);
+    std::vector<float> scaled(plan.numel);
+    ex.ParallelFor(R, [&](int64_t r) {
+      const long k = nz[r] ? std::lround(4 * o_.relative * (lr[r] - ref)) : 0;
+      rows[r] = static_cast<uint8_t>(std::clamp<long>(k, -32, 31) + 32);
+      const float m = RowMultiplier(rows[r]);
+      for (int64_t i = r * C; i < (r + 1) * C; ++i) scaled[i] = x[i] / m;
+    });
+    buf = std::move(scaled);
+    x = buf.data();
+  }
+  EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R), ex);
+  if (!out.raw && R > 0) {
+    out.parts.push_back({"rows", DType::kU8, {R}, std::move(rows)});
+  }
+  return out;
 }
 
 // The step search: a first guess from the blocks' rms under the Gaussian model, then full
 // encodes, each correcting log2(step) by the measured rate error, keeping the best encoding
 // within the budget. Every encode is parallel over chunks and deterministic.
-EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, Executor& ex) const {
+EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
+                                Executor& ex) const {
   const int64_t nb = plan.blocks, nc = plan.chunks();
   std::vector<double> rms(nb);
   std::vector<float> maxabs(nc, 0.0f);
@@ -337,7 +411,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, Executor
     }
   });
   const float zmax = *std::max_element(maxabs.begin(), maxabs.end());
-  const double budget = o_.bpw * static_cast<double>(plan.numel);  // bits
+  const double budget = o_.bpw * static_cast<double>(plan.numel) - side_bits;  // bits
   // Fixed costs: class fields, chunk ends, states.
   double fixed_bits = 5.0 * nb + 32.0 * nc;
   for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
@@ -500,8 +574,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
       (mode->string_value() != "ec" && mode->string_value() != "fixed")) {
     return absl::DataLossError("hc2: params need a mode \"ec\" or \"fixed\"");
   }
-  if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
   if (mode->string_value() == "fixed") {
+    if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
     const JsonValue* bv = params.Find("bits");
     const std::optional<int64_t> bits = bv ? bv->as_int64() : std::nullopt;
     if (!bits || *bits < 2 || *bits > 4) {
@@ -522,6 +596,18 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     }
     return std::unique_ptr<TensorDecoder>(
         new FixedDecoder(plan, static_cast<int>(*bits), codes->bytes, scales->bytes));
+  }
+  const int64_t R = RowCount(info);
+  const PartView* rows = FindPart(parts, "rows");
+  if (rows != nullptr && (R == 0 || rows->dtype != DType::kU8 ||
+                          rows->bytes.size() != static_cast<uint64_t>(R))) {
+    return absl::DataLossError(absl::StrCat("hc2: \"rows\" must be U8 [", R, "]"));
+  }
+  for (size_t i = 0; rows != nullptr && i < rows->bytes.size(); ++i) {
+    if (rows->bytes[i] > 63) return absl::DataLossError("hc2: row multipliers must be <= 63");
+  }
+  if (parts.size() != (rows != nullptr ? 3u : 2u)) {
+    return absl::DataLossError("hc2: expected the parts data, index and optionally rows");
   }
   const JsonValue* sv = params.Find("step");
   if (sv == nullptr || !sv->is_number()) return absl::DataLossError("hc2: params need a step");
@@ -551,7 +637,10 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   if (prev != data->bytes.size()) {
     return absl::DataLossError("hc2: \"index\" does not end at the size of \"data\"");
   }
-  return std::unique_ptr<TensorDecoder>(new EcDecoder(plan, step, data->bytes, std::move(ends)));
+  return std::unique_ptr<TensorDecoder>(
+      new EcDecoder(plan, step, data->bytes, std::move(ends),
+                    rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(),
+                    R > 0 ? plan.numel / R : 1));
 }
 
 }  // namespace
@@ -567,6 +656,10 @@ absl::Status Hc2Options::Validate() const {
   if (bits < 2 || bits > 4) {
     return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
   }
+  if (!(relative >= 0 && relative <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hc2: relative must be in [0, 1], got ", relative));
+  }
   return absl::OkStatus();
 }
 
@@ -575,6 +668,7 @@ absl::StatusOr<Hc2Options> Hc2Options::FromCodecOptions(const CodecOptions& opti
   Hc2Options o;
   if (auto m = options.Get("mode")) o.mode = *m;
   HC_ASSIGN_OR_RETURN(o.bpw, options.GetDouble("bpw", o.bpw));
+  HC_ASSIGN_OR_RETURN(o.relative, options.GetDouble("relative", o.relative));
   HC_ASSIGN_OR_RETURN(const int64_t bits, options.GetInt("bits", o.bits));
   if (bits < 2 || bits > 4) {
     return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
@@ -594,7 +688,8 @@ CodecDescription DescribeHc2Codec() {
           "rotated blocks of 128 on a lattice (entropy-coded) or a Gaussian winding (fixed rate)",
           {{"mode", "ec (entropy-coded, default) or fixed (fixed rate, for inference kernels)"},
            {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
-           {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"}}};
+           {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
+           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 0.5)"}}};
 }
 
 }  // namespace hc

@@ -25,7 +25,7 @@
 
 namespace hc {
 
-/// hc2 options. Keys: mode, bpw, bits.
+/// hc2 options. Keys: mode, bpw, bits, relative.
 struct Hc2Options {
   /// "ec" (entropy-coded, default) or "fixed".
   std::string mode = "ec";
@@ -34,6 +34,12 @@ struct Hc2Options {
   double bpw = 4.25;
   /// fixed: bits per weight of the codes, 2..4 (plus 0.125 for the scales). Default: 4.
   int bits = 4;
+  /// ec, tensors of rank >= 2: rows (the first dimension: output channels in PyTorch, ONNX and
+  /// Hugging Face layouts) are scaled by m_r ~ rms_r^relative before coding, so that each
+  /// row's error follows its own size. 0 gives one absolute step (MSE-optimal within the
+  /// tensor); 1 gives every output channel the same relative precision, which protects small
+  /// channels whose errors a following normalisation amplifies. One byte per row. Default: 0.5.
+  double relative = 0.5;
 
   absl::Status Validate() const;
   static absl::StatusOr<Hc2Options> FromCodecOptions(const CodecOptions& options);
