@@ -29,6 +29,9 @@ int RunCodecs(const std::vector<std::string>& args);
 /// `hyperc-bench load`: concurrent clients against a hyperc-server (bench/load.cc).
 int RunLoad(const std::vector<std::string>& args);
 
+/// `hyperc-bench rd`: rate-distortion table of hc2, hc2 fixed-rate, rtn and hc1 (bench/rd.cc).
+int RunRd(const std::vector<std::string>& args);
+
 /// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
 std::string SharedDir();
 

@@ -16,6 +16,8 @@ constexpr Subcommand kSubcommands[] = {
      RunCodecs},
     {"load", "N concurrent clients compressing through hyperc-server for S seconds (loopback)",
      RunLoad},
+    {"rd", "rate-distortion table per model: hc2 (target bpw and fixed rate), rtn g128, hc1",
+     RunRd},
 };
 
 void PrintUsage(std::FILE* out) {
