@@ -300,18 +300,36 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
 
   // One full encode per codebook size: the first whose error is within loss_max wins, else the
   // smallest error (the earliest on ties).
+  // With the fallback on, a codebook size may stop early once its mean error provably exceeds
+  // fallback_mae (GridResult::above): it then counts as an infinite error. That changes no
+  // decision when there is one n, or when loss_max <= fallback_mae (such an n is never within
+  // loss_max, and is the smallest error only when every n exceeds fallback_mae).
+  const double raw_above =
+      o_.fallback_mae > 0 && (o_.n.size() == 1 || o_.loss_max <= o_.fallback_mae)
+          ? o_.fallback_mae
+          : 0.0;
   GridResult chosen;
+  double chosen_mae = 0;
   size_t chosen_index = 0;
   for (size_t k = 0; k < o_.n.size(); ++k) {
-    GridResult r = hc1::EncodeGrid(g, o_.n[k], o_, ex);
-    const bool within = r.mae <= o_.loss_max;
-    if (k == 0 || within || r.mae < chosen.mae) {
+    GridResult r = hc1::EncodeGrid(g, o_.n[k], o_, raw_above, ex);
+    const double mae = r.above ? std::numeric_limits<double>::infinity() : r.mae;
+    const bool within = mae <= o_.loss_max;
+    if (k == 0 || within || mae < chosen_mae) {
       chosen = std::move(r);
+      chosen_mae = mae;
       chosen_index = k;
     }
     if (within) break;
   }
 
+  if (chosen.above) {
+    enc.raw = true;
+    enc.raw_reason =
+        absl::StrCat("mean error > fallback_mae ", o_.fallback_mae, " (lower bound ", chosen.bound,
+                     " after ", chosen.pairs_seen, " of ", M, " pairs)");
+    return enc;
+  }
   if (o_.fallback_mae > 0 && chosen.mae > o_.fallback_mae) {
     enc.raw = true;
     enc.raw_reason = absl::StrCat("mean error ", chosen.mae, " > fallback_mae ", o_.fallback_mae);

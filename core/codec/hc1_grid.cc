@@ -90,9 +90,10 @@ struct Rings {
 // outer pairs, the final codes.
 class GridEncoder {
  public:
-  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex)
+  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above, Executor& ex)
       : g_(g),
         o_(o),
+        raw_above_(raw_above),
         ex_(ex),
         cb_(Layout::Get(g.L, n), g.cx, g.cy),
         stride_(static_cast<uint32_t>(n + 1)),
@@ -107,12 +108,13 @@ class GridEncoder {
   // codes of trial `write` (-1: none).
   void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr, int write,
                   TrialStats* s);
-  // One pass over all units: inner pairs too if `inner` is set, then trials rings[0..nr).
-  void Pass(bool inner, const Rings* rings, int nr, int write, std::vector<InnerStats>* in,
-            std::vector<TrialStats>* ts);
+  // One pass over units [u0, u1): inner pairs too if `inner` is set, then trials rings[0..nr).
+  void Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
+            std::vector<InnerStats>* in, std::vector<TrialStats>* ts);
 
   const Geometry& g_;
   const Hc1Options& o_;
+  const double raw_above_;
   Executor& ex_;
   const Codebook cb_;
   const uint32_t stride_;
@@ -245,9 +247,10 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
   }
 }
 
-void GridEncoder::Pass(bool inner, const Rings* rings, int nr, int write,
+void GridEncoder::Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
                        std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
-  ex_.ParallelFor(units_, [&](int64_t u) {
+  ex_.ParallelFor(u1 - u0, [&](int64_t v) {
+    const int64_t u = u0 + v;
     const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
     const uint16_t* order = g_.order.data() + b;
     const int64_t ni = g_.unit_inner[u];
@@ -272,12 +275,47 @@ GridResult GridEncoder::Run() {
   TrialStats best_stats;
   CSum inner_trial;
   bool stop = g_.outer == 0;
+  // Early stops (EncodeGrid): only when the first pass runs every trial the search can keep.
+  const bool early = raw_above_ > 0 && (g_.outer == 0 || o_.class_max <= kBatch);
   for (int k0 = 1; k0 == 1 || (!stop && k0 <= o_.class_max); k0 += kBatch) {
     const int nr = stop ? 0 : std::min(kBatch, o_.class_max - k0 + 1);
     std::vector<Rings> rings(nr);
     for (int t = 0; t < nr; ++t) rings[t] = Rings(g_.D, g_.L, k0 + t);
     std::fill(ts.begin(), ts.end(), TrialStats{});
-    Pass(k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    if (k0 == 1 && early) {
+      // Rounds of units; after each (but the last) a lower bound on the final mean error of
+      // every ring count 1..nr (K = 0 without outer pairs): the non-negative per-unit error sums
+      // of the units done, as the final mean error adds them (real elements only).
+      const int64_t rounds = std::min<int64_t>(units_, kRounds);
+      CSum in_done;
+      std::vector<CSum> out_done(nr);
+      int64_t u0 = 0;
+      for (int64_t r = 1; r <= rounds; ++r) {
+        const int64_t u1 = (r * units_ + rounds - 1) / rounds;
+        Pass(u0, u1, true, rings.data(), nr, nr - 1, &in, &ts);
+        if (u1 == units_) break;
+        for (int64_t u = u0; u < u1; ++u) {
+          in_done.Add(g_.outer == 0 ? in[u].fin0 : in[u].fin1);
+          for (int t = 0; t < nr; ++t) out_done[t].Add(ts[u * kBatch + t].fin);
+        }
+        u0 = u1;
+        double lb = std::numeric_limits<double>::infinity();
+        if (nr == 0) lb = in_done.value() / numel;
+        for (int t = 0; t < nr; ++t) {
+          CSum s = in_done;
+          s.Add(out_done[t]);
+          lb = std::min(lb, s.value() / numel);
+        }
+        if (lb > raw_above_ * (1 + 1e-9)) {
+          res.above = true;
+          res.bound = lb;
+          res.pairs_seen = std::min(g_.M, u1 * kUnitPairs);
+          return res;
+        }
+      }
+    } else {
+      Pass(0, units_, k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    }
     written = k0 + nr - 1;
     if (k0 == 1) {
       for (const InnerStats& s : in) inner_trial.Add(s.fin0);
@@ -324,7 +362,7 @@ GridResult GridEncoder::Run() {
   if (K != written) {       // the codes of trial K are the final outer codes
     const Rings rings(g_.D, g_.L, K);
     std::fill(ts.begin(), ts.end(), TrialStats{});
-    Pass(false, &rings, 1, 0, nullptr, &ts);
+    Pass(0, units_, false, &rings, 1, 0, nullptr, &ts);
   }
   for (const InnerStats& s : in) {
     for (const auto& [i, jb] : s.patches) codes_[i] = jb;
@@ -339,8 +377,9 @@ GridResult GridEncoder::Run() {
 
 }  // namespace
 
-GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex) {
-  return GridEncoder(g, n, o, ex).Run();
+GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
+                      Executor& ex) {
+  return GridEncoder(g, n, o, raw_above, ex).Run();
 }
 
 }  // namespace hc::hc1
