@@ -13,6 +13,7 @@
 #include "core/base/status_macros.h"
 #include "core/codec/hc1_geometry.h"
 #include "core/codec/hc1_grid.h"
+#include "core/codec/hc1_simd.h"
 #include "core/io/bit_pack.h"
 
 namespace hc {
@@ -194,7 +195,11 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     std::vector<float> sums(chunks);
     ex.ParallelFor(chunks, [&](int64_t c) {
       const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
-      WidenToF32(info.dtype, data.data() + b * esize, n, buf.data() + b);
+      if (info.dtype == DType::kF16) {
+        hc1::WidenF16(data.data() + b * esize, n, buf.data() + b);
+      } else {
+        WidenToF32(info.dtype, data.data() + b * esize, n, buf.data() + b);
+      }
       sums[c] = hc1::PairwiseSumF32(buf.data() + b, n, 1);
     });
     if (g.numel % 2 == 1) {

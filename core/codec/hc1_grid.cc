@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/codec/hc1_geometry.h"
+#include "core/codec/hc1_simd.h"
 
 namespace hc::hc1 {
 namespace {
@@ -53,39 +54,6 @@ struct TrialStats {
 // Class trials computed per pass over the data (the presets need one pass).
 constexpr int kBatch = 4;
 
-// One class trial (or the final encode's outer part): ring radii r_i = i * each + L/2, r_k = D;
-// an outer pair goes to the first ring i >= 1 with d <= r_i and is looked up at
-// float32(p - c) * f_i + c, f_i = (L/2) / r_i.
-struct Rings {
-  int k = 0;
-  bool increasing = true;
-  double r[kMaxRings + 1] = {}, f[kMaxRings + 1] = {}, inv_f[kMaxRings + 1] = {};
-  Rings() = default;
-  Rings(double D, double L, int k_) : k(k_) {
-    const double h = L / 2;
-    const double each = (D - h) / k;
-    for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
-    r[k] = D;
-    for (int i = 0; i <= k; ++i) {
-      f[i] = h / r[i];
-      inv_f[i] = 1.0 / f[i];
-      if (i > 0 && r[i] < r[i - 1]) increasing = false;
-    }
-  }
-  // The first ring i >= 1 with d <= r_i (r_k = D >= d). With increasing radii that is one plus
-  // the number of inner radii below d, counted without branches.
-  int Class(double d) const {
-    if (increasing) {
-      int i = 1;
-      for (int m = 1; m < k; ++m) i += d > r[m];
-      return i;
-    }
-    int i = 1;
-    while (i < k && !(d <= r[i])) ++i;
-    return i;
-  }
-};
-
 // Encodes the tensor with one codebook size: the inner pairs, the class-count search over the
 // outer pairs, the final codes.
 class GridEncoder {
@@ -97,7 +65,8 @@ class GridEncoder {
         ex_(ex),
         cb_(Layout::Get(g.L, n), g.cx, g.cy),
         stride_(static_cast<uint32_t>(n + 1)),
-        units_(g.units()) {}
+        units_(g.units()),
+        trial_(BestOuterTrial()) {}
 
   GridResult Run();
 
@@ -119,6 +88,7 @@ class GridEncoder {
   const Codebook cb_;
   const uint32_t stride_;
   const int64_t units_;
+  const OuterTrialFn trial_;
   std::vector<uint32_t> codes_;
 };
 
@@ -178,19 +148,18 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   s.max1 = max1;
 }
 
-// Outer pairs, in blocks: the float32 distance once per pair, then per trial the ring and the
-// pulled-in point of every pair (grid cells located and prefetched), then the lookups, the
-// reconstructions (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; they only
-// feed the mean error) and their errors, summed plainly within the block.
+// Outer pairs, in blocks: the float32 distance once per pair, then per trial the kernel
+// (hc1_simd.h: ring, pulled-in point, lookup, reconstruction (CB[j] - c) * (1 / f) + c, within an
+// ulp of the reference's division; they only feed the mean error), then the errors of every
+// trial summed plainly within the block, in pair order.
 void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
                              int write, TrialStats* s) {
-  const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
-  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock], bqx[kBlock], bqy[kBlock];
+  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
+  double ex[kBatch][kBlock], ey[kBatch][kBlock];
+  uint32_t code[kBatch][kBlock];
   int64_t bi[kBlock];
-  int bcls[kBlock];
-  const uint32_t* bcell[kBlock];
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
     const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
     int pad = -1;  // the block position of the pair holding the padding element, if here
@@ -206,39 +175,24 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       bpy[k] = py;
       if (!g_.YReal(i)) pad = k;
     }
-    const Codebook::Locator loc = cb_.locator();
+    const OuterBlock ob{bdx, bdy, bd, bpx, bpy, cnt};
+    for (int t = 0; t < nr; ++t) trial_(cb_, ob, rings[t], stride_, code[t], ex[t], ey[t]);
     for (int t = 0; t < nr; ++t) {
-      const Rings& R = rings[t];
       double acc = 0;  // a plain sum per block, compensated across blocks
       uint32_t m = mx[t];
-      double pad_err = 0;
+      const double* ext = ex[t];
+      const double* eyt = ey[t];
+      const uint32_t* ct = code[t];
       for (int k = 0; k < cnt; ++k) {
-        const int cls = R.Class(bd[k]);
-        bcls[k] = cls;
-        bqx[k] = bdx[k] * R.f[cls] + cx;
-        bqy[k] = bdy[k] * R.f[cls] + cy;
-        bcell[k] = loc.Cell(bqx[k], bqy[k]);
-        __builtin_prefetch(bcell[k]);
+        acc += k != pad ? ext[k] + eyt[k] : ext[k];
+        m = std::max(m, ct[k]);
       }
-      for (int k = 0; k < cnt; ++k) {
-        const int cls = bcls[k];
-        const double inv = R.inv_f[cls];
-        const uint32_t j = cb_.Pick(bcell[k], bqx[k], bqy[k]);
-        const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
-        if (t == write) codes_[bi[k]] = code;
-        m = std::max(m, code);
-        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
-        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
-        if (k != pad) [[likely]] {
-          acc += ex0 + ey0;
-        } else {
-          acc += ex0;
-          pad_err = ey0;
-        }
-      }
+      if (pad >= 0) s[t].pad = eyt[pad];
       fin[t].Add(acc);
       mx[t] = m;
-      if (pad >= 0) s[t].pad = pad_err;
+      if (t == write) {
+        for (int k = 0; k < cnt; ++k) codes_[bi[k]] = ct[k];
+      }
     }
   }
   for (int t = 0; t < nr; ++t) {

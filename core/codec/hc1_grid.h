@@ -9,6 +9,7 @@
 
 #include "core/base/parallel.h"
 #include "core/codec/hc1.h"
+#include "core/codec/hc1_simd.h"
 
 namespace hc::hc1 {
 
@@ -16,8 +17,6 @@ namespace hc::hc1 {
 /// uses numpy's own chunk (hc1::kNumpyChunk pairs) instead.
 constexpr int64_t kUnitPairs = 4096;
 static_assert(kUnitPairs <= 65536, "pair offsets are uint16");
-/// Most rings (class_max) the encoder supports.
-constexpr int kMaxRings = 32;
 
 /// The tensor as float32 pairs plus everything that does not depend on n (filled by the codec).
 struct Geometry {
