@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -183,31 +184,31 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   const int64_t M = g.M;
 
   // Values as float32 (F16/BF16 widened exactly), padded to 2M with numpy's float32 mean.
-  std::vector<float> buf;
+  std::unique_ptr<float[]> buf;  // every element is written below: no zero fill
   const bool direct = info.dtype == DType::kF32 && g.numel % 2 == 0 &&
                       reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0;
   if (direct) {
     g.x = reinterpret_cast<const float*>(data.data());
   } else {
-    buf.resize(2 * M);
+    buf.reset(new float[2 * M]);
     const size_t esize = DTypeSize(info.dtype);
     const int64_t chunks = (g.numel + hc1::kNumpyChunk - 1) / hc1::kNumpyChunk;
     std::vector<float> sums(chunks);
     ex.ParallelFor(chunks, [&](int64_t c) {
       const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
       if (info.dtype == DType::kF16) {
-        hc1::WidenF16(data.data() + b * esize, n, buf.data() + b);
+        hc1::WidenF16(data.data() + b * esize, n, buf.get() + b);
       } else {
-        WidenToF32(info.dtype, data.data() + b * esize, n, buf.data() + b);
+        WidenToF32(info.dtype, data.data() + b * esize, n, buf.get() + b);
       }
-      sums[c] = hc1::PairwiseSumF32(buf.data() + b, n, 1);
+      sums[c] = hc1::PairwiseSumF32(buf.get() + b, n, 1);
     });
     if (g.numel % 2 == 1) {
       float s = 0.0f;
       for (float v : sums) s += v;
       buf[g.numel] = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
     }
-    g.x = buf.data();
+    g.x = buf.get();
   }
 
   // Centre: numpy's mean of the x lane and of the y lane (chunk sums in parallel, added in
