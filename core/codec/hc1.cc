@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "core/base/status_macros.h"
 #include "core/codec/hc1_geometry.h"
 #include "core/codec/hc1_grid.h"
+#include "core/codec/hc1_simd.h"
 #include "core/io/bit_pack.h"
 
 namespace hc {
@@ -182,27 +184,31 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   const int64_t M = g.M;
 
   // Values as float32 (F16/BF16 widened exactly), padded to 2M with numpy's float32 mean.
-  std::vector<float> buf;
+  std::unique_ptr<float[]> buf;  // every element is written below: no zero fill
   const bool direct = info.dtype == DType::kF32 && g.numel % 2 == 0 &&
                       reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0;
   if (direct) {
     g.x = reinterpret_cast<const float*>(data.data());
   } else {
-    buf.resize(2 * M);
+    buf.reset(new float[2 * M]);
     const size_t esize = DTypeSize(info.dtype);
     const int64_t chunks = (g.numel + hc1::kNumpyChunk - 1) / hc1::kNumpyChunk;
     std::vector<float> sums(chunks);
     ex.ParallelFor(chunks, [&](int64_t c) {
       const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
-      WidenToF32(info.dtype, data.data() + b * esize, n, buf.data() + b);
-      sums[c] = hc1::PairwiseSumF32(buf.data() + b, n, 1);
+      if (info.dtype == DType::kF16) {
+        hc1::WidenF16(data.data() + b * esize, n, buf.get() + b);
+      } else {
+        WidenToF32(info.dtype, data.data() + b * esize, n, buf.get() + b);
+      }
+      sums[c] = hc1::PairwiseSumF32(buf.get() + b, n, 1);
     });
     if (g.numel % 2 == 1) {
       float s = 0.0f;
       for (float v : sums) s += v;
       buf[g.numel] = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
     }
-    g.x = buf.data();
+    g.x = buf.get();
   }
 
   // Centre: numpy's mean of the x lane and of the y lane (chunk sums in parallel, added in
@@ -300,18 +306,36 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
 
   // One full encode per codebook size: the first whose error is within loss_max wins, else the
   // smallest error (the earliest on ties).
+  // With the fallback on, a codebook size may stop early once its mean error provably exceeds
+  // fallback_mae (GridResult::above): it then counts as an infinite error. That changes no
+  // decision when there is one n, or when loss_max <= fallback_mae (such an n is never within
+  // loss_max, and is the smallest error only when every n exceeds fallback_mae).
+  const double raw_above =
+      o_.fallback_mae > 0 && (o_.n.size() == 1 || o_.loss_max <= o_.fallback_mae)
+          ? o_.fallback_mae
+          : 0.0;
   GridResult chosen;
+  double chosen_mae = 0;
   size_t chosen_index = 0;
   for (size_t k = 0; k < o_.n.size(); ++k) {
-    GridResult r = hc1::EncodeGrid(g, o_.n[k], o_, ex);
-    const bool within = r.mae <= o_.loss_max;
-    if (k == 0 || within || r.mae < chosen.mae) {
+    GridResult r = hc1::EncodeGrid(g, o_.n[k], o_, raw_above, ex);
+    const double mae = r.above ? std::numeric_limits<double>::infinity() : r.mae;
+    const bool within = mae <= o_.loss_max;
+    if (k == 0 || within || mae < chosen_mae) {
       chosen = std::move(r);
+      chosen_mae = mae;
       chosen_index = k;
     }
     if (within) break;
   }
 
+  if (chosen.above) {
+    enc.raw = true;
+    enc.raw_reason =
+        absl::StrCat("mean error > fallback_mae ", o_.fallback_mae, " (lower bound ", chosen.bound,
+                     " after ", chosen.pairs_seen, " of ", M, " pairs)");
+    return enc;
+  }
   if (o_.fallback_mae > 0 && chosen.mae > o_.fallback_mae) {
     enc.raw = true;
     enc.raw_reason = absl::StrCat("mean error ", chosen.mae, " > fallback_mae ", o_.fallback_mae);

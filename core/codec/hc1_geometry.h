@@ -115,6 +115,8 @@ class Codebook {
   /// Coordinates of row j (0 <= j <= n).
   double x(int64_t j) const { return xy_[2 * j]; }
   double y(int64_t j) const { return xy_[2 * j + 1]; }
+  /// Rows 0..n + 1 as x, y pairs (row n + 1: the dummy at infinity), for vector kernels.
+  const double* xy() const { return xy_.data(); }
   /// The centre (row 0) as float64.
   double cx() const { return xy_[0]; }
   double cy() const { return xy_[1]; }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/codec/hc1_geometry.h"
+#include "core/codec/hc1_simd.h"
 
 namespace hc::hc1 {
 namespace {
@@ -53,50 +54,19 @@ struct TrialStats {
 // Class trials computed per pass over the data (the presets need one pass).
 constexpr int kBatch = 4;
 
-// One class trial (or the final encode's outer part): ring radii r_i = i * each + L/2, r_k = D;
-// an outer pair goes to the first ring i >= 1 with d <= r_i and is looked up at
-// float32(p - c) * f_i + c, f_i = (L/2) / r_i.
-struct Rings {
-  int k = 0;
-  bool increasing = true;
-  double r[kMaxRings + 1] = {}, f[kMaxRings + 1] = {}, inv_f[kMaxRings + 1] = {};
-  Rings() = default;
-  Rings(double D, double L, int k_) : k(k_) {
-    const double h = L / 2;
-    const double each = (D - h) / k;
-    for (int i = 0; i <= k; ++i) r[i] = static_cast<double>(i) * each + h;
-    r[k] = D;
-    for (int i = 0; i <= k; ++i) {
-      f[i] = h / r[i];
-      inv_f[i] = 1.0 / f[i];
-      if (i > 0 && r[i] < r[i - 1]) increasing = false;
-    }
-  }
-  // The first ring i >= 1 with d <= r_i (r_k = D >= d). With increasing radii that is one plus
-  // the number of inner radii below d, counted without branches.
-  int Class(double d) const {
-    if (increasing) {
-      int i = 1;
-      for (int m = 1; m < k; ++m) i += d > r[m];
-      return i;
-    }
-    int i = 1;
-    while (i < k && !(d <= r[i])) ++i;
-    return i;
-  }
-};
-
 // Encodes the tensor with one codebook size: the inner pairs, the class-count search over the
 // outer pairs, the final codes.
 class GridEncoder {
  public:
-  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex)
+  GridEncoder(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above, Executor& ex)
       : g_(g),
         o_(o),
+        raw_above_(raw_above),
         ex_(ex),
         cb_(Layout::Get(g.L, n), g.cx, g.cy),
         stride_(static_cast<uint32_t>(n + 1)),
-        units_(g.units()) {}
+        units_(g.units()),
+        trial_(BestOuterTrial()) {}
 
   GridResult Run();
 
@@ -107,16 +77,18 @@ class GridEncoder {
   // codes of trial `write` (-1: none).
   void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr, int write,
                   TrialStats* s);
-  // One pass over all units: inner pairs too if `inner` is set, then trials rings[0..nr).
-  void Pass(bool inner, const Rings* rings, int nr, int write, std::vector<InnerStats>* in,
-            std::vector<TrialStats>* ts);
+  // One pass over units [u0, u1): inner pairs too if `inner` is set, then trials rings[0..nr).
+  void Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
+            std::vector<InnerStats>* in, std::vector<TrialStats>* ts);
 
   const Geometry& g_;
   const Hc1Options& o_;
+  const double raw_above_;
   Executor& ex_;
   const Codebook cb_;
   const uint32_t stride_;
   const int64_t units_;
+  const OuterTrialFn trial_;
   std::vector<uint32_t> codes_;
 };
 
@@ -176,19 +148,18 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   s.max1 = max1;
 }
 
-// Outer pairs, in blocks: the float32 distance once per pair, then per trial the ring and the
-// pulled-in point of every pair (grid cells located and prefetched), then the lookups, the
-// reconstructions (CB[j] - c) * (1 / f) + c (within an ulp of the reference's division; they only
-// feed the mean error) and their errors, summed plainly within the block.
+// Outer pairs, in blocks: the float32 distance once per pair, then per trial the kernel
+// (hc1_simd.h: ring, pulled-in point, lookup, reconstruction (CB[j] - c) * (1 / f) + c, within an
+// ulp of the reference's division; they only feed the mean error), then the errors of every
+// trial summed plainly within the block, in pair order.
 void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
                              int write, TrialStats* s) {
-  const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
-  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock], bqx[kBlock], bqy[kBlock];
+  double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
+  double ex[kBatch][kBlock], ey[kBatch][kBlock];
+  uint32_t code[kBatch][kBlock];
   int64_t bi[kBlock];
-  int bcls[kBlock];
-  const uint32_t* bcell[kBlock];
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
     const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
     int pad = -1;  // the block position of the pair holding the padding element, if here
@@ -204,39 +175,24 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       bpy[k] = py;
       if (!g_.YReal(i)) pad = k;
     }
-    const Codebook::Locator loc = cb_.locator();
+    const OuterBlock ob{bdx, bdy, bd, bpx, bpy, cnt};
+    for (int t = 0; t < nr; ++t) trial_(cb_, ob, rings[t], stride_, code[t], ex[t], ey[t]);
     for (int t = 0; t < nr; ++t) {
-      const Rings& R = rings[t];
       double acc = 0;  // a plain sum per block, compensated across blocks
       uint32_t m = mx[t];
-      double pad_err = 0;
+      const double* ext = ex[t];
+      const double* eyt = ey[t];
+      const uint32_t* ct = code[t];
       for (int k = 0; k < cnt; ++k) {
-        const int cls = R.Class(bd[k]);
-        bcls[k] = cls;
-        bqx[k] = bdx[k] * R.f[cls] + cx;
-        bqy[k] = bdy[k] * R.f[cls] + cy;
-        bcell[k] = loc.Cell(bqx[k], bqy[k]);
-        __builtin_prefetch(bcell[k]);
+        acc += k != pad ? ext[k] + eyt[k] : ext[k];
+        m = std::max(m, ct[k]);
       }
-      for (int k = 0; k < cnt; ++k) {
-        const int cls = bcls[k];
-        const double inv = R.inv_f[cls];
-        const uint32_t j = cb_.Pick(bcell[k], bqx[k], bqy[k]);
-        const uint32_t code = j + stride_ * static_cast<uint32_t>(cls);
-        if (t == write) codes_[bi[k]] = code;
-        m = std::max(m, code);
-        const double ex0 = std::abs((cb_.x(j) - cx) * inv + cx - bpx[k]);
-        const double ey0 = std::abs((cb_.y(j) - cy) * inv + cy - bpy[k]);
-        if (k != pad) [[likely]] {
-          acc += ex0 + ey0;
-        } else {
-          acc += ex0;
-          pad_err = ey0;
-        }
-      }
+      if (pad >= 0) s[t].pad = eyt[pad];
       fin[t].Add(acc);
       mx[t] = m;
-      if (pad >= 0) s[t].pad = pad_err;
+      if (t == write) {
+        for (int k = 0; k < cnt; ++k) codes_[bi[k]] = ct[k];
+      }
     }
   }
   for (int t = 0; t < nr; ++t) {
@@ -245,9 +201,10 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
   }
 }
 
-void GridEncoder::Pass(bool inner, const Rings* rings, int nr, int write,
+void GridEncoder::Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
                        std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
-  ex_.ParallelFor(units_, [&](int64_t u) {
+  ex_.ParallelFor(u1 - u0, [&](int64_t v) {
+    const int64_t u = u0 + v;
     const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
     const uint16_t* order = g_.order.data() + b;
     const int64_t ni = g_.unit_inner[u];
@@ -272,12 +229,47 @@ GridResult GridEncoder::Run() {
   TrialStats best_stats;
   CSum inner_trial;
   bool stop = g_.outer == 0;
+  // Early stops (EncodeGrid): only when the first pass runs every trial the search can keep.
+  const bool early = raw_above_ > 0 && (g_.outer == 0 || o_.class_max <= kBatch);
   for (int k0 = 1; k0 == 1 || (!stop && k0 <= o_.class_max); k0 += kBatch) {
     const int nr = stop ? 0 : std::min(kBatch, o_.class_max - k0 + 1);
     std::vector<Rings> rings(nr);
     for (int t = 0; t < nr; ++t) rings[t] = Rings(g_.D, g_.L, k0 + t);
     std::fill(ts.begin(), ts.end(), TrialStats{});
-    Pass(k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    if (k0 == 1 && early) {
+      // Rounds of units; after each (but the last) a lower bound on the final mean error of
+      // every ring count 1..nr (K = 0 without outer pairs): the non-negative per-unit error sums
+      // of the units done, as the final mean error adds them (real elements only).
+      const int64_t rounds = std::min<int64_t>(units_, kRounds);
+      CSum in_done;
+      std::vector<CSum> out_done(nr);
+      int64_t u0 = 0;
+      for (int64_t r = 1; r <= rounds; ++r) {
+        const int64_t u1 = (r * units_ + rounds - 1) / rounds;
+        Pass(u0, u1, true, rings.data(), nr, nr - 1, &in, &ts);
+        if (u1 == units_) break;
+        for (int64_t u = u0; u < u1; ++u) {
+          in_done.Add(g_.outer == 0 ? in[u].fin0 : in[u].fin1);
+          for (int t = 0; t < nr; ++t) out_done[t].Add(ts[u * kBatch + t].fin);
+        }
+        u0 = u1;
+        double lb = std::numeric_limits<double>::infinity();
+        if (nr == 0) lb = in_done.value() / numel;
+        for (int t = 0; t < nr; ++t) {
+          CSum s = in_done;
+          s.Add(out_done[t]);
+          lb = std::min(lb, s.value() / numel);
+        }
+        if (lb > raw_above_ * (1 + 1e-9)) {
+          res.above = true;
+          res.bound = lb;
+          res.pairs_seen = std::min(g_.M, u1 * kUnitPairs);
+          return res;
+        }
+      }
+    } else {
+      Pass(0, units_, k0 == 1, rings.data(), nr, nr - 1, &in, &ts);
+    }
     written = k0 + nr - 1;
     if (k0 == 1) {
       for (const InnerStats& s : in) inner_trial.Add(s.fin0);
@@ -324,7 +316,7 @@ GridResult GridEncoder::Run() {
   if (K != written) {       // the codes of trial K are the final outer codes
     const Rings rings(g_.D, g_.L, K);
     std::fill(ts.begin(), ts.end(), TrialStats{});
-    Pass(false, &rings, 1, 0, nullptr, &ts);
+    Pass(0, units_, false, &rings, 1, 0, nullptr, &ts);
   }
   for (const InnerStats& s : in) {
     for (const auto& [i, jb] : s.patches) codes_[i] = jb;
@@ -339,8 +331,9 @@ GridResult GridEncoder::Run() {
 
 }  // namespace
 
-GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex) {
-  return GridEncoder(g, n, o, ex).Run();
+GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
+                      Executor& ex) {
+  return GridEncoder(g, n, o, raw_above, ex).Run();
 }
 
 }  // namespace hc::hc1

@@ -9,6 +9,7 @@
 
 #include "core/base/parallel.h"
 #include "core/codec/hc1.h"
+#include "core/codec/hc1_simd.h"
 
 namespace hc::hc1 {
 
@@ -16,8 +17,6 @@ namespace hc::hc1 {
 /// uses numpy's own chunk (hc1::kNumpyChunk pairs) instead.
 constexpr int64_t kUnitPairs = 4096;
 static_assert(kUnitPairs <= 65536, "pair offsets are uint16");
-/// Most rings (class_max) the encoder supports.
-constexpr int kMaxRings = 32;
 
 /// The tensor as float32 pairs plus everything that does not depend on n (filled by the codec).
 struct Geometry {
@@ -62,11 +61,29 @@ struct GridResult {
   /// The largest index and the index I of every pair.
   uint32_t max_index = 0;
   std::vector<uint32_t> codes;
+  /// Set when the encoder stopped early because the mean error provably exceeds `raw_above`
+  /// (EncodeGrid): then only `bound` (a lower bound on the mean error, > raw_above) and
+  /// `pairs_seen` are meaningful.
+  bool above = false;
+  double bound = 0;
+  int64_t pairs_seen = 0;
 };
 
 /// Encodes the tensor of `g` with codebook size `n`: K, the indices, their maximum and the mean
 /// error. Output does not depend on the executor's threads.
-GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, Executor& ex);
+///
+/// With `raw_above` > 0 the caller only needs the result if the mean error is <= raw_above: the
+/// first pass then runs in rounds of units (kRounds, fixed by the tensor's size alone) and stops
+/// as soon as the errors summed so far prove, for every ring count the search may pick, a mean
+/// error above raw_above (with a 1e-9 relative margin); the result is then `above`. Early stops
+/// need every trial in the first pass (class_max <= 4, or no outer pairs); otherwise the full
+/// result comes back.
+GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
+                      Executor& ex);
+
+/// Rounds of the early-stopping first pass: round r (1-based) ends at unit
+/// ceil(r * units / min(units, kRounds)).
+constexpr int64_t kRounds = 16;
 
 }  // namespace hc::hc1
 

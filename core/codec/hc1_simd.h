@@ -1,0 +1,74 @@
+// hc1's hot kernel, one class trial over a block of outer pairs, in a scalar reference and an
+// AVX-512 version picked at run time. Both do exactly the same float64 operations in the same
+// order (no FMA), so they give bit-identical codes and errors; tests/core/codec/hc1_simd_test.cc
+// checks that. Used by core/codec/hc1_grid.cc; spec: core/format/spec-hc1.md, section 5.6.
+#ifndef HC_CORE_CODEC_HC1_SIMD_H_
+#define HC_CORE_CODEC_HC1_SIMD_H_
+
+#include <cstdint>
+
+#include "core/codec/hc1_geometry.h"
+
+namespace hc::hc1 {
+
+/// Most rings (class_max) the encoder supports.
+constexpr int kMaxRings = 32;
+
+/// One class trial's rings: radii r_i = i * each + L/2 (i = 0..k), r_k = D; an outer pair goes
+/// to the first ring i >= 1 with d <= r_i and is looked up at float32(p - c) * f_i + c,
+/// f_i = (L/2) / r_i.
+struct Rings {
+  int k = 0;
+  bool increasing = true;
+  double r[kMaxRings + 1] = {}, f[kMaxRings + 1] = {}, inv_f[kMaxRings + 1] = {};
+  Rings() = default;
+  Rings(double D, double L, int k_);
+  /// The first ring i >= 1 with d <= r_i (r_k = D >= d). With increasing radii that is one plus
+  /// the number of inner radii below d, counted without branches.
+  int Class(double d) const {
+    if (increasing) {
+      int i = 1;
+      for (int m = 1; m < k; ++m) i += d > r[m];
+      return i;
+    }
+    int i = 1;
+    while (i < k && !(d <= r[i])) ++i;
+    return i;
+  }
+};
+
+/// A block of outer pairs, as float64 copies of float32 values: dx, dy = float32(p - c),
+/// d = float32 |p - c|, px, py = p. `cnt` pairs.
+struct OuterBlock {
+  const double *dx, *dy, *d, *px, *py;
+  int cnt;
+};
+
+/// One trial over a block: for pair k, cls = R.Class(d), the query q = dx * f_cls + c (per
+/// component), j = cb.Pick(cell of q, q), code[k] = j + stride * cls, and the reconstruction
+/// errors ex[k] = |(CB_x[j] - c_x) * inv_f_cls + c_x - px|, ey[k] likewise.
+using OuterTrialFn = void (*)(const Codebook& cb, const OuterBlock& b, const Rings& R,
+                              uint32_t stride, uint32_t* code, double* ex, double* ey);
+
+/// The scalar reference.
+void OuterTrialScalar(const Codebook& cb, const OuterBlock& b, const Rings& R, uint32_t stride,
+                      uint32_t* code, double* ex, double* ey);
+/// Whether the CPU runs the AVX-512 kernel (AVX512F, VL, DQ).
+bool HaveAvx512();
+/// The AVX-512 kernel, 8 pairs at a time; call only when HaveAvx512(). Falls back to the scalar
+/// Pick for lanes off the grid or in overflowing cells, and to the scalar kernel for rings that
+/// do not increase.
+void OuterTrialAvx512(const Codebook& cb, const OuterBlock& b, const Rings& R, uint32_t stride,
+                      uint32_t* code, double* ex, double* ey);
+/// The best kernel for this CPU.
+OuterTrialFn BestOuterTrial();
+
+/// Widens `n` binary16 values (little-endian) to float32, exactly: finite values and infinities
+/// bit for bit as hc::HalfToFloat, NaN to a NaN. With F16C when the CPU has it.
+void WidenF16(const uint8_t* src, int64_t n, float* dst);
+/// The portable version of WidenF16 (hc::WidenToF32).
+void WidenF16Scalar(const uint8_t* src, int64_t n, float* dst);
+
+}  // namespace hc::hc1
+
+#endif  // HC_CORE_CODEC_HC1_SIMD_H_

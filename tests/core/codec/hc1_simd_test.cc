@@ -1,0 +1,187 @@
+// hc1's vector kernels against their scalar references (core/codec/hc1_simd.h): bit-identical
+// codes and errors on random queries, cell edges, the centre's overflowing cells, queries off the
+// grid, every ring count, and the exact F16 widening.
+#include "core/codec/hc1_simd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "core/base/dtype.h"
+#include "core/codec/hc1_geometry.h"
+#include "gtest/gtest.h"
+
+namespace hc::hc1 {
+namespace {
+
+uint64_t Bits(double v) {
+  uint64_t b;
+  std::memcpy(&b, &v, 8);
+  return b;
+}
+
+// A block of outer pairs around centre (cx, cy), as hc1_grid.cc builds it.
+struct Block {
+  std::vector<double> dx, dy, d, px, py;
+  void Add(float cx, float cy, float x, float y) {
+    const float fx = x - cx, fy = y - cy;
+    dx.push_back(fx);
+    dy.push_back(fy);
+    d.push_back(std::sqrt(fx * fx + fy * fy));
+    px.push_back(x);
+    py.push_back(y);
+  }
+  OuterBlock View(int cnt) const {
+    return {dx.data(), dy.data(), d.data(), px.data(), py.data(), cnt};
+  }
+};
+
+struct Case {
+  double L;
+  int64_t n;
+  float cx, cy;
+};
+
+// Random pairs within distance D of the centre, pairs on the grid's cell lines (with rings of
+// f = 1 when D = L/2), pairs near the centre (the overflowing cells), and pairs beyond D (their
+// queries leave the grid).
+Block MakeBlock(const Codebook& cb, const Case& c, double D, std::mt19937_64& rng) {
+  Block b;
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const Layout& l = cb.layout();
+  for (int i = 0; i < 400; ++i) {
+    const double r = D * std::sqrt(std::abs(u(rng))), a = 3.14159265358979 * u(rng);
+    b.Add(c.cx, c.cy, static_cast<float>(c.cx + r * std::cos(a)),
+          static_cast<float>(c.cy + r * std::sin(a)));
+  }
+  const double ox = static_cast<double>(c.cx) - c.L / 2, oy = static_cast<double>(c.cy) - c.L / 2;
+  for (int i = 0; i < 200; ++i) {  // cell lines and corners
+    const int gx = static_cast<int>(rng() % (l.cells_per_axis() + 1)) - 1;
+    const int gy = static_cast<int>(rng() % (l.cells_per_axis() + 1)) - 1;
+    const double x = ox + (gx - 1) * l.cell(), y = oy + (gy - 1) * l.cell();
+    b.Add(c.cx, c.cy, static_cast<float>(i % 3 == 0 ? x : ox + u(rng) * c.L),
+          static_cast<float>(i % 3 == 1 ? oy + u(rng) * c.L : y));
+  }
+  for (int i = 0; i < 100; ++i) {  // around the centre
+    b.Add(c.cx, c.cy, static_cast<float>(c.cx + u(rng) * l.cell() * 2),
+          static_cast<float>(c.cy + u(rng) * l.cell() * 2));
+  }
+  for (int i = 0; i < 60; ++i) {  // far beyond D: off the grid
+    b.Add(c.cx, c.cy, static_cast<float>(c.cx + u(rng) * D * 50),
+          static_cast<float>(c.cy + u(rng) * D * 50));
+  }
+  // Interleave the kinds so every vector mixes them.
+  Block m;
+  const size_t n = b.dx.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = (k * 7919) % n;
+    m.dx.push_back(b.dx[i]);
+    m.dy.push_back(b.dy[i]);
+    m.d.push_back(b.d[i]);
+    m.px.push_back(b.px[i]);
+    m.py.push_back(b.py[i]);
+  }
+  return m;
+}
+
+TEST(Hc1Simd, OuterTrialMatchesScalarBitForBit) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const std::vector<Case> cases = {{0.1, 1600, 0.001f, -0.002f},
+                                   {0.1, 225, -0.03f, 0.5f},
+                                   {0.8, 1600, 0.0f, 0.0f},
+                                   {0.3, 7, 1.5f, -2.0f},
+                                   {0.1, 50, 3e9f, 1.0f},  // centre too far: grid off
+                                   {0.05, 65536, 0.01f, 0.01f}};
+  std::mt19937_64 rng(7);
+  int checked = 0, off_grid = 0;
+  for (const Case& c : cases) {
+    const Codebook cb(Layout::Get(c.L, c.n), c.cx, c.cy);
+    const uint32_t stride = static_cast<uint32_t>(c.n + 1);
+    const double h = c.L / 2;
+    for (double D : {h, h * 1.0000001, h * 1.7, h * 40, h * 0.5 /* rings shrink */}) {
+      const Block b = MakeBlock(cb, c, D, rng);
+      for (int k : {1, 2, 3, 4, 7, 8, 9, 32}) {
+        const Rings R(static_cast<float>(D), c.L, k);
+        for (int cnt : {0, 1, 7, 8, 9, 127, 128, 129, static_cast<int>(b.dx.size())}) {
+          std::vector<uint32_t> code_s(cnt + 1, 7), code_v(cnt + 1, 7);
+          std::vector<double> ex_s(cnt + 1, -1), ey_s(cnt + 1, -1), ex_v(cnt + 1, -1),
+              ey_v(cnt + 1, -1);
+          OuterTrialScalar(cb, b.View(cnt), R, stride, code_s.data(), ex_s.data(), ey_s.data());
+          OuterTrialAvx512(cb, b.View(cnt), R, stride, code_v.data(), ex_v.data(), ey_v.data());
+          for (int i = 0; i <= cnt; ++i) {  // [cnt]: untouched
+            ASSERT_EQ(code_s[i], code_v[i]) << c.n << " D " << D << " k " << k << " i " << i;
+            ASSERT_EQ(Bits(ex_s[i]), Bits(ex_v[i])) << c.n << " k " << k << " i " << i;
+            ASSERT_EQ(Bits(ey_s[i]), Bits(ey_v[i])) << c.n << " k " << k << " i " << i;
+          }
+          checked += cnt;
+        }
+        // Off-grid queries really occur (pairs beyond D).
+        const Codebook::Locator loc = cb.locator();
+        for (size_t i = 0; i < b.dx.size(); ++i) {
+          const int cls = R.Class(b.d[i]);
+          off_grid += loc.Cell(b.dx[i] * R.f[cls] + cb.cx(), b.dy[i] * R.f[cls] + cb.cy()) ==
+                      nullptr;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100000);
+  EXPECT_GT(off_grid, 100);
+}
+
+TEST(Hc1Simd, ScalarOuterTrialFindsTheNearestRow) {
+  const Case c{0.1, 1600, 0.004f, -0.001f};
+  const Codebook cb(Layout::Get(c.L, c.n), c.cx, c.cy);
+  std::mt19937_64 rng(3);
+  const double D = 0.4;
+  const Block b = MakeBlock(cb, c, D, rng);
+  const Rings R(D, c.L, 3);
+  const int cnt = static_cast<int>(b.dx.size());
+  std::vector<uint32_t> code(cnt);
+  std::vector<double> ex(cnt), ey(cnt);
+  OuterTrialScalar(cb, b.View(cnt), R, 1601, code.data(), ex.data(), ey.data());
+  for (int i = 0; i < cnt; ++i) {
+    const int cls = R.Class(b.d[i]);
+    const double qx = b.dx[i] * R.f[cls] + cb.cx(), qy = b.dy[i] * R.f[cls] + cb.cy();
+    const uint32_t j = cb.NearestBruteForce(qx, qy);
+    ASSERT_EQ(code[i], j + 1601u * cls) << i;
+    ASSERT_EQ(Bits(ex[i]), Bits(std::abs((cb.x(j) - cb.cx()) * R.inv_f[cls] + cb.cx() - b.px[i])));
+  }
+}
+
+TEST(Hc1Simd, WidenF16IsExact) {
+  // Every binary16 value, at every alignment and length remainder.
+  std::vector<uint8_t> src(2 * 65536 + 16);
+  for (uint32_t v = 0; v < 65536; ++v) {
+    src[2 + 2 * v] = static_cast<uint8_t>(v);
+    src[3 + 2 * v] = static_cast<uint8_t>(v >> 8);
+  }
+  for (int off : {0, 1}) {
+    for (int64_t n : {int64_t{65536}, int64_t{65531}, int64_t{7}, int64_t{1}}) {
+      const int64_t count = std::min<int64_t>(n, 65536 - off);
+      std::vector<float> fast(count + 1, 1.0f), slow(count + 1, 1.0f);
+      WidenF16(src.data() + 2 + 2 * off, count, fast.data());
+      WidenF16Scalar(src.data() + 2 + 2 * off, count, slow.data());
+      for (int64_t i = 0; i <= count; ++i) {
+        const float want = i < count ? HalfToFloat(static_cast<uint16_t>(i + off)) : 1.0f;
+        if (std::isnan(want)) {
+          ASSERT_TRUE(std::isnan(fast[i])) << i;
+          ASSERT_TRUE(std::isnan(slow[i])) << i;
+          continue;
+        }
+        uint32_t a, b, w;
+        std::memcpy(&a, &fast[i], 4);
+        std::memcpy(&b, &slow[i], 4);
+        std::memcpy(&w, &want, 4);
+        ASSERT_EQ(a, w) << "value " << i + off;
+        ASSERT_EQ(b, w) << "value " << i + off;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hc::hc1
