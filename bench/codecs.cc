@@ -28,7 +28,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: hyperc-bench codecs [--models A.safetensors,B.safetensors] [--repeat N]\n"
     "\n"
-    "  Encode and decode throughput (weights/s) of hc1 (preset llm) and rtn (bits 4,\n"
+    "  Encode and decode throughput (weights/s) of hc1 (preset llm), hc2 (ec at 4.25 bpw, fixed\n"
+    "  4 bits) and rtn (bits 4,\n"
     "  group_size 128) with 1 and 2 threads, and the hc1/rtn time ratio.\n"
     "\n"
     "  --models LIST  comma-separated safetensors files (default: ppocrv4-rec-f32 and\n"
@@ -176,6 +177,8 @@ int RunCodecs(const std::vector<std::string>& args) {
   const std::vector<CodecSpec> specs = {
       {"hc1 llm", "hc1", {{"preset", "llm"}}},
       {"rtn 4b g128", "rtn", {{"bits", "4"}, {"group_size", "128"}}},
+      {"hc2 ec 4.25", "hc2", {{"bpw", "4.25"}}},
+      {"hc2 fixed 4", "hc2", {{"mode", "fixed"}, {"bits", "4"}}},
   };
   std::vector<std::unique_ptr<Codec>> codecs;
   for (const CodecSpec& s : specs) {

@@ -12,7 +12,7 @@ namespace {
 
 // Add new subcommands here (and their file in bench/CMakeLists.txt).
 constexpr Subcommand kSubcommands[] = {
-    {"codecs", "encode/decode throughput of hc1 (llm) and rtn (4-bit, g128) on 1 and 2 threads",
+    {"codecs", "encode/decode throughput of hc1 (llm), hc2 and rtn (4-bit, g128) on 1 and 2 threads",
      RunCodecs},
     {"load", "N concurrent clients compressing through hyperc-server for S seconds (loopback)",
      RunLoad},

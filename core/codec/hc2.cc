@@ -23,7 +23,7 @@ constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
-constexpr double kMaxQ = double{1 << 23};
+constexpr double kMaxQ = double{1 << 22};
 // Fixed mode: scale candidates per block, as multiples of the block's rms.
 constexpr float kScaleTry[] = {1.0f, 0.87f, 1.15f};
 
@@ -122,20 +122,40 @@ class GaussEntropy {
   double h_[kN];
 };
 
-// One block's ops: class (5 raw bits), then per coefficient its token, extra bits and sign.
-// Overview of the hot loop: quantise, split into tokens, price three candidate classes around
-// the block's rms, emit the ops of the cheapest.
-void BlockOps(const float* z, int n, float step, const hc2::ClassTables& t,
-              std::vector<hc2::RansOp>& ops) {
+// One block quantised: q, tokens, the cheapest class and the block's bits under it (class
+// field, tokens, extra bits, signs). Overview of the hot loop: quantise, split into tokens, price
+// the classes around the block's rms, keep the cheapest.
+struct QuantBlock {
   int32_t q[kBlock];
   uint8_t tok[kBlock];
-  double sumsq = 0;
-  const float inv = 1.0f / step;
+  int cls = 0;
+  double bits = 0;
+};
+void Quantise(const float* z, int n, float step, const hc2::ClassTables& t, QuantBlock& qb) {
+  // Round to nearest even by the 1.5 * 2^23 trick (exact for |v| <= 2^22, which the clamp
+  // keeps), then a token histogram: pricing a class costs one product per distinct token.
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
+  float fq[kBlock];
   for (int i = 0; i < n; ++i) {
-    const float v = std::nearbyint(z[i] * inv);
-    q[i] = static_cast<int32_t>(std::clamp(v, static_cast<float>(-kMaxQ), static_cast<float>(kMaxQ)));
-    sumsq += static_cast<double>(q[i]) * q[i];
-    tok[i] = static_cast<uint8_t>(hc2::SplitMagnitude(static_cast<uint32_t>(std::abs(q[i]))).token);
+    const float v = std::clamp(z[i] * inv, -lim, lim);
+    fq[i] = (v + kMagic) - kMagic;
+  }
+  uint16_t hist[hc2::kTokens] = {};
+  double sumsq = 0;
+  int raw_bits = 0;
+  for (int i = 0; i < n; ++i) {
+    const int32_t q = static_cast<int32_t>(fq[i]);
+    qb.q[i] = q;
+    sumsq += static_cast<double>(fq[i]) * fq[i];
+    const hc2::TokenSplit sp = hc2::SplitMagnitude(static_cast<uint32_t>(std::abs(q)));
+    qb.tok[i] = static_cast<uint8_t>(sp.token);
+    ++hist[sp.token];
+    raw_bits += sp.nextra + (q != 0);
+  }
+  int used[hc2::kTokens], nu = 0;
+  for (int k = 0; k < hc2::kTokens; ++k) {
+    if (hist[k]) used[nu++] = k;
   }
   int c0 = 0;
   if (sumsq > 0) {
@@ -146,25 +166,34 @@ void BlockOps(const float* z, int n, float step, const hc2::ClassTables& t,
   float best_cost = std::numeric_limits<float>::infinity();
   for (int c = std::max(0, c0 - 1); c < hc2::kClasses; ++c) {
     float cost = 0;
-    for (int i = 0; i < n; ++i) cost += t.cost[c][tok[i]];
+    for (int k = 0; k < nu; ++k) cost += static_cast<float>(hist[used[k]]) * t.cost[c][used[k]];
     if (cost < best_cost) {
       best_cost = cost;
       best = c;
     }
     if (c >= c0 + 1 && best >= 0) break;
   }
-  ops.push_back({static_cast<uint32_t>(best), 1, 5});
+  qb.cls = best;
+  qb.bits = 5.0 + best_cost + raw_bits;
+}
+
+// The ops of a quantised block: class (5 raw bits), then per coefficient its token, extra bits
+// and sign.
+void BlockOps(const QuantBlock& qb, int n, const hc2::ClassTables& t,
+              std::vector<hc2::RansOp>& ops) {
+  const int c = qb.cls;
+  ops.push_back({static_cast<uint32_t>(c), 1, 5});
   for (int i = 0; i < n; ++i) {
-    const uint32_t v = static_cast<uint32_t>(std::abs(q[i]));
+    const uint32_t v = static_cast<uint32_t>(std::abs(qb.q[i]));
     const hc2::TokenSplit s = hc2::SplitMagnitude(v);
-    ops.push_back({t.cum[best][s.token], hc2::kTokenFreq[best][s.token], hc2::kFreqBits});
+    ops.push_back({t.cum[c][s.token], hc2::kTokenFreq[c][s.token], hc2::kFreqBits});
     if (s.nextra > 16) {
       ops.push_back({s.extra >> 16, 1, static_cast<uint32_t>(s.nextra - 16)});
       ops.push_back({s.extra & 0xffff, 1, 16});
     } else if (s.nextra > 0) {
       ops.push_back({s.extra, 1, static_cast<uint32_t>(s.nextra)});
     }
-    if (v != 0) ops.push_back({q[i] < 0 ? 1u : 0u, 1, 1});
+    if (v != 0) ops.push_back({qb.q[i] < 0 ? 1u : 0u, 1, 1});
   }
 }
 
@@ -431,53 +460,96 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   }
 
   const hc2::ClassTables& t = hc2::ClassTables::Get();
-  struct Trial {
-    float step = 0;
-    uint64_t bits = 0;
-    std::vector<std::vector<uint8_t>> chunks;
+  // Bits of the whole tensor at `step` from the code lengths (no coding): within a few bytes
+  // per chunk of what rANS writes.
+  std::vector<double> cbits(nc);
+  auto estimate = [&](float step) {
+    ex.ParallelFor(nc, [&](int64_t c) {
+      QuantBlock qb;
+      float z[kBlock];
+      double bits = 32.0 * plan.states(c) + 32.0;
+      for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+        const int n = plan.n(b);
+        hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+        Quantise(z, n, step, t, qb);
+        bits += qb.bits;
+      }
+      cbits[c] = bits;
+    });
+    double total = 0;
+    for (double v : cbits) total += v;
+    return total;
   };
-  auto encode = [&](float step) {
-    Trial tr;
-    tr.step = step;
-    tr.chunks.resize(nc);
+  auto encode = [&](float step, std::vector<std::vector<uint8_t>>& chunks) {
+    chunks.assign(nc, {});
     ex.ParallelFor(nc, [&](int64_t c) {
       std::vector<hc2::RansOp> ops;
       ops.reserve(kChunkBlocks * kBlock * 2);
+      QuantBlock qb;
       float z[kBlock];
       for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
         const int n = plan.n(b);
         hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-        BlockOps(z, n, step, t, ops);
+        Quantise(z, n, step, t, qb);
+        BlockOps(qb, n, t, ops);
       }
-      hc2::RansEncode(ops, plan.states(c), tr.chunks[c]);
+      hc2::RansEncode(ops, plan.states(c), chunks[c]);
     });
-    for (const auto& ch : tr.chunks) tr.bits += 8 * (ch.size() + 4);
-    return tr;
+    uint64_t bits = 0;
+    for (const auto& ch : chunks) bits += 8 * (ch.size() + 4);
+    return bits;
   };
   // Float steps only: the decoder multiplies by the float32 step.
   auto to_step = [&](double log2s) {
     return static_cast<float>(std::exp2(std::max(log2s, min_log2 + 1e-6)));
   };
-  double log2s = hi;
-  Trial best;
+  // The step search on estimates: secant steps on log2(step) until a bracket is found, then
+  // regula falsi inside it, keeping the finest step that fits (with a margin for the coder's
+  // few bytes of overhead per chunk). Small tensors accept a looser fit.
+  const double target = budget - 64.0 * nc;
+  const double tol = plan.numel >= 65536 ? 0.004 : plan.numel >= 4096 ? 0.01 : 0.03;
+  double log2s = hi + 0.06, best_log2 = 0;  // the model is a little optimistic
   bool have = false;
-  for (int it = 0; it < 6; ++it) {
-    Trial tr = encode(to_step(log2s));
-    const double err = (static_cast<double>(tr.bits) - budget) / plan.numel;  // bits per weight
-    const bool fits = static_cast<double>(tr.bits) <= budget;
-    if (fits && (!have || tr.bits > best.bits)) {
-      best = std::move(tr);
-      have = true;
+  double best_bits = -1;
+  double fit_x = 0, fit_e = 0, over_x = 0, over_e = 0;
+  bool has_fit = false, has_over = false;
+  for (int it = 0; it < 12; ++it) {
+    const double bits = estimate(to_step(log2s));
+    const double err = (bits - target) / plan.numel;  // bits per weight
+    if (bits <= target) {
+      if (bits > best_bits) {
+        best_bits = bits;
+        best_log2 = log2s;
+        have = true;
+      }
+      if (err > -tol) break;
+      fit_x = log2s, fit_e = err, has_fit = true;
+    } else {
+      over_x = log2s, over_e = err, has_over = true;
     }
-    if (fits && err > -0.01) break;
-    // About one bit per weight per halving of the step at moderate rates; a little more upwards
-    // so that an over-budget trial is followed by one that fits.
-    log2s += fits ? err * 0.9 : err * 1.1 + 0.002;
-    if (it >= 3 && !have) log2s += 1.0;
+    const double goal = -tol / 2;
+    if (has_fit && has_over) {
+      double x = over_x + (goal - over_e) * (fit_x - over_x) / (fit_e - over_e);
+      const double w = fit_x - over_x;  // > 0: a larger step fits
+      x = std::clamp(x, over_x + 0.1 * w, fit_x - 0.1 * w);
+      log2s = x;
+    } else {
+      log2s += err - goal + (bits > target ? 0.002 : 0.0);  // about 1 bit per halving
+    }
   }
-  if (!have) {  // a budget below what the class fields alone take: the coarsest step
-    best = encode(to_step(std::log2(std::max(zmax, 1e-30f)) + 2));
+  if (!have) best_log2 = std::log2(std::max(zmax, 1e-30f)) + 2;  // the coarsest step
+  std::vector<std::vector<uint8_t>> chunks;
+  float step = to_step(best_log2);
+  uint64_t bits = encode(step, chunks);
+  for (int it = 0; it < 8 && static_cast<double>(bits) > budget; ++it) {
+    step = to_step(std::log2(step) + 0.01 * (it + 1));  // the estimate was short: rare
+    bits = encode(step, chunks);
   }
+  struct {
+    float step;
+    uint64_t bits;
+    std::vector<std::vector<uint8_t>>& chunks;
+  } best{step, bits, chunks};
 
   EncodedTensor enc;
   if (best.bits / 8 > std::numeric_limits<uint32_t>::max()) {

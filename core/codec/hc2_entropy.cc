@@ -40,7 +40,11 @@ void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& 
       buf[--pos] = static_cast<uint8_t>(s);
       s >>= 8;
     }
-    s = ((s / op.freq) << op.bits) + (s % op.freq) + op.start;
+    if (op.freq == 1) {  // a raw field: no division
+      s = (s << op.bits) + op.start;
+    } else {
+      s = ((s / op.freq) << op.bits) + (s % op.freq) + op.start;
+    }
   }
   for (int i = states; i-- > 0;) {
     for (int b = 3; b >= 0; --b) buf[--pos] = static_cast<uint8_t>(x[i] >> (8 * b));

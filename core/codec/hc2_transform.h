@@ -32,7 +32,10 @@ inline int PaddedLength(int r) {
 /// The unnormalised Walsh-Hadamard transform of v[0..n), n a power of two <= 128, in place, in
 /// float32: for h = 1, 2, 4, ... < n, for every pair (j, j + h) with j mod 2h < h:
 /// (v[j], v[j + h]) <- (v[j] + v[j + h], v[j] - v[j + h]). Applying it twice multiplies by n.
+/// Uses an AVX2 kernel for n = 128 where the CPU has it (same bits as FwhtScalar).
 void Fwht(float* v, int n);
+/// The portable reference of Fwht (the test oracle of the SIMD kernel).
+void FwhtScalar(float* v, int n);
 
 /// Forward rotation of one block: v[i] = Sign(i) * x[i] for i < r, 0 for r <= i < n, then Fwht.
 void Rotate(const float* x, int r, int n, float* v);
