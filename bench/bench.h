@@ -29,6 +29,14 @@ int RunCodecs(const std::vector<std::string>& args);
 /// `hyperc-bench load`: concurrent clients against a hyperc-server (bench/load.cc).
 int RunLoad(const std::vector<std::string>& args);
 
+/// `hyperc-bench make-llama`: writes a synthetic LLaMA-2-7B-shaped sharded checkpoint
+/// (bench/make_llama.cc).
+int RunMakeLlama(const std::vector<std::string>& args);
+
+/// `hyperc-bench compress-llama`: times `hyperc compress` on a sharded model, local and through
+/// a hyperc-server, against reading its files (bench/compress_llama.cc).
+int RunCompressLlama(const std::vector<std::string>& args);
+
 /// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
 std::string SharedDir();
 

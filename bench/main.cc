@@ -16,6 +16,10 @@ constexpr Subcommand kSubcommands[] = {
      RunCodecs},
     {"load", "N concurrent clients compressing through hyperc-server for S seconds (loopback)",
      RunLoad},
+    {"make-llama", "write a synthetic LLaMA-2-7B-shaped sharded F16 checkpoint (streaming)",
+     RunMakeLlama},
+    {"compress-llama", "time hyperc compress on a sharded model, local and via hyperc-server",
+     RunCompressLlama},
 };
 
 void PrintUsage(std::FILE* out) {
@@ -26,7 +30,7 @@ void PrintUsage(std::FILE* out) {
       "\n"
       "commands:\n",
       out);
-  for (const Subcommand& s : kSubcommands) std::fprintf(out, "  %-10s %s\n", s.name, s.summary);
+  for (const Subcommand& s : kSubcommands) std::fprintf(out, "  %-14s %s\n", s.name, s.summary);
   std::fputs("\nRun 'hyperc-bench <command> --help' for a command's options.\n", out);
 }
 
