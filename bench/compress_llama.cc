@@ -327,6 +327,13 @@ long MemTotalKib() {
   return 0;
 }
 
+// The 1-minute load average and the number of CPUs, to judge contention.
+std::string LoadAverage() {
+  std::string l = ReadAll("/proc/loadavg");
+  l = l.substr(0, l.find(' '));
+  return absl::StrCat(l.empty() ? "?" : l, " on ", ::sysconf(_SC_NPROCESSORS_ONLN), " CPUs");
+}
+
 // Removes the scratch folder however the run ends.
 struct ScratchDir {
   std::string path;
@@ -419,6 +426,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
     std::fflush(stdout);
   }
 
+  const std::string load_before = LoadAverage();
   auto read_before = TimeRead(m, work);
   if (!read_before.ok()) return Fail(read_before.status());
 
@@ -494,6 +502,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
 
   auto read_after = TimeRead(m, work);
   if (!read_after.ok()) return Fail(read_after.status());
+  const std::string load_after = LoadAverage();
   const double read_s = std::min(read_before->seconds, read_after->seconds);
   const double gb = static_cast<double>(m.bytes) / 1e9;
   const double ram_gb = static_cast<double>(MemTotalKib()) / (1024.0 * 1024.0);
@@ -507,6 +516,8 @@ int RunCompressLlama(const std::vector<std::string>& args) {
     root.Add("bytes", JsonValue::Int(static_cast<int64_t>(m.bytes)));
     root.Add("threads", JsonValue::Int(threads));
     root.Add("repeat", JsonValue::Int(repeat));
+    root.Add("load_before", JsonValue::String(load_before));
+    root.Add("load_after", JsonValue::String(load_after));
     JsonValue read = JsonValue::Object();
     read.Add("before_s", JsonValue::Number(read_before->seconds));
     read.Add("before_cached", JsonValue::Number(read_before->cached_before));
@@ -577,11 +588,13 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       "client MiB: its peak RSS (wait4); server MiB: the server's VmHWM (a fresh server per run);\n"
       "client s, server s: CPU seconds; cached: share of the model's pages in the page cache when\n"
       "the run started (mincore); out MB, bpw: artifact bytes (shards + index), bits per weight.\n"
-      "Page cache: the model is %.2f GB and this machine has %.1f GiB of RAM, so %s.\n"
-      "Reading and compressing from a warm cache run faster than the disk allows.\n",
-      repeat, gb, ram_gb,
-      gb < 0.8 * ram_gb ? "it may stay cached between runs\n(then the read time measures memory, not disk)"
-                        : "it cannot stay cached and every run reads from disk");
+      "Load average: %s before, %s after (other processes slow the runs down).\n"
+      "Page cache: the model is %.2f GB and this machine has %.1f GiB of RAM: %s\n"
+      "Reading and compressing from a warm cache run faster than the disk allows; server runs\n"
+      "also write the upload to the server's spool, which can push the model out of the cache.\n",
+      repeat, load_before.c_str(), load_after.c_str(), gb, ram_gb,
+      gb < 0.8 * ram_gb ? "it may stay cached between\nruns (then the read time measures memory, not the disk)."
+                        : "it cannot stay cached,\nevery run reads from the disk.");
   return failed ? 1 : 0;
 }
 
