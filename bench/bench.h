@@ -32,6 +32,14 @@ int RunLoad(const std::vector<std::string>& args);
 /// `hyperc-bench rd`: rate-distortion table of hc2, hc2 fixed-rate, rtn and hc1 (bench/rd.cc).
 int RunRd(const std::vector<std::string>& args);
 
+/// `hyperc-bench make-llama`: writes a synthetic LLaMA-2-7B-shaped sharded checkpoint
+/// (bench/make_llama.cc).
+int RunMakeLlama(const std::vector<std::string>& args);
+
+/// `hyperc-bench compress-llama`: times `hyperc compress` on a sharded model, local and through
+/// a hyperc-server, against reading its files (bench/compress_llama.cc).
+int RunCompressLlama(const std::vector<std::string>& args);
+
 /// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
 std::string SharedDir();
 

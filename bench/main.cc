@@ -18,6 +18,10 @@ constexpr Subcommand kSubcommands[] = {
      RunLoad},
     {"rd", "rate-distortion table per model: hc2 (target bpw and fixed rate), rtn g128, hc1",
      RunRd},
+    {"make-llama", "write a synthetic LLaMA-2-7B-shaped sharded F16 checkpoint (streaming)",
+     RunMakeLlama},
+    {"compress-llama", "time hyperc compress on a sharded model, local and via hyperc-server",
+     RunCompressLlama},
 };
 
 void PrintUsage(std::FILE* out) {
@@ -28,7 +32,7 @@ void PrintUsage(std::FILE* out) {
       "\n"
       "commands:\n",
       out);
-  for (const Subcommand& s : kSubcommands) std::fprintf(out, "  %-10s %s\n", s.name, s.summary);
+  for (const Subcommand& s : kSubcommands) std::fprintf(out, "  %-14s %s\n", s.name, s.summary);
   std::fputs("\nRun 'hyperc-bench <command> --help' for a command's options.\n", out);
 }
 
