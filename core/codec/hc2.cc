@@ -19,7 +19,7 @@ namespace {
 
 using hc2::kBlock;
 
-constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative"};
+constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
@@ -122,32 +122,24 @@ class GaussEntropy {
   double h_[kN];
 };
 
-// One block quantised: q, tokens, the cheapest class and the block's bits under it (class
-// field, tokens, extra bits, signs). Overview of the hot loop: quantise, split into tokens, price
-// the classes around the block's rms, keep the cheapest.
+// One block quantised: indices, tokens, class, bits.
 struct QuantBlock {
   int32_t q[kBlock];
   uint8_t tok[kBlock];
   int cls = 0;
   double bits = 0;
 };
-void Quantise(const float* z, int n, float step, const hc2::ClassTables& t, QuantBlock& qb) {
-  // Round to nearest even by the 1.5 * 2^23 trick (exact for |v| <= 2^22, which the clamp
-  // keeps), then a token histogram: pricing a class costs one product per distinct token.
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
-  float fq[kBlock];
-  for (int i = 0; i < n; ++i) {
-    const float v = std::clamp(z[i] * inv, -lim, lim);
-    fq[i] = (v + kMagic) - kMagic;
-  }
+
+// Tokens of the block's indices qb.q, the cheapest class that codes them all and the block's
+// bits under it (class field, tokens, extra bits, signs): a token histogram, so pricing a class
+// costs one product per distinct token.
+void PriceBlock(int n, const hc2::ClassTables& t, QuantBlock& qb) {
   uint16_t hist[hc2::kTokens] = {};
   double sumsq = 0;
   int raw_bits = 0;
   for (int i = 0; i < n; ++i) {
-    const int32_t q = static_cast<int32_t>(fq[i]);
-    qb.q[i] = q;
-    sumsq += static_cast<double>(fq[i]) * fq[i];
+    const int32_t q = qb.q[i];
+    sumsq += static_cast<double>(q) * q;
     const hc2::TokenSplit sp = hc2::SplitMagnitude(static_cast<uint32_t>(std::abs(q)));
     qb.tok[i] = static_cast<uint8_t>(sp.token);
     ++hist[sp.token];
@@ -177,6 +169,127 @@ void Quantise(const float* z, int n, float step, const hc2::ClassTables& t, Quan
   qb.bits = 5.0 + best_cost + raw_bits;
 }
 
+// Plain rounding of one block (option tcq false), then PriceBlock.
+void Quantise(const float* z, int n, float step, const hc2::ClassTables& t, QuantBlock& qb) {
+  // Round to nearest even by the 1.5 * 2^23 trick (exact for |v| <= 2^22, which the clamp
+  // keeps), then a token histogram: pricing a class costs one product per distinct token.
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
+  float fq[kBlock];
+  for (int i = 0; i < n; ++i) {
+    const float v = std::clamp(z[i] * inv, -lim, lim);
+    fq[i] = (v + kMagic) - kMagic;
+  }
+  for (int i = 0; i < n; ++i) qb.q[i] = static_cast<int32_t>(fq[i]);
+  PriceBlock(n, t, qb);
+}
+
+// Trellis-coded (dependent) quantisation with 4 states: states 0 and 1 use Q0 (levels 2k),
+// states 2 and 3 use Q1 (levels 2k - sgn(k)), in steps; after index k the state becomes
+// kTrans[state][|k| mod 2]. Every block starts in state 0.
+constexpr uint8_t kTrans[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};
+inline float TcqLevel(int state, int32_t k) {
+  if (state < 2 || k == 0) return 2.0f * static_cast<float>(k);
+  return 2.0f * static_cast<float>(k) - (k > 0 ? 1.0f : -1.0f);
+}
+
+// The encoder's trellis search (Viterbi) over one block: minimises squared error (in steps)
+// plus mu times the bits of each index under a class guessed from the block's rms; then prices
+// the indices like Quantise does. Overview of the hot loop: per coefficient, Q0's two nearest
+// indices (one even, one odd) and Q1's (zero, and the odd/even pair around the value) give the
+// best even and odd branch of each quantiser; the 4-state update is then 8 adds and 4 minima,
+// with the decisions kept as bits for the traceback.
+void QuantiseTcq(const float* z, int n, float step, float mu, const hc2::ClassTables& t,
+                 QuantBlock& qb) {
+  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
+  float v[kBlock];
+  double ss = 0;
+  for (int i = 0; i < n; ++i) {
+    v[i] = std::clamp(z[i] * inv, -lim, lim);
+    ss += 0.25 * static_cast<double>(v[i]) * v[i];
+  }
+  const int cg = ss > 0 ? std::clamp(static_cast<int>(std::lround(std::log2(ss / n) + 8.0)), 0,
+                                     hc2::kClasses - 1)
+                        : 0;
+  // mu * bits of |k| for small k (token, extra bits and sign), exact; larger k computed.
+  constexpr int kSmall = 64;
+  float rate[kSmall];
+  auto rate_of = [&](uint32_t m) {
+    const hc2::TokenSplit sp = hc2::SplitMagnitude(m);
+    const float c = t.cost[cg][sp.token];
+    return mu * ((std::isinf(c) ? 40.0f : c) + static_cast<float>(sp.nextra + (m != 0)));
+  };
+  for (int m = 0; m < kSmall; ++m) rate[m] = rate_of(static_cast<uint32_t>(m));
+  auto cost = [&](float x, float level, int32_t k) {
+    const uint32_t m = static_cast<uint32_t>(std::abs(k));
+    const float d = x - level;
+    return d * d + (m < kSmall ? rate[m] : rate_of(m));
+  };
+  // floor and ceil of |x| <= 2^22 without libm calls (the build targets baseline x86-64).
+  auto ifloor = [](float x) {
+    const int32_t t = static_cast<int32_t>(x);
+    return t - (static_cast<float>(t) > x);
+  };
+  auto iceil = [](float x) {
+    const int32_t t = static_cast<int32_t>(x);
+    return t + (static_cast<float>(t) < x);
+  };
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  float J0 = 0, J1 = kInf, J2 = kInf, J3 = kInf;
+  // Per coefficient: the index chosen on the best even/odd branch of each quantiser, and for each
+  // new state which predecessor won (bit s set: the second candidate).
+  int32_t e0[kBlock], o0[kBlock], e1[kBlock], o1[kBlock];
+  uint8_t dec[kBlock];
+  for (int i = 0; i < n; ++i) {
+    const float x = v[i];
+    // Q0 (levels 2k): the two indices around x / 2.
+    const int32_t a0 = ifloor(x * 0.5f);
+    const int32_t ev0 = (a0 & 1) ? a0 + 1 : a0, od0 = (a0 & 1) ? a0 : a0 + 1;
+    const float ce0 = cost(x, 2.0f * ev0, ev0), co0 = cost(x, 2.0f * od0, od0);
+    // Q1 (levels 2k - sgn k): zero and the two indices around x.
+    int32_t a, b;
+    if (x >= 0) {
+      a = std::max<int32_t>(1, ifloor((x + 1) * 0.5f));
+      b = a + 1;
+    } else {
+      a = std::min<int32_t>(-1, iceil((x - 1) * 0.5f));
+      b = a - 1;
+    }
+    const int32_t ev1 = (a & 1) ? b : a, od1 = (a & 1) ? a : b;
+    const float cz = x * x + rate[0];
+    const float cev = cost(x, TcqLevel(2, ev1), ev1);
+    const bool zero = cz <= cev;
+    const float ce1 = zero ? cz : cev, co1 = cost(x, TcqLevel(2, od1), od1);
+    e0[i] = ev0, o0[i] = od0, e1[i] = zero ? 0 : ev1, o1[i] = od1;
+    // Transitions: 0 -even-> 0, 0 -odd-> 2, 1 -even-> 2, 1 -odd-> 0,
+    //              2 -even-> 1, 2 -odd-> 3, 3 -even-> 3, 3 -odd-> 1.
+    const float n0a = J0 + ce0, n0b = J1 + co0;
+    const float n2a = J0 + co0, n2b = J1 + ce0;
+    const float n1a = J2 + ce1, n1b = J3 + co1;
+    const float n3a = J2 + co1, n3b = J3 + ce1;
+    dec[i] = static_cast<uint8_t>((n0b < n0a) | ((n1b < n1a) << 1) | ((n2b < n2a) << 2) |
+                                  ((n3b < n3a) << 3));
+    J0 = std::min(n0a, n0b), J1 = std::min(n1a, n1b);
+    J2 = std::min(n2a, n2b), J3 = std::min(n3a, n3b);
+  }
+  const float J[4] = {J0, J1, J2, J3};
+  int s = static_cast<int>(std::min_element(J, J + 4) - J);
+  for (int i = n - 1; i >= 0; --i) {
+    const bool second = (dec[i] >> s) & 1;
+    int prev;
+    int32_t k;
+    switch (s) {
+      case 0: prev = second ? 1 : 0, k = second ? o0[i] : e0[i]; break;
+      case 2: prev = second ? 1 : 0, k = second ? e0[i] : o0[i]; break;
+      case 1: prev = second ? 3 : 2, k = second ? o1[i] : e1[i]; break;
+      default: prev = second ? 3 : 2, k = second ? e1[i] : o1[i]; break;
+    }
+    qb.q[i] = k;
+    s = prev;
+  }
+  PriceBlock(n, t, qb);
+}
+
 // The ops of a quantised block: class (5 raw bits), then per coefficient its token, extra bits
 // and sign.
 void BlockOps(const QuantBlock& qb, int n, const hc2::ClassTables& t,
@@ -198,8 +311,10 @@ void BlockOps(const QuantBlock& qb, int n, const hc2::ClassTables& t,
 }
 
 // Decodes the coefficients of one block (class, tokens, extra bits, signs) times `step`.
-void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, float* z) {
+void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, bool tcq,
+                 float* z) {
   const int c = static_cast<int>(d.Raw(5));
+  int state = 0;
   for (int i = 0; i < n; ++i) {
     const int tok = d.Token(t, c);
     uint32_t v = hc2::TokenBase(tok);
@@ -210,16 +325,23 @@ void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float st
     } else if (ne > 0) {
       v |= d.Raw(ne);
     }
-    const float m = static_cast<float>(v) * step;
-    z[i] = (v != 0 && d.Raw(1)) ? -m : m;
+    const bool neg = v != 0 && d.Raw(1);
+    if (tcq) {
+      const int32_t k = neg ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+      z[i] = TcqLevel(state, k) * step;
+      state = kTrans[state][v & 1];
+    } else {
+      const float m = static_cast<float>(v) * step;
+      z[i] = neg ? -m : m;
+    }
   }
 }
 
 class EcDecoder final : public TensorDecoder {
  public:
-  EcDecoder(BlockPlan plan, float step, absl::Span<const uint8_t> data,
+  EcDecoder(BlockPlan plan, float step, bool tcq, absl::Span<const uint8_t> data,
             std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, uint64_t row_len)
-      : plan_(plan), step_(step), data_(data), ends_(std::move(ends)), rows_(rows),
+      : plan_(plan), step_(step), tcq_(tcq), data_(data), ends_(std::move(ends)), rows_(rows),
         row_len_(row_len) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
@@ -256,13 +378,14 @@ class EcDecoder final : public TensorDecoder {
     float z[kBlock];
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
-      DecodeBlock(d, t, n, step_, z);
+      DecodeBlock(d, t, n, step_, tcq_, z);
       hc2::Unrotate(z, plan_.r(b), n, out + (b - b0) * kBlock);
     }
   }
 
   BlockPlan plan_;
   float step_;
+  bool tcq_;
   absl::Span<const uint8_t> data_;
   std::vector<uint64_t> ends_;
   absl::Span<const uint8_t> rows_;
@@ -323,7 +446,8 @@ class Hc2Codec final : public Codec {
         .Add("mode", JsonValue::String(o_.mode))
         .Add("bpw", JsonValue::Number(o_.bpw))
         .Add("bits", JsonValue::Int(o_.bits))
-        .Add("relative", JsonValue::Number(o_.relative));
+        .Add("relative", JsonValue::Number(o_.relative))
+        .Add("tcq", JsonValue::Bool(o_.tcq));
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
@@ -448,7 +572,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
     for (int64_t b = 0; b < nb; ++b) {
-      if (rms[b] > 0) bits += plan.n(b) * H(std::log2(rms[b]) - log2step);
+      if (rms[b] > 0) bits += plan.n(b) * H(std::log2(rms[b]) - log2step - (o_.tcq ? 1 : 0));
     }
     return bits;
   };
@@ -460,6 +584,14 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   }
 
   const hc2::ClassTables& t = hc2::ClassTables::Get();
+  constexpr float kMu = 0.3f;  // rate weight of the trellis search, in squared steps per bit
+  auto quantise = [&](const float* z, int n, float step, QuantBlock& qb) {
+    if (o_.tcq) {
+      QuantiseTcq(z, n, step, kMu, t, qb);
+    } else {
+      Quantise(z, n, step, t, qb);
+    }
+  };
   // Bits of the whole tensor at `step` from the code lengths (no coding): within a few bytes
   // per chunk of what rANS writes.
   std::vector<double> cbits(nc);
@@ -471,7 +603,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
         const int n = plan.n(b);
         hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-        Quantise(z, n, step, t, qb);
+        quantise(z, n, step, qb);
         bits += qb.bits;
       }
       cbits[c] = bits;
@@ -490,7 +622,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
         const int n = plan.n(b);
         hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-        Quantise(z, n, step, t, qb);
+        quantise(z, n, step, qb);
         BlockOps(qb, n, t, ops);
       }
       hc2::RansEncode(ops, plan.states(c), chunks[c]);
@@ -570,6 +702,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   dpart.shape = {static_cast<int64_t>(dpart.bytes.size())};
   enc.params.Add("mode", JsonValue::String("ec"))
       .Add("step", JsonValue::Number(best.step))
+      .Add("tcq", JsonValue::Bool(o_.tcq))
       .Add("target_bpw", JsonValue::Number(o_.bpw));
   enc.parts.push_back(std::move(dpart));
   enc.parts.push_back(std::move(ipart));
@@ -709,8 +842,10 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   if (prev != data->bytes.size()) {
     return absl::DataLossError("hc2: \"index\" does not end at the size of \"data\"");
   }
+  const JsonValue* tv = params.Find("tcq");
+  if (tv == nullptr || !tv->is_bool()) return absl::DataLossError("hc2: params need a bool tcq");
   return std::unique_ptr<TensorDecoder>(
-      new EcDecoder(plan, step, data->bytes, std::move(ends),
+      new EcDecoder(plan, step, tv->bool_value(), data->bytes, std::move(ends),
                     rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(),
                     R > 0 ? plan.numel / R : 1));
 }
@@ -741,6 +876,7 @@ absl::StatusOr<Hc2Options> Hc2Options::FromCodecOptions(const CodecOptions& opti
   if (auto m = options.Get("mode")) o.mode = *m;
   HC_ASSIGN_OR_RETURN(o.bpw, options.GetDouble("bpw", o.bpw));
   HC_ASSIGN_OR_RETURN(o.relative, options.GetDouble("relative", o.relative));
+  HC_ASSIGN_OR_RETURN(o.tcq, options.GetBool("tcq", o.tcq));
   HC_ASSIGN_OR_RETURN(const int64_t bits, options.GetInt("bits", o.bits));
   if (bits < 2 || bits > 4) {
     return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
@@ -761,7 +897,8 @@ CodecDescription DescribeHc2Codec() {
           {{"mode", "ec (entropy-coded, default) or fixed (fixed rate, for inference kernels)"},
            {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
-           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 0.5)"}}};
+           {"tcq", "ec: trellis-coded (4-state dependent) quantisation, true/false (default true)"},
+           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"}}};
 }
 
 }  // namespace hc
