@@ -48,7 +48,7 @@ struct BlockPlan {
 };
 
 // Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
-// floor(k / 4)) from these float32 constants (spec-hc2.md 5.3). Stored as k + 32 in a byte.
+// floor(k / 4)) from these float32 constants (spec-hc2.md 5.4). Stored as k + 32 in a byte.
 constexpr float kQuarter[4] = {1.0f, 1.18920711f, 1.41421356f, 1.68179283f};
 float RowMultiplier(uint8_t stored) {
   const int k = static_cast<int>(stored) - 32;
