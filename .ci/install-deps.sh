@@ -3,6 +3,7 @@
 # Idempotent: packages already present are left alone. Run as root (CI and the dev machines are root).
 #   .ci/install-deps.sh            build + test dependencies
 #   .ci/install-deps.sh --fuzz     the same plus clang and libFuzzer (tests/fuzz/README.md)
+#   .ci/install-deps.sh --eval     the same plus the end-to-end quality checks of ../shared/eval
 # The list below is the single source of truth; deploy/ files that install packages must match it.
 set -euo pipefail
 
@@ -31,12 +32,18 @@ HC_RUNTIME_PACKAGES=(
 # Optional, only with --fuzz: clang 14 with libFuzzer and the sanitizer runtimes, for the
 # libFuzzer build of tests/fuzz (-DHC_FUZZ=ON). Normal CI builds with g++ and skips these.
 HC_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+# Optional, only with --eval: what ../shared/eval's scripts need (OCR CER, byte-LM bits per
+# byte, Fashion-MNIST accuracy); node/npm come with the machine, and the npm packages the
+# scripts fetch themselves into their cache.
+HC_EVAL_PACKAGES=(python3-torch python3-pil fonts-dejavu-core libopenblas0-pthread
+                  dataset-fashion-mnist)
 
 all=("${HC_BUILD_PACKAGES[@]}" "${HC_PY_PACKAGES[@]}" "${HC_TOOL_PACKAGES[@]}"
      "${HC_DEPLOY_PACKAGES[@]}" "${HC_RUNTIME_PACKAGES[@]}")
-if [ "${1:-}" = "--fuzz" ]; then
-  all+=("${HC_FUZZ_PACKAGES[@]}")
-fi
+case "${1:-}" in
+  --fuzz) all+=("${HC_FUZZ_PACKAGES[@]}") ;;
+  --eval) all+=("${HC_EVAL_PACKAGES[@]}") ;;
+esac
 missing=()
 for p in "${all[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
