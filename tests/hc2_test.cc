@@ -1,0 +1,1497 @@
+// hc2 unit tests: the entropy layer (token split, interleaved rANS, class tables, generated
+// tables), the transforms (Walsh-Hadamard rotation, winding nearest-point search) and the codec
+// (round trips in both modes, rate control, determinism, random access, degenerate tensors,
+// options and decoder validation).
+#include "core/codec/hc2.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/dtype.h"
+#include "core/codec/codec.h"
+#include "core/codec/hc2_entropy.h"
+#include "core/codec/hc2_tables.h"
+#include "core/codec/hc2_transform.h"
+#include "core/io/bit_pack.h"
+#include "core/pipeline/tbb_executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testutil/model_util.h"
+#include "tests/testutil/status_matchers.h"
+
+namespace hc {
+namespace {
+
+using ::hc::testing::IsOk;
+using ::hc::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// ---------------------------------------------------------------------------------------------
+// Entropy layer.
+
+void ExpectSplitRoundTrips(uint32_t v) {
+  const hc2::TokenSplit s = hc2::SplitMagnitude(v);
+  ASSERT_GE(s.token, 0) << v;
+  ASSERT_LT(s.token, hc2::kTokens) << v;
+  ASSERT_EQ(s.nextra, hc2::TokenExtraBits(s.token)) << v;
+  ASSERT_GE(s.nextra, 0) << v;
+  ASSERT_LE(s.nextra, 23) << v;
+  ASSERT_LT(uint64_t{s.extra}, uint64_t{1} << s.nextra) << v;
+  ASSERT_EQ(hc2::TokenBase(s.token) + s.extra, v) << v;
+}
+
+TEST(Hc2EntropyTest, TokenSplitRoundTripsEveryMagnitudeUpTo2To20) {
+  int prev = -1;
+  for (uint32_t v = 0; v <= (uint32_t{1} << 20); ++v) {
+    ExpectSplitRoundTrips(v);
+    if (::testing::Test::HasFatalFailure()) return;
+    // Tokens are non-decreasing in the magnitude and step by at most one.
+    const int tok = hc2::SplitMagnitude(v).token;
+    ASSERT_TRUE(tok == prev || tok == prev + 1) << v;
+    prev = tok;
+  }
+  EXPECT_EQ(hc2::SplitMagnitude(15).token, 15);
+  EXPECT_EQ(hc2::SplitMagnitude(16).token, 16);
+  EXPECT_EQ(hc2::SplitMagnitude(23).token, 16);
+  EXPECT_EQ(hc2::SplitMagnitude(24).token, 17);
+  EXPECT_EQ(hc2::SplitMagnitude(24).nextra, 3);
+  EXPECT_EQ(hc2::SplitMagnitude(24).extra, 0u);
+  EXPECT_EQ(hc2::SplitMagnitude(31).extra, 7u);
+  EXPECT_EQ(hc2::SplitMagnitude(32).token, 18);
+}
+
+TEST(Hc2EntropyTest, TokenSplitRoundTripsRandomMagnitudesUpTo2To25) {
+  std::mt19937_64 rng(25);
+  std::uniform_int_distribution<uint32_t> any(0, hc2::kMaxMagnitude);
+  std::uniform_int_distribution<int> exp(0, 25);
+  for (int i = 0; i < 2'000'000; ++i) {
+    // Half uniform over the whole range, half log-uniform (every exponent equally often).
+    const uint32_t v =
+        i % 2 ? any(rng) : static_cast<uint32_t>(rng() & ((uint64_t{1} << exp(rng)) - 1));
+    ExpectSplitRoundTrips(v);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  ExpectSplitRoundTrips(hc2::kMaxMagnitude);
+  EXPECT_EQ(hc2::kMaxMagnitude, (uint32_t{1} << 25) - 1);
+  EXPECT_EQ(hc2::SplitMagnitude(hc2::kMaxMagnitude).token, hc2::kTokens - 1);
+  EXPECT_EQ(hc2::SplitMagnitude(hc2::kMaxMagnitude).nextra, 23);
+  EXPECT_EQ(hc2::SplitMagnitude(uint32_t{1} << 24).token, hc2::kTokens - 2);
+}
+
+TEST(Hc2EntropyTest, TokenRangesTileTheAlphabet) {
+  EXPECT_EQ(hc2::TokenBase(0), 0u);
+  for (int t = 0; t + 1 < hc2::kTokens; ++t) {
+    EXPECT_EQ(uint64_t{hc2::TokenBase(t)} + (uint64_t{1} << hc2::TokenExtraBits(t)),
+              hc2::TokenBase(t + 1))
+        << t;
+  }
+  const int last = hc2::kTokens - 1;
+  EXPECT_EQ(uint64_t{hc2::TokenBase(last)} + (uint64_t{1} << hc2::TokenExtraBits(last)) - 1,
+            hc2::kMaxMagnitude);
+}
+
+// One decoding step of a test op sequence: a token of class `cls` or a raw field.
+struct TestOp {
+  bool token;
+  int cls;
+  uint32_t value;  // token or raw value
+  int bits;        // raw bits
+};
+
+std::vector<TestOp> RandomOps(size_t n, std::mt19937_64& rng) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::vector<TestOp> ops;
+  ops.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (rng() % 3 != 0) {
+      const int c = static_cast<int>(rng() % hc2::kClasses);
+      // A token drawn from the class's own distribution half the time (a realistic stream), else
+      // any token of nonzero frequency (rare ones included).
+      int tok;
+      if (rng() % 2) {
+        tok = t.slot_token[c][rng() % (1 << hc2::kFreqBits)];
+      } else {
+        do {
+          tok = static_cast<int>(rng() % hc2::kTokens);
+        } while (hc2::kTokenFreq[c][tok] == 0);
+      }
+      ops.push_back({true, c, static_cast<uint32_t>(tok), 0});
+    } else {
+      const int bits = 1 + static_cast<int>(rng() % 16);
+      ops.push_back({false, 0, static_cast<uint32_t>(rng() & ((1u << bits) - 1)), bits});
+    }
+  }
+  return ops;
+}
+
+std::vector<hc2::RansOp> ToRansOps(const std::vector<TestOp>& ops) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::vector<hc2::RansOp> out;
+  for (const TestOp& op : ops) {
+    if (op.token) {
+      out.push_back({t.cum[op.cls][op.value], hc2::kTokenFreq[op.cls][op.value],
+                     static_cast<uint32_t>(hc2::kFreqBits)});
+    } else {
+      out.push_back({op.value, 1, static_cast<uint32_t>(op.bits)});
+    }
+  }
+  return out;
+}
+
+// Decodes `ops` from `stream`; returns the number of ops decoded right.
+size_t DecodeOps(const std::vector<TestOp>& ops, absl::Span<const uint8_t> stream, int states,
+                 hc2::RansDecoder* d_out = nullptr) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  hc2::RansDecoder d(stream, states);
+  size_t good = 0;
+  for (const TestOp& op : ops) {
+    if (op.token) {
+      const int tok = d.Token(t, op.cls);
+      EXPECT_GE(tok, 0);
+      EXPECT_LT(tok, hc2::kTokens);
+      EXPECT_GT(hc2::kTokenFreq[op.cls][tok], 0);
+      good += static_cast<uint32_t>(tok) == op.value;
+    } else {
+      const uint32_t v = d.Raw(op.bits);
+      EXPECT_LT(v, 1u << op.bits);
+      good += v == op.value;
+    }
+  }
+  if (d_out != nullptr) *d_out = d;
+  return good;
+}
+
+TEST(Hc2EntropyTest, RansRoundTripsRandomOps) {
+  std::mt19937_64 rng(7);
+  for (int states : {1, 4}) {
+    for (size_t n : {0, 1, 2, 3, 4, 5, 7, 8, 9, 100, 1000, 4096, 100000}) {
+      for (int rep = 0; rep < (n < 1000 ? 20 : 2); ++rep) {
+        SCOPED_TRACE(absl::StrCat("states ", states, " ops ", n, " rep ", rep));
+        const std::vector<TestOp> ops = RandomOps(n, rng);
+        std::vector<uint8_t> stream;
+        hc2::RansEncode(ToRansOps(ops), states, stream);
+        ASSERT_GE(stream.size(), 4u * states);
+        hc2::RansDecoder d(stream, states);
+        EXPECT_EQ(DecodeOps(ops, stream, states, &d), ops.size());
+        EXPECT_FALSE(d.overrun());
+        EXPECT_EQ(d.remaining(), 0u) << "the decoder must consume exactly the encoded bytes";
+      }
+    }
+  }
+}
+
+TEST(Hc2EntropyTest, RansEmptyStreamIsJustTheStates) {
+  for (int states : {1, 4}) {
+    std::vector<uint8_t> stream;
+    hc2::RansEncode({}, states, stream);
+    ASSERT_EQ(stream.size(), 4u * states);
+    // Every state starts (and, with no ops, ends) at kLow = 2^23, little-endian.
+    for (int i = 0; i < states; ++i) {
+      EXPECT_EQ(stream[4 * i + 0], 0x00);
+      EXPECT_EQ(stream[4 * i + 1], 0x00);
+      EXPECT_EQ(stream[4 * i + 2], 0x80);
+      EXPECT_EQ(stream[4 * i + 3], 0x00);
+    }
+    hc2::RansDecoder d(stream, states);
+    EXPECT_FALSE(d.overrun());
+    EXPECT_EQ(d.remaining(), 0u);
+  }
+}
+
+TEST(Hc2EntropyTest, RansSingleRawOpIsExact) {
+  // One raw field of 5 bits on state kLow: x = (kLow << 5) + v, no renormalisation byte.
+  std::vector<uint8_t> stream;
+  hc2::RansEncode(std::vector<hc2::RansOp>{{19, 1, 5}}, 1, stream);
+  ASSERT_EQ(stream.size(), 4u);
+  uint32_t x;
+  std::memcpy(&x, stream.data(), 4);
+  EXPECT_EQ(x, (hc2::RansDecoder::kLow << 5) + 19);
+  hc2::RansDecoder d(stream, 1);
+  EXPECT_EQ(d.Raw(5), 19u);
+  EXPECT_FALSE(d.overrun());
+}
+
+TEST(Hc2EntropyTest, RansEncodeAppends) {
+  std::mt19937_64 rng(11);
+  const std::vector<TestOp> ops = RandomOps(500, rng);
+  std::vector<uint8_t> alone, after = {1, 2, 3};
+  hc2::RansEncode(ToRansOps(ops), 4, alone);
+  hc2::RansEncode(ToRansOps(ops), 4, after);
+  ASSERT_EQ(after.size(), alone.size() + 3);
+  EXPECT_EQ(after[0], 1);
+  EXPECT_EQ(after[1], 2);
+  EXPECT_EQ(after[2], 3);
+  EXPECT_TRUE(std::equal(alone.begin(), alone.end(), after.begin() + 3));
+}
+
+TEST(Hc2EntropyTest, RansTruncatedStreamSetsOverrun) {
+  std::mt19937_64 rng(13);
+  for (int states : {1, 4}) {
+    const std::vector<TestOp> ops = RandomOps(3000, rng);
+    std::vector<uint8_t> stream;
+    hc2::RansEncode(ToRansOps(ops), states, stream);
+    ASSERT_GT(stream.size(), 100u);
+    // Cuts inside the state words can hang (Hc2DecoderDeathTest.DISABLED_ZeroStateWordsDoNotHang).
+    for (size_t len : {static_cast<size_t>(4 * states), static_cast<size_t>(4 * states + 1),
+                       stream.size() / 2, stream.size() - 1}) {
+      SCOPED_TRACE(absl::StrCat("states ", states, " len ", len, " of ", stream.size()));
+      // An exact-size copy, so that the sanitizer build catches any read past the end.
+      std::vector<uint8_t> cut(stream.begin(), stream.begin() + len);
+      hc2::RansDecoder d(cut, states);
+      DecodeOps(ops, cut, states, &d);
+      EXPECT_TRUE(d.overrun());
+      EXPECT_EQ(d.remaining(), 0u);
+    }
+    // Extra ops past the end of a complete stream overrun too.
+    std::vector<TestOp> more = ops;
+    for (int i = 0; i < 64; ++i) more.push_back({false, 0, 0, 16});
+    hc2::RansDecoder d(stream, states);
+    DecodeOps(more, stream, states, &d);
+    EXPECT_TRUE(d.overrun());
+  }
+}
+
+TEST(Hc2EntropyTest, RansCorruptStreamIsMemorySafe) {
+  // Corruption after the state words (a corrupt state word can hang: see
+  // Hc2DecoderDeathTest.DISABLED_ZeroStateWordsDoNotHang). Values come out wrong but in range
+  // (checked in DecodeOps), and reads stop at the end of the buffer (sanitizer build).
+  std::mt19937_64 rng(17);
+  for (int states : {1, 4}) {
+    for (int rep = 0; rep < 200; ++rep) {
+      const std::vector<TestOp> ops = RandomOps(1 + rng() % 2000, rng);
+      std::vector<uint8_t> stream;
+      hc2::RansEncode(ToRansOps(ops), states, stream);
+      if (stream.size() <= 4u * states) continue;
+      std::vector<uint8_t> bad = stream;
+      const int flips = 1 + static_cast<int>(rng() % 8);
+      for (int f = 0; f < flips; ++f) {
+        bad[4 * states + rng() % (bad.size() - 4 * states)] ^=
+            static_cast<uint8_t>(1 + rng() % 255);
+      }
+      if (rng() % 2) {
+        // An exact-size copy, so that the sanitizer build catches reads past the end.
+        bad = std::vector<uint8_t>(bad.begin(),
+                                   bad.begin() + 4 * states + rng() % (bad.size() - 4 * states));
+      }
+      hc2::RansDecoder d(bad, states);
+      DecodeOps(ops, bad, states, &d);
+      EXPECT_LE(d.remaining(), bad.size());
+      if (::testing::Test::HasFailure()) return;
+    }
+    // Random bytes under valid state words, with far more ops than the bytes can hold.
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<uint8_t> junk(4 * states + rng() % 300);
+      for (uint8_t& b : junk) b = static_cast<uint8_t>(rng());
+      for (int i = 0; i < states; ++i) {
+        junk[4 * i + 3] = static_cast<uint8_t>(junk[4 * i + 3] & 0x7f);
+        junk[4 * i + 2] |= 0x80;  // state in [2^23, 2^31)
+      }
+      std::vector<TestOp> ops = RandomOps(5000, rng);
+      hc2::RansDecoder d(junk, states);
+      DecodeOps(ops, junk, states, &d);
+      EXPECT_TRUE(d.overrun());
+      EXPECT_EQ(d.remaining(), 0u);
+    }
+  }
+}
+
+TEST(Hc2TablesTest, ClassTablesAreConsistent) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  for (int c = 0; c < hc2::kClasses; ++c) {
+    SCOPED_TRACE(c);
+    uint32_t sum = 0;
+    int last_nonzero = -1;
+    for (int k = 0; k < hc2::kTokens; ++k) {
+      EXPECT_EQ(t.cum[c][k], sum) << k;
+      const uint32_t f = hc2::kTokenFreq[c][k];
+      sum += f;
+      if (f > 0) {
+        EXPECT_EQ(last_nonzero, k - 1) << "nonzero frequencies must be a prefix; token " << k;
+        last_nonzero = k;
+        EXPECT_FLOAT_EQ(t.cost[c][k], static_cast<float>(12.0 - std::log2(f))) << k;
+      } else {
+        EXPECT_TRUE(std::isinf(t.cost[c][k])) << k;
+      }
+      for (uint32_t s = t.cum[c][k]; s < t.cum[c][k] + f; ++s) {
+        ASSERT_EQ(t.slot_token[c][s], k) << "slot " << s;
+      }
+    }
+    EXPECT_EQ(sum, 4096u);
+    EXPECT_EQ(t.cum[c][hc2::kTokens], 4096u);
+    EXPECT_GT(hc2::kTokenFreq[c][0], 0);
+  }
+  for (int k = 0; k < hc2::kTokens; ++k) EXPECT_GE(hc2::kTokenFreq[hc2::kClasses - 1][k], 1) << k;
+  // The model follows the Gaussian: zero is the likeliest token of the narrow classes, and the
+  // classes widen (token 0's probability falls) as c grows.
+  for (int c = 1; c < hc2::kClasses; ++c) {
+    EXPECT_LE(hc2::kTokenFreq[c][0], hc2::kTokenFreq[c - 1][0]) << c;
+  }
+}
+
+std::string SourceDir() {
+  const char* s = std::getenv("HC_SOURCE_DIR");
+  return s ? s : HC_SOURCE_DIR_DEFAULT;
+}
+
+TEST(Hc2TablesTest, CommittedTablesEqualTheGeneratorOutput) {
+  const std::string python = "/usr/bin/python3";
+  if (access(python.c_str(), X_OK) != 0) GTEST_SKIP() << python << " is missing";
+  const std::string gen = SourceDir() + "/core/codec/hc2_tables_gen.py";
+  const std::string committed = SourceDir() + "/core/codec/hc2_tables.cc";
+  ASSERT_TRUE(std::filesystem::exists(gen)) << gen;
+  ASSERT_TRUE(std::filesystem::exists(committed)) << committed;
+  FILE* p = popen((python + " '" + gen + "'").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << "the generator failed";
+  const std::string want = testing::ReadAll(committed);
+  ASSERT_FALSE(want.empty());
+  EXPECT_TRUE(out == want) << "core/codec/hc2_tables.cc differs from what " << gen << " prints ("
+                           << out.size() << " vs " << want.size() << " bytes)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transforms.
+
+TEST(Hc2TransformTest, SignPatternIsFixed) {
+  // 0x9E3779B97F4A7C15: bits 0, 2, 4 set, 1, 3, 5 clear; bit 63 set.
+  EXPECT_EQ(hc2::Sign(0), -1.0f);
+  EXPECT_EQ(hc2::Sign(1), 1.0f);
+  EXPECT_EQ(hc2::Sign(2), -1.0f);
+  EXPECT_EQ(hc2::Sign(3), 1.0f);
+  EXPECT_EQ(hc2::Sign(4), -1.0f);
+  EXPECT_EQ(hc2::Sign(5), 1.0f);
+  EXPECT_EQ(hc2::Sign(63), -1.0f);
+  // 0xBF58476D1CE4E5B9: bit 0 set, bits 1, 2 clear, bit 3 set; bit 63 set.
+  EXPECT_EQ(hc2::Sign(64), -1.0f);
+  EXPECT_EQ(hc2::Sign(65), 1.0f);
+  EXPECT_EQ(hc2::Sign(66), 1.0f);
+  EXPECT_EQ(hc2::Sign(67), -1.0f);
+  EXPECT_EQ(hc2::Sign(127), -1.0f);
+  int minus[2] = {0, 0};
+  for (int i = 0; i < 128; ++i) {
+    ASSERT_TRUE(hc2::Sign(i) == 1.0f || hc2::Sign(i) == -1.0f);
+    minus[i / 64] += hc2::Sign(i) < 0;
+  }
+  EXPECT_EQ(minus[0], 38);  // popcounts of the two words
+  EXPECT_EQ(minus[1], 36);
+}
+
+TEST(Hc2TransformTest, PaddedLength) {
+  EXPECT_EQ(hc2::PaddedLength(1), 2);
+  EXPECT_EQ(hc2::PaddedLength(2), 2);
+  EXPECT_EQ(hc2::PaddedLength(3), 4);
+  EXPECT_EQ(hc2::PaddedLength(5), 8);
+  EXPECT_EQ(hc2::PaddedLength(64), 64);
+  EXPECT_EQ(hc2::PaddedLength(65), 128);
+  EXPECT_EQ(hc2::PaddedLength(127), 128);
+  EXPECT_EQ(hc2::PaddedLength(128), 128);
+}
+
+TEST(Hc2TransformTest, FwhtIsTheSylvesterHadamardMatrix) {
+  std::mt19937_64 rng(3);
+  for (int n = 2; n <= 128; n *= 2) {
+    std::vector<float> x(n), v(n);
+    for (float& e : x) e = static_cast<float>(static_cast<int>(rng() % 201) - 100);
+    v = x;
+    hc2::Fwht(v.data(), n);
+    for (int i = 0; i < n; ++i) {
+      double want = 0;
+      for (int j = 0; j < n; ++j) want += (__builtin_popcount(i & j) % 2 ? -1.0 : 1.0) * x[j];
+      ASSERT_EQ(v[i], static_cast<float>(want)) << "n " << n << " i " << i;
+    }
+  }
+}
+
+TEST(Hc2TransformTest, FwhtTwiceIsNTimesIdentity) {
+  std::mt19937_64 rng(5);
+  for (int n = 2; n <= 128; n *= 2) {
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<float> x(n), v(n);
+      for (float& e : x) e = static_cast<float>(static_cast<int>(rng() % 2001) - 1000);
+      v = x;
+      hc2::Fwht(v.data(), n);
+      hc2::Fwht(v.data(), n);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], n * x[i]) << "n " << n << " i " << i;
+    }
+  }
+}
+
+TEST(Hc2TransformTest, RotateUnrotateRoundTrip) {
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (int n = 2; n <= 128; n *= 2) {
+    for (int r = 1; r <= n; ++r) {
+      for (float scale : {1e-3f, 1.0f, 3e4f}) {
+        std::vector<float> x(r), v(n), y(r);
+        float maxabs = 0;
+        for (float& e : x) {
+          e = scale * g(rng);
+          maxabs = std::max(maxabs, std::abs(e));
+        }
+        hc2::Rotate(x.data(), r, n, v.data());
+        // The rotation preserves the energy up to the factor n.
+        double ex = 0, ev = 0;
+        for (float e : x) ex += static_cast<double>(e) * e;
+        for (float e : v) ev += static_cast<double>(e) * e;
+        ASSERT_NEAR(ev / n, ex, 1e-5 * ex) << "n " << n << " r " << r;
+        hc2::Unrotate(v.data(), r, n, y.data());
+        for (int i = 0; i < r; ++i) {
+          ASSERT_NEAR(y[i], x[i], 1e-6 * maxabs) << "n " << n << " r " << r << " i " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(Hc2TransformTest, RotateOfAPowerOfTwoBlockIsExactForSmallIntegers) {
+  // Sign flips and butterflies only: integers come back exactly.
+  std::vector<float> x(128), v(128), y(128);
+  for (int i = 0; i < 128; ++i) x[i] = static_cast<float>((i * 37) % 19 - 9);
+  hc2::Rotate(x.data(), 128, 128, v.data());
+  EXPECT_EQ(v[0], [&] {
+    float s = 0;
+    for (int i = 0; i < 128; ++i) s += hc2::Sign(i) * x[i];
+    return s;
+  }());
+  hc2::Unrotate(v.data(), 128, 128, y.data());
+  for (int i = 0; i < 128; ++i) ASSERT_EQ(y[i], x[i]) << i;
+}
+
+// The grid geometry of WindingSearch, recomputed from its definition (hc2_transform.cc), to aim
+// test points at exact cell edges.
+struct Grid {
+  float extent = 0;
+  int cells = 0;
+  double side = 0;
+  float lo = 0;
+};
+Grid GridOf(const hc2::WindingSearch& ws) {
+  Grid g;
+  for (int j = 0; j < 2 * ws.size(); ++j) g.extent = std::max(g.extent, std::abs(ws.points()[j]));
+  g.cells = 2 * static_cast<int>(std::ceil(std::sqrt(static_cast<double>(ws.size())))) + 2;
+  g.side = 2.0 * (g.extent * 1.02 + 1e-3) / g.cells;
+  g.lo = static_cast<float>(-g.side * g.cells / 2);
+  return g;
+}
+
+TEST(Hc2TransformTest, WindingSearchEqualsBruteForce) {
+  for (int bits : {2, 3, 4}) {
+    SCOPED_TRACE(absl::StrCat("bits ", bits));
+    const hc2::WindingSearch& ws = hc2::WindingSearch::Get(bits);
+    ASSERT_EQ(ws.size(), 1 << (2 * bits));
+    ASSERT_EQ(ws.points(), hc2::Winding(bits));
+    const Grid grid = GridOf(ws);
+    ASSERT_GT(grid.extent, 1.0f);
+    std::mt19937_64 rng(100 + bits);
+    std::vector<std::pair<float, float>> q;
+    std::normal_distribution<float> g1(0.0f, 1.0f);
+    for (int i = 0; i < 120000; ++i) q.emplace_back(g1(rng), g1(rng));
+    std::normal_distribution<float> g3(0.0f, 3.0f);
+    for (int i = 0; i < 30000; ++i) q.emplace_back(g3(rng), g3(rng));
+    // Uniform over a box half again as large as the grid.
+    std::uniform_real_distribution<float> box(-1.5f * grid.extent, 1.5f * grid.extent);
+    for (int i = 0; i < 60000; ++i) q.emplace_back(box(rng), box(rng));
+    // Exact cell edges (and the floats either side) against random and edge coordinates.
+    std::vector<float> edges;
+    for (int k = 0; k <= grid.cells; ++k) {
+      const float e = static_cast<float>(grid.lo + k * grid.side);
+      edges.push_back(e);
+      edges.push_back(std::nextafter(e, -INFINITY));
+      edges.push_back(std::nextafter(e, INFINITY));
+    }
+    for (float e : edges) {
+      for (float f : edges) q.emplace_back(e, f);
+      for (int i = 0; i < 20; ++i) {
+        const float r = box(rng);
+        q.emplace_back(e, r);
+        q.emplace_back(r, e);
+      }
+    }
+    // Far outside the grid, up to the float range.
+    std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+    for (float far : {2.0f * grid.extent, 1e3f, 1e6f, 1e18f, 1e30f}) {
+      for (int i = 0; i < 500; ++i) q.emplace_back(far * unit(rng), far * (i % 2 ? 1.0f : -1.0f));
+      for (int i = 0; i < 500; ++i) q.emplace_back(far * (i % 2 ? 1.0f : -1.0f), far * unit(rng));
+    }
+    q.emplace_back(0.0f, 0.0f);
+    q.emplace_back(-0.0f, 0.0f);
+    // The codebook points and the midpoints of every pair of them (ties on the bisector).
+    const float* p = ws.points();
+    for (int j = 0; j < ws.size(); ++j) {
+      q.emplace_back(p[2 * j], p[2 * j + 1]);
+      for (int k = j + 1; k < ws.size(); ++k) {
+        q.emplace_back(0.5f * (p[2 * j] + p[2 * k]), 0.5f * (p[2 * j + 1] + p[2 * k + 1]));
+      }
+    }
+    ASSERT_GE(q.size(), 200000u);
+    size_t wrong = 0;
+    for (const auto& [x, y] : q) {
+      const uint32_t a = ws.Nearest(x, y), b = ws.NearestBruteForce(x, y);
+      ASSERT_LT(a, static_cast<uint32_t>(ws.size()));
+      if (a != b && ++wrong <= 5) {
+        ADD_FAILURE() << "Nearest(" << x << ", " << y << ") = " << a << ", brute force " << b;
+      }
+    }
+    EXPECT_EQ(wrong, 0u) << "of " << q.size();
+    // Every codebook point is its own nearest point.
+    for (int j = 0; j < ws.size(); ++j) EXPECT_EQ(ws.Nearest(p[2 * j], p[2 * j + 1]), j);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codec.
+
+TensorInfo Info(DType dtype, int64_t numel) {
+  TensorInfo info;
+  info.name = "t";
+  info.dtype = dtype;
+  info.shape = {numel};
+  info.numel = static_cast<uint64_t>(numel);
+  info.end = info.numel * DTypeSize(dtype);
+  return info;
+}
+
+std::vector<float> Gaussian(int64_t n, uint64_t seed, double sigma = 0.02) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(0.0, sigma);
+  std::vector<float> x(n);
+  for (float& v : x) v = static_cast<float>(g(rng));
+  return x;
+}
+
+// `x` stored as `dtype`, and the values the codec sees (x rounded to the dtype).
+std::vector<uint8_t> ToBytes(DType dtype, const std::vector<float>& x) {
+  std::vector<uint8_t> b(x.size() * DTypeSize(dtype));
+  NarrowFromF32(dtype, x.data(), x.size(), b.data());
+  return b;
+}
+std::vector<float> Widen(DType dtype, const std::vector<uint8_t>& b) {
+  std::vector<float> x(b.size() / DTypeSize(dtype));
+  WidenToF32(dtype, b.data(), x.size(), x.data());
+  return x;
+}
+
+std::vector<PartView> Views(const EncodedTensor& enc) {
+  std::vector<PartView> v;
+  for (const EncodedPart& p : enc.parts) v.push_back({p.suffix, p.dtype, p.shape, p.bytes});
+  return v;
+}
+
+uint64_t StoredBytes(const EncodedTensor& enc) {
+  uint64_t s = 0;
+  for (const EncodedPart& p : enc.parts) s += p.bytes.size();
+  return s;
+}
+
+const EncodedPart* Part(const EncodedTensor& enc, const std::string& suffix) {
+  for (const EncodedPart& p : enc.parts) {
+    if (p.suffix == suffix) return &p;
+  }
+  return nullptr;
+}
+
+// 10 log10(variance / mse); with a zero variance, 10 log10(mean square / mse).
+double SnrDb(const std::vector<float>& x, const std::vector<float>& y) {
+  long double mean = 0, var = 0, mse = 0, ms = 0;
+  for (float v : x) mean += v;
+  mean /= x.size();
+  for (size_t i = 0; i < x.size(); ++i) {
+    var += (x[i] - mean) * (x[i] - mean);
+    ms += static_cast<long double>(x[i]) * x[i];
+    mse += (static_cast<long double>(x[i]) - y[i]) * (static_cast<long double>(x[i]) - y[i]);
+  }
+  if (mse == 0) return 1e9;
+  return static_cast<double>(10 * std::log10((var > 0 ? var : ms) / mse));
+}
+
+std::unique_ptr<Codec> MakeHc2(const CodecOptions& o) {
+  auto c = CreateCodec("hc2", o);
+  EXPECT_THAT(c, IsOk());
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+CodecOptions Ec(double bpw) { return {{"mode", "ec"}, {"bpw", absl::StrCat(bpw)}}; }
+CodecOptions Fixed(int bits) { return {{"mode", "fixed"}, {"bits", absl::StrCat(bits)}}; }
+
+struct Coded {
+  EncodedTensor enc;
+  std::vector<float> x;  // what the codec saw
+  std::vector<float> y;  // decoded
+};
+
+// Encodes x (stored as `dtype`) and decodes it whole. Fatal failures inside: check
+// HasFatalFailure() after.
+void EncodeDecode(const Codec& codec, DType dtype, const std::vector<float>& values, Executor& ex,
+                  Coded* out) {
+  const TensorInfo info = Info(dtype, static_cast<int64_t>(values.size()));
+  const std::vector<uint8_t> bytes = ToBytes(dtype, values);
+  out->x = Widen(dtype, bytes);
+  HC_ASSERT_OK_AND_ASSIGN(out->enc, codec.Encode(info, bytes, ex));
+  ASSERT_FALSE(out->enc.raw) << out->enc.raw_reason;
+  HC_ASSERT_OK_AND_ASSIGN(auto dec, codec.PrepareDecoder(info, out->enc.params, Views(out->enc)));
+  out->y.assign(values.size(), std::numeric_limits<float>::quiet_NaN());
+  dec->DecodeRange(0, absl::MakeSpan(out->y));
+  for (size_t i = 0; i < out->y.size(); ++i) ASSERT_TRUE(std::isfinite(out->y[i])) << i;
+}
+
+const int64_t kNumels[] = {64, 65, 127, 128, 129, 1000, 65536, 65537, 300001};
+
+// SNR floors (Gaussian input), 1-1.5 dB below what the codec measured when the tests were
+// written.
+// A block of 65..127 weights is padded to 128 coefficients, so a 65-weight tensor spends its
+// budget on twice as many coefficients (9 dB measured).
+double EcSnrFloor(int64_t numel) {
+  if (numel >= 65536) return 22.5;  // 23.7 measured
+  if (numel >= 1000) return 21.5;   // 22.9
+  if (numel == 64) return 15.5;     // 17.1
+  if (numel == 65) return 7.5;      // 8.8-9.0
+  if (numel == 129) return 16.5;    // 18.2
+  return 19.0;                      // 127, 128: 20.4-20.9
+}
+double FixedSnrFloor(int64_t numel) { return 20.0; }  // 21.4-22.7 measured
+
+TEST(Hc2CodecTest, RoundTripEcMode) {
+  InlineExecutor ex;
+  auto codec = MakeHc2(Ec(4.25));
+  ASSERT_NE(codec, nullptr);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int64_t n : kNumels) {
+      SCOPED_TRACE(absl::StrCat(DTypeName(dt), " numel ", n));
+      Coded c;
+      EncodeDecode(*codec, dt, Gaussian(n, n + 1), ex, &c);
+      if (HasFatalFailure()) return;
+      const double snr = SnrDb(c.x, c.y);
+      const double bpw = 8.0 * StoredBytes(c.enc) / n;
+      std::printf("ec 4.25 %s numel %ld: %.3f bpw, SNR %.2f dB\n",
+                  std::string(DTypeName(dt)).c_str(), static_cast<long>(n), bpw, snr);
+      EXPECT_GE(snr, EcSnrFloor(n));
+      EXPECT_LE(bpw, 4.25);
+      EXPECT_EQ(c.enc.params.Find("mode")->string_value(), "ec");
+      ASSERT_NE(Part(c.enc, "data"), nullptr);
+      ASSERT_NE(Part(c.enc, "index"), nullptr);
+      EXPECT_EQ(Part(c.enc, "index")->dtype, DType::kU32);
+      EXPECT_EQ(Part(c.enc, "index")->bytes.size(), 4u * ((n + 65535) / 65536));
+      EXPECT_EQ(Part(c.enc, "data")->dtype, DType::kU8);
+      EXPECT_EQ(Part(c.enc, "data")->shape,
+                (std::vector<int64_t>{static_cast<int64_t>(Part(c.enc, "data")->bytes.size())}));
+    }
+  }
+}
+
+TEST(Hc2CodecTest, RoundTripFixedMode) {
+  InlineExecutor ex;
+  for (int bits : {2, 3, 4}) {
+    auto codec = MakeHc2(Fixed(bits));
+    ASSERT_NE(codec, nullptr);
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t n : kNumels) {
+        SCOPED_TRACE(absl::StrCat("bits ", bits, " ", DTypeName(dt), " numel ", n));
+        Coded c;
+        EncodeDecode(*codec, dt, Gaussian(n, n + 2), ex, &c);
+        if (HasFatalFailure()) return;
+        const double snr = SnrDb(c.x, c.y);
+        if (bits == 4) {
+          std::printf("fixed 4 %s numel %ld: SNR %.2f dB\n", std::string(DTypeName(dt)).c_str(),
+                      static_cast<long>(n), snr);
+          EXPECT_GE(snr, FixedSnrFloor(n));
+        } else {
+          // About 5.5 dB per bit below 4 bits.
+          EXPECT_GE(snr, FixedSnrFloor(n) - 5.8 * (4 - bits));
+        }
+        EXPECT_EQ(c.enc.params.Find("mode")->string_value(), "fixed");
+        EXPECT_EQ(c.enc.params.Find("bits")->as_int64(), bits);
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, MoreBitsGiveMoreSnr) {
+  InlineExecutor ex;
+  const std::vector<float> x = Gaussian(65536, 77);
+  double prev = -1e9;
+  for (double bpw : {1.0, 2.25, 3.25, 4.25, 6.1, 8.0, 12.0}) {
+    Coded c;
+    EncodeDecode(*MakeHc2(Ec(bpw)), DType::kF32, x, ex, &c);
+    if (HasFatalFailure()) return;
+    const double snr = SnrDb(c.x, c.y);
+    std::printf("ec %.2f bpw: SNR %.2f dB\n", bpw, snr);
+    // Near the Gaussian rate-distortion bound: within 3 dB of 6.02 bpw (entropy-coded scalar
+    // quantisation loses 1.53 dB, the class fields 5/128 bits) from 2 bits up. Measured: 3.0 dB
+    // at 1 bpw, 11.4 at 2.25, 17.6 at 3.25, 23.7 at 4.25, 34.8 at 6.1, 46.2 at 8, 70.3 at 12.
+    if (bpw >= 2) {
+      EXPECT_GE(snr, 6.02 * bpw - 3.0) << bpw;
+    } else {
+      EXPECT_GE(snr, 2.0) << bpw;
+    }
+    EXPECT_GT(snr, prev + 3.0) << bpw;
+    prev = snr;
+  }
+}
+
+TEST(Hc2CodecTest, EcStaysWithinTheBudget) {
+  InlineExecutor ex;
+  for (double bpw : {1.0, 2.25, 3.25, 4.25, 6.1, 8.0, 12.0}) {
+    auto codec = MakeHc2(Ec(bpw));
+    ASSERT_NE(codec, nullptr);
+    for (int64_t n : kNumels) {
+      for (DType dt : {DType::kF32, DType::kBF16}) {
+        SCOPED_TRACE(absl::StrCat("bpw ", bpw, " ", DTypeName(dt), " numel ", n));
+        // Weights of a realistic spread, with some heavier rows.
+        std::vector<float> x = Gaussian(n, 1000 * bpw + n);
+        for (int64_t i = 0; i < n; i += 500) x[i] *= 8;
+        Coded c;
+        EncodeDecode(*codec, dt, x, ex, &c);
+        if (HasFatalFailure()) return;
+        const uint64_t bits = 8 * StoredBytes(c.enc);
+        EXPECT_LE(static_cast<double>(bits), bpw * n) << "stored " << bits << " bits";
+        if (n >= 65536) {
+          EXPECT_GE(static_cast<double>(bits) / n, bpw - 0.05)
+              << "stored " << static_cast<double>(bits) / n << " bpw";
+        }
+        EXPECT_DOUBLE_EQ(c.enc.params.Find("target_bpw")->number(), bpw);
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, FixedModeBitsPerWeightIsExact) {
+  InlineExecutor ex;
+  for (int bits : {2, 3, 4}) {
+    auto codec = MakeHc2(Fixed(bits));
+    ASSERT_NE(codec, nullptr);
+    for (int64_t n : kNumels) {
+      SCOPED_TRACE(absl::StrCat("bits ", bits, " numel ", n));
+      Coded c;
+      EncodeDecode(*codec, DType::kF32, Gaussian(n, n), ex, &c);
+      if (HasFatalFailure()) return;
+      const int64_t blocks = (n + 127) / 128;
+      const int64_t last_r = n - (blocks - 1) * 128;
+      const int64_t pairs = (blocks - 1) * 64 + hc2::PaddedLength(static_cast<int>(last_r)) / 2;
+      const EncodedPart* codes = Part(c.enc, "codes");
+      const EncodedPart* scales = Part(c.enc, "scales");
+      ASSERT_NE(codes, nullptr);
+      ASSERT_NE(scales, nullptr);
+      EXPECT_EQ(c.enc.parts.size(), 2u);
+      EXPECT_EQ(codes->dtype, DType::kU8);
+      EXPECT_EQ(codes->bytes.size(), static_cast<size_t>((pairs * 2 * bits + 7) / 8));
+      EXPECT_EQ(codes->shape, (std::vector<int64_t>{static_cast<int64_t>(codes->bytes.size())}));
+      EXPECT_EQ(scales->dtype, DType::kF16);
+      EXPECT_EQ(scales->shape, (std::vector<int64_t>{blocks}));
+      EXPECT_EQ(scales->bytes.size(), static_cast<size_t>(2 * blocks));
+      if (n % 128 == 0) {
+        EXPECT_DOUBLE_EQ(8.0 * StoredBytes(c.enc) / n, bits + 16.0 / 128);
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, SameBytesOnEveryExecutor) {
+  InlineExecutor inline_ex;
+  TbbExecutor tbb2(2);
+  for (const CodecOptions& o : {Ec(4.25), Ec(2.25), Fixed(4), Fixed(2)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t n : {int64_t{1000}, int64_t{65537}, int64_t{300001}}) {
+        SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " ", DTypeName(dt), " ", n));
+        const std::vector<uint8_t> bytes = ToBytes(dt, Gaussian(n, 5 * n));
+        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(dt, n), bytes, inline_ex));
+        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(Info(dt, n), bytes, tbb2));
+        EXPECT_EQ(a.params.Dump(), b.params.Dump());
+        ASSERT_EQ(a.parts.size(), b.parts.size());
+        for (size_t i = 0; i < a.parts.size(); ++i) {
+          EXPECT_EQ(a.parts[i].suffix, b.parts[i].suffix);
+          EXPECT_TRUE(a.parts[i].bytes == b.parts[i].bytes) << a.parts[i].suffix;
+        }
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, MisalignedF32InputGivesTheSameBytes) {
+  InlineExecutor ex;
+  const int64_t n = 70001;
+  const std::vector<uint8_t> bytes = ToBytes(DType::kF32, Gaussian(n, 31));
+  std::vector<uint8_t> shifted(bytes.size() + 1);
+  std::copy(bytes.begin(), bytes.end(), shifted.begin() + 1);
+  for (const CodecOptions& o : {Ec(4.25), Fixed(3)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(DType::kF32, n), bytes, ex));
+    HC_ASSERT_OK_AND_ASSIGN(
+        EncodedTensor b,
+        codec->Encode(Info(DType::kF32, n), absl::MakeConstSpan(shifted).subspan(1), ex));
+    ASSERT_EQ(a.parts.size(), b.parts.size());
+    EXPECT_EQ(a.params.Dump(), b.params.Dump());
+    for (size_t i = 0; i < a.parts.size(); ++i) EXPECT_TRUE(a.parts[i].bytes == b.parts[i].bytes);
+  }
+}
+
+TEST(Hc2CodecTest, DecodeRangeEqualsTheFullDecode) {
+  InlineExecutor ex;
+  for (const CodecOptions& o : {Ec(4.25), Ec(1.0), Fixed(4), Fixed(3)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    for (int64_t n : {int64_t{65}, int64_t{1000}, int64_t{131072}, int64_t{300001}}) {
+      SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " numel ", n));
+      const TensorInfo info = Info(DType::kF32, n);
+      const std::vector<uint8_t> bytes = ToBytes(DType::kF32, Gaussian(n, n + 9));
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
+      ASSERT_FALSE(enc.raw);
+      HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+      std::vector<float> full(n);
+      dec->DecodeRange(0, absl::MakeSpan(full));
+      std::vector<std::pair<uint64_t, uint64_t>> ranges = {
+          {0, 1},
+          {1, 2},
+          {0, 64},
+          {1, 64},
+          {63, 65},
+          {127, 129},
+          {128, 256},
+          {5, 300},
+          {uint64_t(n - 1), uint64_t(n)},
+          {uint64_t(n) - std::min<uint64_t>(n, 200), uint64_t(n)},
+          {0, uint64_t(n)},
+          {uint64_t(n) / 3, uint64_t(n) / 2 + 1}};
+      if (n > 65536) {
+        ranges.insert(ranges.end(), {{65535, 65537},
+                                     {65536, 65537},
+                                     {65535, 65536},
+                                     {65000, 66000},
+                                     {65536, std::min<uint64_t>(n, 131072)},
+                                     {1, uint64_t(n) - 1},
+                                     {100, std::min<uint64_t>(n, 131172)}});
+      }
+      std::mt19937_64 rng(n);
+      for (int i = 0; i < 60; ++i) {
+        const uint64_t a = rng() % n, b = rng() % n;
+        ranges.emplace_back(std::min(a, b), std::max(a, b) + 1);
+      }
+      for (const auto& [b, e] : ranges) {
+        if (e > static_cast<uint64_t>(n) || b >= e) continue;  // DecodeRange's contract
+        // Exactly sized, so that the sanitizer build catches a write past the range.
+        std::vector<float> part(e - b, std::numeric_limits<float>::quiet_NaN());
+        dec->DecodeRange(b, absl::MakeSpan(part));
+        for (uint64_t k = 0; k < e - b; ++k) {
+          // Bit-equal: the same float operations whatever the range.
+          ASSERT_EQ(std::memcmp(&part[k], &full[b + k], 4), 0)
+              << "range [" << b << ", " << e << ") element " << b + k;
+        }
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, ConstantTensors) {
+  InlineExecutor ex;
+  for (const CodecOptions& o : {Ec(4.25), Ec(1.0), Ec(12.0), Fixed(4), Fixed(2)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    for (int64_t n : {int64_t{64}, int64_t{129}, int64_t{65537}}) {
+      SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " numel ", n));
+      Coded zero;
+      EncodeDecode(*codec, DType::kF32, std::vector<float>(n, 0.0f), ex, &zero);
+      if (HasFatalFailure()) return;
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(zero.y[i], 0.0f) << i;
+      Coded c;
+      EncodeDecode(*codec, DType::kF16, std::vector<float>(n, 1.5f), ex, &c);
+      if (HasFatalFailure()) return;
+      // Against the mean square (the variance is 0).
+      const double snr = SnrDb(c.x, c.y);
+      std::printf("constant 1.5 %s numel %ld: SNR %.2f dB\n", codec->OptionsJson().Dump().c_str(),
+                  static_cast<long>(n), snr);
+      // Floors 1-1.5 dB below the measured 18.2-22.5 dB (ec 4.25), 0-1.4 (ec 1: all zero at 64
+      // weights), 63-71 (ec 12), 21.9-22.0 (fixed 4), 10.4-11.9 (fixed 2).
+      const auto* bpw = c.enc.params.Find("target_bpw");
+      if (bpw != nullptr) {
+        EXPECT_LE(8.0 * StoredBytes(c.enc), bpw->number() * n);
+        EXPECT_LE(8.0 * StoredBytes(zero.enc), bpw->number() * n);
+        const double floor = bpw->number() >= 12 ? 61.5 : bpw->number() >= 4 ? 17.0 : -0.01;
+        EXPECT_GE(snr, floor);
+      } else {
+        EXPECT_GE(snr, c.enc.params.Find("bits")->as_int64() == 4 ? 20.5 : 9.0);
+      }
+    }
+  }
+}
+
+TEST(Hc2CodecTest, HugeOutlier) {
+  InlineExecutor ex;
+  const int64_t n = 65536 + 1000;
+  const int64_t at = 40000;  // block 312
+  for (float big : {10.0f, 1e4f, 1e9f}) {
+    for (const CodecOptions& o : {Ec(4.25), Fixed(4)}) {
+      // Fixed mode cannot hold a block scale beyond the F16 range: see
+      // DISABLED_FixedModeKeepsBlocksBeyondTheF16Range.
+      if (o.Get("mode") == "fixed" && big > 1e4f) continue;
+      auto codec = MakeHc2(o);
+      ASSERT_NE(codec, nullptr);
+      SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " outlier ", big));
+      std::vector<float> x = Gaussian(n, 99);
+      x[at] = big;
+      Coded c;
+      EncodeDecode(*codec, DType::kF32, x, ex, &c);
+      if (HasFatalFailure()) return;
+      const bool ec = o.Get("mode") == "ec";
+      if (ec) {
+        EXPECT_LE(8.0 * StoredBytes(c.enc), 4.25 * n);
+      }
+      // The outlier itself survives (fixed mode: 3.3% off at 1e4, its block's 64 pairs each on
+      // the winding).
+      EXPECT_NEAR(c.y[at], big, (ec ? 0.01 : 0.1) * big);
+      // The other blocks: with moderate outliers, as good as without; with 1e9 (the step
+      // cannot go below the outlier / 2^23 in ec mode), at least not garbage.
+      std::vector<float> xo, yo;
+      for (int64_t i = 0; i < n; ++i) {
+        if (i / 128 == at / 128) continue;
+        xo.push_back(x[i]);
+        yo.push_back(c.y[i]);
+      }
+      const double snr = SnrDb(xo, yo);
+      std::printf("outlier %g %s: SNR of the other blocks %.2f dB\n", big,
+                  codec->OptionsJson().Dump().c_str(), snr);
+      if (!ec || big <= 1e4f) {
+        EXPECT_GE(snr, ec ? EcSnrFloor(n) - 1.0 : FixedSnrFloor(n));
+      } else {
+        EXPECT_GE(snr, -0.1);
+      }
+    }
+  }
+}
+
+// BUG (fixed mode zeroes blocks whose scale overflows F16): EncodeFixed tries scales rms * {1,
+// 0.87, 1.15} rounded to F16 and skips any that is not finite; when all three overflow (a rotated
+// block rms above 65504, i.e. a weight of ~1e5 or a block rms above ~5800) it stores scale 0 and
+// codes 0, so the whole block decodes to zeros, silently (no raw fallback, unlike rtn's "values
+// beyond the F16 range of rtn scales"). Expected: the tensor stays raw, or the block is coded
+// with its error bounded like any other block.
+TEST(Hc2CodecTest, DISABLED_FixedModeKeepsBlocksBeyondTheF16Range) {
+  InlineExecutor ex;
+  auto codec = MakeHc2(Fixed(4));
+  ASSERT_NE(codec, nullptr);
+  for (float big : {1e5f, 1e9f}) {
+    const int64_t n = 4096, at = 1000;
+    std::vector<float> x = Gaussian(n, 5);
+    x[at] = big;
+    const TensorInfo info = Info(DType::kF32, n);
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, ToBytes(DType::kF32, x), ex));
+    if (enc.raw) continue;  // acceptable
+    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+    std::vector<float> y(n);
+    dec->DecodeRange(0, absl::MakeSpan(y));
+    EXPECT_NEAR(y[at], big, 0.1 * big) << "the outlier's block decodes to " << y[at];
+    EXPECT_GE(SnrDb(x, y), 15.0);
+  }
+}
+
+TEST(Hc2CodecTest, LargeAndTinyMagnitudes) {
+  // Scale invariance over 60 decades: the same SNR (ec 23.5 dB, fixed 21.4 dB measured at
+  // sigma 0.02) from 1e-20 to 1e30 in ec mode; fixed mode's F16 scales cover roughly 1e-4..1e3.
+  InlineExecutor ex;
+  for (const CodecOptions& o : {Ec(4.25), Fixed(4)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    const bool ec = o.Get("mode") == "ec";
+    for (double sigma : ec ? std::vector<double>{1e-20, 1e-6, 1.0, 1e6, 1e30}
+                           : std::vector<double>{1e-4, 1e-2, 1.0, 1e3}) {
+      SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " sigma ", sigma));
+      Coded c;
+      EncodeDecode(*codec, DType::kF32, Gaussian(4096, 6, sigma), ex, &c);
+      if (HasFatalFailure()) return;
+      EXPECT_GE(SnrDb(c.x, c.y), ec ? 22.0 : 20.0);
+    }
+  }
+}
+
+// Rotated coefficients are sums of up to 128 weights (a factor up to 128), so weights of about
+// FLT_MAX / 128 (2.6e36) overflow.
+void EncodeNearFloatMax(int which) {
+  alarm(60);
+  InlineExecutor ex;
+  auto codec = CreateCodec("hc2", {});
+  if (!codec.ok()) std::_Exit(4);
+  const int64_t n = 4096;
+  std::vector<float> x;
+  if (which == 0) {
+    // An attention-mask-like tensor: half zeros, half the lowest BF16 (torch.finfo.min).
+    x.assign(n, 0.0f);
+    for (int64_t i = 0; i < n; i += 2) x[i] = -3.3895314e38f;
+  } else {
+    x = Gaussian(n, 6, which == 1 ? 1e37 : 1e36);
+  }
+  const TensorInfo info = Info(DType::kF32, n);
+  auto enc = (*codec)->Encode(info, ToBytes(DType::kF32, x), ex);
+  if (!enc.ok()) std::_Exit(5);
+  if (enc->raw) std::_Exit(0);  // acceptable
+  auto dec = (*codec)->PrepareDecoder(info, enc->params, Views(*enc));
+  if (!dec.ok()) std::_Exit(6);
+  std::vector<float> y(n);
+  (*dec)->DecodeRange(0, absl::MakeSpan(y));
+  for (float v : y) {
+    if (!std::isfinite(v)) std::_Exit(7);
+  }
+  std::_Exit(SnrDb(x, y) >= 15.0 ? 0 : 8);
+}
+
+// BUG (ec mode on finite weights near the float range: crash and non-finite output):
+// Rotate() sums up to 128 weights in float32, so weights beyond ~FLT_MAX / 128 give infinite
+// rotated coefficients although the tensor is finite (Encode only checks the input). EncodeEc
+// then takes zmax = inf, step = inf, q = nearbyint(inf * 0) = NaN, static_cast<int32_t>(NaN)
+// = INT_MIN, |INT_MIN| = 2^31, SplitMagnitude(2^31).token = 70 >= kTokens: out-of-bounds reads
+// of cost/cum/kTokenFreq and a SIGSEGV (exit by signal 11 here). Example: a mask tensor holding
+// -3.39e38 (the lowest BF16/F32), or N(0, 1e37). With N(0, 1e36) encoding survives but the
+// decoder's Fwht overflows and 29 of 4096 decoded values are inf/NaN. Expected: such tensors stay
+// raw (like rtn's "values beyond the F16 range") or decode finite and close.
+TEST(Hc2CodecDeathTest, DISABLED_EcModeNearFloatMaxNeitherCrashesNorDecodesInf) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(EncodeNearFloatMax(0), ::testing::ExitedWithCode(0), "") << "mask of -3.39e38";
+  EXPECT_EXIT(EncodeNearFloatMax(1), ::testing::ExitedWithCode(0), "") << "N(0, 1e37)";
+  EXPECT_EXIT(EncodeNearFloatMax(2), ::testing::ExitedWithCode(0), "") << "N(0, 1e36)";
+}
+
+TEST(Hc2CodecTest, SmallTensorsStayRaw) {
+  InlineExecutor ex;
+  for (const CodecOptions& o : {Ec(4.25), Fixed(4)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{63}}) {
+      for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
+                                codec->Encode(Info(dt, n), ToBytes(dt, Gaussian(n, 1)), ex));
+        EXPECT_TRUE(enc.raw) << n;
+        EXPECT_EQ(enc.raw_reason, "numel<64");
+        EXPECT_TRUE(enc.parts.empty());
+        // And the decoder refuses them.
+        EXPECT_THAT(codec->PrepareDecoder(Info(dt, n), enc.params, {}),
+                    StatusIs(absl::StatusCode::kDataLoss, HasSubstr("64")));
+      }
+    }
+    HC_ASSERT_OK_AND_ASSIGN(
+        EncodedTensor enc,
+        codec->Encode(Info(DType::kF32, 64), ToBytes(DType::kF32, Gaussian(64, 1)), ex));
+    EXPECT_FALSE(enc.raw);
+  }
+  EXPECT_EQ(kHc2MinNumel, 64u);
+}
+
+TEST(Hc2CodecTest, NonFiniteValuesStayRaw) {
+  InlineExecutor ex;
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (const CodecOptions& o : {Ec(4.25), Fixed(4)}) {
+    auto codec = MakeHc2(o);
+    ASSERT_NE(codec, nullptr);
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (float v : bad) {
+        for (int64_t pos : {int64_t{0}, int64_t{777}, int64_t{99999}}) {
+          std::vector<float> x = Gaussian(100000, 2);
+          x[pos] = v;
+          HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
+                                  codec->Encode(Info(dt, 100000), ToBytes(dt, x), ex));
+          EXPECT_TRUE(enc.raw) << DTypeName(dt) << " " << v << " at " << pos;
+          EXPECT_EQ(enc.raw_reason, "non-finite values");
+        }
+      }
+    }
+    // F16 overflow: a finite F32 value that becomes inf in F16 is seen as inf.
+    std::vector<float> x = Gaussian(1000, 3);
+    x[5] = 1e6f;
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
+                            codec->Encode(Info(DType::kF16, 1000), ToBytes(DType::kF16, x), ex));
+    EXPECT_TRUE(enc.raw);
+  }
+}
+
+TEST(Hc2CodecTest, RejectsOtherDtypesAndWrongSizes) {
+  InlineExecutor ex;
+  auto codec = MakeHc2({});
+  ASSERT_NE(codec, nullptr);
+  std::vector<uint8_t> b(4000);
+  TensorInfo i32 = Info(DType::kI32, 1000);
+  EXPECT_THAT(codec->Encode(i32, b, ex),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("I32")));
+  EXPECT_THAT(codec->Encode(Info(DType::kF32, 999), b, ex),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3996")));
+  EXPECT_THAT(codec->Encode(Info(DType::kF16, 1000), b, ex),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2000")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options.
+
+TEST(Hc2OptionsTest, ErrorsNameTheKey) {
+  const auto kInvalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_THAT(CreateCodec("hc2", {{"bitz", "4"}}), StatusIs(kInvalid, HasSubstr("\"bitz\"")));
+  EXPECT_THAT(CreateCodec("hc2", {{"group_size", "128"}}),
+              StatusIs(kInvalid, HasSubstr("\"group_size\"")));
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "foo"}}), StatusIs(kInvalid, HasSubstr("mode")));
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "foo"}}), StatusIs(kInvalid, HasSubstr("foo")));
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", ""}}), StatusIs(kInvalid, HasSubstr("mode")));
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "EC"}}), StatusIs(kInvalid, HasSubstr("mode")));
+  for (const char* v : {"0.1", "40", "0.2499", "32.01", "-1", "0", "nan", "inf", "four", ""}) {
+    EXPECT_THAT(CreateCodec("hc2", {{"bpw", v}}), StatusIs(kInvalid, HasSubstr("bpw"))) << v;
+  }
+  for (const char* v : {"1", "5", "0", "-4", "8", "3.5", "x", ""}) {
+    EXPECT_THAT(CreateCodec("hc2", {{"bits", v}}), StatusIs(kInvalid, HasSubstr("bits"))) << v;
+  }
+  // Options of the other mode are still validated.
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "fixed"}, {"bpw", "40"}}),
+              StatusIs(kInvalid, HasSubstr("bpw")));
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "ec"}, {"bits", "5"}}),
+              StatusIs(kInvalid, HasSubstr("bits")));
+  // The bounds themselves are accepted.
+  for (const char* v : {"0.25", "32", "4.25", "1"})
+    EXPECT_THAT(CreateCodec("hc2", {{"bpw", v}}), IsOk()) << v;
+  for (const char* v : {"2", "3", "4"}) EXPECT_THAT(CreateCodec("hc2", {{"bits", v}}), IsOk()) << v;
+  EXPECT_THAT(CreateCodec("hc2", {{"mode", "fixed"}}), IsOk());
+}
+
+TEST(Hc2OptionsTest, DefaultsAndDescription) {
+  HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc2", {}));
+  EXPECT_EQ(codec->name(), "hc2");
+  EXPECT_EQ(codec->OptionsJson().Dump(), "{\"mode\":\"ec\",\"bpw\":4.25,\"bits\":4}");
+  HC_ASSERT_OK_AND_ASSIGN(auto fixed, CreateCodec("hc2", {{"mode", "fixed"}, {"bits", "3"}}));
+  EXPECT_EQ(fixed->OptionsJson().Dump(), "{\"mode\":\"fixed\",\"bpw\":4.25,\"bits\":3}");
+  HC_ASSERT_OK_AND_ASSIGN(Hc2Options o, Hc2Options::FromCodecOptions({{"bpw", "6.5"}}));
+  EXPECT_EQ(o.mode, "ec");
+  EXPECT_EQ(o.bpw, 6.5);
+  EXPECT_EQ(o.bits, 4);
+  bool listed = false;
+  for (const CodecDescription& d : ListCodecs()) {
+    if (d.name != "hc2") continue;
+    listed = true;
+    std::vector<std::string> keys;
+    for (const auto& [k, help] : d.options) keys.push_back(k);
+    EXPECT_THAT(keys, ::testing::UnorderedElementsAre("mode", "bpw", "bits"));
+  }
+  EXPECT_TRUE(listed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoder validation.
+
+class Hc2DecoderTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kN = 200000;  // 4 chunks
+  void SetUp() override {
+    InlineExecutor ex;
+    bytes_ = ToBytes(DType::kF32, Gaussian(kN, 4));
+    ec_ = MakeHc2(Ec(4.25));
+    fixed_ = MakeHc2(Fixed(3));
+    ASSERT_NE(ec_, nullptr);
+    ASSERT_NE(fixed_, nullptr);
+    HC_ASSERT_OK_AND_ASSIGN(ec_enc_, ec_->Encode(info_, bytes_, ex));
+    HC_ASSERT_OK_AND_ASSIGN(fixed_enc_, fixed_->Encode(info_, bytes_, ex));
+    ASSERT_EQ(ec_enc_.parts.size(), 2u);
+    ASSERT_EQ(fixed_enc_.parts.size(), 2u);
+    ASSERT_THAT(ec_->PrepareDecoder(info_, ec_enc_.params, Views(ec_enc_)), IsOk());
+    ASSERT_THAT(fixed_->PrepareDecoder(info_, fixed_enc_.params, Views(fixed_enc_)), IsOk());
+  }
+  // A decoder comes from the codec name alone.
+  absl::Status Prepare(const JsonValue& params, const std::vector<PartView>& parts) {
+    auto codec = CreateCodec("hc2", {});
+    if (!codec.ok()) return codec.status();
+    return (*codec)->PrepareDecoder(info_, params, parts).status();
+  }
+  static PartView* Find(std::vector<PartView>& v, const std::string& s) {
+    for (PartView& p : v) {
+      if (p.suffix == s) return &p;
+    }
+    return nullptr;
+  }
+  JsonValue EcParams(JsonValue step) {
+    return JsonValue::Object().Add("mode", JsonValue::String("ec")).Add("step", std::move(step));
+  }
+  double Step() const { return ec_enc_.params.Find("step")->number(); }
+
+  TensorInfo info_ = Info(DType::kF32, kN);
+  std::vector<uint8_t> bytes_;
+  std::unique_ptr<Codec> ec_, fixed_;
+  EncodedTensor ec_enc_, fixed_enc_;
+};
+
+TEST_F(Hc2DecoderTest, EcDataLoss) {
+  const auto kDataLoss = absl::StatusCode::kDataLoss;
+  const std::vector<PartView> good = Views(ec_enc_);
+  EXPECT_THAT(Prepare(ec_enc_.params, good), IsOk());
+  EXPECT_THAT(Prepare(EcParams(JsonValue::Number(Step())), good), IsOk());
+  // Parts missing, extra, renamed, of the wrong dtype or size.
+  EXPECT_THAT(Prepare(ec_enc_.params, {}), StatusIs(kDataLoss, HasSubstr("two parts")));
+  EXPECT_THAT(Prepare(ec_enc_.params, {good[0]}), StatusIs(kDataLoss, HasSubstr("two parts")));
+  {
+    auto v = good;
+    v.push_back(good[0]);
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("two parts")));
+  }
+  {
+    auto v = good;
+    Find(v, "data")->suffix = "dat";
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"data\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "index")->suffix = "idx";
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"index\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "data")->dtype = DType::kF16;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"data\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "index")->dtype = DType::kU8;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"index\"")));
+  }
+  const PartView* idx = Find(const_cast<std::vector<PartView>&>(good), "index");
+  const PartView* data = Find(const_cast<std::vector<PartView>&>(good), "data");
+  ASSERT_EQ(idx->bytes.size(), 16u);
+  {
+    auto v = good;
+    Find(v, "index")->bytes = idx->bytes.subspan(0, 12);
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"index\"")));
+  }
+  {
+    std::vector<uint8_t> longer(idx->bytes.begin(), idx->bytes.end());
+    longer.insert(longer.end(), longer.end() - 4, longer.end());
+    auto v = good;
+    Find(v, "index")->bytes = longer;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"index\"")));
+  }
+  // The index does not end at the size of the data.
+  {
+    auto v = good;
+    Find(v, "data")->bytes = data->bytes.subspan(0, data->bytes.size() - 1);
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("does not end")));
+  }
+  {
+    std::vector<uint8_t> longer(data->bytes.begin(), data->bytes.end());
+    longer.push_back(0);
+    auto v = good;
+    Find(v, "data")->bytes = longer;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("does not end")));
+  }
+  // Chunk ends that go backwards or leave a chunk shorter than its state words.
+  for (const auto& [c, value] :
+       std::vector<std::pair<int, uint32_t>>{{0, 15}, {0, 0}, {1, 0}, {2, 5}, {1, 0xffffffffu}}) {
+    std::vector<uint8_t> bad(idx->bytes.begin(), idx->bytes.end());
+    std::memcpy(bad.data() + 4 * c, &value, 4);
+    auto v = good;
+    Find(v, "index")->bytes = bad;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, ::testing::_)) << c << " " << value;
+  }
+  // Params: mode and step.
+  EXPECT_THAT(Prepare(JsonValue::Object(), good), StatusIs(kDataLoss, HasSubstr("mode")));
+  EXPECT_THAT(Prepare(JsonValue::Object()
+                          .Add("mode", JsonValue::String("foo"))
+                          .Add("step", JsonValue::Number(Step())),
+                      good),
+              StatusIs(kDataLoss, HasSubstr("mode")));
+  EXPECT_THAT(
+      Prepare(
+          JsonValue::Object().Add("mode", JsonValue::Int(1)).Add("step", JsonValue::Number(Step())),
+          good),
+      StatusIs(kDataLoss, HasSubstr("mode")));
+  EXPECT_THAT(Prepare(JsonValue::Object().Add("mode", JsonValue::String("ec")), good),
+              StatusIs(kDataLoss, HasSubstr("step")));
+  EXPECT_THAT(Prepare(EcParams(JsonValue::String("0.01")), good),
+              StatusIs(kDataLoss, HasSubstr("step")));
+  for (double s : {0.0, -Step(), 1e300, -0.0, 0.1 /* not a float32 */}) {
+    EXPECT_THAT(Prepare(EcParams(JsonValue::Number(s)), good),
+                StatusIs(kDataLoss, HasSubstr("step")))
+        << s;
+  }
+  // An ec stream under fixed-mode params and the other way round.
+  EXPECT_THAT(Prepare(fixed_enc_.params, good), StatusIs(kDataLoss, ::testing::_));
+  EXPECT_THAT(Prepare(ec_enc_.params, Views(fixed_enc_)), StatusIs(kDataLoss, ::testing::_));
+}
+
+TEST_F(Hc2DecoderTest, FixedDataLoss) {
+  const auto kDataLoss = absl::StatusCode::kDataLoss;
+  const std::vector<PartView> good = Views(fixed_enc_);
+  const JsonValue& params = fixed_enc_.params;
+  EXPECT_THAT(Prepare(params, good), IsOk());
+  auto fixed_params = [](JsonValue bits) {
+    return JsonValue::Object().Add("mode", JsonValue::String("fixed")).Add("bits", std::move(bits));
+  };
+  EXPECT_THAT(Prepare(fixed_params(JsonValue::Int(3)), good), IsOk());
+  for (int bits : {1, 2, 4, 5, 0}) {
+    EXPECT_THAT(Prepare(fixed_params(JsonValue::Int(bits)), good),
+                StatusIs(kDataLoss, ::testing::_))
+        << bits;
+  }
+  EXPECT_THAT(Prepare(fixed_params(JsonValue::String("3")), good),
+              StatusIs(kDataLoss, HasSubstr("bits")));
+  EXPECT_THAT(Prepare(fixed_params(JsonValue::Number(3.5)), good),
+              StatusIs(kDataLoss, HasSubstr("bits")));
+  EXPECT_THAT(Prepare(JsonValue::Object().Add("mode", JsonValue::String("fixed")), good),
+              StatusIs(kDataLoss, HasSubstr("bits")));
+  EXPECT_THAT(Prepare(params, {good[0]}), StatusIs(kDataLoss, HasSubstr("two parts")));
+  const PartView* codes = Find(const_cast<std::vector<PartView>&>(good), "codes");
+  const PartView* scales = Find(const_cast<std::vector<PartView>&>(good), "scales");
+  {
+    auto v = good;
+    Find(v, "codes")->bytes = codes->bytes.subspan(1);
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"codes\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "codes")->dtype = DType::kI8;
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"codes\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "scales")->bytes = scales->bytes.subspan(2);
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"scales\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "scales")->dtype = DType::kBF16;
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"scales\"")));
+  }
+  {
+    auto v = good;
+    Find(v, "scales")->suffix = "scale";
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"scales\"")));
+  }
+}
+
+TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
+  // Byte flips in the ec data (past each chunk's state words) and in the fixed codes and scales:
+  // wrong values but no out-of-bounds access (sanitizer build) and no crash.
+  std::mt19937_64 rng(21);
+  std::vector<float> out(kN);
+  const std::vector<uint8_t>& ends = Part(ec_enc_, "index")->bytes;
+  std::vector<uint32_t> chunk_end(4);
+  std::memcpy(chunk_end.data(), ends.data(), 16);
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<uint8_t> data = Part(ec_enc_, "data")->bytes;
+    for (int f = 0; f < 1 + rep * 5; ++f) {
+      const int c = static_cast<int>(rng() % 4);
+      const uint32_t b0 = (c == 0 ? 0 : chunk_end[c - 1]) + 16;
+      data[b0 + rng() % (chunk_end[c] - b0)] ^= static_cast<uint8_t>(1 + rng() % 255);
+    }
+    auto v = Views(ec_enc_);
+    Find(v, "data")->bytes = data;
+    auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
+    ASSERT_THAT(dec, IsOk());
+    (*dec)->DecodeRange(0, absl::MakeSpan(out));
+    (*dec)->DecodeRange(65530, absl::MakeSpan(out).subspan(0, 100));
+  }
+  // A shortened last chunk, the index kept consistent: the decoder reads past its bytes.
+  {
+    const std::vector<uint8_t>& data = Part(ec_enc_, "data")->bytes;
+    const uint32_t cut = chunk_end[2] + 16 + 100;
+    std::vector<uint8_t> shortened(data.begin(), data.begin() + cut);
+    std::vector<uint8_t> index = ends;
+    std::memcpy(index.data() + 12, &cut, 4);
+    auto v = Views(ec_enc_);
+    Find(v, "data")->bytes = shortened;
+    Find(v, "index")->bytes = index;
+    auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
+    ASSERT_THAT(dec, IsOk());
+    (*dec)->DecodeRange(0, absl::MakeSpan(out));
+    // Chunks 0..2 are untouched.
+    std::vector<float> want(kN);
+    HC_ASSERT_OK_AND_ASSIGN(auto good, ec_->PrepareDecoder(info_, ec_enc_.params, Views(ec_enc_)));
+    good->DecodeRange(0, absl::MakeSpan(want));
+    EXPECT_TRUE(std::equal(out.begin(), out.begin() + 3 * 65536, want.begin()));
+  }
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<uint8_t> codes = Part(fixed_enc_, "codes")->bytes;
+    std::vector<uint8_t> scales = Part(fixed_enc_, "scales")->bytes;
+    for (int f = 0; f < 50; ++f) {
+      codes[rng() % codes.size()] = static_cast<uint8_t>(rng());
+      scales[rng() % scales.size()] = static_cast<uint8_t>(rng());
+    }
+    auto v = Views(fixed_enc_);
+    Find(v, "codes")->bytes = codes;
+    Find(v, "scales")->bytes = scales;
+    auto dec = fixed_->PrepareDecoder(info_, fixed_enc_.params, v);
+    ASSERT_THAT(dec, IsOk());
+    (*dec)->DecodeRange(0, absl::MakeSpan(out));
+  }
+}
+
+// The two hang checks of Hc2DecoderDeathTest, run in a child process: exit 0 when decoding
+// terminates, killed by SIGALRM when it hangs.
+void DecodeZeroStateWord() {
+  alarm(20);
+  const std::vector<uint8_t> zeros(4, 0);
+  hc2::RansDecoder d(zeros, 1);
+  d.Raw(5);
+  std::_Exit(d.overrun() ? 0 : 3);
+}
+void DecodeZeroEcTensor() {
+  alarm(20);
+  // A 128-weight ec tensor whose data part is 16 zero bytes, its index consistent.
+  auto codec = CreateCodec("hc2", {});
+  if (!codec.ok()) std::_Exit(4);
+  const TensorInfo info = Info(DType::kF32, 128);
+  const std::vector<uint8_t> data(16, 0);
+  const uint32_t end = 16;
+  std::vector<uint8_t> index(4);
+  std::memcpy(index.data(), &end, 4);
+  const std::vector<PartView> parts = {{"data", DType::kU8, {16}, data},
+                                       {"index", DType::kU32, {1}, index}};
+  const JsonValue params =
+      JsonValue::Object().Add("mode", JsonValue::String("ec")).Add("step", JsonValue::Number(0.25));
+  auto dec = (*codec)->PrepareDecoder(info, params, parts);
+  if (!dec.ok()) std::_Exit(0);  // rejecting it would be fine too
+  std::vector<float> out(128);
+  (*dec)->DecodeRange(0, absl::MakeSpan(out));
+  std::_Exit(0);
+}
+
+void DecodeTruncatedStates() {
+  alarm(20);
+  std::mt19937_64 rng(13);
+  for (int states : {1, 4}) {
+    const std::vector<TestOp> ops = RandomOps(3000, rng);
+    std::vector<uint8_t> stream;
+    hc2::RansEncode(ToRansOps(ops), states, stream);
+    for (size_t len = 0; len < static_cast<size_t>(4 * states); ++len) {
+      const std::vector<uint8_t> cut(stream.begin(), stream.begin() + len);
+      hc2::RansDecoder d(cut, states);
+      DecodeOps(ops, cut, states, &d);
+      if (!d.overrun()) std::_Exit(3);
+    }
+  }
+  std::_Exit(0);
+}
+
+// BUG (hc2 decoder hangs on corrupt state words): RansDecoder::Renorm loops
+// `while (x < kLow) x = (x << 8) | next_byte`, and past the end of the stream next_byte is 0. A
+// state that is 0 (four zero state bytes, or 0 reached by Raw()/Token() from a corrupt state
+// below 2^bits or, through uint32 wrap-around, above 2^31) therefore never grows: Raw()/Token()
+// spin forever. A stream cut to 0 bytes hangs the first Raw() call; an artifact whose hc2
+// "data" chunk is all zero bytes makes DecodeRange hang;
+// PrepareDecoder accepts it. Expected: decoding terminates (garbage values, overrun() set).
+// Run with --gtest_also_run_disabled_tests; a hang is killed by the alarm after 20 s.
+TEST(Hc2DecoderDeathTest, DISABLED_ZeroStateWordsDoNotHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(DecodeZeroStateWord(), ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(DecodeZeroEcTensor(), ::testing::ExitedWithCode(0), "");
+  // A stream cut inside its state words (shorter than 4 bytes per state).
+  EXPECT_EXIT(DecodeTruncatedStates(), ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace hc
