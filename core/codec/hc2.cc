@@ -24,6 +24,7 @@ constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"}
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
 constexpr double kMaxQ = double{1 << 22};
+constexpr float kInfF = std::numeric_limits<float>::infinity();
 // Fixed mode: scale candidates per block, as multiples of the block's rms.
 constexpr float kScaleTry[] = {1.0f, 0.87f, 1.15f};
 
@@ -56,9 +57,11 @@ float RowMultiplier(uint8_t stored) {
 }
 
 // Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
-// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2.
+// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under 64 weights (their
+// byte each would cost over 1/8 bit per weight).
 int64_t RowCount(const TensorInfo& info) {
-  return info.shape.size() >= 2 && info.shape[0] > 1 ? info.shape[0] : 0;
+  if (info.shape.size() < 2 || info.shape[0] <= 1) return 0;
+  return static_cast<int64_t>(info.numel) / info.shape[0] >= 64 ? info.shape[0] : 0;
 }
 
 // Applies the row multipliers to decoded elements [begin, begin + out.size()).
@@ -352,6 +355,7 @@ class EcDecoder final : public TensorDecoder {
     while (e < end) {
       const int64_t c = static_cast<int64_t>(e / kChunk);
       const uint64_t c0 = c * kChunk, c1 = std::min<uint64_t>(plan_.numel, c0 + kChunk);
+      if (c1 <= e) break;  // past the tensor: callers never ask, but never loop
       float* dst;
       if (e == c0 && c1 <= end) {
         dst = out.data() + (e - begin);
@@ -558,13 +562,23 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       double s = 0;
       for (int i = 0; i < n; ++i) {
         s += static_cast<double>(z[i]) * z[i];
-        maxabs[c] = std::max(maxabs[c], std::abs(z[i]));
+        // NaN (inf - inf in the butterflies) must not slip past std::max: count it as inf.
+        const float a = std::abs(z[i]);
+        maxabs[c] = a <= maxabs[c] ? maxabs[c] : (a == a ? a : kInfF);
       }
       rms[b] = std::sqrt(s / n);
     }
   });
   const float zmax = *std::max_element(maxabs.begin(), maxabs.end());
+  // Decoding sums 128 coefficients again: keep them far from the float range, else raw.
+  if (!std::isfinite(zmax) || zmax > 1e36f) {
+    EncodedTensor enc;
+    enc.raw = true;
+    enc.raw_reason = "values too large for the rotation (float32 overflow)";
+    return enc;
+  }
   const double budget = o_.bpw * static_cast<double>(plan.numel) - side_bits;  // bits
+  // (the estimate below counts each chunk's states and end offset; the coder adds a byte or two)
   // Fixed costs: class fields, chunk ends, states.
   double fixed_bits = 5.0 * nb + 32.0 * nc;
   for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
@@ -638,7 +652,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // The step search on estimates: secant steps on log2(step) until a bracket is found, then
   // regula falsi inside it, keeping the finest step that fits (with a margin for the coder's
   // few bytes of overhead per chunk). Small tensors accept a looser fit.
-  const double target = budget - 64.0 * nc;
+  const double target = budget - 16.0 * nc;
   const double tol = plan.numel >= 65536 ? 0.004 : plan.numel >= 4096 ? 0.01 : 0.03;
   double log2s = hi + 0.06, best_log2 = 0;  // the model is a little optimistic
   bool have = false;
@@ -673,9 +687,16 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   std::vector<std::vector<uint8_t>> chunks;
   float step = to_step(best_log2);
   uint64_t bits = encode(step, chunks);
-  for (int it = 0; it < 8 && static_cast<double>(bits) > budget; ++it) {
-    step = to_step(std::log2(step) + 0.01 * (it + 1));  // the estimate was short: rare
+  for (int it = 0; it < 24 && static_cast<double>(bits) > budget; ++it) {
+    // The estimate was short (rare): coarser steps, faster and faster.
+    step = to_step(std::log2(step) + 0.01 * (1 << std::min(it, 10)));
     bits = encode(step, chunks);
+  }
+  if (static_cast<double>(bits) > budget) {
+    EncodedTensor enc;
+    enc.raw = true;
+    enc.raw_reason = absl::StrCat("cannot meet ", o_.bpw, " bits per weight");
+    return enc;
   }
   struct {
     float step;
@@ -718,6 +739,7 @@ EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Execu
   const float* w = ws.points();
   std::vector<uint16_t> scales(nb);
   std::vector<uint32_t> codes(static_cast<size_t>(nb) * (kBlock / 2), 0);
+  std::vector<uint8_t> bad(plan.chunks(), 0);  // a block whose scale F16 cannot hold
   ex.ParallelFor(plan.chunks(), [&](int64_t c) {
     float z[kBlock];
     uint32_t idx[kBlock / 2], bidx[kBlock / 2];
@@ -748,10 +770,17 @@ EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Execu
           std::copy(idx, idx + n / 2, bidx);
         }
       }
+      if (!(rms == 0) && best_h == 0) bad[c] = 1;  // NaN and inf too
       scales[b] = best_h;
       std::copy(bidx, bidx + n / 2, codes.begin() + b * (kBlock / 2));
     }
   });
+  if (std::find(bad.begin(), bad.end(), 1) != bad.end()) {
+    EncodedTensor enc;
+    enc.raw = true;
+    enc.raw_reason = "a block scale beyond the F16 range";
+    return enc;
+  }
   // Pairs actually stored: full blocks, then the last one's.
   const uint64_t pairs = static_cast<uint64_t>(nb - 1) * (kBlock / 2) + plan.last_n / 2;
   codes.resize(pairs);
@@ -812,7 +841,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     if (rows->bytes[i] > 63) return absl::DataLossError("hc2: row multipliers must be <= 63");
   }
   if (parts.size() != (rows != nullptr ? 3u : 2u)) {
-    return absl::DataLossError("hc2: expected the parts data, index and optionally rows");
+    return absl::DataLossError(
+        "hc2: expected two parts, data and index (and rows for a row-scaled tensor)");
   }
   const JsonValue* sv = params.Find("step");
   if (sv == nullptr || !sv->is_number()) return absl::DataLossError("hc2: params need a step");

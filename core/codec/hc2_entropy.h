@@ -60,8 +60,8 @@ struct RansOp {
 /// first), then the renormalisation bytes in the order the decoder reads them.
 void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& out);
 
-/// Reads a stream written by RansEncode. Reading past the end yields zero bytes and sets
-/// overrun(); every value decoded is then garbage but memory-safe.
+/// Reads a stream written by RansEncode. Reading past the end sets overrun(); every value
+/// decoded is then garbage, but decoding stays memory-safe and always terminates.
 class RansDecoder {
  public:
   /// Byte-wise rANS: the state is kept in [kLow, 2^31).
@@ -91,9 +91,16 @@ class RansDecoder {
   size_t remaining() const { return static_cast<size_t>(end_ - p_); }
 
  private:
+  // Past the end of the stream (only a corrupt or truncated one gets there) the state is
+  // forced into range instead of reading zeros, which could loop forever on a zero state.
   void Renorm(uint32_t& x) {
     while (x < kLow) {
-      x = (x << 8) | (p_ < end_ ? *p_++ : (overrun_ = true, 0u));
+      if (p_ == end_) {
+        overrun_ = true;
+        x |= kLow;
+        return;
+      }
+      x = (x << 8) | *p_++;
     }
   }
   void Next() { k_ = k_ + 1 == states_ ? 0 : k_ + 1; }

@@ -16,7 +16,8 @@ inline constexpr int kTokens = 58;
 /// Frequencies are out of 2^kFreqBits.
 inline constexpr int kFreqBits = 12;
 
-/// Token frequencies per class; every entry >= 1, each row sums to 2^kFreqBits.
+/// Token frequencies per class; each row sums to 2^kFreqBits. Tokens past a class's range have
+/// frequency 0 (that class cannot code them); in the last class every token is >= 1.
 extern const uint16_t kTokenFreq[kClasses][kTokens];
 
 /// Winding codebooks of the fixed-rate mode: 2^(2b) points (x, y) of a Fibonacci spiral for b =

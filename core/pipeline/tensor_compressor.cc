@@ -190,7 +190,7 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
   }
   const double left = budget - fixed_bits - sens_bpw * sensitive_weights;
   const double rate = shared_weights > 0 ? left / shared_weights : 0;
-  if (shared_weights > 0 && rate < 0.25) {
+  if ((shared_weights > 0 && rate < 0.25) || (shared_weights == 0 && left < 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "target ", options_.target_bpw, " bits per weight cannot be met: raw and overridden ",
         "tensors alone take ", fixed_bits / total_weights, " bits per weight"));
