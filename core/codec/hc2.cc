@@ -770,7 +770,8 @@ EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Execu
           std::copy(idx, idx + n / 2, bidx);
         }
       }
-      if (!(rms == 0) && best_h == 0) bad[c] = 1;  // NaN and inf too
+      // Beyond F16 (or not finite): the tensor goes raw. Below it the block is simply 0.
+      if (!(rms <= 65504.0f * 0.87f)) bad[c] = 1;
       scales[b] = best_h;
       std::copy(bidx, bidx + n / 2, codes.begin() + b * (kBlock / 2));
     }
