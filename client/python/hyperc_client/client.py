@@ -142,8 +142,11 @@ def _option_text(value):
     return str(value)
 
 
-def _options_proto(codec, skip, codec_options):
-    o = pb2.CompressOptions(codec=codec or "")
+def _options_proto(codec, skip, codec_options, target_bpw=0.0, overrides=()):
+    o = pb2.CompressOptions(codec=codec or "", target_bpw=float(target_bpw or 0.0))
+    if isinstance(overrides, str):
+        overrides = (overrides,)
+    o.overrides.extend(list(overrides or ()))
     for k, v in codec_options.items():
         o.codec_options[str(k).replace("-", "_")] = _option_text(v)
     if isinstance(skip, str):
@@ -346,17 +349,20 @@ class Client:
     # -- Compress ----------------------------------------------------------------------------
 
     def compress(self, path, out, codec="rtn", skip=(), progress=None, model_name=None,
-                 codec_options=None, **options):
+                 codec_options=None, target_bpw=0.0, overrides=(), **options):
         """Compresses `path` (a .safetensors file or a model.safetensors.index.json) on the
         server and writes the artifact to `out` (a file; a directory for a sharded model),
         atomically. Codec options are keyword arguments (bits=4, group_size=128, preset="llm")
         or a `codec_options` dict (values are sent as strings; dashes in keys become
-        underscores). `skip` is a list of regexes of tensors stored raw. `progress`, if given,
+        underscores). `skip` is a list of regexes of tensors stored raw; `target_bpw` the
+        model-level bits per weight (codec hc2) and `overrides` a list of "REGEX=raw" or
+        "REGEX=key=value[,key=value]" rules, as `hyperc compress`. `progress`, if given,
         is called with each Progress event as a dict (tensors_done, tensors_total,
         bytes_received, bytes_total, bytes_done, fraction, eta_seconds, tensor).
         Returns the server's Summary as a dict. The artifact is byte-identical to
         `hyperc compress` in local mode with the same options."""
-        opts = _options_proto(codec, skip, dict(codec_options or {}, **options))
+        opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
+                              overrides)
         upload = _Upload(path, model_name, opts, self.chunk_bytes)
         sink = _ArtifactSink(out, _is_index(path))
         call = self._stub.Compress(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)
@@ -394,10 +400,12 @@ class Client:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def submit(self, path, codec="rtn", skip=(), model_name=None, codec_options=None, **options):
+    def submit(self, path, codec="rtn", skip=(), model_name=None, codec_options=None,
+               target_bpw=0.0, overrides=(), **options):
         """Uploads `path` as a job and returns the job (a dict; it then runs in the background
         on the server). Options as for compress()."""
-        opts = _options_proto(codec, skip, dict(codec_options or {}, **options))
+        opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
+                              overrides)
         upload = _Upload(path, model_name, opts, self.chunk_bytes)
         try:
             job = self._stub.SubmitJob(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)

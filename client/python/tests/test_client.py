@@ -241,6 +241,23 @@ class CompressTest(Base):
                     raw = [t["name"] for t in summary["tensors"] if t["codec"] == "raw"]
                     self.assertTrue(any("bn/" in n for n in raw), raw)
 
+    def test_target_bpw_and_overrides_match_cli(self):
+        # hc2 under a model-level rate, with an override: planned by the server once the upload
+        # is in, byte-identical to the CLI.
+        out = scratch("hc2-target.hyc.safetensors")
+        c = self.client()
+        summary = c.compress(SINGLE_FACERES, out, codec="hc2", target_bpw=4.25,
+                             overrides=["^age_pred/=raw"])
+        want = os.path.join(SCRATCH, "local-hc2-target")
+        cmd = [CLI_BIN, "compress", SINGLE_FACERES, "-o", want, "--quiet", "--no-sync",
+               "--codec", "hc2", "--target-bpw", "4.25", "--override", "^age_pred/=raw"]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertSameArtifact(out, want)
+        self.assertSummaryMatches(summary, out)
+        raw = [t["name"] for t in summary["tensors"] if t["codec"] == "raw"]
+        self.assertTrue(any(n.startswith("age_pred/") for n in raw), raw)
+
     def test_module_level_compress_and_typed_options(self):
         # Options as Python values (ints) and with dashes: sent as "4" and group_size.
         out = scratch("module-level.hyc.safetensors")
