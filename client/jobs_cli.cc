@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/io/safetensors_file.h"
@@ -14,6 +15,7 @@ constexpr char kJobsUsage[] =
     "usage: hyperc jobs <command> --server HOST:PORT [--token-file F] [--tls-ca F] ...\n"
     "\n"
     "  submit IN [--codec NAME] [codec options] [--skip REGEX]...   upload, print the job id\n"
+    "         [--target-bpw X] [--override REGEX=SPEC]...\n"
     "  watch ID       follow a job until it ends (progress bar)\n"
     "  get ID         one job's state\n"
     "  list           every job, newest first\n"
@@ -101,10 +103,20 @@ int Jobs(Args& args) {
     auto took = remote.Take(args);
     if (took.ok() && !*took) took = args.Take({"-o", "--output"}, &output);
     if (took.ok() && !*took) took = args.Take({"--codec"}, &options.codec);
-    std::string skip;
+    std::string skip, rule, bpw;
     if (took.ok() && !*took) {
       took = args.Take({"--skip"}, &skip);
       if (took.ok() && *took) options.skip.push_back(skip);
+    }
+    if (took.ok() && !*took) {
+      took = args.Take({"--override"}, &rule);
+      if (took.ok() && *took) options.overrides.push_back(rule);
+    }
+    if (took.ok() && !*took) {
+      took = args.Take({"--target-bpw"}, &bpw);
+      if (took.ok() && *took && !absl::SimpleAtod(bpw, &options.target_bpw)) {
+        return Fail(absl::InvalidArgumentError("--target-bpw needs a number"), 2);
+      }
     }
     if (!took.ok()) return Fail(took.status(), 2);
     if (*took) continue;
