@@ -609,10 +609,9 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // Bits of the whole tensor at `step` from the code lengths (no coding): within a few bytes
   // per chunk of what rANS writes.
   std::vector<double> cbits(nc);
-  // Large tensors estimate on every kStride-th block (a fixed sample: deterministic), scaled
+  // Larger tensors estimate on every stride-th block (a fixed sample: deterministic), scaled
   // up; the final encode then checks the real size.
-  constexpr int64_t kStride = 4;
-  const int64_t stride = nb >= 1024 ? kStride : 1;
+  const int64_t stride = nb >= 2048 ? 8 : nb >= 512 ? 4 : nb >= 128 ? 2 : 1;
   auto estimate = [&](float step) {
     ex.ParallelFor(nc, [&](int64_t c) {
       QuantBlock qb;
@@ -620,7 +619,10 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       double bits = 0;
       int64_t sampled = 0;
       const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
-      for (int64_t b = b0; b < b1; b += stride) {
+      for (int64_t b = b0; b < b1; ++b) {
+        // A pseudo-random 1/stride of the blocks (a regular stride would keep hitting the same
+        // column of every row).
+        if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
         const int n = plan.n(b);
         hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
         quantise(z, n, step, qb);
@@ -629,7 +631,8 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       }
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
-      cbits[c] = 32.0 * plan.states(c) + 32.0 + bits * static_cast<double>(all) / sampled;
+      cbits[c] = 32.0 * plan.states(c) + 32.0 +
+                 (sampled > 0 ? bits * static_cast<double>(all) / sampled : 0.0);
     });
     double total = 0;
     for (double v : cbits) total += v;
@@ -697,8 +700,10 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   float step = to_step(best_log2);
   uint64_t bits = encode(step, chunks);
   for (int it = 0; it < 24 && static_cast<double>(bits) > budget; ++it) {
-    // The estimate was short (rare): coarser steps, faster and faster.
-    step = to_step(std::log2(step) + 0.01 * (1 << std::min(it, 10)));
+    // The estimate was short (rare): about a bit per weight per doubling of the step, then
+    // faster and faster.
+    const double over = (static_cast<double>(bits) - budget) / plan.numel;
+    step = to_step(std::log2(step) + 1.1 * over + 0.002 * (1 << std::min(it, 10)));
     bits = encode(step, chunks);
   }
   if (static_cast<double>(bits) > budget) {
