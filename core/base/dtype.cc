@@ -107,6 +107,7 @@ uint16_t FloatToBFloat16(float f) {
 }
 
 void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
+  if (n == 0) return;  // empty spans may carry null pointers
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
@@ -125,6 +126,7 @@ void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
 }
 
 void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst) {
+  if (n == 0) return;  // empty spans may carry null pointers (memcpy must not see them)
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
