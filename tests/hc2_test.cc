@@ -22,6 +22,7 @@
 #include "core/base/dtype.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc2_entropy.h"
+#include "core/codec/hc2_quant.h"
 #include "core/codec/hc2_tables.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
@@ -1497,6 +1498,47 @@ TEST(Hc2DecoderDeathTest, ZeroStateWordsDoNotHang) {
   EXPECT_EXIT(DecodeZeroEcTensor(), ::testing::ExitedWithCode(0), "");
   // A stream cut inside its state words (shorter than 4 bytes per state).
   EXPECT_EXIT(DecodeTruncatedStates(), ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace hc
+
+namespace hc {
+namespace {
+
+// The 8-lane trellis (AVX2 where the CPU has it) against the scalar one: the same indices,
+// tokens, classes and bits, on Gaussian blocks at several steps, blocks of zeros, and blocks
+// with indices of 64 and more (the per-lane slow path of the rate table).
+TEST(Hc2QuantTest, EightLaneTrellisEqualsScalar) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<float> z(8 * hc2::kBlock);
+    for (int l = 0; l < 8; ++l) {
+      const float scale = (round + l) % 5 == 0 ? 0.0f : std::pow(2.0f, (round * 3 + l) % 14 - 4);
+      for (int i = 0; i < hc2::kBlock; ++i) z[l * hc2::kBlock + i] = g(rng) * scale;
+      if (l == 3) z[l * hc2::kBlock + 5] = 900.0f;  // |k| >= 64 at step 1
+    }
+    const float* zp[8];
+    for (int l = 0; l < 8; ++l) zp[l] = z.data() + l * hc2::kBlock;
+    for (float step : {0.05f, 0.5f, 1.0f, 7.0f}) {
+      hc2::QuantBlock simd[8], ref[8];
+      hc2::QuantiseTcq8(zp, step, 0.3f, t, simd, /*allow_simd=*/true);
+      hc2::QuantiseTcq8(zp, step, 0.3f, t, ref, /*allow_simd=*/false);
+      for (int l = 0; l < 8; ++l) {
+        hc2::QuantBlock one;
+        hc2::QuantiseTcq(zp[l], hc2::kBlock, step, 0.3f, t, one);
+        for (int i = 0; i < hc2::kBlock; ++i) {
+          ASSERT_EQ(simd[l].q[i], ref[l].q[i]) << "round " << round << " lane " << l << " i " << i;
+          ASSERT_EQ(ref[l].q[i], one.q[i]);
+          ASSERT_EQ(simd[l].tok[i], ref[l].tok[i]);
+        }
+        ASSERT_EQ(simd[l].cls, ref[l].cls);
+        ASSERT_EQ(simd[l].bits, ref[l].bits);
+      }
+    }
+  }
 }
 
 }  // namespace

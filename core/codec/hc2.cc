@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/codec/hc2_entropy.h"
+#include "core/codec/hc2_quant.h"
 #include "core/codec/hc2_tables.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
@@ -23,7 +24,6 @@ constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"}
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
-constexpr double kMaxQ = double{1 << 22};
 constexpr float kInfF = std::numeric_limits<float>::infinity();
 // Fixed mode: scale candidates per block, as multiples of the block's rms.
 constexpr float kScaleTry[] = {1.0f, 0.87f, 1.15f};
@@ -125,177 +125,9 @@ class GaussEntropy {
   double h_[kN];
 };
 
-// One block quantised: indices, tokens, class, bits.
-struct QuantBlock {
-  int32_t q[kBlock];
-  uint8_t tok[kBlock];
-  int cls = 0;
-  double bits = 0;
-};
-
-// Tokens of the block's indices qb.q, the cheapest class that codes them all and the block's
-// bits under it (class field, tokens, extra bits, signs): a token histogram, so pricing a class
-// costs one product per distinct token.
-void PriceBlock(int n, const hc2::ClassTables& t, QuantBlock& qb) {
-  uint16_t hist[hc2::kTokens] = {};
-  double sumsq = 0;
-  int raw_bits = 0;
-  for (int i = 0; i < n; ++i) {
-    const int32_t q = qb.q[i];
-    sumsq += static_cast<double>(q) * q;
-    const hc2::TokenSplit sp = hc2::SplitMagnitude(static_cast<uint32_t>(std::abs(q)));
-    qb.tok[i] = static_cast<uint8_t>(sp.token);
-    ++hist[sp.token];
-    raw_bits += sp.nextra + (q != 0);
-  }
-  int used[hc2::kTokens], nu = 0;
-  for (int k = 0; k < hc2::kTokens; ++k) {
-    if (hist[k]) used[nu++] = k;
-  }
-  int c0 = 0;
-  if (sumsq > 0) {
-    c0 = static_cast<int>(std::lround(std::log2(sumsq / n) + 8.0));  // 2 log2(rms) + 8
-    c0 = std::clamp(c0, 0, hc2::kClasses - 1);
-  }
-  int best = -1;
-  float best_cost = std::numeric_limits<float>::infinity();
-  for (int c = std::max(0, c0 - 1); c < hc2::kClasses; ++c) {
-    float cost = 0;
-    for (int k = 0; k < nu; ++k) cost += static_cast<float>(hist[used[k]]) * t.cost[c][used[k]];
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = c;
-    }
-    if (c >= c0 + 1 && best >= 0) break;
-  }
-  qb.cls = best;
-  qb.bits = 5.0 + best_cost + raw_bits;
-}
-
-// Plain rounding of one block (option tcq false), then PriceBlock.
-void Quantise(const float* z, int n, float step, const hc2::ClassTables& t, QuantBlock& qb) {
-  // Round to nearest even by the 1.5 * 2^23 trick (exact for |v| <= 2^22, which the clamp
-  // keeps), then a token histogram: pricing a class costs one product per distinct token.
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
-  float fq[kBlock];
-  for (int i = 0; i < n; ++i) {
-    const float v = std::clamp(z[i] * inv, -lim, lim);
-    fq[i] = (v + kMagic) - kMagic;
-  }
-  for (int i = 0; i < n; ++i) qb.q[i] = static_cast<int32_t>(fq[i]);
-  PriceBlock(n, t, qb);
-}
-
-// Trellis-coded (dependent) quantisation with 4 states: states 0 and 1 use Q0 (levels 2k),
-// states 2 and 3 use Q1 (levels 2k - sgn(k)), in steps; after index k the state becomes
-// kTrans[state][|k| mod 2]. Every block starts in state 0.
-constexpr uint8_t kTrans[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};
-inline float TcqLevel(int state, int32_t k) {
-  if (state < 2 || k == 0) return 2.0f * static_cast<float>(k);
-  return 2.0f * static_cast<float>(k) - (k > 0 ? 1.0f : -1.0f);
-}
-
-// The encoder's trellis search (Viterbi) over one block: minimises squared error (in steps)
-// plus mu times the bits of each index under a class guessed from the block's rms; then prices
-// the indices like Quantise does. Overview of the hot loop: per coefficient, Q0's two nearest
-// indices (one even, one odd) and Q1's (zero, and the odd/even pair around the value) give the
-// best even and odd branch of each quantiser; the 4-state update is then 8 adds and 4 minima,
-// with the decisions kept as bits for the traceback.
-void QuantiseTcq(const float* z, int n, float step, float mu, const hc2::ClassTables& t,
-                 QuantBlock& qb) {
-  const float inv = 1.0f / step, lim = static_cast<float>(kMaxQ);
-  float v[kBlock];
-  double ss = 0;
-  for (int i = 0; i < n; ++i) {
-    v[i] = std::clamp(z[i] * inv, -lim, lim);
-    ss += 0.25 * static_cast<double>(v[i]) * v[i];
-  }
-  const int cg = ss > 0 ? std::clamp(static_cast<int>(std::lround(std::log2(ss / n) + 8.0)), 0,
-                                     hc2::kClasses - 1)
-                        : 0;
-  // mu * bits of |k| for small k (token, extra bits and sign), exact; larger k computed.
-  constexpr int kSmall = 64;
-  float rate[kSmall];
-  auto rate_of = [&](uint32_t m) {
-    const hc2::TokenSplit sp = hc2::SplitMagnitude(m);
-    const float c = t.cost[cg][sp.token];
-    return mu * ((std::isinf(c) ? 40.0f : c) + static_cast<float>(sp.nextra + (m != 0)));
-  };
-  for (int m = 0; m < kSmall; ++m) rate[m] = rate_of(static_cast<uint32_t>(m));
-  auto cost = [&](float x, float level, int32_t k) {
-    const uint32_t m = static_cast<uint32_t>(std::abs(k));
-    const float d = x - level;
-    return d * d + (m < kSmall ? rate[m] : rate_of(m));
-  };
-  // floor and ceil of |x| <= 2^22 without libm calls (the build targets baseline x86-64).
-  auto ifloor = [](float x) {
-    const int32_t t = static_cast<int32_t>(x);
-    return t - (static_cast<float>(t) > x);
-  };
-  auto iceil = [](float x) {
-    const int32_t t = static_cast<int32_t>(x);
-    return t + (static_cast<float>(t) < x);
-  };
-  constexpr float kInf = std::numeric_limits<float>::infinity();
-  float J0 = 0, J1 = kInf, J2 = kInf, J3 = kInf;
-  // Per coefficient: the index chosen on the best even/odd branch of each quantiser, and for each
-  // new state which predecessor won (bit s set: the second candidate).
-  int32_t e0[kBlock], o0[kBlock], e1[kBlock], o1[kBlock];
-  uint8_t dec[kBlock];
-  for (int i = 0; i < n; ++i) {
-    const float x = v[i];
-    // Q0 (levels 2k): the two indices around x / 2.
-    const int32_t a0 = ifloor(x * 0.5f);
-    const int32_t ev0 = (a0 & 1) ? a0 + 1 : a0, od0 = (a0 & 1) ? a0 : a0 + 1;
-    const float ce0 = cost(x, 2.0f * ev0, ev0), co0 = cost(x, 2.0f * od0, od0);
-    // Q1 (levels 2k - sgn k): zero and the two indices around x.
-    int32_t a, b;
-    if (x >= 0) {
-      a = std::max<int32_t>(1, ifloor((x + 1) * 0.5f));
-      b = a + 1;
-    } else {
-      a = std::min<int32_t>(-1, iceil((x - 1) * 0.5f));
-      b = a - 1;
-    }
-    const int32_t ev1 = (a & 1) ? b : a, od1 = (a & 1) ? a : b;
-    const float cz = x * x + rate[0];
-    const float cev = cost(x, TcqLevel(2, ev1), ev1);
-    const bool zero = cz <= cev;
-    const float ce1 = zero ? cz : cev, co1 = cost(x, TcqLevel(2, od1), od1);
-    e0[i] = ev0, o0[i] = od0, e1[i] = zero ? 0 : ev1, o1[i] = od1;
-    // Transitions: 0 -even-> 0, 0 -odd-> 2, 1 -even-> 2, 1 -odd-> 0,
-    //              2 -even-> 1, 2 -odd-> 3, 3 -even-> 3, 3 -odd-> 1.
-    const float n0a = J0 + ce0, n0b = J1 + co0;
-    const float n2a = J0 + co0, n2b = J1 + ce0;
-    const float n1a = J2 + ce1, n1b = J3 + co1;
-    const float n3a = J2 + co1, n3b = J3 + ce1;
-    dec[i] = static_cast<uint8_t>((n0b < n0a) | ((n1b < n1a) << 1) | ((n2b < n2a) << 2) |
-                                  ((n3b < n3a) << 3));
-    J0 = std::min(n0a, n0b), J1 = std::min(n1a, n1b);
-    J2 = std::min(n2a, n2b), J3 = std::min(n3a, n3b);
-  }
-  const float J[4] = {J0, J1, J2, J3};
-  int s = static_cast<int>(std::min_element(J, J + 4) - J);
-  for (int i = n - 1; i >= 0; --i) {
-    const bool second = (dec[i] >> s) & 1;
-    int prev;
-    int32_t k;
-    switch (s) {
-      case 0: prev = second ? 1 : 0, k = second ? o0[i] : e0[i]; break;
-      case 2: prev = second ? 1 : 0, k = second ? e0[i] : o0[i]; break;
-      case 1: prev = second ? 3 : 2, k = second ? o1[i] : e1[i]; break;
-      default: prev = second ? 3 : 2, k = second ? e1[i] : o1[i]; break;
-    }
-    qb.q[i] = k;
-    s = prev;
-  }
-  PriceBlock(n, t, qb);
-}
-
 // The ops of a quantised block: class (5 raw bits), then per coefficient its token, extra bits
 // and sign.
-void BlockOps(const QuantBlock& qb, int n, const hc2::ClassTables& t,
+void BlockOps(const hc2::QuantBlock& qb, int n, const hc2::ClassTables& t,
               std::vector<hc2::RansOp>& ops) {
   const int c = qb.cls;
   ops.push_back({static_cast<uint32_t>(c), 1, 5});
@@ -331,8 +163,8 @@ void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float st
     const bool neg = v != 0 && d.Raw(1);
     if (tcq) {
       const int32_t k = neg ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
-      z[i] = TcqLevel(state, k) * step;
-      state = kTrans[state][v & 1];
+      z[i] = hc2::TcqLevel(state, k) * step;
+      state = hc2::kTrans[state][v & 1];
     } else {
       const float m = static_cast<float>(v) * step;
       z[i] = neg ? -m : m;
@@ -590,7 +422,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     }
     return bits;
   };
-  const double min_log2 = zmax > 0 ? std::log2(zmax / kMaxQ) : 0.0;
+  const double min_log2 = zmax > 0 ? std::log2(zmax / hc2::kMaxQ) : 0.0;
   double lo = min_log2, hi = zmax > 0 ? std::log2(zmax) + 2 : 1.0;
   for (int it = 0; it < 50; ++it) {
     const double mid = 0.5 * (lo + hi);
@@ -599,11 +431,41 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
 
   const hc2::ClassTables& t = hc2::ClassTables::Get();
   constexpr float kMu = 0.3f;  // rate weight of the trellis search, in squared steps per bit
-  auto quantise = [&](const float* z, int n, float step, QuantBlock& qb) {
+  auto quantise = [&](const float* z, int n, float step, hc2::QuantBlock& qb) {
     if (o_.tcq) {
-      QuantiseTcq(z, n, step, kMu, t, qb);
+      hc2::QuantiseTcq(z, n, step, kMu, t, qb);
     } else {
-      Quantise(z, n, step, t, qb);
+      hc2::Quantise(z, n, step, t, qb);
+    }
+  };
+  // Quantises the blocks listed in `blocks` (in order) and hands each result to `sink(b, qb)`,
+  // in the same order. Runs of 8 full blocks go through the 8-lane trellis (bit-identical).
+  auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
+    std::vector<float> zs(8 * kBlock);
+    hc2::QuantBlock qbs[8];
+    size_t k = 0;
+    while (k < blocks.size()) {
+      size_t run = 0;
+      while (o_.tcq && run < 8 && k + run < blocks.size() && plan.n(blocks[k + run]) == kBlock) {
+        ++run;
+      }
+      if (run == 8) {
+        const float* zp[8];
+        for (int l = 0; l < 8; ++l) {
+          const int64_t b = blocks[k + l];  // n = 128, r may be shorter (the last block)
+          hc2::Rotate(x + b * kBlock, plan.r(b), kBlock, zs.data() + l * kBlock);
+          zp[l] = zs.data() + l * kBlock;
+        }
+        hc2::QuantiseTcq8(zp, step, kMu, t, qbs);
+        for (int l = 0; l < 8; ++l) sink(blocks[k + l], qbs[l]);
+        k += 8;
+        continue;
+      }
+      const int64_t b = blocks[k++];
+      const int n = plan.n(b);
+      hc2::Rotate(x + b * kBlock, plan.r(b), n, zs.data());
+      quantise(zs.data(), n, step, qbs[0]);
+      sink(b, qbs[0]);
     }
   };
   // Bits of the whole tensor at `step` from the code lengths (no coding): within a few bytes
@@ -614,21 +476,20 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   const int64_t stride = nb >= 2048 ? 8 : nb >= 512 ? 4 : nb >= 128 ? 2 : 1;
   auto estimate = [&](float step) {
     ex.ParallelFor(nc, [&](int64_t c) {
-      QuantBlock qb;
-      float z[kBlock];
       double bits = 0;
       int64_t sampled = 0;
       const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
+      std::vector<int64_t> blocks;
       for (int64_t b = b0; b < b1; ++b) {
         // A pseudo-random 1/stride of the blocks (a regular stride would keep hitting the same
         // column of every row).
         if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
-        const int n = plan.n(b);
-        hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-        quantise(z, n, step, qb);
-        bits += qb.bits;
-        sampled += n;
+        blocks.push_back(b);
       }
+      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
+        bits += qb.bits;
+        sampled += plan.n(b);
+      });
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
       cbits[c] = 32.0 * plan.states(c) + 32.0 +
@@ -643,14 +504,13 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     ex.ParallelFor(nc, [&](int64_t c) {
       std::vector<hc2::RansOp> ops;
       ops.reserve(kChunkBlocks * kBlock * 2);
-      QuantBlock qb;
-      float z[kBlock];
+      std::vector<int64_t> blocks;
       for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
-        const int n = plan.n(b);
-        hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-        quantise(z, n, step, qb);
-        BlockOps(qb, n, t, ops);
+        blocks.push_back(b);
       }
+      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
+        BlockOps(qb, plan.n(b), t, ops);
+      });
       hc2::RansEncode(ops, plan.states(c), chunks[c]);
     });
     uint64_t bits = 0;
