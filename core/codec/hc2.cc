@@ -430,7 +430,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   }
 
   const hc2::ClassTables& t = hc2::ClassTables::Get();
-  constexpr float kMu = 0.3f;  // rate weight of the trellis search, in squared steps per bit
+  constexpr float kMu = hc2::kDefaultMu;
   auto quantise = [&](const float* z, int n, float step, hc2::QuantBlock& qb) {
     if (o_.tcq) {
       hc2::QuantiseTcq(z, n, step, kMu, t, qb);

@@ -1,6 +1,7 @@
 #include "core/codec/hc2_quant.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -94,6 +95,19 @@ void PrepareTrellis(const float* z, int n, float step, float mu, const ClassTabl
   in.cg = ss > 0 ? std::clamp(static_cast<int>(std::lround(std::log2(ss / n) + 8.0)), 0,
                               kClasses - 1)
                  : 0;
+  // The default rate weight's tables are built once (they depend on the class only).
+  static const auto* cached = [] {
+    auto* r = new std::array<std::array<float, kSmall>, kClasses>;
+    const ClassTables& ct = ClassTables::Get();
+    for (int c = 0; c < kClasses; ++c) {
+      for (int m = 0; m < kSmall; ++m) (*r)[c][m] = RateOf(ct, c, kDefaultMu, static_cast<uint32_t>(m));
+    }
+    return r;
+  }();
+  if (mu == kDefaultMu && &t == &ClassTables::Get()) {
+    std::copy((*cached)[in.cg].begin(), (*cached)[in.cg].end(), in.rate);
+    return;
+  }
   for (int m = 0; m < kSmall; ++m) in.rate[m] = RateOf(t, in.cg, mu, static_cast<uint32_t>(m));
 }
 

@@ -11,6 +11,8 @@
 
 namespace hc::hc2 {
 
+/// The trellis's default rate weight, in squared steps per bit.
+inline constexpr float kDefaultMu = 0.3f;
 /// The largest |index| the encoder produces (levels stay exact in float32).
 inline constexpr double kMaxQ = double{1 << 22};
 
