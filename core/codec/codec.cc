@@ -84,6 +84,20 @@ absl::Status CodecOptions::CheckKnown(absl::string_view codec,
   return absl::OkStatus();
 }
 
+absl::Status CheckEncodeInput(absl::string_view codec, const TensorInfo& info,
+                              absl::Span<const uint8_t> data) {
+  if (!IsCompressibleFloat(info.dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(codec, ": cannot encode dtype ", DTypeName(info.dtype)));
+  }
+  if (data.size() != info.numel * DTypeSize(info.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(codec, ": tensor ", info.name, " has ",
+                                                   data.size(), " bytes, expected ",
+                                                   info.numel * DTypeSize(info.dtype)));
+  }
+  return absl::OkStatus();
+}
+
 const PartView* FindPart(absl::Span<const PartView> parts, absl::string_view suffix) {
   for (const PartView& p : parts) {
     if (p.suffix == suffix) return &p;

@@ -85,6 +85,11 @@ struct PartView {
   absl::Span<const uint8_t> bytes;
 };
 
+/// The input checks every Encode() starts with: a compressible float dtype and data.size() ==
+/// numel * dtype size. InvalidArgument prefixed with `codec` ("hc2: cannot encode dtype I32").
+absl::Status CheckEncodeInput(absl::string_view codec, const TensorInfo& info,
+                              absl::Span<const uint8_t> data);
+
 /// Returns the part with `suffix` or nullptr.
 const PartView* FindPart(absl::Span<const PartView> parts, absl::string_view suffix);
 

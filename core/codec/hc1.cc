@@ -162,15 +162,7 @@ class Hc1Codec final : public Codec {
 
 absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
                                                absl::Span<const uint8_t> data, Executor& ex) const {
-  if (!IsCompressibleFloat(info.dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hc1: cannot encode dtype ", DTypeName(info.dtype)));
-  }
-  if (data.size() != info.numel * DTypeSize(info.dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("hc1: tensor ", info.name, " has ", data.size(),
-                                                   " bytes, expected ",
-                                                   info.numel * DTypeSize(info.dtype)));
-  }
+  HC_RETURN_IF_ERROR(CheckEncodeInput("hc1", info, data));
   EncodedTensor enc;
   if (info.numel < kMinNumel) {
     enc.raw = true;

@@ -302,15 +302,7 @@ class Hc2Codec final : public Codec {
 
 absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
                                                absl::Span<const uint8_t> data, Executor& ex) const {
-  if (!IsCompressibleFloat(info.dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hc2: cannot encode dtype ", DTypeName(info.dtype)));
-  }
-  if (data.size() != info.numel * DTypeSize(info.dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("hc2: tensor ", info.name, " has ", data.size(),
-                                                   " bytes, expected ",
-                                                   info.numel * DTypeSize(info.dtype)));
-  }
+  HC_RETURN_IF_ERROR(CheckEncodeInput("hc2", info, data));
   EncodedTensor enc;
   if (info.numel < kHc2MinNumel) {
     enc.raw = true;
