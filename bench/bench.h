@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -46,6 +47,13 @@ std::string SharedDir();
 /// Prints "hyperc-bench: <message>" to stderr and returns `code`.
 int Fail(const absl::Status& status, int code = 1);
 int Fail(absl::string_view message, int code = 1);
+
+/// Splits args[i] into a flag and its value: "--key=value", or "--key value" when
+/// `takes_value(key)` (args[i + 1] is consumed, i advanced). Anything else is returned as the key
+/// with an empty value. False when the value is missing (args[i] was the last argument).
+bool SplitFlag(const std::vector<std::string>& args, size_t& i,
+               absl::FunctionRef<bool(const std::string&)> takes_value, std::string* key,
+               std::string* value);
 
 /// Seconds since an arbitrary start (steady clock).
 inline double Now() {

@@ -374,13 +374,8 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       dir = a;
       continue;
     }
-    std::string key = a, v;
-    if (const size_t eq = a.find('='); eq != std::string::npos) {
-      key = a.substr(0, eq);
-      v = a.substr(eq + 1);
-    } else if (i + 1 < args.size()) {
-      v = args[++i];
-    } else {
+    std::string key, v;
+    if (!SplitFlag(args, i, [](const std::string&) { return true; }, &key, &v)) {
       return Fail(absl::StrCat(a, " needs a value"), 2);
     }
     bool ok = true;

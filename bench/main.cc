@@ -43,6 +43,23 @@ std::string SharedDir() {
   return HC_BENCH_SHARED_DIR;
 }
 
+bool SplitFlag(const std::vector<std::string>& args, size_t& i,
+               absl::FunctionRef<bool(const std::string&)> takes_value, std::string* key,
+               std::string* value) {
+  const std::string& a = args[i];
+  value->clear();
+  if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+    *key = a.substr(0, eq);
+    *value = a.substr(eq + 1);
+    return true;
+  }
+  *key = a;
+  if (!takes_value(a)) return true;
+  if (i + 1 >= args.size()) return false;
+  *value = args[++i];
+  return true;
+}
+
 int Fail(const absl::Status& status, int code) {
   return Fail(absl::string_view(status.message()), code);
 }

@@ -269,13 +269,8 @@ int RunMakeLlama(const std::vector<std::string>& args) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    std::string key = a, v;
-    if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      key = a.substr(0, eq);
-      v = a.substr(eq + 1);
-    } else if (i + 1 < args.size()) {
-      v = args[++i];
-    } else {
+    std::string key, v;
+    if (!SplitFlag(args, i, [](const std::string&) { return true; }, &key, &v)) {
       std::fputs(kUsage, stderr);
       return Fail(absl::StrCat(a, " needs a value"), 2);
     }

@@ -541,14 +541,12 @@ int RunRd(const std::vector<std::string>& args) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    std::string value;
-    std::string key = a;
-    if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      key = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    } else if (a == "--models" || a == "--targets" || a == "--markdown") {
-      if (i + 1 >= args.size()) return Fail(absl::StrCat(a, " needs a value"), 2);
-      value = args[++i];
+    std::string key, value;
+    auto valued = [](const std::string& k) {
+      return k == "--models" || k == "--targets" || k == "--markdown";
+    };
+    if (!SplitFlag(args, i, valued, &key, &value)) {
+      return Fail(absl::StrCat(a, " needs a value"), 2);
     }
     if (key == "--models") {
       model_args = absl::StrSplit(value, ',', absl::SkipEmpty());
