@@ -558,15 +558,7 @@ TEST(Hc2TransformTest, WindingSearchEqualsBruteForce) {
 // ---------------------------------------------------------------------------------------------
 // Codec.
 
-TensorInfo Info(DType dtype, int64_t numel) {
-  TensorInfo info;
-  info.name = "t";
-  info.dtype = dtype;
-  info.shape = {numel};
-  info.numel = static_cast<uint64_t>(numel);
-  info.end = info.numel * DTypeSize(dtype);
-  return info;
-}
+using ::hc::testing::FlatTensorInfo;
 
 std::vector<float> Gaussian(int64_t n, uint64_t seed, double sigma = 0.02) {
   std::mt19937_64 rng(seed);
@@ -639,7 +631,7 @@ struct Coded {
 // HasFatalFailure() after.
 void EncodeDecode(const Codec& codec, DType dtype, const std::vector<float>& values, Executor& ex,
                   Coded* out) {
-  const TensorInfo info = Info(dtype, static_cast<int64_t>(values.size()));
+  const TensorInfo info = FlatTensorInfo(dtype, static_cast<int64_t>(values.size()));
   const std::vector<uint8_t> bytes = ToBytes(dtype, values);
   out->x = Widen(dtype, bytes);
   HC_ASSERT_OK_AND_ASSIGN(out->enc, codec.Encode(info, bytes, ex));
@@ -811,8 +803,8 @@ TEST(Hc2CodecTest, SameBytesOnEveryExecutor) {
       for (int64_t n : {int64_t{1000}, int64_t{65537}, int64_t{300001}}) {
         SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " ", DTypeName(dt), " ", n));
         const std::vector<uint8_t> bytes = ToBytes(dt, Gaussian(n, 5 * n));
-        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(dt, n), bytes, inline_ex));
-        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(Info(dt, n), bytes, tbb2));
+        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(FlatTensorInfo(dt, n), bytes, inline_ex));
+        HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(FlatTensorInfo(dt, n), bytes, tbb2));
         EXPECT_EQ(a.params.Dump(), b.params.Dump());
         ASSERT_EQ(a.parts.size(), b.parts.size());
         for (size_t i = 0; i < a.parts.size(); ++i) {
@@ -833,10 +825,10 @@ TEST(Hc2CodecTest, MisalignedF32InputGivesTheSameBytes) {
   for (const CodecOptions& o : {Ec(4.25), Fixed(3)}) {
     auto codec = MakeHc2(o);
     ASSERT_NE(codec, nullptr);
-    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(DType::kF32, n), bytes, ex));
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(FlatTensorInfo(DType::kF32, n), bytes, ex));
     HC_ASSERT_OK_AND_ASSIGN(
         EncodedTensor b,
-        codec->Encode(Info(DType::kF32, n), absl::MakeConstSpan(shifted).subspan(1), ex));
+        codec->Encode(FlatTensorInfo(DType::kF32, n), absl::MakeConstSpan(shifted).subspan(1), ex));
     ASSERT_EQ(a.parts.size(), b.parts.size());
     EXPECT_EQ(a.params.Dump(), b.params.Dump());
     for (size_t i = 0; i < a.parts.size(); ++i) EXPECT_TRUE(a.parts[i].bytes == b.parts[i].bytes);
@@ -850,7 +842,7 @@ TEST(Hc2CodecTest, DecodeRangeEqualsTheFullDecode) {
     ASSERT_NE(codec, nullptr);
     for (int64_t n : {int64_t{65}, int64_t{1000}, int64_t{131072}, int64_t{300001}}) {
       SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " numel ", n));
-      const TensorInfo info = Info(DType::kF32, n);
+      const TensorInfo info = FlatTensorInfo(DType::kF32, n);
       const std::vector<uint8_t> bytes = ToBytes(DType::kF32, Gaussian(n, n + 9));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
       ASSERT_FALSE(enc.raw);
@@ -990,7 +982,7 @@ TEST(Hc2CodecTest, FixedModeKeepsBlocksBeyondTheF16Range) {
     const int64_t n = 4096, at = 1000;
     std::vector<float> x = Gaussian(n, 5);
     x[at] = big;
-    const TensorInfo info = Info(DType::kF32, n);
+    const TensorInfo info = FlatTensorInfo(DType::kF32, n);
     HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, ToBytes(DType::kF32, x), ex));
     if (enc.raw) continue;  // acceptable
     HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
@@ -1036,7 +1028,7 @@ void EncodeNearFloatMax(int which) {
   } else {
     x = Gaussian(n, 6, which == 1 ? 1e37 : 1e36);
   }
-  const TensorInfo info = Info(DType::kF32, n);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, n);
   auto enc = (*codec)->Encode(info, ToBytes(DType::kF32, x), ex);
   if (!enc.ok()) std::_Exit(5);
   if (enc->raw) std::_Exit(0);  // acceptable
@@ -1074,18 +1066,18 @@ TEST(Hc2CodecTest, SmallTensorsStayRaw) {
     for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{63}}) {
       for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
         HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
-                                codec->Encode(Info(dt, n), ToBytes(dt, Gaussian(n, 1)), ex));
+                                codec->Encode(FlatTensorInfo(dt, n), ToBytes(dt, Gaussian(n, 1)), ex));
         EXPECT_TRUE(enc.raw) << n;
         EXPECT_EQ(enc.raw_reason, "numel<64");
         EXPECT_TRUE(enc.parts.empty());
         // And the decoder refuses them.
-        EXPECT_THAT(codec->PrepareDecoder(Info(dt, n), enc.params, {}),
+        EXPECT_THAT(codec->PrepareDecoder(FlatTensorInfo(dt, n), enc.params, {}),
                     StatusIs(absl::StatusCode::kDataLoss, HasSubstr("64")));
       }
     }
     HC_ASSERT_OK_AND_ASSIGN(
         EncodedTensor enc,
-        codec->Encode(Info(DType::kF32, 64), ToBytes(DType::kF32, Gaussian(64, 1)), ex));
+        codec->Encode(FlatTensorInfo(DType::kF32, 64), ToBytes(DType::kF32, Gaussian(64, 1)), ex));
     EXPECT_FALSE(enc.raw);
   }
   EXPECT_EQ(kHc2MinNumel, 64u);
@@ -1105,7 +1097,7 @@ TEST(Hc2CodecTest, NonFiniteValuesStayRaw) {
           std::vector<float> x = Gaussian(100000, 2);
           x[pos] = v;
           HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
-                                  codec->Encode(Info(dt, 100000), ToBytes(dt, x), ex));
+                                  codec->Encode(FlatTensorInfo(dt, 100000), ToBytes(dt, x), ex));
           EXPECT_TRUE(enc.raw) << DTypeName(dt) << " " << v << " at " << pos;
           EXPECT_EQ(enc.raw_reason, "non-finite values");
         }
@@ -1115,7 +1107,7 @@ TEST(Hc2CodecTest, NonFiniteValuesStayRaw) {
     std::vector<float> x = Gaussian(1000, 3);
     x[5] = 1e6f;
     HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc,
-                            codec->Encode(Info(DType::kF16, 1000), ToBytes(DType::kF16, x), ex));
+                            codec->Encode(FlatTensorInfo(DType::kF16, 1000), ToBytes(DType::kF16, x), ex));
     EXPECT_TRUE(enc.raw);
   }
 }
@@ -1125,12 +1117,12 @@ TEST(Hc2CodecTest, RejectsOtherDtypesAndWrongSizes) {
   auto codec = MakeHc2({});
   ASSERT_NE(codec, nullptr);
   std::vector<uint8_t> b(4000);
-  TensorInfo i32 = Info(DType::kI32, 1000);
+  TensorInfo i32 = FlatTensorInfo(DType::kI32, 1000);
   EXPECT_THAT(codec->Encode(i32, b, ex),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("I32")));
-  EXPECT_THAT(codec->Encode(Info(DType::kF32, 999), b, ex),
+  EXPECT_THAT(codec->Encode(FlatTensorInfo(DType::kF32, 999), b, ex),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3996")));
-  EXPECT_THAT(codec->Encode(Info(DType::kF16, 1000), b, ex),
+  EXPECT_THAT(codec->Encode(FlatTensorInfo(DType::kF16, 1000), b, ex),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2000")));
 }
 
@@ -1228,7 +1220,7 @@ class Hc2DecoderTest : public ::testing::Test {
   }
   double Step() const { return ec_enc_.params.Find("step")->number(); }
 
-  TensorInfo info_ = Info(DType::kF32, kN);
+  TensorInfo info_ = FlatTensorInfo(DType::kF32, kN);
   std::vector<uint8_t> bytes_;
   std::unique_ptr<Codec> ec_, fixed_;
   EncodedTensor ec_enc_, fixed_enc_;
@@ -1451,7 +1443,7 @@ void DecodeZeroEcTensor() {
   // A 128-weight ec tensor whose data part is 16 zero bytes, its index consistent.
   auto codec = CreateCodec("hc2", {});
   if (!codec.ok()) std::_Exit(4);
-  const TensorInfo info = Info(DType::kF32, 128);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, 128);
   const std::vector<uint8_t> data(16, 0);
   const uint32_t end = 16;
   std::vector<uint8_t> index(4);

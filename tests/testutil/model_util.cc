@@ -68,4 +68,15 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
+TensorInfo FlatTensorInfo(DType dtype, int64_t numel) {
+  TensorInfo info;
+  info.name.push_back('t');  // not = "t": g++ 12 -Wrestrict false positive in this file
+  info.dtype = dtype;
+  info.shape = {numel};
+  info.numel = static_cast<uint64_t>(numel);
+  info.begin = 0;
+  info.end = info.numel * DTypeSize(dtype);
+  return info;
+}
+
 }  // namespace hc::testing

@@ -8,6 +8,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/base/dtype.h"
+#include "core/io/safetensors.h"
 
 namespace hc::testing {
 
@@ -22,6 +24,9 @@ absl::Status WriteBf16Copy(const std::string& src, const std::string& dst);
 /// (tensors in file order, contiguous groups). Returns the index path.
 absl::StatusOr<std::string> SplitIntoShards(const std::string& src, const std::string& dir,
                                             int shards);
+
+/// A 1-D tensor "t" of `numel` elements of `dtype` at offset 0 (for codec tests).
+TensorInfo FlatTensorInfo(DType dtype, int64_t numel);
 
 /// Reads a whole file.
 std::string ReadAll(const std::string& path);

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/paths.h"
+#include "tests/testutil/model_util.h"
 #include "tests/testutil/status_matchers.h"
 
 namespace hc {
@@ -398,16 +399,7 @@ std::vector<uint8_t> F32Bytes(const std::vector<float>& x) {
   return b;
 }
 
-TensorInfo Info(DType dtype, int64_t numel) {
-  TensorInfo info;
-  info.name = "t";
-  info.dtype = dtype;
-  info.shape = {numel};
-  info.numel = static_cast<uint64_t>(numel);
-  info.begin = 0;
-  info.end = info.numel * DTypeSize(dtype);
-  return info;
-}
+using ::hc::testing::FlatTensorInfo;
 
 std::vector<PartView> Views(const EncodedTensor& enc) {
   std::vector<PartView> v;
@@ -456,7 +448,7 @@ TEST(Hc1Encode, SameBytesOnEveryExecutor) {
     for (int64_t numel : {int64_t{10}, int64_t{4097}, int64_t{100001}, int64_t{300000}}) {
       const std::vector<float> x = Weights(numel, numel, preset[0] == 'm' ? 0.3 : 0.02);
       const auto bytes = F32Bytes(x);
-      const TensorInfo info = Info(DType::kF32, numel);
+      const TensorInfo info = FlatTensorInfo(DType::kF32, numel);
       HC_ASSERT_OK_AND_ASSIGN(auto codec,
                               CreateCodec("hc1", {{"preset", preset}, {"fallback_mae", "0"}}));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(info, bytes, inline_ex));
@@ -477,7 +469,7 @@ TEST(Hc1Encode, SameBytesOnEveryExecutor) {
 TEST(Hc1Encode, RandomAccessDecodeMatchesWholeDecode) {
   const int64_t numel = 54321;
   const std::vector<float> x = Weights(numel, 3);
-  const TensorInfo info = Info(DType::kF32, numel);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, numel);
   HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc1", {{"fallback_mae", "0"}}));
   InlineExecutor ex;
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, F32Bytes(x), ex));
@@ -512,26 +504,26 @@ TEST(Hc1Encode, TinyNonFiniteAndFallbackStayRaw) {
   for (int64_t numel : {1, 2, 9}) {
     const std::vector<float> x(numel, 0.5f);
     HC_ASSERT_OK_AND_ASSIGN(EncodedTensor e,
-                            codec->Encode(Info(DType::kF32, numel), F32Bytes(x), ex));
+                            codec->Encode(FlatTensorInfo(DType::kF32, numel), F32Bytes(x), ex));
     EXPECT_TRUE(e.raw);
     EXPECT_EQ(e.raw_reason, "numel<10");
     EXPECT_TRUE(e.parts.empty());
   }
   std::vector<float> x = Weights(100, 1);
   x[17] = INFINITY;
-  HC_ASSERT_OK_AND_ASSIGN(EncodedTensor e, codec->Encode(Info(DType::kF32, 100), F32Bytes(x), ex));
+  HC_ASSERT_OK_AND_ASSIGN(EncodedTensor e, codec->Encode(FlatTensorInfo(DType::kF32, 100), F32Bytes(x), ex));
   EXPECT_TRUE(e.raw);
   EXPECT_EQ(e.raw_reason, "non-finite values");
   // Wide weights: mean error far above 0.006 with the llm preset, fine with it off.
   const std::vector<float> wide = Weights(1000, 2, 1.0);
-  HC_ASSERT_OK_AND_ASSIGN(e, codec->Encode(Info(DType::kF32, 1000), F32Bytes(wide), ex));
+  HC_ASSERT_OK_AND_ASSIGN(e, codec->Encode(FlatTensorInfo(DType::kF32, 1000), F32Bytes(wide), ex));
   EXPECT_TRUE(e.raw);
   EXPECT_THAT(e.raw_reason, HasSubstr("> fallback_mae 0.006"));
   HC_ASSERT_OK_AND_ASSIGN(auto off, CreateCodec("hc1", {{"fallback_mae", "0"}}));
-  HC_ASSERT_OK_AND_ASSIGN(e, off->Encode(Info(DType::kF32, 1000), F32Bytes(wide), ex));
+  HC_ASSERT_OK_AND_ASSIGN(e, off->Encode(FlatTensorInfo(DType::kF32, 1000), F32Bytes(wide), ex));
   EXPECT_FALSE(e.raw);
   // Integer dtypes are not for codecs.
-  EXPECT_THAT(codec->Encode(Info(DType::kI32, 100), std::vector<uint8_t>(400), ex),
+  EXPECT_THAT(codec->Encode(FlatTensorInfo(DType::kI32, 100), std::vector<uint8_t>(400), ex),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("I32")));
 }
 
@@ -547,13 +539,13 @@ TEST(Hc1Encode, HalfAndBFloat16AreWidenedExactly) {
       NarrowFromF32(dt, x.data(), numel, narrow.data());
       std::vector<float> wide(numel);
       WidenToF32(dt, narrow.data(), numel, wide.data());
-      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(Info(dt, numel), narrow, ex));
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(FlatTensorInfo(dt, numel), narrow, ex));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b,
-                              codec->Encode(Info(DType::kF32, numel), F32Bytes(wide), ex));
-      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor c, codec->Encode(Info(dt, numel), narrow, tbb));
+                              codec->Encode(FlatTensorInfo(DType::kF32, numel), F32Bytes(wide), ex));
+      HC_ASSERT_OK_AND_ASSIGN(EncodedTensor c, codec->Encode(FlatTensorInfo(dt, numel), narrow, tbb));
       EXPECT_TRUE(SameEncoding(a, b)) << DTypeName(dt) << " " << numel;
       EXPECT_TRUE(SameEncoding(a, c)) << DTypeName(dt) << " " << numel;
-      const std::vector<float> y = DecodeAll(Info(dt, numel), a);
+      const std::vector<float> y = DecodeAll(FlatTensorInfo(dt, numel), a);
       double sum = 0;
       for (int64_t i = 0; i < numel; ++i) sum += std::abs(static_cast<double>(y[i]) - wide[i]);
       EXPECT_LT(sum / numel, 0.01);
@@ -565,7 +557,7 @@ TEST(Hc1Encode, SeveralCodebookSizes) {
   // n list: the first size within loss_max wins; none within it: the smallest error.
   InlineExecutor ex;
   const std::vector<float> x = Weights(20000, 4);
-  const TensorInfo info = Info(DType::kF32, 20000);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, 20000);
   HC_ASSERT_OK_AND_ASSIGN(auto loose, CreateCodec("hc1", {{"n", "225,1600"}, {"loss_max", "1"}}));
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, loose->Encode(info, F32Bytes(x), ex));
   EXPECT_EQ(*a.params.Find("n")->as_int64(), 225);
@@ -582,7 +574,7 @@ TEST(Hc1Encode, SeveralCodebookSizes) {
 TEST(Hc1Decode, RejectsInconsistentParamsAndParts) {
   InlineExecutor ex;
   const std::vector<float> x = Weights(1000, 5);
-  const TensorInfo info = Info(DType::kF32, 1000);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, 1000);
   HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc1", {}));
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, F32Bytes(x), ex));
   ASSERT_FALSE(enc.raw);
@@ -759,7 +751,7 @@ TEST(Hc1Oracle, RandomTensorsAndOptionsMatchAPlainReimplementation) {
       std::vector<float> x = Weights(numel, rng(), scale);
       HC_ASSERT_OK_AND_ASSIGN(Hc1Options o, Hc1Options::FromCodecOptions(opts));
       HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateHc1Codec(opts));
-      const TensorInfo info = Info(DType::kF32, numel);
+      const TensorInfo info = FlatTensorInfo(DType::kF32, numel);
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(info, F32Bytes(x), inline_ex));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(info, F32Bytes(x), tbb));
       EXPECT_TRUE(SameEncoding(a, b));

@@ -13,6 +13,7 @@
 #include "core/pipeline/tbb_executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/model_util.h"
 #include "tests/testutil/status_matchers.h"
 
 namespace hc {
@@ -22,15 +23,7 @@ using ::hc::testing::IsOk;
 using ::hc::testing::StatusIs;
 using ::testing::HasSubstr;
 
-TensorInfo Info(DType dtype, int64_t numel) {
-  TensorInfo info;
-  info.name = "t";
-  info.dtype = dtype;
-  info.shape = {numel};
-  info.numel = static_cast<uint64_t>(numel);
-  info.end = info.numel * DTypeSize(dtype);
-  return info;
-}
+using ::hc::testing::FlatTensorInfo;
 
 std::vector<float> Values(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -64,7 +57,7 @@ TEST(Rtn, RoundTripWithinHalfAStep) {
       HC_ASSERT_OK_AND_ASSIGN(auto codec,
                               CreateCodec("rtn", {{"bits", std::to_string(bits)},
                                                   {"group_size", std::to_string(group)}}));
-      const TensorInfo info = Info(DType::kF32, n);
+      const TensorInfo info = FlatTensorInfo(DType::kF32, n);
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, Bytes(x), ex));
       ASSERT_FALSE(enc.raw);
       HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
@@ -102,7 +95,7 @@ TEST(Rtn, BitsPerWeightArithmetic) {
     HC_ASSERT_OK_AND_ASSIGN(auto codec,
                             CreateCodec("rtn", {{"bits", std::to_string(c.bits)},
                                                 {"group_size", std::to_string(c.group)}}));
-    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(Info(DType::kF32, c.numel),
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(FlatTensorInfo(DType::kF32, c.numel),
                                                              Bytes(Values(c.numel, 1)), ex));
     ASSERT_EQ(enc.parts.size(), 2u);
     const int64_t groups = (c.numel + c.group - 1) / c.group;
@@ -140,7 +133,7 @@ TEST(Rtn, OptionErrors) {
   EXPECT_EQ(codec->OptionsJson().Dump(), "{\"bits\":4,\"group_size\":128}");
   // The decoder checks what it is given.
   InlineExecutor ex;
-  const TensorInfo info = Info(DType::kF32, 1000);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, 1000);
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, Bytes(Values(1000, 2)), ex));
   EXPECT_THAT(codec->PrepareDecoder(info, enc.params, Views(enc)), IsOk());
   EXPECT_THAT(codec->PrepareDecoder(info, JsonValue::Object(), Views(enc)),
@@ -160,7 +153,7 @@ TEST(Rtn, SameBytesOnEveryExecutor) {
       std::vector<uint8_t> bytes(n * DTypeSize(dt));
       NarrowFromF32(dt, x.data(), n, bytes.data());
       HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("rtn", {}));
-      const TensorInfo info = Info(dt, n);
+      const TensorInfo info = FlatTensorInfo(dt, n);
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor a, codec->Encode(info, bytes, inline_ex));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor b, codec->Encode(info, bytes, tbb2));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor c, codec->Encode(info, bytes, tbb4));
