@@ -656,7 +656,7 @@ double EcSnrFloor(int64_t numel) {
   if (numel == 129) return 16.5;    // 18.2
   return 19.0;                      // 127, 128: 20.4-20.9
 }
-double FixedSnrFloor(int64_t numel) { return 20.0; }  // 21.4-22.7 measured
+double FixedSnrFloor(int64_t numel) { return 21.5; }  // 22.3-22.9 measured (trellis, 4 bits)
 
 TEST(Hc2CodecTest, RoundTripEcMode) {
   InlineExecutor ex;
@@ -1328,9 +1328,24 @@ TEST_F(Hc2DecoderTest, FixedDataLoss) {
   const JsonValue& params = fixed_enc_.params;
   EXPECT_THAT(Prepare(params, good), IsOk());
   auto fixed_params = [](JsonValue bits) {
-    return JsonValue::Object().Add("mode", JsonValue::String("fixed")).Add("bits", std::move(bits));
+    return JsonValue::Object()
+        .Add("mode", JsonValue::String("fixed"))
+        .Add("bits", std::move(bits))
+        .Add("window", JsonValue::Int(12));
   };
   EXPECT_THAT(Prepare(fixed_params(JsonValue::Int(3)), good), IsOk());
+  // Version 1's fixed mode (winding pair codes, no "window") and unknown windows.
+  EXPECT_THAT(Prepare(JsonValue::Object()
+                          .Add("mode", JsonValue::String("fixed"))
+                          .Add("bits", JsonValue::Int(3)),
+                      good),
+              StatusIs(kDataLoss, HasSubstr("window 12")));
+  EXPECT_THAT(Prepare(JsonValue::Object()
+                          .Add("mode", JsonValue::String("fixed"))
+                          .Add("bits", JsonValue::Int(3))
+                          .Add("window", JsonValue::Int(16)),
+                      good),
+              StatusIs(kDataLoss, HasSubstr("window 12")));
   for (int bits : {1, 2, 4, 5, 0}) {
     EXPECT_THAT(Prepare(fixed_params(JsonValue::Int(bits)), good),
                 StatusIs(kDataLoss, ::testing::_))

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/codec/hc2_entropy.h"
+#include "core/codec/hc2_fixed.h"
 #include "core/codec/hc2_quant.h"
 #include "core/codec/hc2_tables.h"
 #include "core/codec/hc2_transform.h"
@@ -25,8 +26,6 @@ constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"}
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
 constexpr float kInfF = std::numeric_limits<float>::infinity();
-// Fixed mode: scale candidates per block, as multiples of the block's rms.
-constexpr float kScaleTry[] = {1.0f, 0.87f, 1.15f};
 
 // Blocks of a tensor: nb blocks of kBlock weights, the last one r weights padded to n.
 struct BlockPlan {
@@ -238,10 +237,10 @@ class FixedDecoder final : public TensorDecoder {
       : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
-    const float* w = hc2::Winding(bits_);
-    const int width = 2 * bits_;
+    const float* cb = hc2::TrellisCodebook(bits_);
     float z[kBlock], x[kBlock];
-    uint32_t idx[kBlock / 2];
+    uint32_t sym[kBlock];
+    uint8_t sym8[kBlock];
     const uint64_t end = begin + out.size();
     for (int64_t b = static_cast<int64_t>(begin / kBlock); b * kBlock < static_cast<int64_t>(end);
          ++b) {
@@ -249,11 +248,10 @@ class FixedDecoder final : public TensorDecoder {
       uint16_t h;
       std::memcpy(&h, scales_.data() + 2 * b, 2);
       const float s = HalfToFloat(h);
-      UnpackLsbFirst(codes_, width, static_cast<uint64_t>(b) * (kBlock / 2), absl::MakeSpan(idx, n / 2));
-      for (int i = 0; i < n / 2; ++i) {
-        z[2 * i] = s * w[2 * idx[i]];
-        z[2 * i + 1] = s * w[2 * idx[i] + 1];
-      }
+      UnpackLsbFirst(codes_, bits_, static_cast<uint64_t>(b) * kBlock, absl::MakeSpan(sym, n));
+      for (int i = 0; i < n; ++i) sym8[i] = static_cast<uint8_t>(sym[i]);
+      hc2::TrellisValues(sym8, n, bits_, cb, z);
+      for (int i = 0; i < n; ++i) z[i] *= s;
       const uint64_t b0 = static_cast<uint64_t>(b) * kBlock;
       const uint64_t lo = std::max(begin, b0), hi = std::min(end, b0 + r);
       if (lo == b0 && hi == b0 + r) {
@@ -596,51 +594,40 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   return enc;
 }
 
-// Per block: rotate, then for each candidate scale (multiples of the rms, rounded to F16) the
-// nearest winding point of every coefficient pair; the scale with the smallest squared error
-// wins (the first on ties).
+// Per block: rotate, divide by the rms, run the trellis search (hc2_fixed.h), then store the
+// least-squares scale of the chosen values, <z, c> / <c, c>, rounded to F16.
 EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const {
   const int64_t nb = plan.blocks;
-  const hc2::WindingSearch& ws = hc2::WindingSearch::Get(o_.bits);
-  const float* w = ws.points();
+  const float* cb = hc2::TrellisCodebook(o_.bits);
+  const float* search_cb = hc2::TrellisSearchCodebook(o_.bits);
   std::vector<uint16_t> scales(nb);
-  std::vector<uint32_t> codes(static_cast<size_t>(nb) * (kBlock / 2), 0);
-  std::vector<uint8_t> bad(plan.chunks(), 0);  // a block whose scale F16 cannot hold
-  ex.ParallelFor(plan.chunks(), [&](int64_t c) {
-    float z[kBlock];
-    uint32_t idx[kBlock / 2], bidx[kBlock / 2];
-    for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
-      const int n = plan.n(b);
-      hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-      double ss = 0;
-      for (int i = 0; i < n; ++i) ss += static_cast<double>(z[i]) * z[i];
-      const float rms = static_cast<float>(std::sqrt(ss / n));
-      uint16_t best_h = 0;
-      float best_err = std::numeric_limits<float>::infinity();
-      std::fill(bidx, bidx + n / 2, 0u);
-      for (float m : kScaleTry) {
-        const uint16_t h = FloatToHalf(rms * m);
-        const float s = HalfToFloat(h);
-        if (!(s > 0) || !std::isfinite(s)) continue;
-        const float inv = 1.0f / s;
-        float err = 0;
-        for (int i = 0; i < n / 2; ++i) {
-          const uint32_t j = ws.Nearest(z[2 * i] * inv, z[2 * i + 1] * inv);
-          idx[i] = j;
-          const float ex0 = z[2 * i] - s * w[2 * j], ey0 = z[2 * i + 1] - s * w[2 * j + 1];
-          err += ex0 * ex0 + ey0 * ey0;
-        }
-        if (err < best_err) {
-          best_err = err;
-          best_h = h;
-          std::copy(idx, idx + n / 2, bidx);
-        }
-      }
-      // Beyond F16 (or not finite): the tensor goes raw. Below it the block is simply 0.
-      if (!(rms <= 65504.0f * 0.87f)) bad[c] = 1;
-      scales[b] = best_h;
-      std::copy(bidx, bidx + n / 2, codes.begin() + b * (kBlock / 2));
+  std::vector<uint32_t> codes(static_cast<size_t>(nb) * kBlock, 0);
+  std::vector<uint8_t> bad(nb, 0);  // a block whose scale F16 cannot hold
+  ex.ParallelFor(nb, [&](int64_t b) {
+    float z[kBlock], u[kBlock], c[kBlock];
+    uint8_t sym[kBlock];
+    const int n = plan.n(b);
+    hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(z[i]) * z[i];
+    const float rms = static_cast<float>(std::sqrt(ss / n));
+    // Beyond F16 (or not finite): the tensor goes raw. Below it the block is simply 0.
+    if (!(rms <= 32768.0f)) {
+      bad[b] = 1;
+      return;
     }
+    if (!(rms > 0)) return;
+    for (int i = 0; i < n; ++i) u[i] = z[i] / rms;
+    hc2::TrellisSearch(u, n, o_.bits, search_cb, sym);
+    hc2::TrellisValues(sym, n, o_.bits, cb, c);
+    double zc = 0, cc = 0;
+    for (int i = 0; i < n; ++i) {
+      zc += static_cast<double>(z[i]) * c[i];
+      cc += static_cast<double>(c[i]) * c[i];
+    }
+    const double s = cc > 0 && zc > 0 ? zc / cc : rms;
+    scales[b] = FloatToHalf(static_cast<float>(s));
+    std::copy(sym, sym + n, codes.begin() + b * kBlock);
   });
   if (std::find(bad.begin(), bad.end(), 1) != bad.end()) {
     EncodedTensor enc;
@@ -648,16 +635,18 @@ EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Execu
     enc.raw_reason = "a block scale beyond the F16 range";
     return enc;
   }
-  // Pairs actually stored: full blocks, then the last one's.
-  const uint64_t pairs = static_cast<uint64_t>(nb - 1) * (kBlock / 2) + plan.last_n / 2;
-  codes.resize(pairs);
+  // Symbols actually stored: full blocks, then the last one's.
+  const uint64_t count = static_cast<uint64_t>(nb - 1) * kBlock + plan.last_n;
+  codes.resize(count);
   EncodedTensor enc;
-  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(pairs, 2 * o_.bits))};
-  PackLsbFirst(codes, 2 * o_.bits, absl::MakeSpan(cpart.bytes));
+  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(count, o_.bits))};
+  PackLsbFirst(codes, o_.bits, absl::MakeSpan(cpart.bytes));
   cpart.shape = {static_cast<int64_t>(cpart.bytes.size())};
   EncodedPart spart{"scales", DType::kF16, {nb}, std::vector<uint8_t>(2 * nb)};
   std::memcpy(spart.bytes.data(), scales.data(), 2 * nb);
-  enc.params.Add("mode", JsonValue::String("fixed")).Add("bits", JsonValue::Int(o_.bits));
+  enc.params.Add("mode", JsonValue::String("fixed"))
+      .Add("bits", JsonValue::Int(o_.bits))
+      .Add("window", JsonValue::Int(hc2::kTrellisWindow));
   enc.parts.push_back(std::move(cpart));
   enc.parts.push_back(std::move(spart));
   return enc;
@@ -682,11 +671,16 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     if (!bits || *bits < 2 || *bits > 4) {
       return absl::DataLossError("hc2: fixed mode needs an integer bits in [2, 4]");
     }
+    const JsonValue* wv = params.Find("window");
+    if (wv == nullptr || wv->as_int64() != std::optional<int64_t>(hc2::kTrellisWindow)) {
+      return absl::DataLossError(absl::StrCat(
+          "hc2: fixed mode needs window ", hc2::kTrellisWindow,
+          " (the trellis of spec-hc2.md v2; v1's winding codes are no longer read)"));
+    }
     const PartView* codes = FindPart(parts, "codes");
     const PartView* scales = FindPart(parts, "scales");
-    const uint64_t pairs =
-        static_cast<uint64_t>(plan.blocks - 1) * (kBlock / 2) + plan.last_n / 2;
-    const uint64_t nbytes = PackedBytes(pairs, 2 * static_cast<int>(*bits));
+    const uint64_t count = static_cast<uint64_t>(plan.blocks - 1) * kBlock + plan.last_n;
+    const uint64_t nbytes = PackedBytes(count, static_cast<int>(*bits));
     if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
       return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
     }
@@ -790,7 +784,7 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateHc2Codec(const CodecOptions& option
 
 CodecDescription DescribeHc2Codec() {
   return {"hc2",
-          "rotated blocks of 128 on a lattice (entropy-coded) or a Gaussian winding (fixed rate)",
+          "rotated blocks of 128 on a lattice (entropy-coded) or a bitshift trellis (fixed rate)",
           {{"mode", "ec (entropy-coded, default) or fixed (fixed rate, for inference kernels)"},
            {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},

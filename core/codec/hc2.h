@@ -1,15 +1,16 @@
 // hc2: our own hyperfunction codec. Each block of 128 consecutive weights is rotated by a fixed
 // random-sign Walsh-Hadamard transform (which makes any block close to Gaussian), then every
-// rotated coefficient, or every pair of them, is mapped to an integer position on a lattice or
-// a winding trajectory and decoded by a closed-form function:
+// rotated coefficient is mapped to an integer position on a lattice or on a trellis path and
+// decoded by a closed-form function:
 //
 //  - mode "ec" (default, entropy-coded): one step per tensor, each coefficient an integer on the
 //    lattice step * Z, coded with interleaved rANS under one of 32 Gaussian class models chosen
 //    per block. The encoder searches the step that meets `bpw` (bits per weight, every stored
 //    byte counted). Equal steps everywhere are the MSE-optimal allocation within a tensor.
-//  - mode "fixed" (fixed rate, for inference kernels): an F16 scale per block and, per pair of
-//    coefficients, the index (2 * bits bits) of the nearest point of a Fibonacci winding of
-//    4^bits points whose density follows the Gaussian: bits + 16/128 bits per weight.
+//  - mode "fixed" (fixed rate, for inference kernels): an F16 scale per block and `bits` bits
+//    per coefficient, a symbol of a bitshift trellis: each coefficient decodes to the scale
+//    times a constant codebook entry indexed by the last 12 bits of the block's symbol stream,
+//    chosen by a Viterbi search (hc2_fixed.h): bits + 16/128 bits per weight.
 //
 // Blocks run along the flattened tensor, so with a row length that is a multiple of 128 (every
 // linear layer of a transformer) no block straddles two rows. core/format/spec-hc2.md is the

@@ -1,0 +1,178 @@
+#include "core/codec/hc2_fixed.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HC_FIXED_X86 1
+#endif
+
+namespace hc::hc2 {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr int kMaxN = 128;
+
+// Backpointers of one search: the predecessor's top k bits h for each (step, state).
+uint8_t* BackBuffer() {
+  thread_local std::vector<uint8_t> back(static_cast<size_t>(kMaxN) << (kTrellisWindow - 2));
+  return back.data();
+}
+
+// The end of a search: the first cheapest final state, then back along the stored choices.
+// State s after step i is w_i mod 2^(12-k); its predecessor is h * 2^(12-2k) + (s >> k).
+template <int K>
+float Traceback(const float* cost, const uint8_t* back, int n, uint8_t* sym) {
+  constexpr int S = 1 << (kTrellisWindow - K), P = S >> K;
+  int s = 0;
+  for (int j = 1; j < S; ++j) {
+    if (cost[j] < cost[s]) s = j;
+  }
+  const float best = cost[s];
+  for (int i = n - 1; i >= 0; --i) {
+    sym[i] = static_cast<uint8_t>(s & ((1 << K) - 1));
+    s = back[static_cast<size_t>(i) * S + s] * P + (s >> K);
+  }
+  return best;
+}
+
+// The scalar reference. Step i: every window w = h * 2^(12-k) + s' (h the top k bits, s' the
+// new state) extends the path ending in state w >> k by the value cb[w]; each new state keeps
+// its cheapest extension, the lowest h on ties.
+template <int K>
+float SearchScalar(const float* u, int n, const float* cb, uint8_t* sym) {
+  constexpr int S = 1 << (kTrellisWindow - K), T = 1 << K;
+  float cost[S], next[S];
+  uint8_t* back = BackBuffer();
+  std::fill(cost, cost + S, kInf);
+  cost[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    const float z = u[i];
+    uint8_t* arg = back + static_cast<size_t>(i) * S;
+    std::fill(next, next + S, kInf);
+    std::fill(arg, arg + S, 0);
+    for (int h = 0; h < T; ++h) {
+      for (int s = 0; s < S; ++s) {
+        const int w = h * S + s;
+        const float d = z - cb[w];
+        const float v = cost[w >> K] + d * d;
+        if (v < next[s]) {
+          next[s] = v;
+          arg[s] = static_cast<uint8_t>(h);
+        }
+      }
+    }
+    std::copy(next, next + S, cost);
+  }
+  return Traceback<K>(cost, back, n, sym);
+}
+
+#ifdef HC_FIXED_X86
+#define HC_AVX2 __attribute__((target("avx2")))
+
+// The costs cost[w >> k] of the 8 windows w0..w0+7 (w0 a multiple of 8): one value for k >= 3,
+// two for k = 2.
+template <int K>
+HC_AVX2 inline __m256 PredCost8(const float* cost, int w0) {
+  if constexpr (K >= 3) {
+    return _mm256_set1_ps(cost[w0 >> K]);
+  } else {
+    return _mm256_set_m128(_mm_set1_ps(cost[(w0 >> K) + 1]), _mm_set1_ps(cost[w0 >> K]));
+  }
+}
+
+// The scalar search with 8 states per vector; the same operations in the same order per state.
+template <int K>
+HC_AVX2 float SearchAvx2(const float* u, int n, const float* cb, uint8_t* sym) {
+  constexpr int S = 1 << (kTrellisWindow - K), T = 1 << K;
+  alignas(32) float cost[S];
+  alignas(32) int32_t args[8];
+  uint8_t* back = BackBuffer();
+  std::fill(cost, cost + S, kInf);
+  cost[0] = 0;
+  alignas(32) float next[S];
+  for (int i = 0; i < n; ++i) {
+    const __m256 z = _mm256_set1_ps(u[i]);
+    uint8_t* arg = back + static_cast<size_t>(i) * S;
+    for (int s0 = 0; s0 < S; s0 += 8) {
+      __m256 best = _mm256_set1_ps(kInf);
+      __m256i bh = _mm256_setzero_si256();
+      for (int h = 0; h < T; ++h) {
+        const int w0 = h * S + s0;
+        const __m256 d = _mm256_sub_ps(z, _mm256_loadu_ps(cb + w0));
+        const __m256 v = _mm256_add_ps(PredCost8<K>(cost, w0), _mm256_mul_ps(d, d));
+        const __m256 lt = _mm256_cmp_ps(v, best, _CMP_LT_OQ);
+        best = _mm256_blendv_ps(best, v, lt);
+        bh = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(bh), _mm256_castsi256_ps(_mm256_set1_epi32(h)), lt));
+      }
+      _mm256_store_ps(next + s0, best);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(args), bh);
+      for (int j = 0; j < 8; ++j) arg[s0 + j] = static_cast<uint8_t>(args[j]);
+    }
+    std::memcpy(cost, next, sizeof(cost));
+  }
+  return Traceback<K>(cost, back, n, sym);
+}
+
+bool HasAvx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
+
+}  // namespace
+
+float TrellisSearch(const float* u, int n, int bits, const float* cb, uint8_t* sym,
+                    bool allow_simd) {
+#ifdef HC_FIXED_X86
+  if (allow_simd && HasAvx2()) {
+    switch (bits) {
+      case 2: return SearchAvx2<2>(u, n, cb, sym);
+      case 3: return SearchAvx2<3>(u, n, cb, sym);
+      default: return SearchAvx2<4>(u, n, cb, sym);
+    }
+  }
+#endif
+  (void)allow_simd;
+  switch (bits) {
+    case 2: return SearchScalar<2>(u, n, cb, sym);
+    case 3: return SearchScalar<3>(u, n, cb, sym);
+    default: return SearchScalar<4>(u, n, cb, sym);
+  }
+}
+
+void ToSearchOrder(const float* cb, int bits, float* out) {
+  const int fields = kTrellisWindow / bits;
+  const uint32_t mask = (1u << bits) - 1;
+  for (uint32_t v = 0; v < kTrellisCodebook; ++v) {
+    uint32_t r = 0;
+    for (int f = 0; f < fields; ++f) r |= ((v >> (f * bits)) & mask) << ((fields - 1 - f) * bits);
+    out[v] = cb[r];
+  }
+}
+
+const float* TrellisSearchCodebook(int bits) {
+  static const std::vector<float>* books = [] {
+    auto* b = new std::vector<float>[3];
+    for (int k = 2; k <= 4; ++k) {
+      b[k - 2].resize(kTrellisCodebook);
+      ToSearchOrder(TrellisCodebook(k), k, b[k - 2].data());
+    }
+    return b;
+  }();
+  return books[std::clamp(bits, 2, 4) - 2].data();
+}
+
+void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* c) {
+  uint32_t w = 0;
+  for (int i = 0; i < n; ++i) {
+    w = (w >> bits) | (static_cast<uint32_t>(sym[i]) << (kTrellisWindow - bits));
+    c[i] = cb[w];
+  }
+}
+
+}  // namespace hc::hc2
