@@ -2,6 +2,14 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
+
+#include "core/base/simd.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HC_DTYPE_X86 1
+#endif
 
 namespace hc {
 namespace {
@@ -60,6 +68,72 @@ inline void Store16(uint8_t* p, uint16_t v) {
   p[1] = static_cast<uint8_t>(v >> 8);
 }
 
+// F16C kernels: 8 values per step where the CPU has F16C, the scalar definitions elsewhere.
+// Hardware conversions equal the scalar ones (round to nearest even, subnormals exact) except
+// on NaN payloads, so a vector holding a NaN is left to the scalar loop. Each returns how many
+// leading elements it converted; the caller finishes the rest.
+#ifdef HC_DTYPE_X86
+#define HC_F16C __attribute__((target("avx2,f16c")))
+
+HC_F16C size_t WidenF16C(const uint8_t* src, size_t n, float* dst) {
+  const float* table = GetHalfTable().v.data();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    const __m128i nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)),
+                                        _mm_set1_epi16(0x7c00));
+    if (_mm_movemask_epi8(nan) != 0) {
+      for (size_t j = i; j < i + 8; ++j) dst[j] = table[Load16(src + 2 * j)];
+    } else {
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+  }
+  return i;
+}
+
+HC_F16C size_t NarrowF16C(const float* src, size_t n, uint8_t* dst) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+      for (size_t j = i; j < i + 8; ++j) Store16(dst + 2 * j, FloatToHalf(src[j]));
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i),
+                       _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+  }
+  return i;
+}
+
+HC_F16C size_t RoundTripF16C(float* v, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(v + i);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0) {
+      for (size_t j = i; j < i + 8; ++j) v[j] = HalfToFloat(FloatToHalf(v[j]));
+    } else {
+      _mm256_storeu_ps(
+          v + i,
+          _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    }
+  }
+  return i;
+}
+
+bool HaveF16C() { return CpuHasF16C() && SimdAllowed(); }
+size_t WidenF16Fast(const uint8_t* src, size_t n, float* dst) {
+  return HaveF16C() ? WidenF16C(src, n, dst) : 0;
+}
+size_t NarrowF16Fast(const float* src, size_t n, uint8_t* dst) {
+  return HaveF16C() ? NarrowF16C(src, n, dst) : 0;
+}
+size_t RoundTripF16Fast(float* v, size_t n) { return HaveF16C() ? RoundTripF16C(v, n) : 0; }
+#else
+size_t WidenF16Fast(const uint8_t*, size_t, float*) { return 0; }
+size_t NarrowF16Fast(const float*, size_t, uint8_t*) { return 0; }
+size_t RoundTripF16Fast(float*, size_t) { return 0; }
+#endif
+
 }  // namespace
 
 absl::string_view DTypeName(DType d) { return kDTypes[static_cast<size_t>(d)].name; }
@@ -113,8 +187,9 @@ void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
       std::memcpy(dst, src, n * 4);
       return;
     case DType::kF16: {
+      const size_t done = WidenF16Fast(src, n, dst);
       const float* table = GetHalfTable().v.data();
-      for (size_t i = 0; i < n; ++i) dst[i] = table[Load16(src + 2 * i)];
+      for (size_t i = done; i < n; ++i) dst[i] = table[Load16(src + 2 * i)];
       return;
     }
     case DType::kBF16:
@@ -132,7 +207,9 @@ void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst) {
       std::memcpy(dst, src, n * 4);
       return;
     case DType::kF16:
-      for (size_t i = 0; i < n; ++i) Store16(dst + 2 * i, FloatToHalf(src[i]));
+      for (size_t i = NarrowF16Fast(src, n, dst); i < n; ++i) {
+        Store16(dst + 2 * i, FloatToHalf(src[i]));
+      }
       return;
     case DType::kBF16:
       for (size_t i = 0; i < n; ++i) Store16(dst + 2 * i, FloatToBFloat16(src[i]));
@@ -145,7 +222,9 @@ void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst) {
 void RoundTripThroughDType(DType dtype, absl::Span<float> values) {
   switch (dtype) {
     case DType::kF16:
-      for (float& v : values) v = HalfToFloat(FloatToHalf(v));
+      for (size_t i = RoundTripF16Fast(values.data(), values.size()); i < values.size(); ++i) {
+        values[i] = HalfToFloat(FloatToHalf(values[i]));
+      }
       return;
     case DType::kBF16:
       for (float& v : values) v = BFloat16ToFloat(FloatToBFloat16(v));

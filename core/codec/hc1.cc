@@ -188,11 +188,7 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     std::vector<float> sums(chunks);
     ex.ParallelFor(chunks, [&](int64_t c) {
       const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
-      if (info.dtype == DType::kF16) {
-        hc1::WidenF16(data.data() + b * esize, n, buf.get() + b);
-      } else {
-        WidenToF32(info.dtype, data.data() + b * esize, n, buf.get() + b);
-      }
+      WidenToF32(info.dtype, data.data() + b * esize, n, buf.get() + b);
       sums[c] = hc1::PairwiseSumF32(buf.get() + b, n, 1);
     });
     if (g.numel % 2 == 1) {

@@ -1,6 +1,5 @@
 #include "core/codec/hc1_simd.h"
 
-#include "core/base/dtype.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,10 +20,6 @@ Rings::Rings(double D, double L, int k_) : k(k_) {
     inv_f[i] = 1.0 / f[i];
     if (i > 0 && r[i] < r[i - 1]) increasing = false;
   }
-}
-
-void WidenF16Scalar(const uint8_t* src, int64_t n, float* dst) {
-  WidenToF32(DType::kF16, src, static_cast<size_t>(n), dst);
 }
 
 void OuterTrialScalar(const Codebook& cb, const OuterBlock& b, const Rings& R, uint32_t stride,
@@ -197,28 +192,6 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
 
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
 
-namespace {
-
-__attribute__((target("avx2,f16c"))) void WidenF16C(const uint8_t* src, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-  }
-  if (i < n) WidenF16Scalar(src + 2 * i, n - i, dst + i);
-}
-
-}  // namespace
-
-void WidenF16(const uint8_t* src, int64_t n, float* dst) {
-  static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  if (f16c) {
-    WidenF16C(src, n, dst);
-  } else {
-    WidenF16Scalar(src, n, dst);
-  }
-}
-
 #else  // not x86-64: the scalar kernel only
 
 bool HaveAvx512() { return false; }
@@ -227,7 +200,6 @@ void OuterTrialAvx512(const Codebook& cb, const OuterBlock& b, const Rings& R, u
   OuterTrialScalar(cb, b, R, stride, code, ex, ey);
 }
 OuterTrialFn BestOuterTrial() { return OuterTrialScalar; }
-void WidenF16(const uint8_t* src, int64_t n, float* dst) { WidenF16Scalar(src, n, dst); }
 
 #endif
 

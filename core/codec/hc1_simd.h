@@ -63,12 +63,6 @@ void OuterTrialAvx512(const Codebook& cb, const OuterBlock& b, const Rings& R, u
 /// The best kernel for this CPU.
 OuterTrialFn BestOuterTrial();
 
-/// Widens `n` binary16 values (little-endian) to float32, exactly: finite values and infinities
-/// bit for bit as hc::HalfToFloat, NaN to a NaN. With F16C when the CPU has it.
-void WidenF16(const uint8_t* src, int64_t n, float* dst);
-/// The portable version of WidenF16 (hc::WidenToF32).
-void WidenF16Scalar(const uint8_t* src, int64_t n, float* dst);
-
 }  // namespace hc::hc1
 
 #endif  // HC_CORE_CODEC_HC1_SIMD_H_

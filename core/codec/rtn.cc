@@ -5,7 +5,12 @@
 #include <cmath>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "absl/strings/str_cat.h"
+#include "core/base/simd.h"
 #include "core/base/status_macros.h"
 #include "core/io/bit_pack.h"
 
@@ -21,6 +26,106 @@ uint64_t UnitElems(int64_t group_size) {
   return std::max<uint64_t>(1, kChunkElems / g8) * g8;
 }
 
+// The range [lo, hi] of x[0..n) as one running std::min / std::max from x[0] would give it.
+void RangeScalar(const float* x, int n, float* lo, float* hi) {
+  float l = x[0], h = x[0];
+  for (int i = 1; i < n; ++i) {
+    l = std::min(l, x[i]);
+    h = std::max(h, x[i]);
+  }
+  *lo = l;
+  *hi = h;
+}
+
+// q[i] = round((x[i] - m) * inv) clamped to [0, top]; NaN-safe: a NaN (non-finite input, or an
+// overflowed zero) becomes code 0 instead of an undefined float-to-integer conversion.
+void CodesScalar(const float* x, int n, float m, float inv, float top, uint32_t* q) {
+  for (int i = 0; i < n; ++i) {
+    float v = (x[i] - m) * inv;
+    v = v > 0.0f ? std::min(v, top) : 0.0f;
+    q[i] = static_cast<uint32_t>(v + 0.5f);
+  }
+}
+
+#if defined(__x86_64__)
+#define HC_RTN_AVX2 __attribute__((target("avx2")))
+// AVX2 versions, equal to the scalar ones for every input: min_ps(x, acc) is (x < acc ? x :
+// acc), std::min(acc, x) exactly, NaN included; lanes keep their first element on ties, and the
+// lanes fold in order. Two cases differ and go to the scalar loop: a NaN among the first eight
+// (the scalar loop skips it unless it comes first, a lane starting with it would stick to it;
+// later NaNs are skipped by both) and a range touching zero (with -0 and +0 both the minimum the
+// scalar loop keeps whichever came first, lanes may not).
+HC_RTN_AVX2 void RangeAvx2(const float* x, int n, float* lo, float* hi) {
+  if (n < 16) return RangeScalar(x, n, lo, hi);
+  __m256 l = _mm256_loadu_ps(x), h = l;
+  if (_mm256_movemask_ps(_mm256_cmp_ps(l, l, _CMP_UNORD_Q)) != 0) {
+    return RangeScalar(x, n, lo, hi);
+  }
+  const int body = n - n % 8;
+  for (int i = 8; i < body; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    l = _mm256_min_ps(v, l);
+    h = _mm256_max_ps(v, h);
+  }
+  alignas(32) float lv[8], hv[8];
+  _mm256_store_ps(lv, l);
+  _mm256_store_ps(hv, h);
+  float a = x[0], c = x[0];
+  for (int j = 0; j < 8; ++j) {
+    a = std::min(a, lv[j]);
+    c = std::max(c, hv[j]);
+  }
+  for (int i = body; i < n; ++i) {
+    a = std::min(a, x[i]);
+    c = std::max(c, x[i]);
+  }
+  if (a == 0.0f || c == 0.0f) return RangeScalar(x, n, lo, hi);
+  *lo = a;
+  *hi = c;
+}
+
+HC_RTN_AVX2 void CodesAvx2(const float* x, int n, float m, float inv, float top, uint32_t* q) {
+  const __m256 mv = _mm256_set1_ps(m), iv = _mm256_set1_ps(inv), tv = _mm256_set1_ps(top);
+  const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), iv);
+    // v > 0 ? min(v, top) : 0, with min(v, top) = (top < v ? top : v) = min_ps(top, v).
+    const __m256 c = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), _mm256_min_ps(tv, v));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_cvttps_epi32(_mm256_add_ps(c, half)));
+  }
+  CodesScalar(x + i, n - i, m, inv, top, q + i);
+}
+
+bool RtnAvx2() { return CpuHasAvx2() && SimdAllowed(); }
+#else
+bool RtnAvx2() { return false; }
+void RangeAvx2(const float* x, int n, float* lo, float* hi) { RangeScalar(x, n, lo, hi); }
+void CodesAvx2(const float* x, int n, float m, float inv, float top, uint32_t* q) {
+  CodesScalar(x, n, m, inv, top, q);
+}
+#endif
+
+// One group: its range, the scale (hi - lo) / qmax and zero lo rounded to F16 (stored
+// little-endian at sz[0..4)), and the codes. Returns false when the scale or zero is beyond
+// F16.
+bool QuantiseGroup(const float* x, int n, uint32_t qmax, uint32_t* q, uint8_t* sz) {
+  const bool simd = RtnAvx2();
+  float lo, hi;
+  (simd ? RangeAvx2 : RangeScalar)(x, n, &lo, &hi);
+  const uint16_t sh = FloatToHalf((hi - lo) / static_cast<float>(qmax));
+  const uint16_t mh = FloatToHalf(lo);
+  const float s = HalfToFloat(sh), m = HalfToFloat(mh);
+  const float inv = s > 0 && std::isfinite(s) ? 1.0f / s : 0.0f;
+  (simd ? CodesAvx2 : CodesScalar)(x, n, m, inv, static_cast<float>(qmax), q);
+  sz[0] = static_cast<uint8_t>(sh);
+  sz[1] = static_cast<uint8_t>(sh >> 8);
+  sz[2] = static_cast<uint8_t>(mh);
+  sz[3] = static_cast<uint8_t>(mh >> 8);
+  return std::isfinite(s) && std::isfinite(m);
+}
+
 class RtnDecoder final : public TensorDecoder {
  public:
   RtnDecoder(int bits, int64_t group, absl::Span<const uint8_t> codes,
@@ -33,11 +138,15 @@ class RtnDecoder final : public TensorDecoder {
     while (done < out.size()) {
       const size_t n = std::min(q.size(), out.size() - done);
       UnpackLsbFirst(codes_, bits_, begin + done, absl::MakeSpan(q.data(), n));
-      for (size_t i = 0; i < n; ++i) {
-        const uint64_t g = (begin + done + i) / static_cast<uint64_t>(group_);
+      // Group by group: one scale and zero, then a plain loop the compiler vectorises.
+      const uint64_t base = begin + done, group = static_cast<uint64_t>(group_);
+      for (size_t i = 0; i < n;) {
+        const uint64_t g = (base + i) / group;
+        const size_t end = static_cast<size_t>(std::min<uint64_t>(n, (g + 1) * group - base));
         const float s = HalfToFloat(Load16(4 * g));
         const float m = HalfToFloat(Load16(4 * g + 2));
-        out[done + i] = static_cast<float>(q[i]) * s + m;
+        float* o = out.data() + done;
+        for (; i < end; ++i) o[i] = static_cast<float>(static_cast<int32_t>(q[i])) * s + m;
       }
       done += n;
     }
@@ -92,28 +201,11 @@ class RtnCodec final : public Codec {
       WidenToF32(info.dtype, data.data() + b * esize, e - b, x.data());
       for (uint64_t gb = b; gb < e; gb += g) {
         const uint64_t ge = std::min(e, gb + g);
-        float lo = x[gb - b], hi = lo;
-        for (uint64_t i = gb; i < ge; ++i) {
-          lo = std::min(lo, x[i - b]);
-          hi = std::max(hi, x[i - b]);
-        }
-        const uint16_t sh = FloatToHalf((hi - lo) / static_cast<float>(qmax));
-        const uint16_t mh = FloatToHalf(lo);
-        const float s = HalfToFloat(sh), m = HalfToFloat(mh);
-        if (!std::isfinite(s) || !std::isfinite(m)) overflow.store(true, std::memory_order_relaxed);
-        const float inv = s > 0 && std::isfinite(s) ? 1.0f / s : 0.0f;
-        for (uint64_t i = gb; i < ge; ++i) {
-          // NaN-safe clamp: a NaN (non-finite input, or an overflowed zero) becomes code 0
-          // instead of an undefined float-to-integer conversion.
-          float v = (x[i - b] - m) * inv;
-          v = v > 0.0f ? std::min(v, static_cast<float>(qmax)) : 0.0f;
-          q[i - b] = static_cast<uint32_t>(v + 0.5f);
-        }
         const uint64_t gi = gb / g;
-        scales.bytes[4 * gi] = static_cast<uint8_t>(sh);
-        scales.bytes[4 * gi + 1] = static_cast<uint8_t>(sh >> 8);
-        scales.bytes[4 * gi + 2] = static_cast<uint8_t>(mh);
-        scales.bytes[4 * gi + 3] = static_cast<uint8_t>(mh >> 8);
+        if (!QuantiseGroup(x.data() + (gb - b), static_cast<int>(ge - gb), qmax,
+                           q.data() + (gb - b), scales.bytes.data() + 4 * gi)) {
+          overflow.store(true, std::memory_order_relaxed);
+        }
       }
       const uint64_t byte0 = b * static_cast<uint64_t>(o_.bits) / 8;
       const uint64_t nbytes = PackedBytes(e - b, o_.bits);

@@ -152,36 +152,5 @@ TEST(Hc1Simd, ScalarOuterTrialFindsTheNearestRow) {
   }
 }
 
-TEST(Hc1Simd, WidenF16IsExact) {
-  // Every binary16 value, at every alignment and length remainder.
-  std::vector<uint8_t> src(2 * 65536 + 16);
-  for (uint32_t v = 0; v < 65536; ++v) {
-    src[2 + 2 * v] = static_cast<uint8_t>(v);
-    src[3 + 2 * v] = static_cast<uint8_t>(v >> 8);
-  }
-  for (int off : {0, 1}) {
-    for (int64_t n : {int64_t{65536}, int64_t{65531}, int64_t{7}, int64_t{1}}) {
-      const int64_t count = std::min<int64_t>(n, 65536 - off);
-      std::vector<float> fast(count + 1, 1.0f), slow(count + 1, 1.0f);
-      WidenF16(src.data() + 2 + 2 * off, count, fast.data());
-      WidenF16Scalar(src.data() + 2 + 2 * off, count, slow.data());
-      for (int64_t i = 0; i <= count; ++i) {
-        const float want = i < count ? HalfToFloat(static_cast<uint16_t>(i + off)) : 1.0f;
-        if (std::isnan(want)) {
-          ASSERT_TRUE(std::isnan(fast[i])) << i;
-          ASSERT_TRUE(std::isnan(slow[i])) << i;
-          continue;
-        }
-        uint32_t a, b, w;
-        std::memcpy(&a, &fast[i], 4);
-        std::memcpy(&b, &slow[i], 4);
-        std::memcpy(&w, &want, 4);
-        ASSERT_EQ(a, w) << "value " << i + off;
-        ASSERT_EQ(b, w) << "value " << i + off;
-      }
-    }
-  }
-}
-
 }  // namespace
 }  // namespace hc::hc1
