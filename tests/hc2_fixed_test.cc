@@ -123,9 +123,9 @@ TEST(Hc2FixedTest, VectorSearchEqualsScalarSearch) {
 
 TEST(Hc2FixedTest, CodebooksReachTheirDesignSnrOnGaussianBlocks) {
   // Unit-rms Gaussian blocks (as the encoder feeds them), 512 blocks not used in training.
-  // Measured 11.18 / 16.94 / 22.69 dB for 2 / 3 / 4 bits (Gaussian bound 12.04 / 18.06 / 24.08;
+  // Measured 11.23 / 17.02 / 22.83 dB for 2 / 3 / 4 bits (Gaussian bound 12.04 / 18.06 / 24.08;
   // the previous winding codebook: 9.5 / 15.3 / 21.4).
-  const double floor_db[5] = {0, 0, 11.0, 16.8, 22.5};
+  const double floor_db[5] = {0, 0, 11.0, 16.8, 22.6};
   for (int bits = 2; bits <= 4; ++bits) {
     double se = 0, ss = 0;
     for (int b = 0; b < 512; ++b) {
