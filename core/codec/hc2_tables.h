@@ -20,17 +20,6 @@ inline constexpr int kFreqBits = 12;
 /// frequency 0 (that class cannot code them); in the last class every token is >= 1.
 extern const uint16_t kTokenFreq[kClasses][kTokens];
 
-/// Winding codebooks of the fixed-rate mode: 2^(2b) points (x, y) of a Fibonacci spiral for b =
-/// 2, 3, 4 bits per weight, float32, interleaved.
-extern const float kWinding2[32];
-extern const float kWinding3[128];
-extern const float kWinding4[512];
-
-/// The winding codebook for `bits` (2..4): 2^(2 bits) interleaved (x, y) points.
-inline const float* Winding(int bits) {
-  return bits == 2 ? kWinding2 : bits == 3 ? kWinding3 : kWinding4;
-}
-
 }  // namespace hc::hc2
 
 #endif  // HC_CORE_CODEC_HC2_TABLES_H_

@@ -1,6 +1,5 @@
-// hc2's transforms: the random-sign Walsh-Hadamard rotation of a block and the winding
-// codebooks' nearest-point search (core/format/spec-hc2.md, sections 3 and 4). Used by
-// core/codec/hc2.cc; exposed for tests.
+// hc2's transform: the random-sign Walsh-Hadamard rotation of a block (core/format/spec-hc2.md,
+// section 3). Used by core/codec/hc2.cc; exposed for tests.
 #ifndef HC_CORE_CODEC_HC2_TRANSFORM_H_
 #define HC_CORE_CODEC_HC2_TRANSFORM_H_
 
@@ -41,32 +40,6 @@ void FwhtScalar(float* v, int n);
 void Rotate(const float* x, int r, int n, float* v);
 /// Inverse rotation: Fwht(z) (in place), then out[i] = Sign(i) * z[i] * (1 / n) for i < r.
 void Unrotate(float* z, int r, int n, float* out);
-
-/// Nearest-point search over one winding codebook (2^(2 bits) points of hc2_tables.h): a grid of
-/// square cells over the codebook's extent, each listing every point that can be nearest to
-/// some position in the cell; queries outside the grid are searched exhaustively. Exact: the
-/// smallest float32 squared distance, ties to the lower index. Immutable; thread-safe.
-class WindingSearch {
- public:
-  /// The search for `bits` 2..4 (built once).
-  static const WindingSearch& Get(int bits);
-  /// The index of the nearest point to (x, y).
-  uint32_t Nearest(float x, float y) const;
-  /// The exhaustive search (test oracle).
-  uint32_t NearestBruteForce(float x, float y) const;
-  /// Points (x, y) interleaved.
-  const float* points() const { return pts_; }
-  int size() const { return n_; }
-
- private:
-  explicit WindingSearch(int bits);
-  const float* pts_;
-  int n_;
-  int cells_;
-  float lo_, inv_cell_;
-  std::vector<uint32_t> start_;
-  std::vector<uint16_t> cand_;
-};
 
 }  // namespace hc::hc2
 
