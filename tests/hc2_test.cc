@@ -605,6 +605,42 @@ TEST(Hc2CodecTest, RoundTripEcMode) {
   }
 }
 
+// Depthwise-convolution shapes [C, 1, 5, 5]: rows of 25 weights (under the 64 that always get
+// their byte). Channels whose sizes span 2^6 gain far more than the byte's 1.93 dB, so they get
+// row multipliers and equal relative precision; equal-sized channels do not pay for it.
+TEST(Hc2CodecTest, ShortRowsGetMultipliersOnlyWhereTheyPay) {
+  InlineExecutor ex;
+  auto codec = MakeHc2(Ec(4.25));
+  ASSERT_NE(codec, nullptr);
+  constexpr int64_t kRows = 240, kLen = 25;
+  for (const bool spread : {true, false}) {
+    SCOPED_TRACE(spread ? "spread" : "equal");
+    std::vector<float> x = Gaussian(kRows * kLen, 7, 1.0);
+    for (int64_t r = 0; r < kRows; ++r) {
+      const float s = spread ? std::ldexp(1.0f, static_cast<int>(r % 7) - 6) : 1.0f;
+      for (int64_t i = r * kLen; i < (r + 1) * kLen; ++i) x[i] *= s;
+    }
+    TensorInfo info = FlatTensorInfo(DType::kF32, kRows * kLen);
+    info.shape = {kRows, 1, 5, 5};
+    const std::vector<uint8_t> bytes = ToBytes(DType::kF32, x);
+    HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
+    ASSERT_FALSE(enc.raw);
+    EXPECT_EQ(Part(enc, "rows") != nullptr, spread);
+    EXPECT_LE(8.0 * StoredBytes(enc) / (kRows * kLen), 4.25);
+    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+    std::vector<float> y(x.size());
+    dec->DecodeRange(0, absl::MakeSpan(y));
+    // Every row's own SNR: with multipliers the smallest rows are as precise as the largest.
+    double worst = 1e9;
+    for (int64_t r = 0; r < kRows; ++r) {
+      const std::vector<float> xr(x.begin() + r * kLen, x.begin() + (r + 1) * kLen);
+      const std::vector<float> yr(y.begin() + r * kLen, y.begin() + (r + 1) * kLen);
+      worst = std::min(worst, SnrDb(xr, yr));
+    }
+    EXPECT_GE(worst, 12.0);
+  }
+}
+
 TEST(Hc2CodecTest, RoundTripFixedMode) {
   InlineExecutor ex;
   for (int bits : {2, 3, 4}) {

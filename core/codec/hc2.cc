@@ -56,11 +56,33 @@ float RowMultiplier(uint8_t stored) {
 }
 
 // Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
-// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under 64 weights (their
-// byte each would cost over 1/8 bit per weight).
+// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under kMinRowLen
+// weights (their byte each would cost over 1 bit per weight).
+constexpr int64_t kMinRowLen = 8;
+// Rows of at least this many weights always get their byte (at most 1/8 bit per weight); shorter
+// ones only where it pays for itself (ShortRowsPay).
+constexpr int64_t kCheapRowLen = 64;
 int64_t RowCount(const TensorInfo& info) {
   if (info.shape.size() < 2 || info.shape[0] <= 1) return 0;
-  return static_cast<int64_t>(info.numel) / info.shape[0] >= 64 ? info.shape[0] : 0;
+  return static_cast<int64_t>(info.numel) / info.shape[0] >= kMinRowLen ? info.shape[0] : 0;
+}
+
+// Whether row multipliers `rows` for rows of `row_len` weights gain more than they cost. Under
+// the high-rate model, at equal rate, coding row r scaled by m_r instead of with one step divides
+// the mean relative error over rows, mean_r(D_r / m_r^2), by AM(m^-2) / GM(m^-2) (>= 1); the
+// byte per row costs 8 / row_len bits per weight, 6.02 dB per bit.
+bool ShortRowsPay(absl::Span<const uint8_t> rows, int64_t row_len) {
+  if (row_len >= kCheapRowLen) return true;
+  double inv = 0, log2_sq = 0;
+  for (uint8_t b : rows) {
+    const double m = RowMultiplier(b);
+    inv += 1.0 / (m * m);
+    log2_sq += 2.0 * std::log2(m);
+  }
+  const double n = static_cast<double>(rows.size());
+  const double gain_db = 10.0 * std::log10(inv / n) + 10.0 * std::log10(2.0) * log2_sq / n;
+  const double cost_db = 20.0 * std::log10(2.0) * 8.0 / static_cast<double>(row_len);
+  return gain_db > cost_db;
 }
 
 // Applies the row multipliers to decoded elements [begin, begin + out.size()).
@@ -332,7 +354,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
   if (o_.mode == "fixed") return EncodeFixed(x, plan, ex);
   // Relative precision per row: each row is divided by its multiplier m_r ~ rms_r^relative
   // (quarter powers of two), coded with one step, and multiplied back on decoding.
-  const int64_t R = o_.relative > 0 ? RowCount(info) : 0;
+  int64_t R = o_.relative > 0 ? RowCount(info) : 0;
   std::vector<uint8_t> rows;
   if (R > 0) {
     const int64_t C = plan.numel / R;
@@ -358,8 +380,13 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
       const float m = RowMultiplier(rows[r]);
       for (int64_t i = r * C; i < (r + 1) * C; ++i) scaled[i] = x[i] / m;
     });
-    buf = std::move(scaled);
-    x = buf.data();
+    if (ShortRowsPay(rows, C)) {
+      buf = std::move(scaled);
+      x = buf.data();
+    } else {
+      R = 0;
+      rows.clear();
+    }
   }
   EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R), ex);
   if (!out.raw && R > 0) {

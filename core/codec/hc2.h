@@ -39,7 +39,9 @@ struct Hc2Options {
   /// Hugging Face layouts) are scaled by m_r ~ rms_r^relative before coding, so that each
   /// row's error follows its own size. 0 gives one absolute step (MSE-optimal within the
   /// tensor); 1 gives every output channel the same relative precision, which protects small
-  /// channels whose errors a following normalisation amplifies. One byte per row. Default: 1.
+  /// channels whose errors a following normalisation amplifies. One byte per row (rows under 64
+  /// weights, e.g. depthwise convolutions, get it only where it gains more than it costs).
+  /// Default: 1.
   double relative = 1.0;
   /// ec: trellis-coded quantisation (two interleaved quantisers chosen by a 4-state machine,
   /// searched by Viterbi), about 0.8 dB better than plain rounding at equal rate. Default: true.
