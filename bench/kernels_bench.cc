@@ -103,6 +103,23 @@ class ScalarUnless {
   std::optional<ScopedScalarOnly> guard_;
 };
 
+// Both sizes, each with `flag` 0 and 1.
+void SizeFlagArgs(benchmark::internal::Benchmark* b, const char* flag, benchmark::TimeUnit unit) {
+  b->ArgNames({"n", flag})->ArgsProduct({{kSmall, kLarge}, {0, 1}})->Unit(unit);
+}
+void CodecArgs(benchmark::internal::Benchmark* b) {
+  SizeFlagArgs(b, "f16", benchmark::kMillisecond);
+}
+void SimdArgs(benchmark::internal::Benchmark* b) {
+  SizeFlagArgs(b, "simd", benchmark::kMicrosecond);
+}
+void SimdArgsMs(benchmark::internal::Benchmark* b) {
+  SizeFlagArgs(b, "simd", benchmark::kMillisecond);
+}
+void SizeArgs(benchmark::internal::Benchmark* b) {
+  b->ArgName("n")->Arg(kSmall)->Arg(kLarge)->Unit(benchmark::kMicrosecond);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Codecs through the public interface: CreateCodec, Encode, PrepareDecoder, DecodeRange.
 
@@ -210,10 +227,6 @@ void BM_Decode(benchmark::State& state, CodecId id) {
   SetThroughput(state, n, n * 4);
 }
 
-void CodecArgs(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"n", "f16"})->ArgsProduct({{kSmall, kLarge}, {0, 1}})->Unit(benchmark::kMillisecond);
-}
-
 BENCHMARK_CAPTURE(BM_Encode, rtn, kRtn)->Apply(CodecArgs);
 BENCHMARK_CAPTURE(BM_Decode, rtn, kRtn)->Apply(CodecArgs);
 BENCHMARK_CAPTURE(BM_Encode, hc1, kHc1)->Apply(CodecArgs);
@@ -224,11 +237,7 @@ BENCHMARK_CAPTURE(BM_Encode, hc2_fixed, kHc2Fixed)->Apply(CodecArgs);
 BENCHMARK_CAPTURE(BM_Decode, hc2_fixed, kHc2Fixed)->Apply(CodecArgs);
 
 // ---------------------------------------------------------------------------------------------
-// Base, quality and io kernels. Args: {weights, simd}.
-
-void SimdArgs(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"n", "simd"})->ArgsProduct({{kSmall, kLarge}, {0, 1}})->Unit(benchmark::kMicrosecond);
-}
+// Base, quality and io kernels. Args: {weights, simd} or {weights}.
 
 void BM_WidenToF32_F16(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -281,7 +290,8 @@ void BM_ErrorAccumulatorAdd(benchmark::State& state) {
     for (size_t b = 0; b < orig.size(); b += kChunkElems) {
       const size_t len = std::min<size_t>(kChunkElems, orig.size() - b);
       ErrorAccumulator chunk;
-      chunk.Add(absl::MakeConstSpan(orig.data() + b, len), absl::MakeConstSpan(recon.data() + b, len));
+      chunk.Add(absl::MakeConstSpan(orig.data() + b, len),
+                absl::MakeConstSpan(recon.data() + b, len));
       total.Merge(chunk);
     }
     benchmark::DoNotOptimize(total.Finish(static_cast<uint64_t>(n) / 2));
@@ -312,7 +322,7 @@ void BM_PackLsbFirst4(benchmark::State& state) {
   }
   SetThroughput(state, n, n * 4);
 }
-BENCHMARK(BM_PackLsbFirst4)->ArgName("n")->Arg(kSmall)->Arg(kLarge)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PackLsbFirst4)->Apply(SizeArgs);
 
 void BM_UnpackLsbFirst4(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -326,7 +336,7 @@ void BM_UnpackLsbFirst4(benchmark::State& state) {
   }
   SetThroughput(state, n, n / 2);
 }
-BENCHMARK(BM_UnpackLsbFirst4)->ArgName("n")->Arg(kSmall)->Arg(kLarge)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_UnpackLsbFirst4)->Apply(SizeArgs);
 
 // ---------------------------------------------------------------------------------------------
 // hc2 kernels, on unit-rms blocks of kBlock (128) weights. Args: {weights, simd}.
@@ -411,15 +421,12 @@ void BM_Hc2Fwht128(benchmark::State& state) {
   SetThroughput(state, n, n * 4);
 }
 
-void Hc2Args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"n", "simd"})->ArgsProduct({{kSmall, kLarge}, {0, 1}})->Unit(benchmark::kMillisecond);
-}
 BENCHMARK(BM_Hc2TrellisSearch4)
     ->ArgNames({"n", "simd"})
     ->ArgsProduct({{kSmall}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Hc2QuantiseTcq8)->Apply(Hc2Args);
-BENCHMARK(BM_Hc2QuantiseTcq)->ArgName("n")->Arg(kSmall)->Arg(kLarge)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Hc2QuantiseTcq8)->Apply(SimdArgsMs);
+BENCHMARK(BM_Hc2QuantiseTcq)->Apply(SizeArgs)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Hc2Fwht128)->Apply(SimdArgs);
 
 // ---------------------------------------------------------------------------------------------
