@@ -376,7 +376,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
 EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
                                 Executor& ex) const {
   const int64_t nb = plan.blocks, nc = plan.chunks();
-  std::vector<double> rms(nb);
+  std::vector<double> rms(nb), log2rms(nb);  // log2rms: where rms > 0 (the model's input)
   std::vector<float> maxabs(nc, 0.0f);
   ex.ParallelFor(nc, [&](int64_t c) {
     float z[kBlock];
@@ -391,6 +391,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
         maxabs[c] = a <= maxabs[c] ? maxabs[c] : (a == a ? a : kInfF);
       }
       rms[b] = std::sqrt(s / n);
+      log2rms[b] = rms[b] > 0 ? std::log2(rms[b]) : 0.0;
     }
   });
   const float zmax = *std::max_element(maxabs.begin(), maxabs.end());
@@ -410,7 +411,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
     for (int64_t b = 0; b < nb; ++b) {
-      if (rms[b] > 0) bits += plan.n(b) * H(std::log2(rms[b]) - log2step - (o_.tcq ? 1 : 0));
+      if (rms[b] > 0) bits += plan.n(b) * H(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
     }
     return bits;
   };
@@ -466,21 +467,36 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // Larger tensors estimate on every stride-th block (a fixed sample: deterministic), scaled
   // up; the final encode then checks the real size.
   const int64_t stride = nb >= 2048 ? 8 : nb >= 512 ? 4 : nb >= 128 ? 2 : 1;
+  // The sample of each chunk (a pseudo-random 1/stride of its blocks: a regular stride would
+  // keep hitting the same column of every row), in block order; sample_at[c]: its first index
+  // in the flat list of all chunks' samples.
+  std::vector<std::vector<int64_t>> sample(nc);
+  std::vector<int64_t> sample_at(nc + 1, 0);
+  for (int64_t c = 0; c < nc; ++c) {
+    for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+      if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
+      sample[c].push_back(b);
+    }
+    sample_at[c + 1] = sample_at[c] + static_cast<int64_t>(sample[c].size());
+  }
+  // Quantised sample blocks, kept (up to a memory cap) so that the final encode at the best
+  // estimate's step reuses them: a block's quantisation depends only on it and the step.
+  // `cur` is filled by each estimate, `kept` holds the best one's (its step in kept_step).
+  constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // about 10 MiB each
+  const bool keep = sample_at[nc] <= kKeepMaxBlocks;
+  std::vector<hc2::QuantBlock> cur(keep ? sample_at[nc] : 0), kept(cur.size());
+  float kept_step = 0;
+  bool have_kept = false;
   auto estimate = [&](float step) {
     ex.ParallelFor(nc, [&](int64_t c) {
       double bits = 0;
       int64_t sampled = 0;
       const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
-      std::vector<int64_t> blocks;
-      for (int64_t b = b0; b < b1; ++b) {
-        // A pseudo-random 1/stride of the blocks (a regular stride would keep hitting the same
-        // column of every row).
-        if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
-        blocks.push_back(b);
-      }
-      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
+      hc2::QuantBlock* out = keep ? cur.data() + sample_at[c] : nullptr;
+      quantise_blocks(sample[c], step, [&](int64_t b, const hc2::QuantBlock& qb) {
         bits += qb.bits;
         sampled += plan.n(b);
+        if (out != nullptr) *out++ = qb;
       });
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
@@ -493,16 +509,36 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   };
   auto encode = [&](float step, std::vector<std::vector<uint8_t>>& chunks) {
     chunks.assign(nc, {});
+    const bool reuse = have_kept && kept_step == step;
     ex.ParallelFor(nc, [&](int64_t c) {
-      std::vector<hc2::RansOp> ops;
-      ops.reserve(kChunkBlocks * kBlock * 2);
-      std::vector<int64_t> blocks;
-      for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
-        blocks.push_back(b);
+      const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
+      // The blocks not kept from the estimate are quantised first, then every block's ops
+      // are appended in block order.
+      const std::vector<int64_t>& done = sample[c];
+      std::vector<int64_t> todo;
+      todo.reserve(b1 - b0);
+      size_t j = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (reuse && j < done.size() && done[j] == b) {
+          ++j;
+        } else {
+          todo.push_back(b);
+        }
       }
-      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
-        BlockOps(qb, plan.n(b), t, ops);
-      });
+      std::vector<hc2::QuantBlock> fresh(todo.size());
+      size_t f = 0;
+      quantise_blocks(todo, step, [&](int64_t, const hc2::QuantBlock& qb) { fresh[f++] = qb; });
+      std::vector<hc2::RansOp> ops;
+      ops.reserve((b1 - b0) * kBlock * 2);
+      const hc2::QuantBlock* old = reuse ? kept.data() + sample_at[c] : nullptr;
+      j = 0, f = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (reuse && j < done.size() && done[j] == b) {
+          BlockOps(old[j++], plan.n(b), t, ops);
+        } else {
+          BlockOps(fresh[f++], plan.n(b), t, ops);
+        }
+      }
       hc2::RansEncode(ops, plan.states(c), chunks[c]);
     });
     uint64_t bits = 0;
@@ -524,13 +560,19 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   double fit_x = 0, fit_e = 0, over_x = 0, over_e = 0;
   bool has_fit = false, has_over = false;
   for (int it = 0; it < 12; ++it) {
-    const double bits = estimate(to_step(log2s));
+    const float est_step = to_step(log2s);
+    const double bits = estimate(est_step);
     const double err = (bits - target) / plan.numel;  // bits per weight
     if (bits <= target) {
       if (bits > best_bits) {
         best_bits = bits;
         best_log2 = log2s;
         have = true;
+        if (keep) {
+          cur.swap(kept);
+          kept_step = est_step;
+          have_kept = true;
+        }
       }
       if (err > -tol) break;
       fit_x = log2s, fit_e = err, has_fit = true;
