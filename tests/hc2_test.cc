@@ -193,6 +193,66 @@ TEST(Hc2EntropyTest, RansRoundTripsRandomOps) {
   }
 }
 
+// The reciprocal of every token frequency divides exactly: every state below 2^31 of the
+// forms that matter (around multiples of f, the ends of the range) and a random sample.
+TEST(Hc2EntropyTest, ReciprocalDivisionIsExact) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(11);
+  for (int c = 0; c < hc2::kClasses; ++c) {
+    for (int k = 0; k < hc2::kTokens; ++k) {
+      const uint32_t f = hc2::kTokenFreq[c][k];
+      if (f == 0) continue;
+      auto check = [&](uint32_t x) {
+        ASSERT_EQ((uint64_t{x} * t.rcp[c][k]) >> t.rcp_shift[c][k], x / f)
+            << "class " << c << " token " << k << " f " << f << " x " << x;
+      };
+      for (uint32_t x : {0u, 1u, f - 1, f, f + 1, 0x7fffffffu, 0x7fffffffu - f}) check(x);
+      for (int r = 0; r < 2000; ++r) {
+        const uint32_t x = rng() & 0x7fffffffu;
+        check(x);
+        const uint32_t m = x - x % f;
+        check(m);
+        if (m > 0) check(m - 1);
+      }
+    }
+  }
+}
+
+// Random blocks (every length, magnitudes up to the token alphabet's end, classes chosen by
+// PriceBlock so that every token is codable) coded by RansEncodeBlocks and by AppendBlockOps +
+// RansEncode: the same bytes, appended after what `out` held.
+TEST(Hc2EntropyTest, RansEncodeBlocksEqualsTheOpsReference) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(5);
+  for (int round = 0; round < 300; ++round) {
+    const int nblocks = round % 7 == 0 ? 0 : 1 + static_cast<int>(rng() % 20);
+    std::vector<hc2::QuantBlock> qbs(nblocks);
+    std::vector<hc2::CodedBlock> blocks;
+    std::vector<hc2::RansOp> ops;
+    for (hc2::QuantBlock& qb : qbs) {
+      const int n = round % 3 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+      const int shape = static_cast<int>(rng() % 4);  // zeros, small, wide, huge
+      for (int i = 0; i < n; ++i) {
+        uint32_t v = 0;
+        if (shape == 1) v = rng() % 20;
+        if (shape == 2) v = rng() >> (rng() % 32);
+        if (shape == 3) v = rng() % 5 == 0 ? hc2::kMaxMagnitude - rng() % 3 : rng() % 300000;
+        v = std::min(v, hc2::kMaxMagnitude);
+        qb.q[i] = (rng() & 1) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+      }
+      hc2::PriceBlock(n, t, qb);
+      blocks.push_back({qb.q, n, qb.cls});
+      hc2::AppendBlockOps(blocks.back(), t, ops);
+    }
+    for (int states : {1, 2, 3, 4}) {
+      std::vector<uint8_t> ref = {1, 2, 3}, fast = {1, 2, 3};
+      hc2::RansEncode(ops, states, ref);
+      hc2::RansEncodeBlocks(blocks, states, fast);
+      ASSERT_EQ(fast, ref) << "round " << round << " states " << states;
+    }
+  }
+}
+
 TEST(Hc2EntropyTest, RansEmptyStreamIsJustTheStates) {
   for (int states : {1, 4}) {
     std::vector<uint8_t> stream;

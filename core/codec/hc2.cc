@@ -125,26 +125,6 @@ class GaussEntropy {
   double h_[kN];
 };
 
-// The ops of a quantised block: class (5 raw bits), then per coefficient its token, extra bits
-// and sign.
-void BlockOps(const hc2::QuantBlock& qb, int n, const hc2::ClassTables& t,
-              std::vector<hc2::RansOp>& ops) {
-  const int c = qb.cls;
-  ops.push_back({static_cast<uint32_t>(c), 1, 5});
-  for (int i = 0; i < n; ++i) {
-    const uint32_t v = static_cast<uint32_t>(std::abs(qb.q[i]));
-    const hc2::TokenSplit s = hc2::SplitMagnitude(v);
-    ops.push_back({t.cum[c][s.token], hc2::kTokenFreq[c][s.token], hc2::kFreqBits});
-    if (s.nextra > 16) {
-      ops.push_back({s.extra >> 16, 1, static_cast<uint32_t>(s.nextra - 16)});
-      ops.push_back({s.extra & 0xffff, 1, 16});
-    } else if (s.nextra > 0) {
-      ops.push_back({s.extra, 1, static_cast<uint32_t>(s.nextra)});
-    }
-    if (v != 0) ops.push_back({qb.q[i] < 0 ? 1u : 0u, 1, 1});
-  }
-}
-
 // Decodes the coefficients of one block (class, tokens, extra bits, signs) times `step`.
 void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, bool tcq,
                  float* z) {
@@ -528,18 +508,16 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       std::vector<hc2::QuantBlock> fresh(todo.size());
       size_t f = 0;
       quantise_blocks(todo, step, [&](int64_t, const hc2::QuantBlock& qb) { fresh[f++] = qb; });
-      std::vector<hc2::RansOp> ops;
-      ops.reserve((b1 - b0) * kBlock * 2);
+      std::vector<hc2::CodedBlock> coded;
+      coded.reserve(b1 - b0);
       const hc2::QuantBlock* old = reuse ? kept.data() + sample_at[c] : nullptr;
       j = 0, f = 0;
       for (int64_t b = b0; b < b1; ++b) {
-        if (reuse && j < done.size() && done[j] == b) {
-          BlockOps(old[j++], plan.n(b), t, ops);
-        } else {
-          BlockOps(fresh[f++], plan.n(b), t, ops);
-        }
+        const hc2::QuantBlock& qb =
+            reuse && j < done.size() && done[j] == b ? old[j++] : fresh[f++];
+        coded.push_back({qb.q, plan.n(b), qb.cls});
       }
-      hc2::RansEncode(ops, plan.states(c), chunks[c]);
+      hc2::RansEncodeBlocks(coded, plan.states(c), chunks[c]);
     });
     uint64_t bits = 0;
     for (const auto& ch : chunks) bits += 8 * (ch.size() + 4);

@@ -1,7 +1,9 @@
 #include "core/codec/hc2_entropy.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 
 namespace hc::hc2 {
 
@@ -17,6 +19,11 @@ const ClassTables& ClassTables::Get() {
         s += f;
         t->cost[c][k] = f == 0 ? std::numeric_limits<float>::infinity()
                                : static_cast<float>(kFreqBits - std::log2(static_cast<double>(f)));
+        // Alverson: with sh = ceil(log2 f), rcp = ceil(2^(31 + sh) / f), exact below 2^31.
+        int sh = 0;
+        while (f > (uint32_t{1} << sh)) ++sh;
+        t->rcp[c][k] = f == 0 ? 0 : ((uint64_t{1} << (sh + 31)) + f - 1) / f;
+        t->rcp_shift[c][k] = static_cast<uint8_t>(sh + 31);
       }
       t->cum[c][kTokens] = static_cast<uint16_t>(s);
     }
@@ -50,6 +57,119 @@ void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& 
     for (int b = 3; b >= 0; --b) buf[--pos] = static_cast<uint8_t>(x[i] >> (8 * b));
   }
   out.insert(out.end(), buf.begin() + pos, buf.end());
+}
+
+void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansOp>& ops) {
+  const int c = b.cls;
+  ops.push_back({static_cast<uint32_t>(c), 1, 5});
+  for (int i = 0; i < b.n; ++i) {
+    const uint32_t v = static_cast<uint32_t>(std::abs(b.q[i]));
+    const TokenSplit s = SplitMagnitude(v);
+    ops.push_back({t.cum[c][s.token], kTokenFreq[c][s.token], kFreqBits});
+    if (s.nextra > 16) {
+      ops.push_back({s.extra >> 16, 1, static_cast<uint32_t>(s.nextra - 16)});
+      ops.push_back({s.extra & 0xffff, 1, 16});
+    } else if (s.nextra > 0) {
+      ops.push_back({s.extra, 1, static_cast<uint32_t>(s.nextra)});
+    }
+    if (v != 0) ops.push_back({b.q[i] < 0 ? 1u : 0u, 1, 1});
+  }
+}
+
+namespace {
+
+// The backwards rANS pass of RansEncodeBlocks: bytes go from the end of `buf` towards its
+// start; op k (counted from the first op of the first block) uses state k mod states, so the
+// state index steps down from that of the last op.
+class BackwardsCoder {
+ public:
+  BackwardsCoder(uint8_t* end, int states, size_t ops) : p_(end), states_(states) {
+    k_ = static_cast<int>(ops % static_cast<size_t>(states));
+  }
+  // A raw field of `bits` bits (freq 1: shifts only).
+  void Raw(uint32_t value, int bits) {
+    uint32_t& s = Prev();
+    const uint32_t x_max = (RansDecoder::kLow >> bits) << 8;
+    while (s >= x_max) {
+      *--p_ = static_cast<uint8_t>(s);
+      s >>= 8;
+    }
+    s = (s << bits) + value;
+  }
+  // Token `tok` under class c: the quotient by its frequency by a reciprocal multiplication.
+  void Token(const ClassTables& t, int c, int tok) {
+    uint32_t& s = Prev();
+    const uint32_t f = kTokenFreq[c][tok];
+    const uint32_t x_max = ((RansDecoder::kLow >> kFreqBits) << 8) * f;
+    while (s >= x_max) {
+      *--p_ = static_cast<uint8_t>(s);
+      s >>= 8;
+    }
+    const uint32_t q = static_cast<uint32_t>((uint64_t{s} * t.rcp[c][tok]) >> t.rcp_shift[c][tok]);
+    s = (q << kFreqBits) + (s - q * f) + t.cum[c][tok];
+  }
+  // Writes the states (state 0 first) in front of the bytes; returns the stream's start.
+  uint8_t* Finish() {
+    for (int i = states_; i-- > 0;) {
+      for (int b = 3; b >= 0; --b) *--p_ = static_cast<uint8_t>(x_[i] >> (8 * b));
+    }
+    return p_;
+  }
+
+ private:
+  uint32_t& Prev() {
+    k_ = k_ == 0 ? states_ - 1 : k_ - 1;
+    return x_[k_];
+  }
+  uint8_t* p_;
+  uint32_t x_[4] = {RansDecoder::kLow, RansDecoder::kLow, RansDecoder::kLow, RansDecoder::kLow};
+  int states_;
+  int k_;
+};
+
+}  // namespace
+
+// Two passes: the ops are counted (op k's state is k mod states), then coded backwards,
+// block by block and index by index, each index's ops in reverse (sign, extra bits, token).
+void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
+                      std::vector<uint8_t>& out) {
+  const ClassTables& t = ClassTables::Get();
+  size_t ops = 0;
+  for (const CodedBlock& b : blocks) {
+    ops += 1 + static_cast<size_t>(b.n);
+    for (int i = 0; i < b.n; ++i) {
+      const uint32_t v = static_cast<uint32_t>(std::abs(b.q[i]));
+      ops += (v != 0) + (v >= 16) + (v >= (uint32_t{1} << 18));  // sign, extra, high extra
+    }
+  }
+  // RansEncode's bound: at most 3 bytes per op, plus the states.
+  const size_t cap = ops * 3 + 16;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
+  BackwardsCoder coder(buf.get() + cap, states, ops);
+  for (size_t bi = blocks.size(); bi-- > 0;) {
+    const CodedBlock& b = blocks[bi];
+    for (int i = b.n; i-- > 0;) {
+      const int32_t q = b.q[i];
+      const uint32_t v = static_cast<uint32_t>(std::abs(q));
+      if (v != 0) coder.Raw(q < 0 ? 1u : 0u, 1);
+      if (v < 16) {
+        coder.Token(t, b.cls, static_cast<int>(v));
+        continue;
+      }
+      const TokenSplit s = SplitMagnitude(v);
+      if (s.nextra > 16) {
+        coder.Raw(s.extra & 0xffff, 16);
+        coder.Raw(s.extra >> 16, s.nextra - 16);
+      } else {
+        coder.Raw(s.extra, s.nextra);
+      }
+      coder.Token(t, b.cls, s.token);
+    }
+    coder.Raw(static_cast<uint32_t>(b.cls), 5);
+  }
+  const uint8_t* start = coder.Finish();
+  const uint8_t* end = buf.get() + cap;
+  out.insert(out.end(), start, end);
 }
 
 RansDecoder::RansDecoder(absl::Span<const uint8_t> stream, int states)

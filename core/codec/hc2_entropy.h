@@ -44,6 +44,11 @@ struct ClassTables {
   uint16_t cum[kClasses][kTokens + 1];
   uint8_t slot_token[kClasses][1 << kFreqBits];
   float cost[kClasses][kTokens];
+  /// The encoder's division by a token's frequency f as a multiplication: for every state
+  /// x < 2^31, x / f == (x * rcp) >> rcp_shift (64-bit product; Alverson's reciprocal, as in
+  /// ryg_rans): rcp = ceil(2^(31 + s) / f), rcp_shift = 31 + s, s = ceil(log2 f); 0 if f == 0.
+  uint64_t rcp[kClasses][kTokens];
+  uint8_t rcp_shift[kClasses][kTokens];
   static const ClassTables& Get();
 };
 
@@ -59,6 +64,22 @@ struct RansOp {
 /// appends the stream to `out`: the states' final values (4 bytes little-endian each, state 0
 /// first), then the renormalisation bytes in the order the decoder reads them.
 void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& out);
+
+/// One block of quantised indices to code: q[0..n) under class `cls`.
+struct CodedBlock {
+  const int32_t* q;
+  int n;
+  int cls;
+};
+/// Appends the ops of one block: its class (5 raw bits), then per index its token, its extra
+/// bits (over 16: the high n - 16 bits first, then 16 low bits) and, when non-zero, its sign
+/// (1 for negative). The reference of RansEncodeBlocks.
+void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansOp>& ops);
+/// The same bytes as AppendBlockOps of every block, in order, then RansEncode(ops, states,
+/// out), without building the ops; divisions are ClassTables::rcp multiplications. Every
+/// block's tokens must have a non-zero frequency under its class.
+void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
+                      std::vector<uint8_t>& out);
 
 /// Reads a stream written by RansEncode. Reading past the end sets overrun(); every value
 /// decoded is then garbage, but decoding stays memory-safe and always terminates.
