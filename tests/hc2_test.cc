@@ -1593,5 +1593,88 @@ TEST(Hc2QuantTest, EightLaneTrellisEqualsScalar) {
   }
 }
 
+// The 8-lane trellis on partial groups (1..8 lanes) of blocks of every padded length against
+// the scalar one, on Gaussian data, zeros, values far past the clamp (2^22 steps), exact
+// half-steps (ties) and large outliers.
+TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g;
+  for (int round = 0; round < 400; ++round) {
+    const int lanes = 1 + round % 8;
+    std::vector<float> z(8 * hc2::kBlock);
+    const float* zp[8];
+    int ns[8];
+    for (int l = 0; l < lanes; ++l) {
+      ns[l] = 2 << ((round / 8 + l) % 7);  // 2 .. 128
+      const int kind = (round + 3 * l) % 6;
+      const float scale = std::pow(2.0f, static_cast<int>(rng() % 16) - 6);
+      for (int i = 0; i < ns[l]; ++i) {
+        float v = g(rng) * scale;
+        if (kind == 1) v = 0.0f;
+        if (kind == 2) v = (rng() & 1 ? 1.0f : -1.0f) * 1e30f;     // clamped at 2^22 steps
+        if (kind == 3) v = 0.5f * static_cast<float>(static_cast<int>(rng() % 41) - 20);  // ties
+        if (kind == 4 && i % 17 == 3) v = 3000.0f * (rng() & 1 ? 1.0f : -1.0f);  // |k| >= 64
+        if (kind == 5) v = -0.0f;
+        z[l * hc2::kBlock + i] = v;
+      }
+      zp[l] = z.data() + l * hc2::kBlock;
+    }
+    for (float step : {0.25f, 0.5f, 1.0f, 3.0f}) {
+      hc2::QuantBlock simd[8], ref[8];
+      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, simd, /*allow_simd=*/true);
+      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, ref, /*allow_simd=*/false);
+      for (int l = 0; l < lanes; ++l) {
+        SCOPED_TRACE(absl::StrCat("round ", round, " step ", step, " lane ", l, " n ", ns[l]));
+        hc2::QuantBlock one;
+        hc2::QuantiseTcq(zp[l], ns[l], step, 0.3f, t, one);
+        for (int i = 0; i < ns[l]; ++i) {
+          ASSERT_EQ(simd[l].q[i], ref[l].q[i]) << "i " << i;
+          ASSERT_EQ(ref[l].q[i], one.q[i]) << "i " << i;
+          ASSERT_EQ(simd[l].tok[i], ref[l].tok[i]) << "i " << i;
+        }
+        ASSERT_EQ(simd[l].cls, ref[l].cls);
+        ASSERT_EQ(simd[l].bits, ref[l].bits);
+      }
+    }
+  }
+}
+
+// PriceBlock's integer sum of squares against the double sum it replaces, at the edge of the
+// exact range (|q| = 2^22) and past it (the reference order is used there).
+TEST(Hc2QuantTest, PriceBlockClassAtLargeIndices) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(3);
+  for (int round = 0; round < 200; ++round) {
+    hc2::QuantBlock qb;
+    const int n = hc2::kBlock;
+    const uint32_t top = round % 2 ? (1u << 22) : hc2::kMaxMagnitude;
+    for (int i = 0; i < n; ++i) {
+      const uint32_t v = rng() % 3 == 0 ? top - rng() % 4 : rng() % 1000;
+      qb.q[i] = rng() & 1 ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+    }
+    double sumsq = 0;
+    for (int i = 0; i < n; ++i) sumsq += static_cast<double>(qb.q[i]) * qb.q[i];
+    const int c0 = std::clamp(static_cast<int>(std::lround(std::log2(sumsq / n) + 8.0)), 0,
+                              hc2::kClasses - 1);
+    hc2::PriceBlock(n, t, qb);
+    // The search starts at c0 - 1 and stops past c0 + 1 once a class fits: the class found
+    // is the cheapest of [max(0, c0 - 1), ...] as computed with the double sum.
+    int best = -1;
+    float best_cost = std::numeric_limits<float>::infinity();
+    for (int c = std::max(0, c0 - 1); c < hc2::kClasses; ++c) {
+      float cost = 0;
+      for (int k = 0; k < hc2::kTokens; ++k) {
+        int h = 0;
+        for (int i = 0; i < n; ++i) h += qb.tok[i] == k;
+        if (h) cost += static_cast<float>(h) * t.cost[c][k];
+      }
+      if (cost < best_cost) best_cost = cost, best = c;
+      if (c >= c0 + 1 && best >= 0) break;
+    }
+    ASSERT_EQ(qb.cls, best) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace hc

@@ -412,26 +412,26 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     }
   };
   // Quantises the blocks listed in `blocks` (in order) and hands each result to `sink(b, qb)`,
-  // in the same order. Runs of 8 full blocks go through the 8-lane trellis (bit-identical).
+  // in the same order. With tcq, groups of up to 8 blocks (any lengths) go through the 8-lane
+  // trellis (bit-identical to the one-block one); a lone block takes the scalar path.
   auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
     std::vector<float> zs(8 * kBlock);
     hc2::QuantBlock qbs[8];
     size_t k = 0;
     while (k < blocks.size()) {
-      size_t run = 0;
-      while (o_.tcq && run < 8 && k + run < blocks.size() && plan.n(blocks[k + run]) == kBlock) {
-        ++run;
-      }
-      if (run == 8) {
+      const int run = o_.tcq ? static_cast<int>(std::min<size_t>(8, blocks.size() - k)) : 1;
+      if (run >= 2) {
         const float* zp[8];
-        for (int l = 0; l < 8; ++l) {
-          const int64_t b = blocks[k + l];  // n = 128, r may be shorter (the last block)
-          hc2::Rotate(x + b * kBlock, plan.r(b), kBlock, zs.data() + l * kBlock);
+        int ns[8];
+        for (int l = 0; l < run; ++l) {
+          const int64_t b = blocks[k + l];
+          ns[l] = plan.n(b);
+          hc2::Rotate(x + b * kBlock, plan.r(b), ns[l], zs.data() + l * kBlock);
           zp[l] = zs.data() + l * kBlock;
         }
-        hc2::QuantiseTcq8(zp, step, kMu, t, qbs);
-        for (int l = 0; l < 8; ++l) sink(blocks[k + l], qbs[l]);
-        k += 8;
+        hc2::QuantiseTcqLanes(zp, ns, run, step, kMu, t, qbs);
+        for (int l = 0; l < run; ++l) sink(blocks[k + l], qbs[l]);
+        k += run;
         continue;
       }
       const int64_t b = blocks[k++];
