@@ -203,7 +203,7 @@ TEST(Hc2EntropyTest, ReciprocalDivisionIsExact) {
       const uint32_t f = hc2::kTokenFreq[c][k];
       if (f == 0) continue;
       auto check = [&](uint32_t x) {
-        ASSERT_EQ((uint64_t{x} * t.rcp[c][k]) >> t.rcp_shift[c][k], x / f)
+        ASSERT_EQ((uint64_t{x} * t.enc[c][k].rcp) >> t.enc[c][k].shift, x / f)
             << "class " << c << " token " << k << " f " << f << " x " << x;
       };
       for (uint32_t x : {0u, 1u, f - 1, f, f + 1, 0x7fffffffu, 0x7fffffffu - f}) check(x);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -22,8 +23,15 @@ const ClassTables& ClassTables::Get() {
         // Alverson: with sh = ceil(log2 f), rcp = ceil(2^(31 + sh) / f), exact below 2^31.
         int sh = 0;
         while (f > (uint32_t{1} << sh)) ++sh;
-        t->rcp[c][k] = f == 0 ? 0 : ((uint64_t{1} << (sh + 31)) + f - 1) / f;
-        t->rcp_shift[c][k] = static_cast<uint8_t>(sh + 31);
+        ClassTables::EncSymbol& e = t->enc[c][k];
+        e = {};
+        if (f > 0) {
+          e.x_max = ((RansDecoder::kLow >> kFreqBits) << 8) * f;
+          e.rcp = static_cast<uint32_t>(((uint64_t{1} << (sh + 31)) + f - 1) / f);
+          e.freq = static_cast<uint16_t>(f);
+          e.start = t->cum[c][k];
+          e.shift = static_cast<uint32_t>(sh + 31);
+        }
       }
       t->cum[c][kTokens] = static_cast<uint16_t>(s);
     }
@@ -89,24 +97,16 @@ class BackwardsCoder {
   // A raw field of `bits` bits (freq 1: shifts only).
   void Raw(uint32_t value, int bits) {
     uint32_t& s = Prev();
-    const uint32_t x_max = (RansDecoder::kLow >> bits) << 8;
-    while (s >= x_max) {
-      *--p_ = static_cast<uint8_t>(s);
-      s >>= 8;
-    }
+    Renorm(s, (RansDecoder::kLow >> bits) << 8);
     s = (s << bits) + value;
   }
   // Token `tok` under class c: the quotient by its frequency by a reciprocal multiplication.
   void Token(const ClassTables& t, int c, int tok) {
     uint32_t& s = Prev();
-    const uint32_t f = kTokenFreq[c][tok];
-    const uint32_t x_max = ((RansDecoder::kLow >> kFreqBits) << 8) * f;
-    while (s >= x_max) {
-      *--p_ = static_cast<uint8_t>(s);
-      s >>= 8;
-    }
-    const uint32_t q = static_cast<uint32_t>((uint64_t{s} * t.rcp[c][tok]) >> t.rcp_shift[c][tok]);
-    s = (q << kFreqBits) + (s - q * f) + t.cum[c][tok];
+    const ClassTables::EncSymbol& e = t.enc[c][tok];
+    Renorm(s, e.x_max);
+    const uint32_t q = static_cast<uint32_t>((uint64_t{s} * e.rcp) >> e.shift);
+    s = (q << kFreqBits) + (s - q * e.freq) + e.start;
   }
   // Writes the states (state 0 first) in front of the bytes; returns the stream's start.
   uint8_t* Finish() {
@@ -117,6 +117,16 @@ class BackwardsCoder {
   }
 
  private:
+  // RansEncode's `while (s >= x_max) { *--p = s; s >>= 8; }`, which runs at most twice here
+  // (s < 2^31 and x_max >= 2^15), without branches: the low 3 bytes of s go below p_ with one
+  // 4-byte store (the lowest byte is scratch, below the stream), then p_ moves by the count.
+  void Renorm(uint32_t& s, uint32_t x_max) {
+    const uint32_t nb = (s >= x_max) + ((s >> 8) >= x_max);
+    const uint32_t be = __builtin_bswap32(s);
+    std::memcpy(p_ - 4, &be, 4);
+    p_ -= nb;
+    s >>= 8 * nb;
+  }
   uint32_t& Prev() {
     k_ = k_ == 0 ? states_ - 1 : k_ - 1;
     return x_[k_];
@@ -142,8 +152,9 @@ void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
       ops += (v != 0) + (v >= 16) + (v >= (uint32_t{1} << 18));  // sign, extra, high extra
     }
   }
-  // RansEncode's bound: at most 3 bytes per op, plus the states.
-  const size_t cap = ops * 3 + 16;
+  // At most 2 bytes per op (RansEncode's bound says 3), the states, and the 4-byte stores'
+  // scratch byte.
+  const size_t cap = ops * 3 + 20;
   std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
   BackwardsCoder coder(buf.get() + cap, states, ops);
   for (size_t bi = blocks.size(); bi-- > 0;) {

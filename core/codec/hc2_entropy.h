@@ -44,11 +44,18 @@ struct ClassTables {
   uint16_t cum[kClasses][kTokens + 1];
   uint8_t slot_token[kClasses][1 << kFreqBits];
   float cost[kClasses][kTokens];
-  /// The encoder's division by a token's frequency f as a multiplication: for every state
-  /// x < 2^31, x / f == (x * rcp) >> rcp_shift (64-bit product; Alverson's reciprocal, as in
-  /// ryg_rans): rcp = ceil(2^(31 + s) / f), rcp_shift = 31 + s, s = ceil(log2 f); 0 if f == 0.
-  uint64_t rcp[kClasses][kTokens];
-  uint8_t rcp_shift[kClasses][kTokens];
+  /// The encoder's view of a token of frequency f (0: never coded, every field 0): states
+  /// are renormalised below x_max = 2^19 f, and x / f == (x * rcp) >> shift for every x < 2^31
+  /// (64-bit product; Alverson's reciprocal as in ryg_rans: s = ceil(log2 f),
+  /// rcp = ceil(2^(31 + s) / f) < 2^32, shift = 31 + s).
+  struct EncSymbol {
+    uint32_t x_max;
+    uint32_t rcp;
+    uint16_t freq;
+    uint16_t start;
+    uint32_t shift;
+  };
+  EncSymbol enc[kClasses][kTokens];
   static const ClassTables& Get();
 };
 
@@ -76,7 +83,7 @@ struct CodedBlock {
 /// (1 for negative). The reference of RansEncodeBlocks.
 void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansOp>& ops);
 /// The same bytes as AppendBlockOps of every block, in order, then RansEncode(ops, states,
-/// out), without building the ops; divisions are ClassTables::rcp multiplications. Every
+/// out), without building the ops; divisions are EncSymbol::rcp multiplications. Every
 /// block's tokens must have a non-zero frequency under its class.
 void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
                       std::vector<uint8_t>& out);
