@@ -358,10 +358,15 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   const int64_t nb = plan.blocks, nc = plan.chunks();
   std::vector<double> rms(nb), log2rms(nb);  // log2rms: where rms > 0 (the model's input)
   std::vector<float> maxabs(nc, 0.0f);
+  // Tensors up to kKeepMaxBlocks blocks keep their rotated blocks for the step search
+  // (Rotate is a pure function: the same values as rotating again).
+  constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // 8 MiB of rotated values
+  std::vector<float> rotated(nb <= kKeepMaxBlocks ? nb * kBlock : 0);
   ex.ParallelFor(nc, [&](int64_t c) {
-    float z[kBlock];
+    float tmp[kBlock];
     for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
       const int n = plan.n(b);
+      float* z = rotated.empty() ? tmp : rotated.data() + b * kBlock;
       hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
       double s = 0;
       for (int i = 0; i < n; ++i) {
@@ -415,7 +420,13 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // in the same order. With tcq, groups of up to 8 blocks (any lengths) go through the 8-lane
   // trellis (bit-identical to the one-block one); a lone block takes the scalar path.
   auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
-    std::vector<float> zs(8 * kBlock);
+    std::vector<float> zs(rotated.empty() ? 8 * kBlock : 0);
+    // Block b rotated: kept, or rotated into lane l's scratch.
+    auto rotate = [&](int64_t b, int l) -> const float* {
+      if (!rotated.empty()) return rotated.data() + b * kBlock;
+      hc2::Rotate(x + b * kBlock, plan.r(b), plan.n(b), zs.data() + l * kBlock);
+      return zs.data() + l * kBlock;
+    };
     hc2::QuantBlock qbs[8];
     size_t k = 0;
     while (k < blocks.size()) {
@@ -426,8 +437,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
         for (int l = 0; l < run; ++l) {
           const int64_t b = blocks[k + l];
           ns[l] = plan.n(b);
-          hc2::Rotate(x + b * kBlock, plan.r(b), ns[l], zs.data() + l * kBlock);
-          zp[l] = zs.data() + l * kBlock;
+          zp[l] = rotate(b, l);
         }
         hc2::QuantiseTcqLanes(zp, ns, run, step, kMu, t, qbs);
         for (int l = 0; l < run; ++l) sink(blocks[k + l], qbs[l]);
@@ -435,9 +445,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
         continue;
       }
       const int64_t b = blocks[k++];
-      const int n = plan.n(b);
-      hc2::Rotate(x + b * kBlock, plan.r(b), n, zs.data());
-      quantise(zs.data(), n, step, qbs[0]);
+      quantise(rotate(b, 0), plan.n(b), step, qbs[0]);
       sink(b, qbs[0]);
     }
   };
@@ -459,10 +467,9 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     }
     sample_at[c + 1] = sample_at[c] + static_cast<int64_t>(sample[c].size());
   }
-  // Quantised sample blocks, kept (up to a memory cap) so that the final encode at the best
+  // Quantised sample blocks, kept (up to kKeepMaxBlocks, about 10 MiB each) so that the final encode at the best
   // estimate's step reuses them: a block's quantisation depends only on it and the step.
   // `cur` is filled by each estimate, `kept` holds the best one's (its step in kept_step).
-  constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // about 10 MiB each
   const bool keep = sample_at[nc] <= kKeepMaxBlocks;
   std::vector<hc2::QuantBlock> cur(keep ? sample_at[nc] : 0), kept(cur.size());
   float kept_step = 0;
