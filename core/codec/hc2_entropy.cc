@@ -86,101 +86,94 @@ void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansO
 
 namespace {
 
-// The backwards rANS pass of RansEncodeBlocks: bytes go from the end of `buf` towards its
-// start; op k (counted from the first op of the first block) uses state k mod states, so the
-// state index steps down from that of the last op.
-class BackwardsCoder {
- public:
-  BackwardsCoder(uint8_t* end, int states, size_t ops) : p_(end), states_(states) {
-    k_ = static_cast<int>(ops % static_cast<size_t>(states));
-  }
-  // A raw field of `bits` bits (freq 1: shifts only).
-  void Raw(uint32_t value, int bits) {
-    uint32_t& s = Prev();
-    Renorm(s, (RansDecoder::kLow >> bits) << 8);
-    s = (s << bits) + value;
-  }
-  // Token `tok` under class c: the quotient by its frequency by a reciprocal multiplication.
-  void Token(const ClassTables& t, int c, int tok) {
-    uint32_t& s = Prev();
-    const ClassTables::EncSymbol& e = t.enc[c][tok];
-    Renorm(s, e.x_max);
-    const uint32_t q = static_cast<uint32_t>((uint64_t{s} * e.rcp) >> e.shift);
-    s = (q << kFreqBits) + (s - q * e.freq) + e.start;
-  }
-  // Writes the states (state 0 first) in front of the bytes; returns the stream's start.
-  uint8_t* Finish() {
-    for (int i = states_; i-- > 0;) {
-      for (int b = 3; b >= 0; --b) *--p_ = static_cast<uint8_t>(x_[i] >> (8 * b));
-    }
-    return p_;
-  }
-
- private:
-  // RansEncode's `while (s >= x_max) { *--p = s; s >>= 8; }`, which runs at most twice here
-  // (s < 2^31 and x_max >= 2^15), without branches: the low 3 bytes of s go below p_ with one
-  // 4-byte store (the lowest byte is scratch, below the stream), then p_ moves by the count.
-  void Renorm(uint32_t& s, uint32_t x_max) {
+// The backwards rANS pass of RansEncodeBlocks with S states, writing bytes down from `p`;
+// returns the stream's start. Op k (counted forwards) uses state k mod S. The states live in
+// r[0..S), rotated after every op so that r[0] always codes the next op (going backwards):
+// no state index, and the S states' dependency chains stay in registers. All states start
+// at kLow, so after any number of ops state i is r[S - 1 - i].
+// Overview of the hot loop: per index, from the last: sign, extra bits, token (a reciprocal
+// multiplication instead of a division); renormalisation without branches.
+template <int S>
+uint8_t* CodeBackwards(absl::Span<const CodedBlock> blocks, const ClassTables& t, uint8_t* p) {
+  constexpr uint32_t kLow = RansDecoder::kLow;
+  uint32_t r[S];
+  for (int j = 0; j < S; ++j) r[j] = kLow;
+  auto rotate = [&]() __attribute__((always_inline)) {
+    const uint32_t first = r[0];
+    for (int j = 0; j + 1 < S; ++j) r[j] = r[j + 1];
+    r[S - 1] = first;
+  };
+  // RansEncode's `while (s >= x_max) { *--p = s; s >>= 8; }` runs at most twice here (s <
+  // 2^31, x_max >= 2^15): the low 3 bytes of s go below p with one 4-byte store (its lowest
+  // byte is scratch below the stream), then p moves by the count.
+  auto renorm = [&](uint32_t x_max) __attribute__((always_inline)) {
+    const uint32_t s = r[0];
     const uint32_t nb = (s >= x_max) + ((s >> 8) >= x_max);
     const uint32_t be = __builtin_bswap32(s);
-    std::memcpy(p_ - 4, &be, 4);
-    p_ -= nb;
-    s >>= 8 * nb;
-  }
-  uint32_t& Prev() {
-    k_ = k_ == 0 ? states_ - 1 : k_ - 1;
-    return x_[k_];
-  }
-  uint8_t* p_;
-  uint32_t x_[4] = {RansDecoder::kLow, RansDecoder::kLow, RansDecoder::kLow, RansDecoder::kLow};
-  int states_;
-  int k_;
-};
-
-}  // namespace
-
-// Two passes: the ops are counted (op k's state is k mod states), then coded backwards,
-// block by block and index by index, each index's ops in reverse (sign, extra bits, token).
-void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
-                      std::vector<uint8_t>& out) {
-  const ClassTables& t = ClassTables::Get();
-  size_t ops = 0;
-  for (const CodedBlock& b : blocks) {
-    ops += 1 + static_cast<size_t>(b.n);
-    for (int i = 0; i < b.n; ++i) {
-      const uint32_t v = static_cast<uint32_t>(std::abs(b.q[i]));
-      ops += (v != 0) + (v >= 16) + (v >= (uint32_t{1} << 18));  // sign, extra, high extra
-    }
-  }
-  // At most 2 bytes per op (RansEncode's bound says 3), the states, and the 4-byte stores'
-  // scratch byte.
-  const size_t cap = ops * 3 + 20;
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
-  BackwardsCoder coder(buf.get() + cap, states, ops);
+    std::memcpy(p - 4, &be, 4);
+    p -= nb;
+    r[0] = s >> (8 * nb);
+  };
+  auto raw = [&](uint32_t value, int bits) __attribute__((always_inline)) {
+    renorm((kLow >> bits) << 8);
+    r[0] = (r[0] << bits) + value;
+    rotate();
+  };
+  auto token = [&](const ClassTables::EncSymbol& e) __attribute__((always_inline)) {
+    renorm(e.x_max);
+    const uint32_t s = r[0];
+    const uint32_t q = static_cast<uint32_t>((uint64_t{s} * e.rcp) >> e.shift);
+    r[0] = (q << kFreqBits) + (s - q * e.freq) + e.start;
+    rotate();
+  };
   for (size_t bi = blocks.size(); bi-- > 0;) {
     const CodedBlock& b = blocks[bi];
+    const ClassTables::EncSymbol* sym = t.enc[b.cls];
     for (int i = b.n; i-- > 0;) {
       const int32_t q = b.q[i];
       const uint32_t v = static_cast<uint32_t>(std::abs(q));
-      if (v != 0) coder.Raw(q < 0 ? 1u : 0u, 1);
+      if (v != 0) raw(q < 0 ? 1u : 0u, 1);
       if (v < 16) {
-        coder.Token(t, b.cls, static_cast<int>(v));
+        token(sym[v]);
         continue;
       }
-      const TokenSplit s = SplitMagnitude(v);
-      if (s.nextra > 16) {
-        coder.Raw(s.extra & 0xffff, 16);
-        coder.Raw(s.extra >> 16, s.nextra - 16);
+      const TokenSplit sp = SplitMagnitude(v);
+      if (sp.nextra > 16) {
+        raw(sp.extra & 0xffff, 16);
+        raw(sp.extra >> 16, sp.nextra - 16);
       } else {
-        coder.Raw(s.extra, s.nextra);
+        raw(sp.extra, sp.nextra);
       }
-      coder.Token(t, b.cls, s.token);
+      token(sym[sp.token]);
     }
-    coder.Raw(static_cast<uint32_t>(b.cls), 5);
+    raw(static_cast<uint32_t>(b.cls), 5);
   }
-  const uint8_t* start = coder.Finish();
-  const uint8_t* end = buf.get() + cap;
-  out.insert(out.end(), start, end);
+  for (int i = S; i-- > 0;) {
+    const uint32_t x = r[S - 1 - i];
+    for (int k = 3; k >= 0; --k) *--p = static_cast<uint8_t>(x >> (8 * k));
+  }
+  return p;
+}
+
+}  // namespace
+
+void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
+                      std::vector<uint8_t>& out) {
+  const ClassTables& t = ClassTables::Get();
+  // At most 4 ops per index (token, 2 extra fields, sign) and 2 bytes per op, the states,
+  // and the 4-byte stores' scratch byte.
+  size_t cap = 4 * 4 + 4;
+  for (const CodedBlock& b : blocks) cap += 2 * (1 + 4 * static_cast<size_t>(b.n));
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
+  uint8_t* const end = buf.get() + cap;
+  const uint8_t* start;
+  switch (states) {
+    case 1: start = CodeBackwards<1>(blocks, t, end); break;
+    case 2: start = CodeBackwards<2>(blocks, t, end); break;
+    case 3: start = CodeBackwards<3>(blocks, t, end); break;
+    default: start = CodeBackwards<4>(blocks, t, end); break;
+  }
+  out.insert(out.end(), start, static_cast<const uint8_t*>(end));
 }
 
 RansDecoder::RansDecoder(absl::Span<const uint8_t> stream, int states)

@@ -84,7 +84,7 @@ struct CodedBlock {
 void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansOp>& ops);
 /// The same bytes as AppendBlockOps of every block, in order, then RansEncode(ops, states,
 /// out), without building the ops; divisions are EncSymbol::rcp multiplications. Every
-/// block's tokens must have a non-zero frequency under its class.
+/// block's tokens must have a non-zero frequency under its class; `states` is 1..4.
 void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
                       std::vector<uint8_t>& out);
 
