@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -360,13 +361,14 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   std::vector<float> maxabs(nc, 0.0f);
   // Tensors up to kKeepMaxBlocks blocks keep their rotated blocks for the step search
   // (Rotate is a pure function: the same values as rotating again).
+  // (Buffers here are left uninitialised: every value read was written first.)
   constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // 8 MiB of rotated values
-  std::vector<float> rotated(nb <= kKeepMaxBlocks ? nb * kBlock : 0);
+  std::unique_ptr<float[]> rotated(nb <= kKeepMaxBlocks ? new float[nb * kBlock] : nullptr);
   ex.ParallelFor(nc, [&](int64_t c) {
     float tmp[kBlock];
     for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
       const int n = plan.n(b);
-      float* z = rotated.empty() ? tmp : rotated.data() + b * kBlock;
+      float* z = rotated ? rotated.get() + b * kBlock : tmp;
       hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
       double s = 0;
       for (int i = 0; i < n; ++i) {
@@ -420,10 +422,10 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // in the same order. With tcq, groups of up to 8 blocks (any lengths) go through the 8-lane
   // trellis (bit-identical to the one-block one); a lone block takes the scalar path.
   auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
-    std::vector<float> zs(rotated.empty() ? 8 * kBlock : 0);
+    std::vector<float> zs(rotated ? 0 : 8 * kBlock);
     // Block b rotated: kept, or rotated into lane l's scratch.
     auto rotate = [&](int64_t b, int l) -> const float* {
-      if (!rotated.empty()) return rotated.data() + b * kBlock;
+      if (rotated) return rotated.get() + b * kBlock;
       hc2::Rotate(x + b * kBlock, plan.r(b), plan.n(b), zs.data() + l * kBlock);
       return zs.data() + l * kBlock;
     };
@@ -467,11 +469,13 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     }
     sample_at[c + 1] = sample_at[c] + static_cast<int64_t>(sample[c].size());
   }
-  // Quantised sample blocks, kept (up to kKeepMaxBlocks, about 10 MiB each) so that the final encode at the best
-  // estimate's step reuses them: a block's quantisation depends only on it and the step.
-  // `cur` is filled by each estimate, `kept` holds the best one's (its step in kept_step).
+  // Quantised sample blocks, kept (up to kKeepMaxBlocks, about 10 MiB each) so that the
+  // final encode at the best estimate's step reuses them: a block's quantisation depends only
+  // on it and the step. `cur` is filled by each estimate, `kept` holds the best one's (its
+  // step in kept_step).
   const bool keep = sample_at[nc] <= kKeepMaxBlocks;
-  std::vector<hc2::QuantBlock> cur(keep ? sample_at[nc] : 0), kept(cur.size());
+  std::unique_ptr<hc2::QuantBlock[]> cur(keep ? new hc2::QuantBlock[sample_at[nc]] : nullptr);
+  std::unique_ptr<hc2::QuantBlock[]> kept(keep ? new hc2::QuantBlock[sample_at[nc]] : nullptr);
   float kept_step = 0;
   bool have_kept = false;
   auto estimate = [&](float step) {
@@ -479,7 +483,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
       double bits = 0;
       int64_t sampled = 0;
       const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
-      hc2::QuantBlock* out = keep ? cur.data() + sample_at[c] : nullptr;
+      hc2::QuantBlock* out = keep ? cur.get() + sample_at[c] : nullptr;
       quantise_blocks(sample[c], step, [&](int64_t b, const hc2::QuantBlock& qb) {
         bits += qb.bits;
         sampled += plan.n(b);
@@ -512,12 +516,12 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
           todo.push_back(b);
         }
       }
-      std::vector<hc2::QuantBlock> fresh(todo.size());
+      std::unique_ptr<hc2::QuantBlock[]> fresh(new hc2::QuantBlock[todo.size()]);
       size_t f = 0;
       quantise_blocks(todo, step, [&](int64_t, const hc2::QuantBlock& qb) { fresh[f++] = qb; });
       std::vector<hc2::CodedBlock> coded;
       coded.reserve(b1 - b0);
-      const hc2::QuantBlock* old = reuse ? kept.data() + sample_at[c] : nullptr;
+      const hc2::QuantBlock* old = reuse ? kept.get() + sample_at[c] : nullptr;
       j = 0, f = 0;
       for (int64_t b = b0; b < b1; ++b) {
         const hc2::QuantBlock& qb =
