@@ -1640,6 +1640,43 @@ TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
   }
 }
 
+// Groups whose lanes share one or two rate classes (the trellis then looks rates up with
+// permutes, falling back to gathers for indices of 16 and more) against the scalar trellis.
+TEST(Hc2QuantTest, LanesSharingClassesEqualScalar) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> g;
+  for (int round = 0; round < 300; ++round) {
+    const int lanes = round % 3 == 0 ? 8 : 2 + static_cast<int>(rng() % 7);
+    const float s0 = std::pow(2.0f, static_cast<int>(rng() % 12) - 4);
+    const float s1 = round % 2 ? s0 : s0 * 4.0f;  // one class, or (about) two
+    std::vector<float> z(8 * hc2::kBlock);
+    const float* zp[8];
+    int ns[8];
+    for (int l = 0; l < lanes; ++l) {
+      ns[l] = round % 5 == 0 ? 2 << (rng() % 7) : hc2::kBlock;
+      const float scale = l % 2 ? s1 : s0;
+      for (int i = 0; i < ns[l]; ++i) z[l * hc2::kBlock + i] = g(rng) * scale;
+      if (round % 7 == 0) z[l * hc2::kBlock] = 40.0f * s0;  // an index of 16 or more
+      zp[l] = z.data() + l * hc2::kBlock;
+    }
+    for (float step : {0.1f, 0.4f, 1.0f}) {
+      const float st = step * s0;
+      hc2::QuantBlock simd[8];
+      hc2::QuantiseTcqLanes(zp, ns, lanes, st, 0.3f, t, simd, /*allow_simd=*/true);
+      for (int l = 0; l < lanes; ++l) {
+        hc2::QuantBlock one;
+        hc2::QuantiseTcq(zp[l], ns[l], st, 0.3f, t, one);
+        for (int i = 0; i < ns[l]; ++i) {
+          ASSERT_EQ(simd[l].q[i], one.q[i]) << "round " << round << " lane " << l << " i " << i;
+        }
+        ASSERT_EQ(simd[l].cls, one.cls);
+        ASSERT_EQ(simd[l].bits, one.bits);
+      }
+    }
+  }
+}
+
 // PriceBlock's integer sum of squares against the double sum it replaces, at the edge of the
 // exact range (|q| = 2^22) and past it (the reference order is used there).
 TEST(Hc2QuantTest, PriceBlockClassAtLargeIndices) {

@@ -311,15 +311,53 @@ HC_AVX2 inline __m256 Level1_8(__m256i k) {
       _mm256_castsi256_ps(_mm256_cmpgt_epi32(k, _mm256_setzero_si256())));
   return _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_cvtepi32_ps(k)), sg);
 }
+// The rate tables' first 16 entries as vectors when the lanes use at most two classes (a and
+// b; use_b marks b's lanes): indices below 16 are then looked up with permutes instead of a
+// gather (the same table values).
+struct RateVecs {
+  bool perm = false, two = false;
+  __m256 a0, a1, b0, b1, use_b;
+};
+HC_AVX2 inline void MakeRateVecs(const Lanes8& L, RateVecs& rv) {
+  rv.a0 = rv.a1 = rv.b0 = rv.b1 = rv.use_b = _mm256_setzero_ps();
+  int lb = -1;
+  for (int l = 1; l < 8; ++l) {
+    if (L.cg[l] == L.cg[0]) continue;
+    if (lb >= 0 && L.cg[l] != L.cg[lb]) return;  // three classes: gathers
+    if (lb < 0) lb = l;
+  }
+  alignas(32) int32_t use_b[8];
+  for (int l = 0; l < 8; ++l) use_b[l] = lb >= 0 && L.cg[l] == L.cg[lb] ? -1 : 0;
+  const float* a = L.rt;
+  const float* b = L.rt + (lb >= 0 ? lb : 0) * kSmall;
+  rv.perm = true;
+  rv.two = lb >= 0;
+  rv.a0 = _mm256_load_ps(a), rv.a1 = _mm256_load_ps(a + 8);
+  rv.b0 = _mm256_load_ps(b), rv.b1 = _mm256_load_ps(b + 8);
+  rv.use_b = _mm256_load_ps(reinterpret_cast<const float*>(use_b));
+}
 // (x - level)^2 + rate of |k|, per lane; |k| >= 64 patched in with the scalar RateOf.
 HC_AVX2 inline __m256 Cost8(__m256 x, __m256 level, __m256i k, const Lanes8& L,
-                            const ClassTables& t, float mu) {
+                            const RateVecs& rv, const ClassTables& t, float mu) {
   const __m256i base = _mm256_setr_epi32(0, kSmall, 2 * kSmall, 3 * kSmall, 4 * kSmall,
                                          5 * kSmall, 6 * kSmall, 7 * kSmall);
   const __m256i cap = _mm256_set1_epi32(kSmall - 1);
   const __m256i m = _mm256_abs_epi32(k);
-  const __m256 r =
-      _mm256_i32gather_ps(L.rt, _mm256_add_epi32(base, _mm256_min_epi32(m, cap)), 4);
+  const __m256i mc = _mm256_min_epi32(m, cap);
+  __m256 r;
+  if (rv.perm && _mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpgt_epi32(mc, _mm256_set1_epi32(15)))) == 0) {
+    const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(mc, 28));  // bit 3 of the index
+    r = _mm256_blendv_ps(_mm256_permutevar8x32_ps(rv.a0, mc),
+                         _mm256_permutevar8x32_ps(rv.a1, mc), hi);
+    if (rv.two) {
+      const __m256 rb = _mm256_blendv_ps(_mm256_permutevar8x32_ps(rv.b0, mc),
+                                         _mm256_permutevar8x32_ps(rv.b1, mc), hi);
+      r = _mm256_blendv_ps(r, rb, rv.use_b);
+    }
+  } else {
+    r = _mm256_i32gather_ps(L.rt, _mm256_add_epi32(base, mc), 4);
+  }
   const __m256 d = _mm256_sub_ps(x, level);
   __m256 c = _mm256_add_ps(_mm256_mul_ps(d, d), r);
   const int big = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(m, cap)));
@@ -355,6 +393,8 @@ HC_AVX2 void TrellisAvx2(Lanes8& L, const ClassTables& t, float mu) {
   const __m256i n8 = _mm256_load_si256(reinterpret_cast<const __m256i*>(L.n));
   __m256 J0 = zero, J1 = _mm256_set1_ps(kInf), J2 = J1, J3 = J1;
   __m256 F0 = J0, F1 = J1, F2 = J2, F3 = J3;  // costs at each lane's last coefficient
+  RateVecs rv;
+  MakeRateVecs(L, rv);
   for (int i = 0; i < kBlock; ++i) {
     const __m256 x = _mm256_load_ps(L.x[i]);
     const __m256i a0 = IFloor8(_mm256_mul_ps(x, half));
@@ -362,8 +402,8 @@ HC_AVX2 void TrellisAvx2(Lanes8& L, const ClassTables& t, float mu) {
     const __m256i a0p = _mm256_add_epi32(a0, one);
     const __m256i ev0 = PickI8(a0, a0p, a0odd);
     const __m256i od0 = PickI8(a0p, a0, a0odd);
-    const __m256 ce0 = Cost8(x, _mm256_mul_ps(two, _mm256_cvtepi32_ps(ev0)), ev0, L, t, mu);
-    const __m256 co0 = Cost8(x, _mm256_mul_ps(two, _mm256_cvtepi32_ps(od0)), od0, L, t, mu);
+    const __m256 ce0 = Cost8(x, _mm256_mul_ps(two, _mm256_cvtepi32_ps(ev0)), ev0, L, rv, t, mu);
+    const __m256 co0 = Cost8(x, _mm256_mul_ps(two, _mm256_cvtepi32_ps(od0)), od0, L, rv, t, mu);
     const __m256i ap = _mm256_max_epi32(one, IFloor8(_mm256_mul_ps(_mm256_add_ps(x, onef), half)));
     const __m256i an = _mm256_min_epi32(_mm256_set1_epi32(-1),
                                         ICeil8(_mm256_mul_ps(_mm256_sub_ps(x, onef), half)));
@@ -374,10 +414,10 @@ HC_AVX2 void TrellisAvx2(Lanes8& L, const ClassTables& t, float mu) {
     const __m256i ev1 = PickI8(a, b, aodd);
     const __m256i od1 = PickI8(b, a, aodd);
     const __m256 cz = _mm256_add_ps(_mm256_mul_ps(x, x), rate0);
-    const __m256 cev = Cost8(x, Level1_8(ev1), ev1, L, t, mu);
+    const __m256 cev = Cost8(x, Level1_8(ev1), ev1, L, rv, t, mu);
     const __m256 zm = _mm256_cmp_ps(cz, cev, _CMP_LE_OQ);
     const __m256 ce1 = _mm256_blendv_ps(cev, cz, zm);
-    const __m256 co1 = Cost8(x, Level1_8(od1), od1, L, t, mu);
+    const __m256 co1 = Cost8(x, Level1_8(od1), od1, L, rv, t, mu);
     const __m256i e1 = PickI8(ev1, _mm256_setzero_si256(), zm);
     const __m256 n0a = _mm256_add_ps(J0, ce0), n0b = _mm256_add_ps(J1, co0);
     const __m256 n2a = _mm256_add_ps(J0, co0), n2b = _mm256_add_ps(J1, ce0);
