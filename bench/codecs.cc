@@ -27,6 +27,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: hyperc-bench codecs [--models A.safetensors,B.safetensors] [--repeat N]\n"
+    "                           [--codecs hc1,rtn,hc2-ec,hc2-fixed] [--threads 1,2]\n"
     "\n"
     "  Encode and decode throughput (weights/s) of hc1 (preset llm), hc2 (ec at 4.25 bpw, fixed\n"
     "  4 bits) and rtn (bits 4,\n"
@@ -34,7 +35,10 @@ constexpr char kUsage[] =
     "\n"
     "  --models LIST  comma-separated safetensors files (default: ppocrv4-rec-f32 and\n"
     "                 faceres-f16 from the shared models folder)\n"
-    "  --repeat N     timed runs per figure, best kept (default 3), after one warm-up\n";
+    "  --repeat N     timed runs per figure, best kept (default 3), after one warm-up\n"
+    "  --codecs LIST  comma-separated subset of hc1, rtn, hc2-ec, hc2-fixed (default: all;\n"
+    "                 the hc1/rtn ratio needs both)\n"
+    "  --threads LIST comma-separated thread counts (default: 1,2)\n";
 
 struct Model {
   std::string name;
@@ -140,6 +144,8 @@ int RunCodecs(const std::vector<std::string>& args) {
   std::vector<std::string> paths = {SharedDir() + "/models/ppocrv4-rec-f32.safetensors",
                                     SharedDir() + "/models/faceres-f16.safetensors"};
   int repeat = 3;
+  std::vector<std::string> only;  // --codecs: keys to run (empty: all)
+  std::vector<int> thread_counts = {1, 2};
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
@@ -147,13 +153,29 @@ int RunCodecs(const std::vector<std::string>& args) {
       return 0;
     }
     std::string key, value;
-    if (!SplitFlag(args, i, [](const std::string& k) { return k == "--models" || k == "--repeat"; },
+    if (!SplitFlag(args, i, [](const std::string& k) { 
+          return k == "--models" || k == "--repeat" || k == "--codecs" || k == "--threads";
+        },
                    &key, &value)) {
       return Fail(absl::StrCat(a, " needs a value"), 2);
     }
     if (key == "--models") {
       paths = absl::StrSplit(value, ',', absl::SkipEmpty());
       if (paths.empty()) return Fail("--models needs at least one file", 2);
+    } else if (key == "--threads") {
+      thread_counts.clear();
+      for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        int n = 0;
+        if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 1024) {
+          return Fail(absl::StrCat("--threads takes integers in [1, 1024], got \"", value, "\""),
+                      2);
+        }
+        thread_counts.push_back(n);
+      }
+      if (thread_counts.empty()) return Fail("--threads needs at least one count", 2);
+    } else if (key == "--codecs") {
+      only = absl::StrSplit(value, ',', absl::SkipEmpty());
+      if (only.empty()) return Fail("--codecs needs at least one codec", 2);
     } else if (key == "--repeat") {
       if (!absl::SimpleAtoi(value, &repeat) || repeat < 1 || repeat > 1000) {
         return Fail(absl::StrCat("--repeat must be an integer in [1, 1000], got \"", value, "\""),
@@ -166,16 +188,32 @@ int RunCodecs(const std::vector<std::string>& args) {
   }
 
   struct CodecSpec {
+    const char* key;  // for --codecs
     const char* label;
     const char* name;
     CodecOptions options;
   };
-  const std::vector<CodecSpec> specs = {
-      {"hc1 llm", "hc1", {{"preset", "llm"}}},
-      {"rtn 4b g128", "rtn", {{"bits", "4"}, {"group_size", "128"}}},
-      {"hc2 ec 4.25", "hc2", {{"bpw", "4.25"}}},
-      {"hc2 fixed 4", "hc2", {{"mode", "fixed"}, {"bits", "4"}}},
+  const std::vector<CodecSpec> all_specs = {
+      {"hc1", "hc1 llm", "hc1", {{"preset", "llm"}}},
+      {"rtn", "rtn 4b g128", "rtn", {{"bits", "4"}, {"group_size", "128"}}},
+      {"hc2-ec", "hc2 ec 4.25", "hc2", {{"bpw", "4.25"}}},
+      {"hc2-fixed", "hc2 fixed 4", "hc2", {{"mode", "fixed"}, {"bits", "4"}}},
   };
+  for (const std::string& k : only) {
+    if (std::none_of(all_specs.begin(), all_specs.end(),
+                     [&](const CodecSpec& s) { return k == s.key; })) {
+      return Fail(absl::StrCat("--codecs: unknown codec \"", k, "\""), 2);
+    }
+  }
+  std::vector<CodecSpec> specs;
+  for (const CodecSpec& s : all_specs) {
+    if (only.empty() || std::find(only.begin(), only.end(), s.key) != only.end()) {
+      specs.push_back(s);
+    }
+  }
+  // The hc1/rtn ratio is printed when both run (they are the first two specs then).
+  const bool ratio = specs.size() >= 2 && std::string(specs[0].key) == "hc1" &&
+                     std::string(specs[1].key) == "rtn";
   std::vector<std::unique_ptr<Codec>> codecs;
   for (const CodecSpec& s : specs) {
     auto c = CreateCodec(s.name, s.options);
@@ -200,7 +238,7 @@ int RunCodecs(const std::vector<std::string>& args) {
   std::vector<Row> rows;
   for (const Model& m : models) {
     const Model* model = &m;
-    for (int threads : {1, 2}) {
+    for (int threads : thread_counts) {
       // Runs alternate between the codecs, so that load changes hit both alike.
       TbbExecutor ex(threads);
       std::vector<Figures> figs(codecs.size());
@@ -211,7 +249,8 @@ int RunCodecs(const std::vector<std::string>& args) {
           }
         }
       }
-      Row row{model->name, threads, {figs[0].encode_s, figs[1].encode_s}};
+      Row row{model->name, threads,
+              {figs[0].encode_s, ratio ? figs[1].encode_s : figs[0].encode_s}};
       for (size_t c = 0; c < codecs.size(); ++c) {
         const Figures* fig = &figs[c];
         std::printf("%-18s %-12s %7d %10llu %10.2f %12.3e %10.2f %12.3e %7.3f\n",
@@ -223,8 +262,8 @@ int RunCodecs(const std::vector<std::string>& args) {
       rows.push_back(row);
     }
   }
-  std::printf("\nencode time ratio hc1/rtn:\n");
-  for (const Row& r : rows) {
+  if (ratio) std::printf("\nencode time ratio hc1/rtn:\n");
+  for (const Row& r : ratio ? rows : std::vector<Row>{}) {
     std::printf("  %-18s %d thread%s  %.2fx\n", r.model.c_str(), r.threads,
                 r.threads == 1 ? " " : "s", r.enc[0] / r.enc[1]);
   }

@@ -193,6 +193,66 @@ TEST(Hc2EntropyTest, RansRoundTripsRandomOps) {
   }
 }
 
+// The reciprocal of every token frequency divides exactly: every state below 2^31 of the
+// forms that matter (around multiples of f, the ends of the range) and a random sample.
+TEST(Hc2EntropyTest, ReciprocalDivisionIsExact) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(11);
+  for (int c = 0; c < hc2::kClasses; ++c) {
+    for (int k = 0; k < hc2::kTokens; ++k) {
+      const uint32_t f = hc2::kTokenFreq[c][k];
+      if (f == 0) continue;
+      auto check = [&](uint32_t x) {
+        ASSERT_EQ((uint64_t{x} * t.enc[c][k].rcp) >> t.enc[c][k].shift, x / f)
+            << "class " << c << " token " << k << " f " << f << " x " << x;
+      };
+      for (uint32_t x : {0u, 1u, f - 1, f, f + 1, 0x7fffffffu, 0x7fffffffu - f}) check(x);
+      for (int r = 0; r < 2000; ++r) {
+        const uint32_t x = rng() & 0x7fffffffu;
+        check(x);
+        const uint32_t m = x - x % f;
+        check(m);
+        if (m > 0) check(m - 1);
+      }
+    }
+  }
+}
+
+// Random blocks (every length, magnitudes up to the token alphabet's end, classes chosen by
+// PriceBlock so that every token is codable) coded by RansEncodeBlocks and by AppendBlockOps +
+// RansEncode: the same bytes, appended after what `out` held.
+TEST(Hc2EntropyTest, RansEncodeBlocksEqualsTheOpsReference) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(5);
+  for (int round = 0; round < 300; ++round) {
+    const int nblocks = round % 7 == 0 ? 0 : 1 + static_cast<int>(rng() % 20);
+    std::vector<hc2::QuantBlock> qbs(nblocks);
+    std::vector<hc2::CodedBlock> blocks;
+    std::vector<hc2::RansOp> ops;
+    for (hc2::QuantBlock& qb : qbs) {
+      const int n = round % 3 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+      const int shape = static_cast<int>(rng() % 4);  // zeros, small, wide, huge
+      for (int i = 0; i < n; ++i) {
+        uint32_t v = 0;
+        if (shape == 1) v = rng() % 20;
+        if (shape == 2) v = rng() >> (rng() % 32);
+        if (shape == 3) v = rng() % 5 == 0 ? hc2::kMaxMagnitude - rng() % 3 : rng() % 300000;
+        v = std::min(v, hc2::kMaxMagnitude);
+        qb.q[i] = (rng() & 1) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+      }
+      hc2::PriceBlock(n, t, qb);
+      blocks.push_back({qb.q, n, qb.cls});
+      hc2::AppendBlockOps(blocks.back(), t, ops);
+    }
+    for (int states : {1, 2, 3, 4}) {
+      std::vector<uint8_t> ref = {1, 2, 3}, fast = {1, 2, 3};
+      hc2::RansEncode(ops, states, ref);
+      hc2::RansEncodeBlocks(blocks, states, fast);
+      ASSERT_EQ(fast, ref) << "round " << round << " states " << states;
+    }
+  }
+}
+
 TEST(Hc2EntropyTest, RansEmptyStreamIsJustTheStates) {
   for (int states : {1, 4}) {
     std::vector<uint8_t> stream;
@@ -1500,6 +1560,126 @@ TEST(Hc2QuantTest, EightLaneTrellisEqualsScalar) {
         ASSERT_EQ(simd[l].bits, ref[l].bits);
       }
     }
+  }
+}
+
+// The 8-lane trellis on partial groups (1..8 lanes) of blocks of every padded length against
+// the scalar one, on Gaussian data, zeros, values far past the clamp (2^22 steps), exact
+// half-steps (ties) and large outliers.
+TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g;
+  for (int round = 0; round < 400; ++round) {
+    const int lanes = 1 + round % 8;
+    std::vector<float> z(8 * hc2::kBlock);
+    const float* zp[8];
+    int ns[8];
+    for (int l = 0; l < lanes; ++l) {
+      ns[l] = 2 << ((round / 8 + l) % 7);  // 2 .. 128
+      const int kind = (round + 3 * l) % 6;
+      const float scale = std::pow(2.0f, static_cast<int>(rng() % 16) - 6);
+      for (int i = 0; i < ns[l]; ++i) {
+        float v = g(rng) * scale;
+        if (kind == 1) v = 0.0f;
+        if (kind == 2) v = (rng() & 1 ? 1.0f : -1.0f) * 1e30f;     // clamped at 2^22 steps
+        if (kind == 3) v = 0.5f * static_cast<float>(static_cast<int>(rng() % 41) - 20);  // ties
+        if (kind == 4 && i % 17 == 3) v = 3000.0f * (rng() & 1 ? 1.0f : -1.0f);  // |k| >= 64
+        if (kind == 5) v = -0.0f;
+        z[l * hc2::kBlock + i] = v;
+      }
+      zp[l] = z.data() + l * hc2::kBlock;
+    }
+    for (float step : {0.25f, 0.5f, 1.0f, 3.0f}) {
+      hc2::QuantBlock simd[8], ref[8];
+      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, simd, /*allow_simd=*/true);
+      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, ref, /*allow_simd=*/false);
+      for (int l = 0; l < lanes; ++l) {
+        SCOPED_TRACE(absl::StrCat("round ", round, " step ", step, " lane ", l, " n ", ns[l]));
+        hc2::QuantBlock one;
+        hc2::QuantiseTcq(zp[l], ns[l], step, 0.3f, t, one);
+        for (int i = 0; i < ns[l]; ++i) {
+          ASSERT_EQ(simd[l].q[i], ref[l].q[i]) << "i " << i;
+          ASSERT_EQ(ref[l].q[i], one.q[i]) << "i " << i;
+          ASSERT_EQ(simd[l].tok[i], ref[l].tok[i]) << "i " << i;
+        }
+        ASSERT_EQ(simd[l].cls, ref[l].cls);
+        ASSERT_EQ(simd[l].bits, ref[l].bits);
+      }
+    }
+  }
+}
+
+// Groups whose lanes share one or two rate classes (the trellis then looks rates up with
+// permutes, falling back to gathers for indices of 16 and more) against the scalar trellis.
+TEST(Hc2QuantTest, LanesSharingClassesEqualScalar) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> g;
+  for (int round = 0; round < 300; ++round) {
+    const int lanes = round % 3 == 0 ? 8 : 2 + static_cast<int>(rng() % 7);
+    const float s0 = std::pow(2.0f, static_cast<int>(rng() % 12) - 4);
+    const float s1 = round % 2 ? s0 : s0 * 4.0f;  // one class, or (about) two
+    std::vector<float> z(8 * hc2::kBlock);
+    const float* zp[8];
+    int ns[8];
+    for (int l = 0; l < lanes; ++l) {
+      ns[l] = round % 5 == 0 ? 2 << (rng() % 7) : hc2::kBlock;
+      const float scale = l % 2 ? s1 : s0;
+      for (int i = 0; i < ns[l]; ++i) z[l * hc2::kBlock + i] = g(rng) * scale;
+      if (round % 7 == 0) z[l * hc2::kBlock] = 40.0f * s0;  // an index of 16 or more
+      zp[l] = z.data() + l * hc2::kBlock;
+    }
+    for (float step : {0.1f, 0.4f, 1.0f}) {
+      const float st = step * s0;
+      hc2::QuantBlock simd[8];
+      hc2::QuantiseTcqLanes(zp, ns, lanes, st, 0.3f, t, simd, /*allow_simd=*/true);
+      for (int l = 0; l < lanes; ++l) {
+        hc2::QuantBlock one;
+        hc2::QuantiseTcq(zp[l], ns[l], st, 0.3f, t, one);
+        for (int i = 0; i < ns[l]; ++i) {
+          ASSERT_EQ(simd[l].q[i], one.q[i]) << "round " << round << " lane " << l << " i " << i;
+        }
+        ASSERT_EQ(simd[l].cls, one.cls);
+        ASSERT_EQ(simd[l].bits, one.bits);
+      }
+    }
+  }
+}
+
+// PriceBlock's integer sum of squares against the double sum it replaces, at the edge of the
+// exact range (|q| = 2^22) and past it (the reference order is used there).
+TEST(Hc2QuantTest, PriceBlockClassAtLargeIndices) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(3);
+  for (int round = 0; round < 200; ++round) {
+    hc2::QuantBlock qb;
+    const int n = hc2::kBlock;
+    const uint32_t top = round % 2 ? (1u << 22) : hc2::kMaxMagnitude;
+    for (int i = 0; i < n; ++i) {
+      const uint32_t v = rng() % 3 == 0 ? top - rng() % 4 : rng() % 1000;
+      qb.q[i] = rng() & 1 ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+    }
+    double sumsq = 0;
+    for (int i = 0; i < n; ++i) sumsq += static_cast<double>(qb.q[i]) * qb.q[i];
+    const int c0 = std::clamp(static_cast<int>(std::lround(std::log2(sumsq / n) + 8.0)), 0,
+                              hc2::kClasses - 1);
+    hc2::PriceBlock(n, t, qb);
+    // The search starts at c0 - 1 and stops past c0 + 1 once a class fits: the class found
+    // is the cheapest of [max(0, c0 - 1), ...] as computed with the double sum.
+    int best = -1;
+    float best_cost = std::numeric_limits<float>::infinity();
+    for (int c = std::max(0, c0 - 1); c < hc2::kClasses; ++c) {
+      float cost = 0;
+      for (int k = 0; k < hc2::kTokens; ++k) {
+        int h = 0;
+        for (int i = 0; i < n; ++i) h += qb.tok[i] == k;
+        if (h) cost += static_cast<float>(h) * t.cost[c][k];
+      }
+      if (cost < best_cost) best_cost = cost, best = c;
+      if (c >= c0 + 1 && best >= 0) break;
+    }
+    ASSERT_EQ(qb.cls, best) << "round " << round;
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -145,26 +146,6 @@ class GaussEntropy {
   }
   double h_[kN];
 };
-
-// The ops of a quantised block: class (5 raw bits), then per coefficient its token, extra bits
-// and sign.
-void BlockOps(const hc2::QuantBlock& qb, int n, const hc2::ClassTables& t,
-              std::vector<hc2::RansOp>& ops) {
-  const int c = qb.cls;
-  ops.push_back({static_cast<uint32_t>(c), 1, 5});
-  for (int i = 0; i < n; ++i) {
-    const uint32_t v = static_cast<uint32_t>(std::abs(qb.q[i]));
-    const hc2::TokenSplit s = hc2::SplitMagnitude(v);
-    ops.push_back({t.cum[c][s.token], hc2::kTokenFreq[c][s.token], hc2::kFreqBits});
-    if (s.nextra > 16) {
-      ops.push_back({s.extra >> 16, 1, static_cast<uint32_t>(s.nextra - 16)});
-      ops.push_back({s.extra & 0xffff, 1, 16});
-    } else if (s.nextra > 0) {
-      ops.push_back({s.extra, 1, static_cast<uint32_t>(s.nextra)});
-    }
-    if (v != 0) ops.push_back({qb.q[i] < 0 ? 1u : 0u, 1, 1});
-  }
-}
 
 // Decodes the coefficients of one block (class, tokens, extra bits, signs) times `step`.
 void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, bool tcq,
@@ -401,12 +382,18 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
 EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
                                 Executor& ex) const {
   const int64_t nb = plan.blocks, nc = plan.chunks();
-  std::vector<double> rms(nb);
+  std::vector<double> rms(nb), log2rms(nb);  // log2rms: where rms > 0 (the model's input)
   std::vector<float> maxabs(nc, 0.0f);
+  // Tensors up to kKeepMaxBlocks blocks keep their rotated blocks for the step search
+  // (Rotate is a pure function: the same values as rotating again).
+  // (Buffers here are left uninitialised: every value read was written first.)
+  constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // 8 MiB of rotated values
+  std::unique_ptr<float[]> rotated(nb <= kKeepMaxBlocks ? new float[nb * kBlock] : nullptr);
   ex.ParallelFor(nc, [&](int64_t c) {
-    float z[kBlock];
+    float tmp[kBlock];
     for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
       const int n = plan.n(b);
+      float* z = rotated ? rotated.get() + b * kBlock : tmp;
       hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
       double s = 0;
       for (int i = 0; i < n; ++i) {
@@ -416,6 +403,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
         maxabs[c] = a <= maxabs[c] ? maxabs[c] : (a == a ? a : kInfF);
       }
       rms[b] = std::sqrt(s / n);
+      log2rms[b] = rms[b] > 0 ? std::log2(rms[b]) : 0.0;
     }
   });
   const float zmax = *std::max_element(maxabs.begin(), maxabs.end());
@@ -435,7 +423,7 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
     for (int64_t b = 0; b < nb; ++b) {
-      if (rms[b] > 0) bits += plan.n(b) * H(std::log2(rms[b]) - log2step - (o_.tcq ? 1 : 0));
+      if (rms[b] > 0) bits += plan.n(b) * H(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
     }
     return bits;
   };
@@ -456,32 +444,35 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     }
   };
   // Quantises the blocks listed in `blocks` (in order) and hands each result to `sink(b, qb)`,
-  // in the same order. Runs of 8 full blocks go through the 8-lane trellis (bit-identical).
+  // in the same order. With tcq, groups of up to 8 blocks (any lengths) go through the 8-lane
+  // trellis (bit-identical to the one-block one); a lone block takes the scalar path.
   auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
-    std::vector<float> zs(8 * kBlock);
+    std::vector<float> zs(rotated ? 0 : 8 * kBlock);
+    // Block b rotated: kept, or rotated into lane l's scratch.
+    auto rotate = [&](int64_t b, int l) -> const float* {
+      if (rotated) return rotated.get() + b * kBlock;
+      hc2::Rotate(x + b * kBlock, plan.r(b), plan.n(b), zs.data() + l * kBlock);
+      return zs.data() + l * kBlock;
+    };
     hc2::QuantBlock qbs[8];
     size_t k = 0;
     while (k < blocks.size()) {
-      size_t run = 0;
-      while (o_.tcq && run < 8 && k + run < blocks.size() && plan.n(blocks[k + run]) == kBlock) {
-        ++run;
-      }
-      if (run == 8) {
+      const int run = o_.tcq ? static_cast<int>(std::min<size_t>(8, blocks.size() - k)) : 1;
+      if (run >= 2) {
         const float* zp[8];
-        for (int l = 0; l < 8; ++l) {
-          const int64_t b = blocks[k + l];  // n = 128, r may be shorter (the last block)
-          hc2::Rotate(x + b * kBlock, plan.r(b), kBlock, zs.data() + l * kBlock);
-          zp[l] = zs.data() + l * kBlock;
+        int ns[8];
+        for (int l = 0; l < run; ++l) {
+          const int64_t b = blocks[k + l];
+          ns[l] = plan.n(b);
+          zp[l] = rotate(b, l);
         }
-        hc2::QuantiseTcq8(zp, step, kMu, t, qbs);
-        for (int l = 0; l < 8; ++l) sink(blocks[k + l], qbs[l]);
-        k += 8;
+        hc2::QuantiseTcqLanes(zp, ns, run, step, kMu, t, qbs);
+        for (int l = 0; l < run; ++l) sink(blocks[k + l], qbs[l]);
+        k += run;
         continue;
       }
       const int64_t b = blocks[k++];
-      const int n = plan.n(b);
-      hc2::Rotate(x + b * kBlock, plan.r(b), n, zs.data());
-      quantise(zs.data(), n, step, qbs[0]);
+      quantise(rotate(b, 0), plan.n(b), step, qbs[0]);
       sink(b, qbs[0]);
     }
   };
@@ -491,21 +482,37 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // Larger tensors estimate on every stride-th block (a fixed sample: deterministic), scaled
   // up; the final encode then checks the real size.
   const int64_t stride = nb >= 2048 ? 8 : nb >= 512 ? 4 : nb >= 128 ? 2 : 1;
+  // The sample of each chunk (a pseudo-random 1/stride of its blocks: a regular stride would
+  // keep hitting the same column of every row), in block order; sample_at[c]: its first index
+  // in the flat list of all chunks' samples.
+  std::vector<std::vector<int64_t>> sample(nc);
+  std::vector<int64_t> sample_at(nc + 1, 0);
+  for (int64_t c = 0; c < nc; ++c) {
+    for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
+      if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
+      sample[c].push_back(b);
+    }
+    sample_at[c + 1] = sample_at[c] + static_cast<int64_t>(sample[c].size());
+  }
+  // Quantised sample blocks, kept (up to kKeepMaxBlocks, about 10 MiB each) so that the
+  // final encode at the best estimate's step reuses them: a block's quantisation depends only
+  // on it and the step. `cur` is filled by each estimate, `kept` holds the best one's (its
+  // step in kept_step).
+  const bool keep = sample_at[nc] <= kKeepMaxBlocks;
+  std::unique_ptr<hc2::QuantBlock[]> cur(keep ? new hc2::QuantBlock[sample_at[nc]] : nullptr);
+  std::unique_ptr<hc2::QuantBlock[]> kept(keep ? new hc2::QuantBlock[sample_at[nc]] : nullptr);
+  float kept_step = 0;
+  bool have_kept = false;
   auto estimate = [&](float step) {
     ex.ParallelFor(nc, [&](int64_t c) {
       double bits = 0;
       int64_t sampled = 0;
       const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
-      std::vector<int64_t> blocks;
-      for (int64_t b = b0; b < b1; ++b) {
-        // A pseudo-random 1/stride of the blocks (a regular stride would keep hitting the same
-        // column of every row).
-        if (stride > 1 && (static_cast<uint32_t>(b) * 2654435761u >> 24) % stride != 0) continue;
-        blocks.push_back(b);
-      }
-      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
+      hc2::QuantBlock* out = keep ? cur.get() + sample_at[c] : nullptr;
+      quantise_blocks(sample[c], step, [&](int64_t b, const hc2::QuantBlock& qb) {
         bits += qb.bits;
         sampled += plan.n(b);
+        if (out != nullptr) *out++ = qb;
       });
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
@@ -518,17 +525,35 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   };
   auto encode = [&](float step, std::vector<std::vector<uint8_t>>& chunks) {
     chunks.assign(nc, {});
+    const bool reuse = have_kept && kept_step == step;
     ex.ParallelFor(nc, [&](int64_t c) {
-      std::vector<hc2::RansOp> ops;
-      ops.reserve(kChunkBlocks * kBlock * 2);
-      std::vector<int64_t> blocks;
-      for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
-        blocks.push_back(b);
+      const int64_t b0 = c * kChunkBlocks, b1 = std::min(nb, (c + 1) * kChunkBlocks);
+      // The blocks not kept from the estimate are quantised first, then every block's ops
+      // are appended in block order.
+      const std::vector<int64_t>& done = sample[c];
+      std::vector<int64_t> todo;
+      todo.reserve(b1 - b0);
+      size_t j = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (reuse && j < done.size() && done[j] == b) {
+          ++j;
+        } else {
+          todo.push_back(b);
+        }
       }
-      quantise_blocks(blocks, step, [&](int64_t b, const hc2::QuantBlock& qb) {
-        BlockOps(qb, plan.n(b), t, ops);
-      });
-      hc2::RansEncode(ops, plan.states(c), chunks[c]);
+      std::unique_ptr<hc2::QuantBlock[]> fresh(new hc2::QuantBlock[todo.size()]);
+      size_t f = 0;
+      quantise_blocks(todo, step, [&](int64_t, const hc2::QuantBlock& qb) { fresh[f++] = qb; });
+      std::vector<hc2::CodedBlock> coded;
+      coded.reserve(b1 - b0);
+      const hc2::QuantBlock* old = reuse ? kept.get() + sample_at[c] : nullptr;
+      j = 0, f = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        const hc2::QuantBlock& qb =
+            reuse && j < done.size() && done[j] == b ? old[j++] : fresh[f++];
+        coded.push_back({qb.q, plan.n(b), qb.cls});
+      }
+      hc2::RansEncodeBlocks(coded, plan.states(c), chunks[c]);
     });
     uint64_t bits = 0;
     for (const auto& ch : chunks) bits += 8 * (ch.size() + 4);
@@ -549,13 +574,19 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   double fit_x = 0, fit_e = 0, over_x = 0, over_e = 0;
   bool has_fit = false, has_over = false;
   for (int it = 0; it < 12; ++it) {
-    const double bits = estimate(to_step(log2s));
+    const float est_step = to_step(log2s);
+    const double bits = estimate(est_step);
     const double err = (bits - target) / plan.numel;  // bits per weight
     if (bits <= target) {
       if (bits > best_bits) {
         best_bits = bits;
         best_log2 = log2s;
         have = true;
+        if (keep) {
+          cur.swap(kept);
+          kept_step = est_step;
+          have_kept = true;
+        }
       }
       if (err > -tol) break;
       fit_x = log2s, fit_e = err, has_fit = true;

@@ -44,6 +44,18 @@ struct ClassTables {
   uint16_t cum[kClasses][kTokens + 1];
   uint8_t slot_token[kClasses][1 << kFreqBits];
   float cost[kClasses][kTokens];
+  /// The encoder's view of a token of frequency f (0: never coded, every field 0): states
+  /// are renormalised below x_max = 2^19 f, and x / f == (x * rcp) >> shift for every x < 2^31
+  /// (64-bit product; Alverson's reciprocal as in ryg_rans: s = ceil(log2 f),
+  /// rcp = ceil(2^(31 + s) / f) < 2^32, shift = 31 + s).
+  struct EncSymbol {
+    uint32_t x_max;
+    uint32_t rcp;
+    uint16_t freq;
+    uint16_t start;
+    uint32_t shift;
+  };
+  EncSymbol enc[kClasses][kTokens];
   static const ClassTables& Get();
 };
 
@@ -59,6 +71,22 @@ struct RansOp {
 /// appends the stream to `out`: the states' final values (4 bytes little-endian each, state 0
 /// first), then the renormalisation bytes in the order the decoder reads them.
 void RansEncode(absl::Span<const RansOp> ops, int states, std::vector<uint8_t>& out);
+
+/// One block of quantised indices to code: q[0..n) under class `cls`.
+struct CodedBlock {
+  const int32_t* q;
+  int n;
+  int cls;
+};
+/// Appends the ops of one block: its class (5 raw bits), then per index its token, its extra
+/// bits (over 16: the high n - 16 bits first, then 16 low bits) and, when non-zero, its sign
+/// (1 for negative). The reference of RansEncodeBlocks.
+void AppendBlockOps(const CodedBlock& b, const ClassTables& t, std::vector<RansOp>& ops);
+/// The same bytes as AppendBlockOps of every block, in order, then RansEncode(ops, states,
+/// out), without building the ops; divisions are EncSymbol::rcp multiplications. Every
+/// block's tokens must have a non-zero frequency under its class; `states` is 1..4.
+void RansEncodeBlocks(absl::Span<const CodedBlock> blocks, int states,
+                      std::vector<uint8_t>& out);
 
 /// Reads a stream written by RansEncode. Reading past the end sets overrun(); every value
 /// decoded is then garbage, but decoding stays memory-safe and always terminates.

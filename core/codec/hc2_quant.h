@@ -43,6 +43,11 @@ void Quantise(const float* z, int n, float step, const ClassTables& t, QuantBloc
 /// PriceBlock. Output depends only on the inputs (scalar float32, no FMA).
 void QuantiseTcq(const float* z, int n, float step, float mu, const ClassTables& t,
                  QuantBlock& qb);
+/// QuantiseTcq of `lanes` (1..8) blocks at once, block l being z[l][0..n[l]) with n[l] a power
+/// of two in [2, kBlock]: with `allow_simd` on a CPU with AVX2 the trellis runs one block per
+/// vector lane (unused lanes idle), with results bit-identical to QuantiseTcq of each block.
+void QuantiseTcqLanes(const float* const z[], const int n[], int lanes, float step, float mu,
+                      const ClassTables& t, QuantBlock* qb, bool allow_simd = true);
 /// QuantiseTcq of 8 full blocks at once: with `allow_simd` on a CPU with AVX2 the trellis runs
 /// one block per vector lane, with results bit-identical to the scalar path.
 void QuantiseTcq8(const float* const z[8], float step, float mu, const ClassTables& t,
