@@ -230,49 +230,6 @@ class EcDecoder final : public TensorDecoder {
   uint64_t row_len_;
 };
 
-// ---------------------------------------------------------------------------------------------
-// Fixed-rate mode.
-
-class FixedDecoder final : public TensorDecoder {
- public:
-  FixedDecoder(BlockPlan plan, int bits, absl::Span<const uint8_t> codes,
-               absl::Span<const uint8_t> scales)
-      : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
-
-  void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
-    const float* cb = hc2::TrellisCodebook(bits_);
-    float z[kBlock], x[kBlock];
-    uint32_t sym[kBlock];
-    uint8_t sym8[kBlock];
-    const uint64_t end = begin + out.size();
-    for (int64_t b = static_cast<int64_t>(begin / kBlock); b * kBlock < static_cast<int64_t>(end);
-         ++b) {
-      const int n = plan_.n(b), r = plan_.r(b);
-      uint16_t h;
-      std::memcpy(&h, scales_.data() + 2 * b, 2);
-      const float s = HalfToFloat(h);
-      UnpackLsbFirst(codes_, bits_, static_cast<uint64_t>(b) * kBlock, absl::MakeSpan(sym, n));
-      for (int i = 0; i < n; ++i) sym8[i] = static_cast<uint8_t>(sym[i]);
-      hc2::TrellisValues(sym8, n, bits_, cb, z);
-      for (int i = 0; i < n; ++i) z[i] *= s;
-      const uint64_t b0 = static_cast<uint64_t>(b) * kBlock;
-      const uint64_t lo = std::max(begin, b0), hi = std::min(end, b0 + r);
-      if (lo == b0 && hi == b0 + r) {
-        hc2::Unrotate(z, r, n, out.data() + (b0 - begin));
-      } else {
-        hc2::Unrotate(z, r, n, x);
-        std::copy(x + (lo - b0), x + (hi - b0), out.begin() + (lo - begin));
-      }
-    }
-  }
-
- private:
-  BlockPlan plan_;
-  int bits_;
-  absl::Span<const uint8_t> codes_;
-  absl::Span<const uint8_t> scales_;
-};
-
 class Hc2Codec final : public Codec {
  public:
   explicit Hc2Codec(Hc2Options o) : o_(std::move(o)) {}
@@ -297,7 +254,6 @@ class Hc2Codec final : public Codec {
   // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
   EncodedTensor EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
                          Executor& ex) const;
-  EncodedTensor EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const;
   Hc2Options o_;
 };
 
@@ -332,7 +288,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     enc.raw_reason = "non-finite values";
     return enc;
   }
-  if (o_.mode == "fixed") return EncodeFixed(x, plan, ex);
+  if (o_.mode == "fixed") return hc2::EncodeFixedTensor(x, plan.numel, o_.bits, ex);
   // Relative precision per row: each row is divided by its multiplier m_r ~ rms_r^relative
   // (quarter powers of two), coded with one step, and multiplied back on decoding.
   int64_t R = o_.relative > 0 ? RowCount(info) : 0;
@@ -652,64 +608,6 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   return enc;
 }
 
-// Per block: rotate, divide by the rms, run the trellis search (hc2_fixed.h), then store the
-// least-squares scale of the chosen values, <z, c> / <c, c>, rounded to F16.
-EncodedTensor Hc2Codec::EncodeFixed(const float* x, const BlockPlan& plan, Executor& ex) const {
-  const int64_t nb = plan.blocks;
-  const float* cb = hc2::TrellisCodebook(o_.bits);
-  const float* search_cb = hc2::TrellisSearchCodebook(o_.bits);
-  std::vector<uint16_t> scales(nb);
-  std::vector<uint32_t> codes(static_cast<size_t>(nb) * kBlock, 0);
-  std::vector<uint8_t> bad(nb, 0);  // a block whose scale F16 cannot hold
-  ex.ParallelFor(nb, [&](int64_t b) {
-    float z[kBlock], u[kBlock], c[kBlock];
-    uint8_t sym[kBlock];
-    const int n = plan.n(b);
-    hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
-    double ss = 0;
-    for (int i = 0; i < n; ++i) ss += static_cast<double>(z[i]) * z[i];
-    const float rms = static_cast<float>(std::sqrt(ss / n));
-    // Beyond F16 (or not finite): the tensor goes raw. Below it the block is simply 0.
-    if (!(rms <= 32768.0f)) {
-      bad[b] = 1;
-      return;
-    }
-    if (!(rms > 0)) return;
-    for (int i = 0; i < n; ++i) u[i] = z[i] / rms;
-    hc2::TrellisSearch(u, n, o_.bits, search_cb, sym);
-    hc2::TrellisValues(sym, n, o_.bits, cb, c);
-    double zc = 0, cc = 0;
-    for (int i = 0; i < n; ++i) {
-      zc += static_cast<double>(z[i]) * c[i];
-      cc += static_cast<double>(c[i]) * c[i];
-    }
-    const double s = cc > 0 && zc > 0 ? zc / cc : rms;
-    scales[b] = FloatToHalf(static_cast<float>(s));
-    std::copy(sym, sym + n, codes.begin() + b * kBlock);
-  });
-  if (std::find(bad.begin(), bad.end(), 1) != bad.end()) {
-    EncodedTensor enc;
-    enc.raw = true;
-    enc.raw_reason = "a block scale beyond the F16 range";
-    return enc;
-  }
-  // Symbols actually stored: full blocks, then the last one's.
-  const uint64_t count = static_cast<uint64_t>(nb - 1) * kBlock + plan.last_n;
-  codes.resize(count);
-  EncodedTensor enc;
-  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(count, o_.bits))};
-  PackLsbFirst(codes, o_.bits, absl::MakeSpan(cpart.bytes));
-  cpart.shape = {static_cast<int64_t>(cpart.bytes.size())};
-  EncodedPart spart{"scales", DType::kF16, {nb}, std::vector<uint8_t>(2 * nb)};
-  std::memcpy(spart.bytes.data(), scales.data(), 2 * nb);
-  enc.params.Add("mode", JsonValue::String("fixed"))
-      .Add("bits", JsonValue::Int(o_.bits))
-      .Add("window", JsonValue::Int(hc2::kTrellisWindow));
-  enc.parts.push_back(std::move(cpart));
-  enc.parts.push_back(std::move(spart));
-  return enc;
-}
-
 absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     const TensorInfo& info, const JsonValue& params, absl::Span<const PartView> parts) const {
   if (info.numel < kHc2MinNumel) {
@@ -723,32 +621,7 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     return absl::DataLossError("hc2: params need a mode \"ec\" or \"fixed\"");
   }
   if (mode->string_value() == "fixed") {
-    if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
-    const JsonValue* bv = params.Find("bits");
-    const std::optional<int64_t> bits = bv ? bv->as_int64() : std::nullopt;
-    if (!bits || *bits < 2 || *bits > 4) {
-      return absl::DataLossError("hc2: fixed mode needs an integer bits in [2, 4]");
-    }
-    const JsonValue* wv = params.Find("window");
-    if (wv == nullptr || wv->as_int64() != std::optional<int64_t>(hc2::kTrellisWindow)) {
-      return absl::DataLossError(absl::StrCat(
-          "hc2: fixed mode needs window ", hc2::kTrellisWindow,
-          " (the trellis of spec-hc2.md v2; v1's winding codes are no longer read)"));
-    }
-    const PartView* codes = FindPart(parts, "codes");
-    const PartView* scales = FindPart(parts, "scales");
-    const uint64_t count = static_cast<uint64_t>(plan.blocks - 1) * kBlock + plan.last_n;
-    const uint64_t nbytes = PackedBytes(count, static_cast<int>(*bits));
-    if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
-      return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
-    }
-    if (scales == nullptr || scales->dtype != DType::kF16 ||
-        scales->bytes.size() != 2 * static_cast<uint64_t>(plan.blocks)) {
-      return absl::DataLossError(
-          absl::StrCat("hc2: \"scales\" must be F16 [", plan.blocks, "]"));
-    }
-    return std::unique_ptr<TensorDecoder>(
-        new FixedDecoder(plan, static_cast<int>(*bits), codes->bytes, scales->bytes));
+    return hc2::PrepareFixedDecoder(static_cast<int64_t>(info.numel), params, parts);
   }
   const int64_t R = RowCount(info);
   const PartView* rows = FindPart(parts, "rows");

@@ -1,9 +1,15 @@
 #include "core/codec/hc2_fixed.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/dtype.h"
+#include "core/codec/hc2_transform.h"
+#include "core/io/bit_pack.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -173,6 +179,152 @@ void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* 
     w = (w >> bits) | (static_cast<uint32_t>(sym[i]) << (kTrellisWindow - bits));
     c[i] = cb[w];
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole tensors.
+
+namespace {
+
+// Blocks of a tensor: `blocks` of kBlock elements, the last one r elements padded to n.
+struct Blocks {
+  int64_t numel, blocks;
+  int last_r, last_n;
+  explicit Blocks(int64_t ne) : numel(ne), blocks((ne + kBlock - 1) / kBlock) {
+    last_r = static_cast<int>(ne - (blocks - 1) * kBlock);
+    last_n = PaddedLength(last_r);
+  }
+  int r(int64_t b) const { return b + 1 == blocks ? last_r : kBlock; }
+  int n(int64_t b) const { return b + 1 == blocks ? last_n : kBlock; }
+  // Symbols stored: full blocks, then the last one's padded length.
+  uint64_t symbols() const { return static_cast<uint64_t>(blocks - 1) * kBlock + last_n; }
+};
+
+class FixedDecoder final : public TensorDecoder {
+ public:
+  FixedDecoder(Blocks plan, int bits, absl::Span<const uint8_t> codes,
+               absl::Span<const uint8_t> scales)
+      : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
+
+  // Per block: unpack the symbols, look up the windows, scale, unrotate.
+  void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
+    const float* cb = TrellisCodebook(bits_);
+    float z[kBlock], x[kBlock];
+    uint32_t sym[kBlock];
+    uint8_t sym8[kBlock];
+    const uint64_t end = begin + out.size();
+    for (int64_t b = static_cast<int64_t>(begin / kBlock); b * kBlock < static_cast<int64_t>(end);
+         ++b) {
+      const int n = plan_.n(b), r = plan_.r(b);
+      uint16_t h;
+      std::memcpy(&h, scales_.data() + 2 * b, 2);
+      const float s = HalfToFloat(h);
+      UnpackLsbFirst(codes_, bits_, static_cast<uint64_t>(b) * kBlock, absl::MakeSpan(sym, n));
+      for (int i = 0; i < n; ++i) sym8[i] = static_cast<uint8_t>(sym[i]);
+      TrellisValues(sym8, n, bits_, cb, z);
+      for (int i = 0; i < n; ++i) z[i] *= s;
+      const uint64_t b0 = static_cast<uint64_t>(b) * kBlock;
+      const uint64_t lo = std::max(begin, b0), hi = std::min(end, b0 + r);
+      if (lo == b0 && hi == b0 + r) {
+        Unrotate(z, r, n, out.data() + (b0 - begin));
+      } else {
+        Unrotate(z, r, n, x);
+        std::copy(x + (lo - b0), x + (hi - b0), out.begin() + (lo - begin));
+      }
+    }
+  }
+
+ private:
+  Blocks plan_;
+  int bits_;
+  absl::Span<const uint8_t> codes_;
+  absl::Span<const uint8_t> scales_;
+};
+
+}  // namespace
+
+EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executor& ex) {
+  const Blocks plan(numel);
+  const int64_t nb = plan.blocks;
+  const float* cb = TrellisCodebook(bits);
+  const float* search_cb = TrellisSearchCodebook(bits);
+  std::vector<uint16_t> scales(nb);
+  std::vector<uint32_t> codes(static_cast<size_t>(nb) * kBlock, 0);
+  std::vector<uint8_t> bad(nb, 0);  // a block whose scale F16 cannot hold
+  ex.ParallelFor(nb, [&](int64_t b) {
+    float z[kBlock], u[kBlock] = {}, c[kBlock];
+    uint8_t sym[kBlock];
+    const int n = plan.n(b);
+    Rotate(x + b * kBlock, plan.r(b), n, z);
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(z[i]) * z[i];
+    const float rms = static_cast<float>(std::sqrt(ss / n));
+    // Beyond F16 (or not finite): the tensor goes raw. Below it the block is simply 0.
+    if (!(rms <= 32768.0f)) {
+      bad[b] = 1;
+      return;
+    }
+    if (!(rms > 0)) return;
+    for (int i = 0; i < n; ++i) u[i] = z[i] / rms;
+    TrellisSearch(u, n, bits, search_cb, sym);
+    TrellisValues(sym, n, bits, cb, c);
+    double zc = 0, cc = 0;
+    for (int i = 0; i < n; ++i) {
+      zc += static_cast<double>(z[i]) * c[i];
+      cc += static_cast<double>(c[i]) * c[i];
+    }
+    const double s = cc > 0 && zc > 0 ? zc / cc : rms;
+    scales[b] = FloatToHalf(static_cast<float>(s));
+    std::copy(sym, sym + n, codes.begin() + b * kBlock);
+  });
+  EncodedTensor enc;
+  if (std::find(bad.begin(), bad.end(), 1) != bad.end()) {
+    enc.raw = true;
+    enc.raw_reason = "a block scale beyond the F16 range";
+    return enc;
+  }
+  const uint64_t count = plan.symbols();
+  codes.resize(count);
+  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(count, bits))};
+  PackLsbFirst(codes, bits, absl::MakeSpan(cpart.bytes));
+  cpart.shape = {static_cast<int64_t>(cpart.bytes.size())};
+  EncodedPart spart{"scales", DType::kF16, {nb}, std::vector<uint8_t>(2 * nb)};
+  std::memcpy(spart.bytes.data(), scales.data(), 2 * nb);
+  enc.params.Add("mode", JsonValue::String("fixed"))
+      .Add("bits", JsonValue::Int(bits))
+      .Add("window", JsonValue::Int(kTrellisWindow));
+  enc.parts.push_back(std::move(cpart));
+  enc.parts.push_back(std::move(spart));
+  return enc;
+}
+
+absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
+    int64_t numel, const JsonValue& params, absl::Span<const PartView> parts) {
+  const Blocks plan(numel);
+  if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
+  const JsonValue* bv = params.Find("bits");
+  const std::optional<int64_t> bits = bv ? bv->as_int64() : std::nullopt;
+  if (!bits || *bits < 2 || *bits > 4) {
+    return absl::DataLossError("hc2: fixed mode needs an integer bits in [2, 4]");
+  }
+  const JsonValue* wv = params.Find("window");
+  if (wv == nullptr || wv->as_int64() != std::optional<int64_t>(kTrellisWindow)) {
+    return absl::DataLossError(absl::StrCat(
+        "hc2: fixed mode needs window ", kTrellisWindow,
+        " (the trellis of spec-hc2.md v2; v1's winding codes are no longer read)"));
+  }
+  const PartView* codes = FindPart(parts, "codes");
+  const PartView* scales = FindPart(parts, "scales");
+  const uint64_t nbytes = PackedBytes(plan.symbols(), static_cast<int>(*bits));
+  if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
+    return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
+  }
+  if (scales == nullptr || scales->dtype != DType::kF16 ||
+      scales->bytes.size() != 2 * static_cast<uint64_t>(plan.blocks)) {
+    return absl::DataLossError(absl::StrCat("hc2: \"scales\" must be F16 [", plan.blocks, "]"));
+  }
+  return std::unique_ptr<TensorDecoder>(
+      new FixedDecoder(plan, static_cast<int>(*bits), codes->bytes, scales->bytes));
 }
 
 }  // namespace hc::hc2

@@ -16,6 +16,13 @@
 #define HC_CORE_CODEC_HC2_FIXED_H_
 
 #include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/base/json.h"
+#include "core/base/parallel.h"
+#include "core/codec/codec.h"
 
 namespace hc::hc2 {
 
@@ -47,6 +54,18 @@ float TrellisSearch(const float* u, int n, int bits, const float* search_cb, uin
 
 /// Decodes symbols with the normative window: c[i] = cb[w_i] for i < n.
 void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* c);
+
+/// The fixed mode of a whole tensor x[0..numel) (finite, numel >= 64): per block of 128, the
+/// rotation, the search on z / rms and the least-squares scale <z, c> / <c, c> in F16. Returns
+/// the parts "codes" and "scales" with params mode, bits and window, or raw ("a block scale
+/// beyond the F16 range") when a block's rms exceeds 32768. Parallel over blocks; the bytes do
+/// not depend on the executor.
+EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executor& ex);
+
+/// Checks a fixed-mode record of `numel` elements (params bits and window, parts codes and
+/// scales and their sizes) and returns its decoder. Errors: DataLoss naming what is wrong.
+absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
+    int64_t numel, const JsonValue& params, absl::Span<const PartView> parts);
 
 }  // namespace hc::hc2
 
