@@ -653,8 +653,7 @@ absl::StatusOr<JobSnapshot> JobManager::Cancel(const std::string& id) {
   }
   job->cv.notify_all();
   if (was_pending) {
-    std::error_code ec;
-    fs::remove_all(job->dir + "/upload", ec);
+    FinishOnDisk(*job);
     Notify(*job);
     Log(absl::StrCat("job ", id, " cancelled while queued"));
   }
@@ -759,6 +758,21 @@ void JobManager::Schedule() {
   }
 }
 
+void JobManager::FinishOnDisk(Job& job) {
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    if (absl::Status p = Persist(job); !p.ok()) {
+      Log(absl::StrCat("job ", job.snap.id, ": ", p.message()));
+    } else {
+      job.persisted_state = job.snap.state;
+      job.persisted_once = true;
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(job.dir + "/upload", ec);
+  fs::remove_all(job.dir + "/done", ec);
+}
+
 void JobManager::Run(std::shared_ptr<Job> job) {
   // The run slot is released exactly once, before the final notification, so observers that
   // read running() then see the job gone.
@@ -803,11 +817,8 @@ void JobManager::Run(std::shared_ptr<Job> job) {
       job->snap.error = st;
     }
   }
-  if (!st.ok()) {
-    std::error_code ec;
-    fs::remove_all(job->dir + "/upload", ec);
-  }
   release_slot();
+  FinishOnDisk(*job);
   Notify(*job);
   Log(absl::StrCat("job ", job->snap.id, " ", JobStateName(job->snap.state),
                    st.ok() ? "" : absl::StrCat(": ", st.message())));
@@ -906,9 +917,8 @@ absl::Status JobManager::RunJob(Job& job) {
   job.snap.files.clear();
   for (const std::string& a : artifact_files) job.snap.files.emplace_back(a, fs::file_size(art + "/" + a));
   job.snap.tensors = std::move(all);
-  std::error_code ec;
-  fs::remove_all(job.dir + "/upload", ec);
-  fs::remove_all(job.dir + "/done", ec);
+  // The upload stays until Run() has persisted SUCCEEDED: a kill before that resumes the job
+  // from it.
   return absl::OkStatus();
 }
 

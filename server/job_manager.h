@@ -175,6 +175,9 @@ class JobManager {
   absl::Status CompressSpooledFile(Job& job, size_t file, const TensorCompressor& compressor,
                                    std::vector<TensorRecord>* records);
   void Notify(Job& job);  // bump version, persist, call watchers; job.mu held
+  // A job that reached a final state: persists it, then deletes its upload and staged files
+  // (in that order: a kill in between must not leave a resumable job without its input).
+  void FinishOnDisk(Job& job);
   absl::Status Persist(const Job& job) const;
   void Log(const std::string& line) const;
 
