@@ -26,7 +26,7 @@ namespace {
 
 std::vector<uint32_t> Bits(const std::vector<float>& v) {
   std::vector<uint32_t> b(v.size());
-  std::memcpy(b.data(), v.data(), 4 * v.size());
+  if (!v.empty()) std::memcpy(b.data(), v.data(), 4 * v.size());  // empty: data() may be null
   return b;
 }
 
