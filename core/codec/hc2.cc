@@ -28,18 +28,9 @@ constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
 constexpr float kInfF = std::numeric_limits<float>::infinity();
 
-// Blocks of a tensor: nb blocks of kBlock weights, the last one r weights padded to n.
-struct BlockPlan {
-  int64_t numel = 0;
-  int64_t blocks = 0;
-  int last_r = 0, last_n = 0;
-  explicit BlockPlan(int64_t ne) : numel(ne) {
-    blocks = (ne + kBlock - 1) / kBlock;
-    last_r = static_cast<int>(ne - (blocks - 1) * kBlock);
-    last_n = hc2::PaddedLength(last_r);
-  }
-  int r(int64_t b) const { return b + 1 == blocks ? last_r : kBlock; }
-  int n(int64_t b) const { return b + 1 == blocks ? last_n : kBlock; }
+// Blocks of a tensor (hc2_transform.h), grouped into entropy-coded chunks.
+struct BlockPlan : hc2::Blocks {
+  using Blocks::Blocks;
   int64_t chunks() const { return (blocks + kChunkBlocks - 1) / kChunkBlocks; }
   // States of the chunk: 4 when it holds >= 4096 weights.
   int states(int64_t c) const {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
+#include "core/base/simd.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
 
@@ -124,10 +125,6 @@ HC_AVX2 float SearchAvx2(const float* u, int n, const float* cb, uint8_t* sym) {
   return Traceback<K>(cost, back, n, sym);
 }
 
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 #endif
 
 }  // namespace
@@ -135,7 +132,7 @@ bool HasAvx2() {
 float TrellisSearch(const float* u, int n, int bits, const float* cb, uint8_t* sym,
                     bool allow_simd) {
 #ifdef HC_FIXED_X86
-  if (allow_simd && HasAvx2()) {
+  if (allow_simd && CpuHasAvx2()) {
     switch (bits) {
       case 2: return SearchAvx2<2>(u, n, cb, sym);
       case 3: return SearchAvx2<3>(u, n, cb, sym);
@@ -185,20 +182,6 @@ void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* 
 // Whole tensors.
 
 namespace {
-
-// Blocks of a tensor: `blocks` of kBlock elements, the last one r elements padded to n.
-struct Blocks {
-  int64_t numel, blocks;
-  int last_r, last_n;
-  explicit Blocks(int64_t ne) : numel(ne), blocks((ne + kBlock - 1) / kBlock) {
-    last_r = static_cast<int>(ne - (blocks - 1) * kBlock);
-    last_n = PaddedLength(last_r);
-  }
-  int r(int64_t b) const { return b + 1 == blocks ? last_r : kBlock; }
-  int n(int64_t b) const { return b + 1 == blocks ? last_n : kBlock; }
-  // Symbols stored: full blocks, then the last one's padded length.
-  uint64_t symbols() const { return static_cast<uint64_t>(blocks - 1) * kBlock + last_n; }
-};
 
 class FixedDecoder final : public TensorDecoder {
  public:
@@ -283,7 +266,7 @@ EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executo
     enc.raw_reason = "a block scale beyond the F16 range";
     return enc;
   }
-  const uint64_t count = plan.symbols();
+  const uint64_t count = plan.padded();  // one symbol per coefficient
   codes.resize(count);
   EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(count, bits))};
   PackLsbFirst(codes, bits, absl::MakeSpan(cpart.bytes));
@@ -315,7 +298,7 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
   }
   const PartView* codes = FindPart(parts, "codes");
   const PartView* scales = FindPart(parts, "scales");
-  const uint64_t nbytes = PackedBytes(plan.symbols(), static_cast<int>(*bits));
+  const uint64_t nbytes = PackedBytes(plan.padded(), static_cast<int>(*bits));
   if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
     return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
   }

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/base/simd.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -504,7 +506,7 @@ HC_AVX2 void QuantiseLanesAvx2(const float* const z[], const int n[], int lanes,
   TrellisAvx2(L, t, mu);
   StoreLanes(L, qb, lanes);
 }
-const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+const bool kHasAvx2 = CpuHasAvx2();
 #endif
 
 }  // namespace

@@ -1,10 +1,6 @@
 #include "core/codec/hc2_transform.h"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
-
-#include "core/codec/hc2_tables.h"
+#include "core/base/simd.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -41,7 +37,7 @@ __attribute__((target("avx2"))) void Fwht128Avx2(float* v) {
   }
   for (int i = 0; i < 16; ++i) _mm256_storeu_ps(v + 8 * i, r[i]);
 }
-const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+const bool kHasAvx2 = CpuHasAvx2();
 #endif
 
 }  // namespace

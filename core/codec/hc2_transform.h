@@ -28,6 +28,24 @@ inline int PaddedLength(int r) {
   return n;
 }
 
+/// The blocks of a flattened tensor of `numel` (>= 1) elements (spec-hc2.md, section 2):
+/// `blocks` blocks of kBlock, the last one holding last_r elements padded to last_n.
+struct Blocks {
+  int64_t numel = 0;
+  int64_t blocks = 0;
+  int last_r = 0, last_n = 0;
+  explicit Blocks(int64_t ne)
+      : numel(ne),
+        blocks((ne + kBlock - 1) / kBlock),
+        last_r(static_cast<int>(ne - (blocks - 1) * kBlock)),
+        last_n(PaddedLength(last_r)) {}
+  /// Elements of block b, and its padded length.
+  int r(int64_t b) const { return b + 1 == blocks ? last_r : kBlock; }
+  int n(int64_t b) const { return b + 1 == blocks ? last_n : kBlock; }
+  /// Coefficients of all blocks: full blocks, then the last one's padded length.
+  uint64_t padded() const { return static_cast<uint64_t>(blocks - 1) * kBlock + last_n; }
+};
+
 /// The unnormalised Walsh-Hadamard transform of v[0..n), n a power of two <= 128, in place, in
 /// float32: for h = 1, 2, 4, ... < n, for every pair (j, j + h) with j mod 2h < h:
 /// (v[j], v[j + h]) <- (v[j] + v[j + h], v[j] - v[j + h]). Applying it twice multiplies by n.
