@@ -1563,11 +1563,33 @@ TEST(Hc2QuantTest, EightLaneTrellisEqualsScalar) {
   }
 }
 
+// QuantiseTcqLanes with and without SIMD, and QuantiseTcq on each lane alone, agree on every
+// index, token, class and bit count.
+void ExpectLanesEqualScalar(const float* const zp[8], const int ns[8], int lanes, float step) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  hc2::QuantBlock simd[8], ref[8];
+  hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, simd, /*allow_simd=*/true);
+  hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, ref, /*allow_simd=*/false);
+  for (int l = 0; l < lanes; ++l) {
+    SCOPED_TRACE(absl::StrCat("lane ", l, " n ", ns[l]));
+    hc2::QuantBlock one;
+    hc2::QuantiseTcq(zp[l], ns[l], step, 0.3f, t, one);
+    for (int i = 0; i < ns[l]; ++i) {
+      ASSERT_EQ(simd[l].q[i], ref[l].q[i]) << "i " << i;
+      ASSERT_EQ(ref[l].q[i], one.q[i]) << "i " << i;
+      ASSERT_EQ(simd[l].tok[i], ref[l].tok[i]) << "i " << i;
+    }
+    ASSERT_EQ(simd[l].cls, ref[l].cls);
+    ASSERT_EQ(simd[l].bits, ref[l].bits);
+    ASSERT_EQ(ref[l].cls, one.cls);
+    ASSERT_EQ(ref[l].bits, one.bits);
+  }
+}
+
 // The 8-lane trellis on partial groups (1..8 lanes) of blocks of every padded length against
 // the scalar one, on Gaussian data, zeros, values far past the clamp (2^22 steps), exact
 // half-steps (ties) and large outliers.
 TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
-  const hc2::ClassTables& t = hc2::ClassTables::Get();
   std::mt19937 rng(9);
   std::normal_distribution<float> g;
   for (int round = 0; round < 400; ++round) {
@@ -1591,21 +1613,9 @@ TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
       zp[l] = z.data() + l * hc2::kBlock;
     }
     for (float step : {0.25f, 0.5f, 1.0f, 3.0f}) {
-      hc2::QuantBlock simd[8], ref[8];
-      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, simd, /*allow_simd=*/true);
-      hc2::QuantiseTcqLanes(zp, ns, lanes, step, 0.3f, t, ref, /*allow_simd=*/false);
-      for (int l = 0; l < lanes; ++l) {
-        SCOPED_TRACE(absl::StrCat("round ", round, " step ", step, " lane ", l, " n ", ns[l]));
-        hc2::QuantBlock one;
-        hc2::QuantiseTcq(zp[l], ns[l], step, 0.3f, t, one);
-        for (int i = 0; i < ns[l]; ++i) {
-          ASSERT_EQ(simd[l].q[i], ref[l].q[i]) << "i " << i;
-          ASSERT_EQ(ref[l].q[i], one.q[i]) << "i " << i;
-          ASSERT_EQ(simd[l].tok[i], ref[l].tok[i]) << "i " << i;
-        }
-        ASSERT_EQ(simd[l].cls, ref[l].cls);
-        ASSERT_EQ(simd[l].bits, ref[l].bits);
-      }
+      SCOPED_TRACE(absl::StrCat("round ", round, " step ", step));
+      ExpectLanesEqualScalar(zp, ns, lanes, step);
+      if (HasFatalFailure()) return;
     }
   }
 }
@@ -1613,7 +1623,6 @@ TEST(Hc2QuantTest, PartialLaneGroupsEqualScalar) {
 // Groups whose lanes share one or two rate classes (the trellis then looks rates up with
 // permutes, falling back to gathers for indices of 16 and more) against the scalar trellis.
 TEST(Hc2QuantTest, LanesSharingClassesEqualScalar) {
-  const hc2::ClassTables& t = hc2::ClassTables::Get();
   std::mt19937 rng(13);
   std::normal_distribution<float> g;
   for (int round = 0; round < 300; ++round) {
@@ -1631,18 +1640,9 @@ TEST(Hc2QuantTest, LanesSharingClassesEqualScalar) {
       zp[l] = z.data() + l * hc2::kBlock;
     }
     for (float step : {0.1f, 0.4f, 1.0f}) {
-      const float st = step * s0;
-      hc2::QuantBlock simd[8];
-      hc2::QuantiseTcqLanes(zp, ns, lanes, st, 0.3f, t, simd, /*allow_simd=*/true);
-      for (int l = 0; l < lanes; ++l) {
-        hc2::QuantBlock one;
-        hc2::QuantiseTcq(zp[l], ns[l], st, 0.3f, t, one);
-        for (int i = 0; i < ns[l]; ++i) {
-          ASSERT_EQ(simd[l].q[i], one.q[i]) << "round " << round << " lane " << l << " i " << i;
-        }
-        ASSERT_EQ(simd[l].cls, one.cls);
-        ASSERT_EQ(simd[l].bits, one.bits);
-      }
+      SCOPED_TRACE(absl::StrCat("round ", round, " step ", step));
+      ExpectLanesEqualScalar(zp, ns, lanes, step * s0);
+      if (HasFatalFailure()) return;
     }
   }
 }
