@@ -5,10 +5,12 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
 #include "core/io/safetensors_file.h"
+#include "core/io/safetensors_writer.h"
 #include "core/io/shard_index.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -231,6 +233,65 @@ TEST(PipelineTest, SkipRegexKeepsTensorsRaw) {
   EXPECT_THAT(CompressModel(ModelPath("ppocrv4-rec-f32.safetensors"), dir + "/b.hyc", o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--skip")));
   EXPECT_FALSE(std::filesystem::exists(dir + "/b.hyc"));
+}
+
+// The non-finite check runs in parallel chunks of 2^20 elements: a NaN or infinity anywhere
+// (first element, just past a chunk boundary, the very last element) keeps the tensor raw and
+// bit-exact, in every float dtype; clean tensors of the same size are coded.
+TEST(PipelineTest, NonFiniteAnywhereKeepsTheTensorRaw) {
+  const std::string dir = ScratchDir("pipeline_nonfinite");
+  const size_t n = (size_t{1} << 20) + 300;
+  const float kInf = std::numeric_limits<float>::infinity();
+  struct Case {
+    std::string name;
+    DType dtype;
+    int64_t at;  // -1: clean
+    float value;
+  };
+  const std::vector<Case> cases = {
+      {"f32_first_nan", DType::kF32, 0, std::nanf("")},
+      {"f32_past_chunk_inf", DType::kF32, (int64_t{1} << 20) + 7, kInf},
+      {"f32_clean", DType::kF32, -1, 0},
+      {"f16_last_ninf", DType::kF16, static_cast<int64_t>(n) - 1, -kInf},
+      {"f16_past_chunk_nan", DType::kF16, (int64_t{1} << 20), std::nanf("")},
+      {"f16_clean", DType::kF16, -1, 0},
+      {"bf16_last_nan", DType::kBF16, static_cast<int64_t>(n) - 1, std::nanf("")},
+      {"bf16_clean", DType::kBF16, -1, 0},
+  };
+  const std::string in = dir + "/in.safetensors";
+  std::vector<std::vector<uint8_t>> bytes;
+  {
+    HC_ASSERT_OK_AND_ASSIGN(auto w, SafetensorsWriter::Create(in));
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+    for (const Case& c : cases) {
+      std::vector<float> v = x;
+      if (c.at >= 0) v[c.at] = c.value;
+      std::vector<uint8_t> b(n * DTypeSize(c.dtype));
+      NarrowFromF32(c.dtype, v.data(), n, b.data());
+      ASSERT_THAT(w->Add(c.name, c.dtype, {static_cast<int64_t>(n / 4), 4}, b), IsOk());
+      bytes.push_back(std::move(b));
+    }
+    ASSERT_THAT(w->Finish({}), IsOk());
+  }
+  HC_ASSERT_OK_AND_ASSIGN(RunSummary s, CompressModel(in, dir + "/a.hyc", Rtn4(2)));
+  ASSERT_EQ(s.tensors.size(), cases.size());
+  for (size_t k = 0; k < cases.size(); ++k) {
+    SCOPED_TRACE(cases[k].name);
+    const bool clean = cases[k].at < 0;
+    EXPECT_EQ(s.tensors[k].codec, clean ? "rtn" : "raw");
+    if (!clean) {
+      EXPECT_EQ(s.tensors[k].raw_reason, "non-finite values");
+    }
+  }
+  ASSERT_THAT(DecompressModel(dir + "/a.hyc", dir + "/out.safetensors", 2), IsOk());
+  HC_ASSERT_OK_AND_ASSIGN(auto back, SafetensorsFile::Open(dir + "/out.safetensors"));
+  for (size_t k = 0; k < cases.size(); ++k) {
+    if (cases[k].at < 0) continue;
+    auto d = back->TensorData(k);
+    EXPECT_TRUE(std::equal(d.begin(), d.end(), bytes[k].begin(), bytes[k].end()))
+        << cases[k].name << " did not come back bit for bit";
+  }
 }
 
 TEST(PipelineTest, ProgressIsOrderedAndComplete) {
