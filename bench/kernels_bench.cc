@@ -492,6 +492,41 @@ void BM_Hc1OuterTrial(benchmark::State& state) {
 }
 BENCHMARK(BM_Hc1OuterTrial)->Apply(SimdArgs);
 
+// hc1's inner-pair lookups (hc1_simd.h), as hc1_grid.cc calls them: blocks of 64 inner pairs,
+// preset llm's codebook, a small non-zero centre as real weights have (so float32(p - c) + c
+// sometimes differs from p). Args: {weights, simd}; items are the weights of the inner pairs.
+void BM_Hc1Inner(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const bool simd = state.range(1) != 0;
+  if (simd && !hc1::HaveAvx512()) return state.SkipWithError("no AVX-512 on this CPU");
+  const hc1::InnerFn inner = simd ? hc1::InnerAvx512 : hc1::InnerScalar;
+  const float cx = 1e-5f, cy = -2e-5f;
+  std::vector<float> px, py;
+  const std::vector<float>& w = Weights(n);
+  const float h = static_cast<float>(kHc1L / 2), scale = h / kSigma;
+  for (size_t i = 0; i + 1 < w.size(); i += 2) {
+    const float x = w[i] * scale + cx, y = w[i + 1] * scale + cy;
+    if (x < cx - h || x > cx + h || y < cy - h || y > cy + h) continue;  // outer pair
+    px.push_back(x);
+    py.push_back(y);
+  }
+  const hc1::Codebook cb(hc1::Layout::Get(kHc1L, kHc1N), cx, cy);
+  constexpr int kInnerBlock = 64;
+  uint32_t j[kInnerBlock], jb[kInnerBlock];
+  double e[4][kInnerBlock];
+  const hc1::InnerOut out{j, jb, e[0], e[1], e[2], e[3]};
+  const int64_t pairs = static_cast<int64_t>(px.size());
+  for (auto _ : state) {
+    for (int64_t k = 0; k < pairs; k += kInnerBlock) {
+      const int cnt = static_cast<int>(std::min<int64_t>(kInnerBlock, pairs - k));
+      inner(cb, px.data() + k, py.data() + k, cnt, cx, cy, out);
+      benchmark::DoNotOptimize(j[0]);
+    }
+  }
+  SetThroughput(state, 2 * pairs, 0);
+}
+BENCHMARK(BM_Hc1Inner)->Apply(SimdArgs);
+
 }  // namespace
 }  // namespace hc
 

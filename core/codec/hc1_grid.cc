@@ -14,7 +14,7 @@ namespace {
 
 // Outer pairs handled per block in the class trials (their geometry stays in L1).
 constexpr int kBlock = 128;
-// Inner pairs located per block before their lookups (overlaps the cells' cache misses).
+// Inner pairs gathered and looked up per block.
 constexpr int kLookahead = 64;
 
 // Compensated float64 sum (Fast2Sum) of the per-block error sums: the mean errors come out within
@@ -66,7 +66,8 @@ class GridEncoder {
         cb_(Layout::Get(g.L, n), g.cx, g.cy),
         stride_(static_cast<uint32_t>(n + 1)),
         units_(g.units()),
-        trial_(BestOuterTrial()) {}
+        trial_(BestOuterTrial()),
+        inner_(BestInner()) {}
 
   GridResult Run();
 
@@ -89,54 +90,44 @@ class GridEncoder {
   const uint32_t stride_;
   const int64_t units_;
   const OuterTrialFn trial_;
+  const InnerFn inner_;
   std::vector<uint32_t> codes_;
 };
 
-// Inner pairs, in blocks whose grid cells are located (and prefetched) before the lookups: each
-// pair is looked up at p itself (class trials, K = 0) and needs the row at float32(p - c) + c
-// (K > 0), a rounding error away; the lookup at p certifies when that row is the same, so a
-// second lookup is rare. Errors are summed per pair (x + y), plainly within a block.
+// Inner pairs, in blocks of kLookahead: the block's values are gathered, the kernel (hc1_simd.h)
+// looks each pair up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0), then
+// the errors are summed per pair (x + y), plainly within a block and in pair order.
 void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s) {
-  const double cx = cb_.cx(), cy = cb_.cy();
   CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
-  const uint32_t* cell[kLookahead];
-  const Codebook::Locator loc = cb_.locator();
+  alignas(64) float px[kLookahead], py[kLookahead];
+  alignas(64) uint32_t j[kLookahead], jb[kLookahead];
+  alignas(64) double ex0[kLookahead], ey0[kLookahead], ex1[kLookahead], ey1[kLookahead];
+  const InnerOut out{j, jb, ex0, ey0, ex1, ey1};
   for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
     const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
     for (int k = 0; k < cnt; ++k) {
       const int64_t i = b + idx[k0 + k];
-      cell[k] = loc.Cell(g_.x[2 * i], g_.x[2 * i + 1]);
-      __builtin_prefetch(cell[k]);
+      px[k] = g_.x[2 * i];
+      py[k] = g_.x[2 * i + 1];
     }
+    inner_(cb_, px, py, cnt, g_.cx, g_.cy, out);
     double acc0 = 0, acc1 = 0;  // plain sums per block, compensated across blocks
     for (int k = 0; k < cnt; ++k) {
       const int64_t i = b + idx[k0 + k];
-      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
-      const double qx = px, qy = py;
-      const double bx = static_cast<double>(px - g_.cx) + cx;
-      const double by = static_cast<double>(py - g_.cy) + cy;
-      bool stable;
-      const uint32_t j =
-          cb_.PickStable(cell[k], qx, qy, std::abs(bx - qx) + std::abs(by - qy), &stable);
-      codes_[i] = j;
-      max0 = std::max(max0, j);
-      uint32_t jb = j;
-      if (!stable && (bx != qx || by != qy)) [[unlikely]] {
-        jb = cb_.Nearest(bx, by);
-        if (jb != j) s.patches.emplace_back(i, jb);
+      codes_[i] = j[k];
+      max0 = std::max(max0, j[k]);
+      if (jb[k] != j[k]) [[unlikely]] {
+        s.patches.emplace_back(i, jb[k]);
       }
-      max1 = std::max(max1, jb);
-      const double ex0 = std::abs(cb_.x(j) - qx), ey0 = std::abs(cb_.y(j) - qy);
-      const double ex1 = std::abs((cb_.x(jb) - cx) / 1.0 + cx - qx);
-      const double ey1 = std::abs((cb_.y(jb) - cy) / 1.0 + cy - qy);
+      max1 = std::max(max1, jb[k]);
       if (g_.YReal(i)) [[likely]] {
-        acc0 += ex0 + ey0;
-        acc1 += ex1 + ey1;
+        acc0 += ex0[k] + ey0[k];
+        acc1 += ex1[k] + ey1[k];
       } else {
-        acc0 += ex0;
-        acc1 += ex1;
-        s.pad0 = ey0;
+        acc0 += ex0[k];
+        acc1 += ex1[k];
+        s.pad0 = ey0[k];
       }
     }
     fin0.Add(acc0);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -35,6 +36,30 @@ void OuterTrialScalar(const Codebook& cb, const OuterBlock& b, const Rings& R, u
     const double inv = R.inv_f[cls];
     ex[k] = std::abs((cb.x(j) - cx) * inv + cx - b.px[k]);
     ey[k] = std::abs((cb.y(j) - cy) * inv + cy - b.py[k]);
+  }
+}
+
+void InnerScalar(const Codebook& cb, const float* px, const float* py, int cnt, float cx,
+                 float cy, const InnerOut& out) {
+  const double cxd = cb.cx(), cyd = cb.cy();
+  const Codebook::Locator loc = cb.locator();
+  for (int k = 0; k < cnt; ++k) {
+    const double qx = px[k], qy = py[k];
+    const double bx = static_cast<double>(px[k] - cx) + cxd;
+    const double by = static_cast<double>(py[k] - cy) + cyd;
+    bool stable;
+    const uint32_t j =
+        cb.PickStable(loc.Cell(qx, qy), qx, qy, std::abs(bx - qx) + std::abs(by - qy), &stable);
+    uint32_t jb = j;
+    if (!stable && (bx != qx || by != qy)) [[unlikely]] {
+      jb = cb.Nearest(bx, by);
+    }
+    out.j[k] = j;
+    out.jb[k] = jb;
+    out.ex0[k] = std::abs(cb.x(j) - qx);
+    out.ey0[k] = std::abs(cb.y(j) - qy);
+    out.ex1[k] = std::abs((cb.x(jb) - cxd) / 1.0 + cxd - qx);
+    out.ey1[k] = std::abs((cb.y(jb) - cyd) / 1.0 + cyd - qy);
   }
 }
 
@@ -190,7 +215,146 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
   }
 }
 
+
+// Inner pairs, in chunks of 64: first every pair's grid cell (prefetched, so that the cells'
+// cache misses overlap), then per 8 lanes the query p and the point b = float32(p - c) + c, the
+// kSlots candidates (gathered), every squared distance, and PickStable's branch-free choice of
+// the best row, the runner-up and the certificate. Lanes off the grid, in overflowing cells, or
+// not certified with b != p are redone by the scalar reference, one pair each.
+__attribute__((target("avx512f,avx512vl,avx512dq"))) void InnerAvx512(
+    const Codebook& cb, const float* px, const float* py, int cnt, float cx, float cy,
+    const InnerOut& out) {
+  const Codebook::Locator loc = cb.locator();
+  const double* xy = cb.xy();
+  const __m512d cxd = _mm512_set1_pd(cb.cx()), cyd = _mm512_set1_pd(cb.cy());
+  const __m256 cxf = _mm256_set1_ps(cx), cyf = _mm256_set1_ps(cy);
+  const __m512d ox = _mm512_set1_pd(loc.ox), oy = _mm512_set1_pd(loc.oy);
+  const __m512d inv_cell = _mm512_set1_pd(loc.inv_cell), one = _mm512_set1_pd(1.0);
+  const __m512d cells_d = _mm512_set1_pd(loc.cells_d), zero = _mm512_setzero_pd();
+  const __m512d half_margin = _mm512_set1_pd(0.5 * cb.layout().margin());
+  const __m512d spread = _mm512_set1_pd(cb.layout().spread());
+  const __m512d two = _mm512_set1_pd(2.0), tiny = _mm512_set1_pd(1e-12);
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  const __m256i cells = _mm256_set1_epi32(loc.cells), five = _mm256_set1_epi32(Layout::kSlots);
+  const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
+  const __m256i zero_i = _mm256_setzero_si256();
+  const int* slots = reinterpret_cast<const int*>(loc.slots);
+  const __mmask8 grid_ok = loc.ok ? 0xff : 0;
+  constexpr int kChunk = 64;
+  alignas(64) int acell[kChunk];
+  alignas(64) uint8_t aok[kChunk / 8];
+  for (int c0 = 0; c0 < cnt; c0 += kChunk) {
+    const int cend = std::min(cnt, c0 + kChunk);
+    for (int k0 = c0; k0 < cend; k0 += 8) {
+      const int left = cend - k0;
+      const __mmask8 live = left >= 8 ? 0xff : static_cast<__mmask8>((1u << left) - 1);
+      const __m512d qx = _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(live, px + k0));
+      const __m512d qy = _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(live, py + k0));
+      // Cell: as Codebook::Locator::Cell.
+      const __m512d rx = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qx, ox), inv_cell), one);
+      const __m512d ry = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qy, oy), inv_cell), one);
+      const __mmask8 on_grid = grid_ok & live & _mm512_cmp_pd_mask(rx, zero, _CMP_GE_OQ) &
+                               _mm512_cmp_pd_mask(ry, zero, _CMP_GE_OQ) &
+                               _mm512_cmp_pd_mask(rx, cells_d, _CMP_LT_OQ) &
+                               _mm512_cmp_pd_mask(ry, cells_d, _CMP_LT_OQ);
+      const __m256i ix = _mm512_maskz_cvttpd_epi32(on_grid, rx);
+      const __m256i iy = _mm512_maskz_cvttpd_epi32(on_grid, ry);
+      const __m256i cell =
+          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(iy, cells), ix), five);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acell + (k0 - c0)), cell);
+      aok[(k0 - c0) / 8] = on_grid;
+    }
+    for (int k = 0; k < cend - c0; ++k) __builtin_prefetch(slots + acell[k]);
+    for (int k0 = c0; k0 < cend; k0 += 8) {
+      const int left = cend - k0;
+      const __mmask8 live = left >= 8 ? 0xff : static_cast<__mmask8>((1u << left) - 1);
+      const __m256 pxf = _mm256_maskz_loadu_ps(live, px + k0);
+      const __m256 pyf = _mm256_maskz_loadu_ps(live, py + k0);
+      const __m512d qx = _mm512_maskz_cvtps_pd(0xff, pxf), qy = _mm512_maskz_cvtps_pd(0xff, pyf);
+      const __m512d bx = _mm512_add_pd(_mm512_maskz_cvtps_pd(0xff, _mm256_sub_ps(pxf, cxf)), cxd);
+      const __m512d by = _mm512_add_pd(_mm512_maskz_cvtps_pd(0xff, _mm256_sub_ps(pyf, cyf)), cyd);
+      const __m512d radius = _mm512_add_pd(_mm512_andnot_pd(sign, _mm512_sub_pd(bx, qx)),
+                                           _mm512_andnot_pd(sign, _mm512_sub_pd(by, qy)));
+      const __mmask8 on_grid = aok[(k0 - c0) / 8];
+      const __m256i cell = _mm256_load_si256(reinterpret_cast<const __m256i*>(acell + (k0 - c0)));
+      // The kSlots candidates: slots 0-1 and 2-3 as one 64-bit element each (little-endian: the
+      // lower slot in the low half), slot 4 alone.
+      static_assert(Layout::kSlots == 5);
+      __m256i s[Layout::kSlots];
+      const __m512i s01 =
+          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell, slots, 4);
+      const __m512i s23 = _mm512_mask_i32gather_epi64(
+          _mm512_setzero_si512(), on_grid, _mm256_add_epi32(cell, _mm256_set1_epi32(2)), slots, 4);
+      s[0] = _mm512_maskz_cvtepi64_epi32(0xff, s01);
+      s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
+      s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
+      s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
+      s[4] = _mm256_mmask_i32gather_epi32(zero_i, on_grid,
+                                          _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
+      const __mmask8 good = on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
+      // PickStable: best = d < b1 ? s : best; b2 = min(b2, max(b1, d)); b1 = min(b1, d), with
+      // std::min / std::max's operand order (no NaN occurs: distances are finite or +inf).
+      __m256i best = zero_i;
+      __m512d bxv = zero, byv = zero, b1 = zero, b2 = inf;
+      for (int i = 0; i < Layout::kSlots; ++i) {
+        const __m256i s2 = _mm256_slli_epi32(s[i], 1);
+        const __m512d x = _mm512_mask_i32gather_pd(zero, good, s2, xy, 8);
+        const __m512d y = _mm512_mask_i32gather_pd(zero, good, s2, xy + 1, 8);
+        const __m512d ddx = _mm512_sub_pd(qx, x), ddy = _mm512_sub_pd(qy, y);
+        const __m512d d = _mm512_add_pd(_mm512_mul_pd(ddx, ddx), _mm512_mul_pd(ddy, ddy));
+        if (i == 0) {
+          best = s[0];
+          bxv = x;
+          byv = y;
+          b1 = d;
+        } else {
+          const __mmask8 lt = _mm512_cmp_pd_mask(d, b1, _CMP_LT_OQ);
+          best = _mm256_mask_mov_epi32(best, lt, s[i]);
+          bxv = _mm512_mask_mov_pd(bxv, lt, x);
+          byv = _mm512_mask_mov_pd(byv, lt, y);
+          // max(b1, d) = b1 < d ? d : b1; min(b2, m) = m < b2 ? m : b2; min(b1, d) = d < b1 ? d : b1.
+          const __m512d mx = _mm512_mask_mov_pd(b1, _mm512_cmp_pd_mask(b1, d, _CMP_LT_OQ), d);
+          b2 = _mm512_mask_mov_pd(b2, _mm512_cmp_pd_mask(mx, b2, _CMP_LT_OQ), mx);
+          b1 = _mm512_mask_mov_pd(b1, lt, d);
+        }
+      }
+      // The certificate: radius <= margin / 2 and b2 - b1 > 2 radius spread + 1e-12 (b2 + b1).
+      const __m512d rhs = _mm512_add_pd(_mm512_mul_pd(_mm512_mul_pd(two, radius), spread),
+                                        _mm512_mul_pd(tiny, _mm512_add_pd(b2, b1)));
+      const __mmask8 stable = good & _mm512_cmp_pd_mask(radius, half_margin, _CMP_LE_OQ) &
+                              _mm512_cmp_pd_mask(_mm512_sub_pd(b2, b1), rhs, _CMP_GT_OQ);
+      const __mmask8 same_point =
+          _mm512_cmp_pd_mask(bx, qx, _CMP_EQ_OQ) & _mm512_cmp_pd_mask(by, qy, _CMP_EQ_OQ);
+      // jb = j on the lanes kept: the errors at jb use j's row ((x - c) / 1 + c: / 1 is exact).
+      const __m512d ex0 = _mm512_andnot_pd(sign, _mm512_sub_pd(bxv, qx));
+      const __m512d ey0 = _mm512_andnot_pd(sign, _mm512_sub_pd(byv, qy));
+      const __m512d ex1 = _mm512_andnot_pd(
+          sign, _mm512_sub_pd(_mm512_add_pd(_mm512_sub_pd(bxv, cxd), cxd), qx));
+      const __m512d ey1 = _mm512_andnot_pd(
+          sign, _mm512_sub_pd(_mm512_add_pd(_mm512_sub_pd(byv, cyd), cyd), qy));
+      _mm256_mask_storeu_epi32(out.j + k0, live, best);
+      _mm256_mask_storeu_epi32(out.jb + k0, live, best);
+      _mm512_mask_storeu_pd(out.ex0 + k0, live, ex0);
+      _mm512_mask_storeu_pd(out.ey0 + k0, live, ey0);
+      _mm512_mask_storeu_pd(out.ex1 + k0, live, ex1);
+      _mm512_mask_storeu_pd(out.ey1 + k0, live, ey1);
+      if (const __mmask8 redo = live & ~(good & (stable | same_point)); redo != 0) [[unlikely]] {
+        for (int l = 0; l < 8; ++l) {
+          if ((redo >> l) & 1) {
+            const int k = k0 + l;
+            const InnerOut o{out.j + k,   out.jb + k,  out.ex0 + k,
+                             out.ey0 + k, out.ex1 + k, out.ey1 + k};
+            InnerScalar(cb, px + k, py + k, 1, cx, cy, o);
+          }
+        }
+      }
+    }
+  }
+}
+
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
+InnerFn BestInner() { return HaveAvx512() ? InnerAvx512 : InnerScalar; }
 
 #else  // not x86-64: the scalar kernel only
 
@@ -200,6 +364,11 @@ void OuterTrialAvx512(const Codebook& cb, const OuterBlock& b, const Rings& R, u
   OuterTrialScalar(cb, b, R, stride, code, ex, ey);
 }
 OuterTrialFn BestOuterTrial() { return OuterTrialScalar; }
+void InnerAvx512(const Codebook& cb, const float* px, const float* py, int cnt, float cx,
+                 float cy, const InnerOut& out) {
+  InnerScalar(cb, px, py, cnt, cx, cy, out);
+}
+InnerFn BestInner() { return InnerScalar; }
 
 #endif
 

@@ -1,7 +1,7 @@
-// hc1's hot kernel, one class trial over a block of outer pairs, in a scalar reference and an
-// AVX-512 version picked at run time. Both do exactly the same float64 operations in the same
-// order (no FMA), so they give bit-identical codes and errors; tests/core/codec/hc1_simd_test.cc
-// checks that. Used by core/codec/hc1_grid.cc; spec: core/format/spec-hc1.md, section 5.6.
+// hc1's hot kernels, one class trial over a block of outer pairs and the lookups of a block of
+// inner pairs, each in a scalar reference and an AVX-512 version picked at run time. Both
+// versions do exactly the same float64 operations in the same order (no FMA), so they give
+// bit-identical codes and errors; tests/core/codec/hc1_simd_test.cc checks that. Used by core/codec/hc1_grid.cc; spec: core/format/spec-hc1.md, section 5.6.
 #ifndef HC_CORE_CODEC_HC1_SIMD_H_
 #define HC_CORE_CODEC_HC1_SIMD_H_
 
@@ -62,6 +62,31 @@ void OuterTrialAvx512(const Codebook& cb, const OuterBlock& b, const Rings& R, u
                       uint32_t* code, double* ex, double* ey);
 /// The best kernel for this CPU.
 OuterTrialFn BestOuterTrial();
+
+/// Where the inner-pair kernel writes its per-pair results (arrays of the block's length).
+struct InnerOut {
+  /// j: the row nearest to p (the class trials' code, K = 0); jb: the row nearest to
+  /// float32(p - c) + c (the code when K > 0).
+  uint32_t *j, *jb;
+  /// |CB[j] - p| per component, and |(CB[jb] - c) / 1 + c - p| per component.
+  double *ex0, *ey0, *ex1, *ey1;
+};
+
+/// The inner-pair kernel over `cnt` pairs p = (px[k], py[k]) of a tensor whose float32 centre
+/// is (cx, cy): j = Pick at p; jb = j when PickStable certifies that the point float32(p - c) + c
+/// (a rounding error away) has the same nearest row or when it equals p, else Nearest there;
+/// then the errors of InnerOut. Both kernels do the same float64 operations in the same order.
+using InnerFn = void (*)(const Codebook& cb, const float* px, const float* py, int cnt, float cx,
+                         float cy, const InnerOut& out);
+/// The scalar reference.
+void InnerScalar(const Codebook& cb, const float* px, const float* py, int cnt, float cx,
+                 float cy, const InnerOut& out);
+/// The AVX-512 kernel, 8 pairs at a time; call only when HaveAvx512(). Lanes off the grid, in
+/// overflowing cells or not certified stable take the scalar path.
+void InnerAvx512(const Codebook& cb, const float* px, const float* py, int cnt, float cx,
+                 float cy, const InnerOut& out);
+/// The best inner kernel for this CPU.
+InnerFn BestInner();
 
 }  // namespace hc::hc1
 

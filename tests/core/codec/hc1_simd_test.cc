@@ -152,5 +152,102 @@ TEST(Hc1Simd, ScalarOuterTrialFindsTheNearestRow) {
   }
 }
 
+
+// Inner pairs: inside the square, on its cell lines, at the centre's overflowing cells, near
+// ties between rows (where the certificate fails), and a few off the grid; float32 values whose
+// p - c rounds (large centres) and whose p - c is exact (centre 0).
+struct InnerPoints {
+  std::vector<float> px, py;
+};
+InnerPoints MakeInner(const Codebook& cb, const Case& c, std::mt19937_64& rng) {
+  InnerPoints p;
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const Layout& l = cb.layout();
+  const double h = c.L / 2;
+  auto add = [&](double x, double y) {
+    p.px.push_back(static_cast<float>(x));
+    p.py.push_back(static_cast<float>(y));
+  };
+  for (int i = 0; i < 500; ++i) add(c.cx + h * u(rng), c.cy + h * u(rng));
+  const double ox = static_cast<double>(c.cx) - h, oy = static_cast<double>(c.cy) - h;
+  for (int i = 0; i < 150; ++i) {  // cell lines and corners
+    const int gx = static_cast<int>(rng() % (l.cells_per_axis() - 1));
+    const int gy = static_cast<int>(rng() % (l.cells_per_axis() - 1));
+    add(i % 3 == 0 ? ox + gx * l.cell() : c.cx + h * u(rng),
+        i % 3 == 1 ? c.cy + h * u(rng) : oy + gy * l.cell());
+  }
+  for (int i = 0; i < 100; ++i) add(c.cx + u(rng) * l.cell() * 2, c.cy + u(rng) * l.cell() * 2);
+  for (int i = 0; i < 150; ++i) {  // midpoints of two rows: near-ties
+    const int64_t a = 1 + static_cast<int64_t>(rng() % c.n), b = 1 + static_cast<int64_t>(rng() % c.n);
+    add(0.5 * (cb.x(a) + cb.x(b)) + 1e-9 * u(rng), 0.5 * (cb.y(a) + cb.y(b)));
+  }
+  for (int i = 0; i < 20; ++i) add(c.cx + u(rng) * c.L * 50, c.cy + u(rng) * c.L * 50);
+  InnerPoints m;  // interleave the kinds
+  const size_t n = p.px.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = (k * 7919) % n;
+    m.px.push_back(p.px[i]);
+    m.py.push_back(p.py[i]);
+  }
+  return m;
+}
+
+struct InnerResult {
+  std::vector<uint32_t> j, jb;
+  std::vector<double> ex0, ey0, ex1, ey1;
+  explicit InnerResult(int n) : j(n, 7), jb(n, 7), ex0(n, -1), ey0(n, -1), ex1(n, -1), ey1(n, -1) {}
+  InnerOut Out() { return {j.data(), jb.data(), ex0.data(), ey0.data(), ex1.data(), ey1.data()}; }
+};
+
+TEST(Hc1Simd, InnerMatchesScalarBitForBit) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const std::vector<Case> cases = {{0.1, 1600, 0.001f, -0.002f}, {0.1, 225, -0.03f, 0.5f},
+                                   {0.8, 1600, 0.0f, 0.0f},      {0.3, 7, 1.5f, -2.0f},
+                                   {0.1, 50, 3e9f, 1.0f},  // centre too far: grid off
+                                   {0.05, 65536, 0.01f, 0.01f},  {0.02, 4096, 1000.0f, -777.0f}};
+  std::mt19937_64 rng(11);
+  int checked = 0, patched = 0;
+  for (const Case& c : cases) {
+    const Codebook cb(Layout::Get(c.L, c.n), c.cx, c.cy);
+    const InnerPoints p = MakeInner(cb, c, rng);
+    for (int cnt : {0, 1, 7, 8, 9, 63, 64, static_cast<int>(p.px.size())}) {
+      InnerResult s(cnt + 1), v(cnt + 1);
+      InnerScalar(cb, p.px.data(), p.py.data(), cnt, c.cx, c.cy, s.Out());
+      InnerAvx512(cb, p.px.data(), p.py.data(), cnt, c.cx, c.cy, v.Out());
+      for (int i = 0; i <= cnt; ++i) {  // [cnt]: untouched
+        ASSERT_EQ(s.j[i], v.j[i]) << c.n << " i " << i;
+        ASSERT_EQ(s.jb[i], v.jb[i]) << c.n << " i " << i;
+        ASSERT_EQ(Bits(s.ex0[i]), Bits(v.ex0[i])) << c.n << " i " << i;
+        ASSERT_EQ(Bits(s.ey0[i]), Bits(v.ey0[i])) << c.n << " i " << i;
+        ASSERT_EQ(Bits(s.ex1[i]), Bits(v.ex1[i])) << c.n << " i " << i;
+        ASSERT_EQ(Bits(s.ey1[i]), Bits(v.ey1[i])) << c.n << " i " << i;
+        if (i < cnt) patched += s.j[i] != s.jb[i];
+      }
+      checked += cnt;
+    }
+  }
+  EXPECT_GT(checked, 5000);
+  EXPECT_GT(patched, 0) << "no pair had a different row at float32(p - c) + c";
+}
+
+TEST(Hc1Simd, ScalarInnerFindsTheNearestRows) {
+  const Case c{0.02, 4096, 1000.0f, -777.0f};  // p - c rounds: b differs from p
+  const Codebook cb(Layout::Get(c.L, c.n), c.cx, c.cy);
+  std::mt19937_64 rng(5);
+  const InnerPoints p = MakeInner(cb, c, rng);
+  const int cnt = static_cast<int>(p.px.size());
+  InnerResult r(cnt);
+  InnerScalar(cb, p.px.data(), p.py.data(), cnt, c.cx, c.cy, r.Out());
+  for (int i = 0; i < cnt; ++i) {
+    const double qx = p.px[i], qy = p.py[i];
+    const double bx = static_cast<double>(p.px[i] - c.cx) + cb.cx();
+    const double by = static_cast<double>(p.py[i] - c.cy) + cb.cy();
+    ASSERT_EQ(r.j[i], cb.NearestBruteForce(qx, qy)) << i;
+    ASSERT_EQ(r.jb[i], cb.NearestBruteForce(bx, by)) << i;
+    ASSERT_EQ(Bits(r.ex0[i]), Bits(std::abs(cb.x(r.j[i]) - qx))) << i;
+    ASSERT_EQ(Bits(r.ey1[i]), Bits(std::abs((cb.y(r.jb[i]) - cb.cy()) + cb.cy() - qy))) << i;
+  }
+}
+
 }  // namespace
 }  // namespace hc::hc1
