@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -111,17 +112,27 @@ std::vector<uint8_t> PackReference(const std::vector<uint32_t>& c, int width) {
   return out;
 }
 
-TEST(SimdPathsTest, BytePackingEqualsTheBitDefinition) {
+// Both paths (the AVX2 width-4 kernels take 64 codes per packing step and 32 per unpacking
+// step; the sizes straddle those).
+class BytePacking : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(SimdPathsTest, BytePacking, ::testing::Values(false, true),
+                         [](const auto& i) { return i.param ? "scalar" : "simd"; });
+
+TEST_P(BytePacking, EqualsTheBitDefinition) {
+  std::optional<ScopedScalarOnly> scalar;
+  if (GetParam()) scalar.emplace();
   std::mt19937 g(9);
   for (int width : {4, 8, 3}) {
-    for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{15}, size_t{16}, size_t{1001}}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{15}, size_t{16}, size_t{31},
+                     size_t{32}, size_t{33}, size_t{63}, size_t{64}, size_t{65}, size_t{1001},
+                     size_t{4099}}) {
       std::vector<uint32_t> c(n);
       for (uint32_t& x : c) x = g() & ((1u << width) - 1);
       const std::vector<uint8_t> ref = PackReference(c, width);
       std::vector<uint8_t> out(ref.size(), 0xAB);
       PackLsbFirst(c, width, absl::MakeSpan(out));
       ASSERT_EQ(out, ref) << "width " << width << " n " << n;
-      for (size_t first : {size_t{0}, size_t{1}, size_t{2}, size_t{3}}) {
+      for (size_t first : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{34}}) {
         if (first > n) continue;
         std::vector<uint32_t> back(n - first);
         UnpackLsbFirst(ref, width, first, absl::MakeSpan(back));
