@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -67,13 +68,95 @@ absl::Status SafetensorsWriter::WriteAll(int fd, const uint8_t* p, size_t n, uin
   return absl::OkStatus();
 }
 
+// Direct I/O: the stage holds the file range [stage_offset_, stage_offset_ + kDirectBlock),
+// starting at offset 0 with zeros where the header goes (Finish() writes it, buffered). Full
+// stages are written as they fill; the last one is padded to kDirectAlign and the file is
+// truncated to its size at Finish().
 absl::Status SafetensorsWriter::Spill() {
-  HC_RETURN_IF_ERROR(WriteAll(fd_, buffer_.data(), buffer_.size(),
-                              8 + options_.reserve_header_bytes));
+  spilled_ = true;
+  if (options_.direct_io) {
+    const int flags = ::fcntl(fd_, F_GETFL);
+    void* mem = std::aligned_alloc(kDirectAlign, kDirectBlock);
+    if (flags >= 0 && mem != nullptr && ::fcntl(fd_, F_SETFL, flags | O_DIRECT) == 0) {
+      direct_ = true;
+      stage_.reset(static_cast<uint8_t*>(mem));
+      stage_offset_ = 0;
+      stage_len_ = 0;
+      const uint64_t head = 8 + options_.reserve_header_bytes;
+      for (uint64_t done = 0; done < head;) {  // the header's place (it may exceed a stage)
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(head - done, kDirectBlock));
+        std::memset(stage_.get(), 0, n);
+        stage_len_ = n;
+        done += n;
+        if (stage_len_ == kDirectBlock) {
+          HC_RETURN_IF_ERROR(WriteStage(kDirectBlock));
+          stage_offset_ += kDirectBlock;
+          stage_len_ = 0;
+        }
+      }
+    } else {
+      std::free(mem);
+    }
+  }
+  if (direct_) {
+    HC_RETURN_IF_ERROR(AppendSpilled(buffer_.data(), buffer_.size()));
+  } else {
+    HC_RETURN_IF_ERROR(WriteAll(fd_, buffer_.data(), buffer_.size(),
+                                8 + options_.reserve_header_bytes));
+  }
   buffer_.clear();
   buffer_.shrink_to_fit();
-  spilled_ = true;
   return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::AppendSpilled(const uint8_t* p, size_t n) {
+  if (!direct_) {
+    const uint64_t at = 8 + options_.reserve_header_bytes + data_bytes_;
+    return WriteAll(fd_, p, n, at);
+  }
+  while (n > 0) {
+    const size_t k = std::min(n, kDirectBlock - stage_len_);
+    std::memcpy(stage_.get() + stage_len_, p, k);
+    stage_len_ += k;
+    p += k;
+    n -= k;
+    if (stage_len_ == kDirectBlock) {
+      HC_RETURN_IF_ERROR(WriteStage(kDirectBlock));
+      stage_offset_ += kDirectBlock;
+      stage_len_ = 0;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::WriteStage(size_t n) {
+  if (!direct_) return WriteAll(fd_, stage_.get(), n, stage_offset_);
+  const uint8_t* p = stage_.get();
+  size_t left = n;
+  uint64_t off = stage_offset_;
+  while (left > 0) {
+    const ssize_t r = ::pwrite(fd_, p, left, static_cast<off_t>(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno != EINVAL) return OsError("write failed", path_);
+    if (r > 0) {
+      p += r;
+      left -= static_cast<size_t>(r);
+      off += static_cast<uint64_t>(r);
+    }
+    if (r <= 0 || static_cast<size_t>(r) % kDirectAlign != 0) {
+      // Refused (EINVAL) or a short write off the alignment: the rest goes buffered.
+      EndDirect();
+      return WriteAll(fd_, p, left, off);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void SafetensorsWriter::EndDirect() {
+  if (!direct_) return;
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+  direct_ = false;
 }
 
 absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
@@ -103,8 +186,7 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
   t.begin = data_bytes_;
   t.end = data_bytes_ + data.size();
   if (spilled_) {
-    HC_RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(),
-                                8 + options_.reserve_header_bytes + data_bytes_));
+    HC_RETURN_IF_ERROR(AppendSpilled(data.data(), data.size()));
   } else {
     buffer_.insert(buffer_.end(), data.begin(), data.end());
     if (buffer_.size() > options_.memory_limit) HC_RETURN_IF_ERROR(Spill());
@@ -129,6 +211,17 @@ absl::Status SafetensorsWriter::Finish(const StringMap& metadata) {
                                                    *std::adjacent_find(keys.begin(), keys.end()), "\""));
   }
   std::string header;
+  if (spilled_ && stage_ != nullptr) {
+    // The last, partial stage: padded to the alignment (truncated away below).
+    if (stage_len_ > 0) {
+      const size_t n = (stage_len_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+      std::memset(stage_.get() + stage_len_, 0, n - stage_len_);
+      HC_RETURN_IF_ERROR(WriteStage(direct_ ? n : stage_len_));
+    }
+    EndDirect();
+    stage_.reset();
+    stage_len_ = 0;
+  }
   if (spilled_) {
     header = EncodeSafetensorsHeader(tensors_, metadata, options_.reserve_header_bytes);
     if (header.size() != options_.reserve_header_bytes) {

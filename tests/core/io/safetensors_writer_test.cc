@@ -1,5 +1,7 @@
 #include "core/io/safetensors_writer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <string>
@@ -194,6 +196,45 @@ TEST(SafetensorsWriter, LargeDataSpills) {
   opts.reserve_header_bytes = 1024;
   ASSERT_THAT(WriteAll(dir + "/b.safetensors", specs, {}, opts), IsOk());
   ExpectReadsBack(dir + "/b.safetensors", specs, {});
+}
+
+// Direct I/O (the default once data spills) writes the same bytes as buffered writes: data
+// over several 8 MiB stages with odd tensor sizes, a last partial stage, a header that fits its
+// reservation and one that outgrows it (the copy after the direct writes), and a tmpfs target
+// where the kernel may refuse O_DIRECT (the fallback).
+TEST(SafetensorsWriter, DirectIoWritesTheSameBytes) {
+  const std::string dir = hc::testing::ScratchDir("writer/direct");
+  std::vector<Spec> specs;
+  const size_t stage = SafetensorsWriter::kDirectBlock;
+  for (int i = 0; i < 7; ++i) {
+    const int64_t n = static_cast<int64_t>(stage / 3) + 1001 * i + 3;  // stage-straddling
+    specs.push_back({absl::StrCat("w", i), DType::kU8, {n}, PatternBytes(n, static_cast<uint8_t>(i))});
+  }
+  specs.push_back({"tail", DType::kF16, {3}, PatternBytes(6, 9)});
+  std::vector<std::string> dirs = {dir};
+  if (fs::is_directory("/dev/shm")) {
+    const std::string shm = absl::StrCat("/dev/shm/hc_writer_direct_", ::getpid());
+    fs::create_directories(shm);
+    dirs.push_back(shm);
+  }
+  for (const std::string& d : dirs) {
+    SCOPED_TRACE(d);
+    for (uint64_t reserve : {uint64_t{1} << 20, uint64_t{8}}) {
+      SafetensorsWriterOptions buffered;
+      buffered.memory_limit = 1 << 16;
+      buffered.reserve_header_bytes = reserve;
+      buffered.direct_io = false;
+      SafetensorsWriterOptions direct = buffered;
+      direct.direct_io = true;
+      ASSERT_THAT(WriteAll(d + "/b.safetensors", specs, kMeta, buffered), IsOk());
+      ASSERT_THAT(WriteAll(d + "/d.safetensors", specs, kMeta, direct), IsOk());
+      ExpectReadsBack(d + "/d.safetensors", specs, kMeta);
+      EXPECT_TRUE(ReadFile(d + "/b.safetensors") == ReadFile(d + "/d.safetensors"))
+          << "reserve " << reserve;
+    }
+    EXPECT_THAT(DirEntries(d), ::testing::ElementsAre("b.safetensors", "d.safetensors"));
+  }
+  if (dirs.size() > 1) fs::remove_all(dirs[1]);
 }
 
 TEST(SafetensorsWriter, DestroyedWithoutFinishLeavesNothing) {
