@@ -189,12 +189,15 @@ class FixedDecoder final : public TensorDecoder {
                absl::Span<const uint8_t> scales)
       : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
 
-  // Per block: unpack the symbols, look up the windows, scale, unrotate.
+  // Per block: the symbols as bytes, every window from its 12/k newest symbols (independent
+  // element loops, no carried state), the lookups times the scale, then the unrotation.
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
     const float* cb = TrellisCodebook(bits_);
+    const int k = bits_;
     float z[kBlock], x[kBlock];
-    uint32_t sym[kBlock];
-    uint8_t sym8[kBlock];
+    uint32_t w[kBlock];
+    uint8_t padded[kBlock + 8] = {};  // 8 zero symbols before the block
+    uint8_t* sym = padded + 8;
     const uint64_t end = begin + out.size();
     for (int64_t b = static_cast<int64_t>(begin / kBlock); b * kBlock < static_cast<int64_t>(end);
          ++b) {
@@ -202,10 +205,39 @@ class FixedDecoder final : public TensorDecoder {
       uint16_t h;
       std::memcpy(&h, scales_.data() + 2 * b, 2);
       const float s = HalfToFloat(h);
-      UnpackLsbFirst(codes_, bits_, static_cast<uint64_t>(b) * kBlock, absl::MakeSpan(sym, n));
-      for (int i = 0; i < n; ++i) sym8[i] = static_cast<uint8_t>(sym[i]);
-      TrellisValues(sym8, n, bits_, cb, z);
-      for (int i = 0; i < n; ++i) z[i] *= s;
+      const uint8_t* p = codes_.data() + static_cast<uint64_t>(b) * (kBlock / 8) * k;
+      if (n < kBlock) {  // the last, short block (its bytes may end mid-byte)
+        uint32_t s32[kBlock];
+        UnpackLsbFirst(codes_, k, static_cast<uint64_t>(b) * kBlock, absl::MakeSpan(s32, n));
+        for (int i = 0; i < n; ++i) sym[i] = static_cast<uint8_t>(s32[i]);
+      } else if (k == 4) {
+        for (int j = 0; j < kBlock / 2; ++j) {
+          sym[2 * j] = p[j] & 15u;
+          sym[2 * j + 1] = p[j] >> 4;
+        }
+      } else if (k == 2) {
+        for (int j = 0; j < kBlock / 4; ++j) {
+          for (int q = 0; q < 4; ++q) sym[4 * j + q] = (p[j] >> (2 * q)) & 3u;
+        }
+      } else {  // k == 3: every 8 symbols fill 3 whole bytes
+        for (int j = 0; j < kBlock / 8; ++j) {
+          const uint32_t v = p[3 * j] | p[3 * j + 1] << 8 | p[3 * j + 2] << 16;
+          for (int q = 0; q < 8; ++q) sym[8 * j + q] = (v >> (3 * q)) & 7u;
+        }
+      }
+      if (k == 4) {
+        for (int i = 0; i < n; ++i) w[i] = sym[i] << 8 | sym[i - 1] << 4 | sym[i - 2];
+      } else if (k == 2) {
+        for (int i = 0; i < n; ++i) {
+          w[i] = sym[i] << 10 | sym[i - 1] << 8 | sym[i - 2] << 6 | sym[i - 3] << 4 |
+                 sym[i - 4] << 2 | sym[i - 5];
+        }
+      } else {
+        for (int i = 0; i < n; ++i) {
+          w[i] = sym[i] << 9 | sym[i - 1] << 6 | sym[i - 2] << 3 | sym[i - 3];
+        }
+      }
+      for (int i = 0; i < n; ++i) z[i] = cb[w[i]] * s;
       const uint64_t b0 = static_cast<uint64_t>(b) * kBlock;
       const uint64_t lo = std::max(begin, b0), hi = std::min(end, b0 + r);
       if (lo == b0 && hi == b0 + r) {
