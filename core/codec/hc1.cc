@@ -80,30 +80,41 @@ int BitLength(uint32_t v) { return v == 0 ? 1 : 32 - std::countl_zero(v); }
 class Hc1Decoder final : public TensorDecoder {
  public:
   Hc1Decoder(std::vector<float> table, absl::Span<const uint8_t> codes, int w, int z)
-      : table_(std::move(table)), codes_(codes), w_(w), z_(z) {}
+      : entries_(table.size() / 2), table_(std::move(table)), codes_(codes), w_(w), z_(z) {
+    // One NaN pair past the entries: an index beyond them (a corrupt stream) decodes to NaN.
+    table_.push_back(std::numeric_limits<float>::quiet_NaN());
+    table_.push_back(std::numeric_limits<float>::quiet_NaN());
+  }
 
+  // Whole pairs in a tight loop (the index from one unaligned 8-byte load while it lies inside
+  // the codes, both values copied at once); a leading or trailing single element, and the last
+  // few pairs near the end of the codes, go through Read().
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
-    const uint64_t entries = table_.size() / 2;
-    const float nan = std::numeric_limits<float>::quiet_NaN();
     size_t i = 0;
     uint64_t e = begin;
-    while (i < out.size()) {
-      const uint64_t I = Read(e >> 1);
-      const bool ok = I < entries;
-      if ((e & 1) == 0 && i + 1 < out.size()) {
-        out[i] = ok ? table_[2 * I] : nan;
-        out[i + 1] = ok ? table_[2 * I + 1] : nan;
-        i += 2;
-        e += 2;
-      } else {
-        out[i] = ok ? table_[2 * I + (e & 1)] : nan;
-        ++i;
-        ++e;
+    if (e & 1) {
+      out[i++] = table_[2 * Clamp(Read(e >> 1)) + 1];
+      ++e;
+    }
+    const uint64_t w = static_cast<uint64_t>(w_);
+    uint64_t bit = static_cast<uint64_t>(z_) + (e >> 1) * w;
+    const uint64_t limit = codes_.size() >= 8 ? codes_.size() - 8 : 0;  // last fast byte
+    const uint8_t* codes = codes_.data();
+    const float* table = table_.data();
+    if (codes_.size() >= 8) {
+      for (; i + 1 < out.size() && (bit >> 3) <= limit; i += 2, e += 2, bit += w) {
+        uint64_t v;
+        std::memcpy(&v, codes + (bit >> 3), 8);
+        v = __builtin_bswap64(v);  // little-endian host (x86-64, arm64)
+        const uint64_t I = Clamp((v << (bit & 7)) >> (64 - w_));
+        std::memcpy(out.data() + i, table + 2 * I, 2 * sizeof(float));
       }
     }
+    for (; i < out.size(); ++i, ++e) out[i] = table_[2 * Clamp(Read(e >> 1)) + (e & 1)];
   }
 
  private:
+  uint64_t Clamp(uint64_t I) const { return I < entries_ ? I : entries_; }
   uint64_t Read(uint64_t pair) const {
     const uint64_t bit = static_cast<uint64_t>(z_) + pair * static_cast<uint64_t>(w_);
     const uint64_t byte = bit >> 3;
@@ -119,6 +130,7 @@ class Hc1Decoder final : public TensorDecoder {
     return (v << (bit & 7)) >> (64 - w_);
   }
 
+  uint64_t entries_;
   std::vector<float> table_;
   absl::Span<const uint8_t> codes_;
   int w_;
