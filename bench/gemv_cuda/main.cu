@@ -298,6 +298,23 @@ void CheckVectors(const std::vector<Record>& recs) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Reference points for the timings: an empty kernel (the launch floor in a graph) and a plain
+// streaming read of the same bytes as the weights (16-byte loads, one block per SM x 4), the
+// speed any kernel reading them could reach at this size.
+
+__global__ void EmptyKernel() {}
+
+__global__ void ReadKernel(const uint4* __restrict__ p, size_t n, uint32_t* __restrict__ out) {
+  uint32_t acc = 0;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint4 v = __ldcs(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) out[0] = acc;  // keeps the loads
+}
+
+// ---------------------------------------------------------------------------------------------
 // Random full-size matrices.
 
 HostMatrix RandomMatrix(int kind, int bits, int64_t rows, int64_t cols, std::mt19937_64& rng) {
@@ -417,6 +434,22 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
         CHECK_CUDA(cudaMalloc(&dy, 16 * rows * 4));
         CHECK_CUDA(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
         const int per_graph = std::max(64, std::min(1024, 200 * copies));
+        if (kind == 0 && bits == 4) {
+          int sms = 0;
+          CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+          const double us_e = TimeUs([&](int, cudaStream_t s) { EmptyKernel<<<sms, 32, 0, s>>>(); },
+                                     1, 1024, 9);
+          EmitTime("empty_kernel", bits, rows, cols, 1, us_e, 0.0, 1);
+          const double us_r = TimeUs(
+              [&](int i, cudaStream_t s) {
+                ReadKernel<<<4 * sms, 1024, 0, s>>>(reinterpret_cast<const uint4*>(ds[i].codes),
+                                                    m.codes.size() / 16,
+                                                    reinterpret_cast<uint32_t*>(dy));
+              },
+              copies, per_graph, 9);
+          EmitTime("read_codes_only", bits, rows, cols, 1, us_r,
+                   static_cast<double>(m.codes.size()), copies);
+        }
         for (int batch : {1, 4, 16}) {
           const double bytes = static_cast<double>(d0.bytes()) + 4.0 * batch * (cols + rows);
           for (const Variant& v : kVariants) {

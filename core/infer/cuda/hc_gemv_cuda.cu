@@ -8,14 +8,15 @@
 namespace hc::cuda {
 namespace {
 
-constexpr int kThreads = 512;  // 16 warps per block, one block per SM (the F16 table is 128 KiB)
-constexpr int kWarps = kThreads / 32;
+// One block per SM (the F16 table takes 128 KiB); 32 warps at batch 1 (64 registers each), 16
+// warps with 128 registers for the 4 or 16 sums per row of larger batches.
+constexpr int ThreadsFor(int batch) { return batch == 1 ? 1024 : 512; }
 constexpr int kWordsPerStep = 128;  // 32 lanes x 4 words of codes per row and warp step
 constexpr int kF16Copies = 16;
 
 // Rows a warp decodes at once (sharing each x load): more rows, fewer x loads per weight, more
 // registers.
-constexpr int RowsPerWarp(int bits, int batch) { return bits == 4 && batch <= 4 ? 4 : 2; }
+constexpr int RowsPerWarp(int bits, int batch) { return bits == 2 && batch <= 4 ? 1 : 2; }
 
 // The rows of block `blk` out of `grid`: a balanced contiguous range.
 struct RowRange {
@@ -111,7 +112,7 @@ struct Codes {
 };
 
 // hc2 fixed, K bits, batch B, R rows per warp, kF16 the table layout.
-template <int K, int B, int R, bool kF16>
+template <int K, int B, int R, bool kF16, int kThreads>
 __global__ void __launch_bounds__(kThreads, 1)
     Hc2GemvKernel(const uint32_t* __restrict__ codes, const unsigned short* __restrict__ scales,
                   int64_t rows, int64_t cols, const float* __restrict__ cb32,
@@ -119,6 +120,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                   float* __restrict__ y) {
   constexpr int kSpw = 32 / K;        // symbols per word
   constexpr int kWordsPerBlock = 4 * K;  // 128 symbols
+  constexpr int kWarps = kThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   void* lut = smem;
   float* ypart = reinterpret_cast<float*>(smem + (kF16 ? 2 * 4096 * kF16Copies : 4 * 4096));
@@ -236,10 +238,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          float d = 0.0f;
+          float d0 = 0.0f, d1 = 0.0f;  // two chains: half the FMA latency per word
 #pragma unroll
-          for (int u = 0; u < kSpw; ++u) d = fmaf(v[r][u], xv[u], d);
-          acc[r][b] = fmaf(HalfBits(cur.s[r][j]), d, acc[r][b]);
+          for (int u = 0; u < kSpw; u += 2) {
+            d0 = fmaf(v[r][u], xv[u], d0);
+            d1 = fmaf(v[r][u + 1], xv[u + 1], d1);
+          }
+          acc[r][b] = fmaf(HalfBits(cur.s[r][j]), d0 + d1, acc[r][b]);
         }
       }
     }
@@ -256,12 +261,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 // rtn 4-bit group 128: per word of 8 codes q and 8 x values, sum q x (shared table-free decode:
 // (q | 0x4B000000) as a float is 2^23 + q) and, once per word and batch for all R rows, sum x;
 // the group's scale and zero then give s * sum(q x) + m * sum(x).
-template <int B, int R>
+template <int B, int R, int kThreads>
 __global__ void __launch_bounds__(kThreads, 1)
     RtnGemvKernel(const uint32_t* __restrict__ codes, const uint32_t* __restrict__ scales,
                   int64_t rows, int64_t cols, const float* __restrict__ x,
                   float* __restrict__ y) {
-  constexpr int K = 4, kSpw = 8, kWordsPerGroup = 16;
+  constexpr int K = 4, kSpw = 8, kWordsPerGroup = 16, kWarps = kThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   float* ypart = reinterpret_cast<float*>(smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -343,9 +348,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         const float sx = ((xv[0] + xv[1]) + (xv[2] + xv[3])) + ((xv[4] + xv[5]) + (xv[6] + xv[7]));
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          float d = 0.0f;
+          float d0 = 0.0f, d1 = 0.0f;
 #pragma unroll
-          for (int u = 0; u < kSpw; ++u) d = fmaf(q[r][u], xv[u], d);
+          for (int u = 0; u < kSpw; u += 2) {
+            d0 = fmaf(q[r][u], xv[u], d0);
+            d1 = fmaf(q[r][u + 1], xv[u + 1], d1);
+          }
+          const float d = d0 + d1;
           const uint32_t sm = cur.sm[r][j];
           const float s = HalfBits(static_cast<unsigned short>(sm & 0xFFFF));
           const float m = HalfBits(static_cast<unsigned short>(sm >> 16));
@@ -369,8 +378,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The grid (all SMs times the blocks that fit on one) and the dynamic shared memory: `fixed`
 // bytes plus the largest row range of a block times the batch for ypart (sized for a grid of one
 // block per SM, which bounds every larger grid).
-cudaError_t LaunchShape(const void* kernel, size_t fixed, int64_t rows, int batch, int* grid,
-                        size_t* smem) {
+cudaError_t LaunchShape(const void* kernel, int threads, size_t fixed, int64_t rows, int batch,
+                        int* grid, size_t* smem) {
   int dev = 0, sms = 0, per_sm = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -379,7 +388,7 @@ cudaError_t LaunchShape(const void* kernel, size_t fixed, int64_t rows, int batc
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(*smem));
   if (e == cudaSuccess) {
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, *smem);
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, *smem);
   }
   if (e != cudaSuccess) return e;
   *grid = sms * std::max(per_sm, 1);
@@ -389,12 +398,13 @@ cudaError_t LaunchShape(const void* kernel, size_t fixed, int64_t rows, int batc
 template <int K, int B, bool kF16>
 cudaError_t LaunchHc2(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const float* xr, float* y,
                       bool pdl, cudaStream_t stream) {
-  auto* kernel = &Hc2GemvKernel<K, B, RowsPerWarp(K, B), kF16>;
+  constexpr int kThreads = ThreadsFor(B);
+  auto* kernel = &Hc2GemvKernel<K, B, RowsPerWarp(K, B), kF16, kThreads>;
   const size_t lut = kF16 ? 2 * 4096 * kF16Copies : 4 * 4096;
   int grid = 0;
   size_t smem = 0;
   const cudaError_t e =
-      LaunchShape(reinterpret_cast<const void*>(kernel), lut, w.rows, B, &grid, &smem);
+      LaunchShape(reinterpret_cast<const void*>(kernel), kThreads, lut, w.rows, B, &grid, &smem);
   if (e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(grid);
@@ -430,10 +440,12 @@ cudaError_t DispatchBatch(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const
 
 template <int B>
 cudaError_t LaunchRtn(const RtnMatrix& w, const float* x, float* y, cudaStream_t stream) {
-  auto* kernel = &RtnGemvKernel<B, RowsPerWarp(4, B)>;
+  constexpr int kThreads = ThreadsFor(B);
+  auto* kernel = &RtnGemvKernel<B, RowsPerWarp(4, B), kThreads>;
   int grid = 0;
   size_t smem = 0;
-  const cudaError_t e = LaunchShape(reinterpret_cast<const void*>(kernel), 0, w.rows, B, &grid, &smem);
+  const cudaError_t e =
+      LaunchShape(reinterpret_cast<const void*>(kernel), kThreads, 0, w.rows, B, &grid, &smem);
   if (e != cudaSuccess) return e;
   kernel<<<grid, kThreads, smem, stream>>>(reinterpret_cast<const uint32_t*>(w.codes),
                                            reinterpret_cast<const uint32_t*>(w.scales), w.rows,
