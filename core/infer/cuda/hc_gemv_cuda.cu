@@ -35,28 +35,41 @@ __device__ inline float WarpSum(float v) {
 
 __device__ inline float HalfBits(unsigned short h) { return __half2float(__ushort_as_half(h)); }
 
-// One weight of the hc2 codebook from shared memory. kF16x16: copy c = lane mod 16 holds entry w
-// at half index (w / 4) * 64 + c * 4 + w mod 4, so copy c lives in banks 2c and 2c + 1.
-template <bool kF16>
-__device__ inline float Lookup(const void* lut, uint32_t w, uint32_t copy4) {
+// Shift left by n (right for negative n); n is a constant once the callers' loops are unrolled.
+__device__ __forceinline__ uint32_t ShiftLeft(uint32_t x, int n) { return n >= 0 ? x << n : x >> -n; }
+
+// The shared-memory byte offset of the codebook entry of symbol u of the 32-bit code word `cur`
+// (`prev` the word before it, 0 at a block start). The window w holds bits [K u - (12 - K),
+// K u + K) of the stream: of `cur` alone when that start p >= 0, else of the pair prev:cur (one
+// funnel shift). The offset is built from the word directly, without extracting w first:
+//  - kF32: 4 w (one shift, one mask);
+//  - kF16x16: copy c = lane mod 16 holds entry w at half index (w / 4) * 64 + c * 4 + w mod 4, so
+//    copy c lives in banks 2c, 2c + 1 and lanes l, l + 16 collide at most: the byte offset is
+//    ((w << 5) & 0x1FF80) | (lane mod 16) * 8 | ((w << 1) & 6) (two shifts, two three-input
+//    logic operations).
+// u is a constant after unrolling, so every shift is by a constant.
+template <int K, bool kF16>
+__device__ __forceinline__ uint32_t LutOffset(uint32_t prev, uint32_t cur, int u, uint32_t copy8) {
+  const int p = K * u - (12 - K);
+  uint32_t x = cur;
+  int q = p;
+  if (p < 0) {
+    x = __funnelshift_r(prev, cur, 32 + p);
+    q = 0;
+  }
   if constexpr (kF16) {
-    const __half* t = static_cast<const __half*>(lut);
-    return __half2float(t[((w >> 2) << 6) | copy4 | (w & 3)]);
+    return (ShiftLeft(x, 5 - q) & 0x1FF80u) | copy8 | (ShiftLeft(x, 1 - q) & 6u);
   } else {
-    return static_cast<const float*>(lut)[w];
+    return ShiftLeft(x, 2 - q) & 0x3FFCu;
   }
 }
 
-// The 12-bit window of symbol u of the 32-bit code word `cur` (the word before it `prev`, 0 at a
-// block start): bits [K u - (12 - K), K u + K) of the stream, i.e. bits 20 + K + K u.. of the
-// 64-bit pair prev:cur... read as (cur:prev) >> (20 + K + K u).
-template <int K, int U>
-__device__ inline uint32_t Window(uint32_t prev, uint32_t cur) {
-  constexpr int kShift = 20 + K + K * U;
-  if constexpr (kShift >= 32) {
-    return (cur >> (kShift - 32)) & 0xFFFu;
+template <bool kF16>
+__device__ __forceinline__ float LutValue(const unsigned char* lut, uint32_t offset) {
+  if constexpr (kF16) {
+    return __half2float(*reinterpret_cast<const __half*>(lut + offset));
   } else {
-    return __funnelshift_r(prev, cur, kShift) & 0xFFFu;
+    return *reinterpret_cast<const float*>(lut + offset);
   }
 }
 
@@ -122,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kWordsPerBlock = 4 * K;  // 128 symbols
   constexpr int kWarps = kThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
-  void* lut = smem;
+  const unsigned char* lut = smem;
   float* ypart = reinterpret_cast<float*>(smem + (kF16 ? 2 * 4096 * kF16Copies : 4 * 4096));
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -168,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   cudaGridDependencySynchronize();  // xr comes from the preceding rotation
 #endif
 
-  const uint32_t copy4 = (lane & (kF16Copies - 1)) << 2;
+  const uint32_t copy8 = (lane & (kF16Copies - 1)) << 3;
   const bool block_start = (lane % kWordsPerBlock) == 0;
   float acc[R][B];
 #pragma unroll
@@ -208,19 +221,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (block_start) prev = 0;
 #pragma unroll
         for (int u = 0; u < kSpw; ++u) {
-          uint32_t win = 0;
-          // Unrolled: U must be a constant for the shifts.
-          if constexpr (K == 4) {
-            switch (u) {
-              case 0: win = Window<K, 0>(prev, w); break;
-              case 1: win = Window<K, 1>(prev, w); break;
-              default: win = (w >> (4 * u - 8)) & 0xFFFu; break;
-            }
-          } else {
-            win = u < 5 ? (__funnelshift_r(prev, w, 22 + 2 * u) & 0xFFFu)
-                        : ((w >> (2 * u - 10)) & 0xFFFu);
-          }
-          v[r][u] = Lookup<kF16>(lut, win, copy4);
+          v[r][u] = LutValue<kF16>(lut, LutOffset<K, kF16>(prev, w, u, copy8));
         }
       }
       const int64_t col = static_cast<int64_t>(st) * (4096 / K) + (32 * j + lane) * kSpw;
