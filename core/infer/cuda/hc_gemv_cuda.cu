@@ -38,7 +38,7 @@ __device__ inline float HalfBits(unsigned short h) { return __half2float(__ushor
 // Shift left by n (right for negative n); n is a constant once the callers' loops are unrolled.
 __device__ __forceinline__ uint32_t ShiftLeft(uint32_t x, int n) { return n >= 0 ? x << n : x >> -n; }
 
-// The shared-memory byte offset of the codebook entry of symbol u of the 32-bit code word `cur`
+// The shared-space address of the codebook entry of symbol u of the 32-bit code word `cur`
 // (`prev` the word before it, 0 at a block start). The window w holds bits [K u - (12 - K),
 // K u + K) of the stream: of `cur` alone when that start p >= 0, else of the pair prev:cur (one
 // funnel shift). The offset is built from the word directly, without extracting w first:
@@ -49,7 +49,7 @@ __device__ __forceinline__ uint32_t ShiftLeft(uint32_t x, int n) { return n >= 0
 //    logic operations).
 // u is a constant after unrolling, so every shift is by a constant.
 template <int K, bool kF16>
-__device__ __forceinline__ uint32_t LutOffset(uint32_t prev, uint32_t cur, int u, uint32_t copy8) {
+__device__ __forceinline__ uint32_t LutAddress(uint32_t prev, uint32_t cur, int u, uint32_t base) {
   const int p = K * u - (12 - K);
   uint32_t x = cur;
   int q = p;
@@ -57,19 +57,26 @@ __device__ __forceinline__ uint32_t LutOffset(uint32_t prev, uint32_t cur, int u
     x = __funnelshift_r(prev, cur, 32 + p);
     q = 0;
   }
+  // `base` is the table's shared-space address (plus (lane mod 16) * 8 for kF16x16): one
+  // three-input add joins the fields.
   if constexpr (kF16) {
-    return (ShiftLeft(x, 5 - q) & 0x1FF80u) | copy8 | (ShiftLeft(x, 1 - q) & 6u);
+    return (ShiftLeft(x, 5 - q) & 0x1FF80u) + (ShiftLeft(x, 1 - q) & 6u) + base;
   } else {
-    return ShiftLeft(x, 2 - q) & 0x3FFCu;
+    return (ShiftLeft(x, 2 - q) & 0x3FFCu) + base;
   }
 }
 
+// A codebook value at a shared-space address (32-bit, so no generic-address conversion).
 template <bool kF16>
-__device__ __forceinline__ float LutValue(const unsigned char* lut, uint32_t offset) {
+__device__ __forceinline__ float LutValue(uint32_t addr) {
   if constexpr (kF16) {
-    return __half2float(*reinterpret_cast<const __half*>(lut + offset));
+    unsigned short h;
+    asm volatile("ld.shared.u16 %0, [%1];" : "=h"(h) : "r"(addr));
+    return __half2float(__ushort_as_half(h));
   } else {
-    return *reinterpret_cast<const float*>(lut + offset);
+    float f;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(f) : "r"(addr));
+    return f;
   }
 }
 
@@ -135,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kWordsPerBlock = 4 * K;  // 128 symbols
   constexpr int kWarps = kThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
-  const unsigned char* lut = smem;
+  const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   float* ypart = reinterpret_cast<float*>(smem + (kF16 ? 2 * 4096 * kF16Copies : 4 * 4096));
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -181,7 +188,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   cudaGridDependencySynchronize();  // xr comes from the preceding rotation
 #endif
 
-  const uint32_t copy8 = (lane & (kF16Copies - 1)) << 3;
+  const uint32_t base = lut + (kF16 ? (lane & (kF16Copies - 1)) << 3 : 0);
   const bool block_start = (lane % kWordsPerBlock) == 0;
   float acc[R][B];
 #pragma unroll
@@ -221,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (block_start) prev = 0;
 #pragma unroll
         for (int u = 0; u < kSpw; ++u) {
-          v[r][u] = LutValue<kF16>(lut, LutOffset<K, kF16>(prev, w, u, copy8));
+          v[r][u] = LutValue<kF16>(LutAddress<K, kF16>(prev, w, u, base));
         }
       }
       const int64_t col = static_cast<int64_t>(st) * (4096 / K) + (32 * j + lane) * kSpw;
