@@ -474,7 +474,7 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
           if (kind == 0 && bits == 4) {
             const double us_r = TimeUs(
                 [&](int, cudaStream_t s) {
-                  CHECK_CUDA(hc::cuda::Hc2RotateActivations(dx, batch, cols, dxr, s));
+                  CHECK_CUDA(hc::cuda::Hc2RotateActivations(dx, batch, cols, bits, dxr, s));
                 },
                 1, 256, 9);
             EmitTime("rotate_only", bits, rows, cols, batch, us_r, 8.0 * batch * cols, 1);

@@ -16,7 +16,7 @@ constexpr int kF16Copies = 16;
 
 // Rows a warp decodes at once (sharing each x load): more rows, fewer x loads per weight, more
 // registers.
-constexpr int RowsPerWarp(int bits, int batch) { return bits == 2 && batch <= 4 ? 1 : 2; }
+constexpr int RowsPerWarp(int bits, int batch) { return batch == 16 || bits == 2 ? 1 : 2; }
 
 // The rows of block `blk` out of `grid`: a balanced contiguous range.
 struct RowRange {
@@ -84,7 +84,23 @@ __device__ __forceinline__ float LutValue(uint32_t addr) {
 // The rotation of x: one warp per 128-chunk, 4 values per lane; Walsh-Hadamard stages h = 1, 2 in
 // registers, h = 4..64 through shuffles, each output one float32 add or subtract in the order of
 // hc2::FwhtScalar (so the same bits as the CPU's Rotate), then the exact scaling by 1/128.
-__global__ void RotateKernel(const float* __restrict__ x, int64_t chunks, float* __restrict__ xr) {
+// The output is permuted for the GEMV's lanes (XrIndex), so that their x loads are coalesced.
+//
+// XrIndex: in warp step st (4096 / K columns), lane l holds the 128 / K consecutive columns
+// l * 128 / K.. as 4 code words j of kSpw = 32 / K symbols, read as kSpw / 4 float4 q each; the
+// float4 (st, j, q) of all 32 lanes are stored together: float4 index ((st * 4 + j) * Q + q) * 32 + l.
+template <int K>
+__device__ inline int64_t XrIndex(int64_t c) {
+  constexpr int kStep = 4096 / K, kPerLane = 128 / K, kSpw = 32 / K, kQ = kSpw / 4;
+  const int64_t st = c / kStep;
+  const int cc = static_cast<int>(c % kStep), l = cc / kPerLane, r = cc % kPerLane;
+  const int j = r / kSpw, q = (r % kSpw) / 4;
+  return 4 * (((st * 4 + j) * kQ + q) * 32 + l) + (r & 3);
+}
+
+template <int K>
+__global__ void RotateKernel(const float* __restrict__ x, int64_t chunks, int64_t cols,
+                             float* __restrict__ xr) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaTriggerProgrammaticLaunchCompletion();
 #endif
@@ -112,7 +128,9 @@ __global__ void RotateKernel(const float* __restrict__ x, int64_t chunks, float*
               : make_float4(v.x + o.x, v.y + o.y, v.z + o.z, v.w + o.w);
   }
   constexpr float kInv = 1.0f / 128.0f;
-  reinterpret_cast<float4*>(xr + chunk * 128)[lane] =
+  const int64_t per_row = cols / 128, b_row = chunk / per_row;
+  const int64_t col = (chunk % per_row) * 128 + 4 * lane;
+  *reinterpret_cast<float4*>(xr + b_row * cols + XrIndex<K>(col)) =
       make_float4(v.x * kInv, v.y * kInv, v.z * kInv, v.w * kInv);
 }
 
@@ -125,21 +143,16 @@ __global__ void RotateKernel(const float* __restrict__ x, int64_t chunks, float*
 // and for each word its 32 / K weights times 32 / K consecutive x values (two or four float4,
 // L1-resident). The next task's codes and scales are loaded before the current one is computed.
 
-template <int K, int R>
-struct Codes {
-  uint32_t w[R][4];
-  unsigned short s[R][4];
-};
-
-// hc2 fixed, K bits, batch B, R rows per warp, kF16 the table layout.
+// hc2 fixed, K bits, batch B, R rows per warp, kF16 the table layout. A lane's step is one 16-byte
+// load per row: 128 / K consecutive symbols of one block (one scale), the word before its first
+// word from the previous lane (0 at a block start).
 template <int K, int B, int R, bool kF16, int kThreads>
 __global__ void __launch_bounds__(kThreads, 1)
     Hc2GemvKernel(const uint32_t* __restrict__ codes, const unsigned short* __restrict__ scales,
                   int64_t rows, int64_t cols, const float* __restrict__ cb32,
                   const uint16_t* __restrict__ cb16, const float* __restrict__ xr,
                   float* __restrict__ y) {
-  constexpr int kSpw = 32 / K;        // symbols per word
-  constexpr int kWordsPerBlock = 4 * K;  // 128 symbols
+  constexpr int kSpw = 32 / K, kQ = kSpw / 4;  // symbols and float4 of x per word
   constexpr int kWarps = kThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -155,22 +168,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int t0 = static_cast<int>(static_cast<int64_t>(tasks) * warp / kWarps);
   const int t1 = static_cast<int>(static_cast<int64_t>(tasks) * (warp + 1) / kWarps);
 
-  auto load = [&](int t, Codes<K, R>& c) {
+  struct Task {
+    uint4 w[R];
+    unsigned short s[R];
+  };
+  auto load = [&](int t, Task& c) {
     const int g = t / steps, st = t % steps;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int64_t row = min(rr.begin + g * R + r, rr.end - 1);
-      const uint32_t* p = codes + row * words_per_row + st * kWordsPerStep + lane;
-      const unsigned short* ps = scales + row * blocks_per_row;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        c.w[r][j] = __ldcs(p + 32 * j);
-        c.s[r][j] = __ldg(ps + (st * kWordsPerStep + 32 * j + lane) / kWordsPerBlock);
-      }
+      c.w[r] = __ldcs(reinterpret_cast<const uint4*>(codes + row * words_per_row +
+                                                     st * kWordsPerStep) + lane);
+      c.s[r] = __ldg(scales + row * blocks_per_row + st * (32 / K) + lane / K);
     }
   };
 
-  Codes<K, R> cur;
+  Task cur;
   if (t0 < t1) load(t0, cur);
   // The codebook into shared memory (while the first codes are in flight), and ypart zeroed.
   if constexpr (kF16) {
@@ -189,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 
   const uint32_t base = lut + (kF16 ? (lane & (kF16Copies - 1)) << 3 : 0);
-  const bool block_start = (lane % kWordsPerBlock) == 0;
+  const bool block_start = (lane % K) == 0;
   float acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -209,36 +222,49 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
+  const float4* xr4 = reinterpret_cast<const float4*>(xr);
+  const int64_t cols4 = cols / 4;
+#pragma unroll 1
   for (int t = t0; t < t1; ++t) {
-    Codes<K, R> nxt;
+    Task nxt;
     if (t + 1 < t1) load(t + 1, nxt);
     const int g = t / steps, st = t % steps;
     if (g != gcur) {
       flush(gcur);
       gcur = g;
     }
+    uint32_t w[R][5];  // w[r][0]: the word before the lane's first word
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      w[r][1] = cur.w[r].x;
+      w[r][2] = cur.w[r].y;
+      w[r][3] = cur.w[r].z;
+      w[r][4] = cur.w[r].w;
+      const uint32_t up = __shfl_up_sync(0xffffffffu, w[r][4], 1);
+      w[r][0] = block_start ? 0u : up;
+    }
+    float part[R][B];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int b = 0; b < B; ++b) part[r][b] = 0.0f;
+    const float4* px = xr4 + static_cast<int64_t>(st) * 4 * kQ * 32 + lane;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       float v[R][kSpw];
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const uint32_t w = cur.w[r][j];
-        // The word before: the previous lane's (lane 0 always starts a block).
-        uint32_t prev = __shfl_up_sync(0xffffffffu, w, 1);
-        if (block_start) prev = 0;
 #pragma unroll
         for (int u = 0; u < kSpw; ++u) {
-          v[r][u] = LutValue<kF16>(LutAddress<K, kF16>(prev, w, u, base));
+          v[r][u] = LutValue<kF16>(LutAddress<K, kF16>(w[r][j], w[r][j + 1], u, base));
         }
       }
-      const int64_t col = static_cast<int64_t>(st) * (4096 / K) + (32 * j + lane) * kSpw;
 #pragma unroll
       for (int b = 0; b < B; ++b) {
         float xv[kSpw];
-        const float4* px = reinterpret_cast<const float4*>(xr + b * cols + col);
 #pragma unroll
-        for (int q = 0; q < kSpw / 4; ++q) {
-          const float4 f = __ldg(px + q);
+        for (int q = 0; q < kQ; ++q) {
+          const float4 f = __ldg(px + b * cols4 + (j * kQ + q) * 32);
           xv[4 * q] = f.x;
           xv[4 * q + 1] = f.y;
           xv[4 * q + 2] = f.z;
@@ -252,9 +278,15 @@ __global__ void __launch_bounds__(kThreads, 1)
             d0 = fmaf(v[r][u], xv[u], d0);
             d1 = fmaf(v[r][u + 1], xv[u + 1], d1);
           }
-          acc[r][b] = fmaf(HalfBits(cur.s[r][j]), d0 + d1, acc[r][b]);
+          part[r][b] += d0 + d1;
         }
       }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float sc = HalfBits(cur.s[r]);
+#pragma unroll
+      for (int b = 0; b < B; ++b) acc[r][b] = fmaf(sc, part[r][b], acc[r][b]);
     }
     cur = nxt;
   }
@@ -449,7 +481,7 @@ cudaError_t DispatchBatch(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const
 template <int B>
 cudaError_t LaunchRtn(const RtnMatrix& w, const float* x, float* y, cudaStream_t stream) {
   constexpr int kThreads = ThreadsFor(B);
-  auto* kernel = &RtnGemvKernel<B, RowsPerWarp(4, B), kThreads>;
+  auto* kernel = &RtnGemvKernel<B, B == 16 ? 2 : RowsPerWarp(4, B), kThreads>;
   int grid = 0;
   size_t smem = 0;
   const cudaError_t e =
@@ -494,13 +526,19 @@ void Hc2FreeCodebook(Hc2DeviceCodebook* cb) {
   cb->f16 = nullptr;
 }
 
-cudaError_t Hc2RotateActivations(const float* x, int batch, int64_t cols, float* xr,
+cudaError_t Hc2RotateActivations(const float* x, int batch, int64_t cols, int bits, float* xr,
                                  cudaStream_t stream) {
-  if (batch < 1 || cols <= 0 || cols % 128 != 0) return cudaErrorInvalidValue;
+  if (batch < 1 || cols <= 0 || (bits != 2 && bits != 4) || cols % ColumnStep(bits) != 0) {
+    return cudaErrorInvalidValue;
+  }
   const int64_t chunks = batch * cols / 128;
   constexpr int kPerBlock = 4;
-  RotateKernel<<<static_cast<unsigned>((chunks + kPerBlock - 1) / kPerBlock), 32 * kPerBlock, 0,
-                 stream>>>(x, chunks, xr);
+  const unsigned grid = static_cast<unsigned>((chunks + kPerBlock - 1) / kPerBlock);
+  if (bits == 4) {
+    RotateKernel<4><<<grid, 32 * kPerBlock, 0, stream>>>(x, chunks, cols, xr);
+  } else {
+    RotateKernel<2><<<grid, 32 * kPerBlock, 0, stream>>>(x, chunks, cols, xr);
+  }
   return cudaGetLastError();
 }
 
@@ -522,7 +560,7 @@ cudaError_t Hc2GemvRotated(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, cons
 cudaError_t Hc2Gemv(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const float* x, int batch,
                     float* scratch, float* y, const GemvOptions& options, cudaStream_t stream) {
   if (!ShapeOk(w.rows, w.cols, w.bits, batch)) return cudaErrorInvalidValue;
-  const cudaError_t e = Hc2RotateActivations(x, batch, w.cols, scratch, stream);
+  const cudaError_t e = Hc2RotateActivations(x, batch, w.cols, w.bits, scratch, stream);
   if (e != cudaSuccess) return e;
   return Hc2GemvRotated(w, cb, scratch, batch, y, options, stream);
 }

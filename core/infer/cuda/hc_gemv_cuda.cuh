@@ -91,11 +91,13 @@ struct GemvOptions {
 inline constexpr int64_t ColumnStep(int bits) { return 4096 / bits; }
 
 /// x'[b] = per 128-chunk Fwht(Sign * x[b]) / 128, the rotated activations hc2's GEMV multiplies
-/// with (x and xr are [batch][cols] float32; cols a multiple of 128).
-cudaError_t Hc2RotateActivations(const float* x, int batch, int64_t cols, float* xr,
+/// with, stored in the GEMV's lane order for `bits` (a permutation within each row of xr; x and
+/// xr are [batch][cols] float32, cols a multiple of ColumnStep(bits)).
+cudaError_t Hc2RotateActivations(const float* x, int batch, int64_t cols, int bits, float* xr,
                                  cudaStream_t stream);
 
-/// y = W x' for rotated activations xr (from Hc2RotateActivations) and `batch` in 1..16. With
+/// y = W x' for rotated activations xr (from Hc2RotateActivations with w.bits) and `batch` in
+/// 1..16. With
 /// options.pdl the kernel is launched as a programmatic dependent of the preceding kernel in
 /// `stream` and waits for it only before its first read of xr.
 cudaError_t Hc2GemvRotated(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const float* xr,
