@@ -185,11 +185,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   Task cur;
   if (t0 < t1) load(t0, cur);
-  // The codebook into shared memory (while the first codes are in flight), and ypart zeroed.
+  // The codebook into shared memory (while the first codes are in flight), and ypart zeroed. All
+  // of a thread's loads are issued before its stores (one L2 latency, not one per entry); a
+  // warp's stores are consecutive 8-byte slots (no bank conflicts).
   if constexpr (kF16) {
     const uint2* src = reinterpret_cast<const uint2*>(cb16);
     uint2* dst = reinterpret_cast<uint2*>(smem);
-    for (int k = threadIdx.x; k < 1024 * kF16Copies; k += kThreads) dst[k] = src[k / kF16Copies];
+    constexpr int kPerThread = 1024 * kF16Copies / kThreads;
+    uint2 tmp[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) tmp[i] = __ldg(src + (threadIdx.x + i * kThreads) / kF16Copies);
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) dst[threadIdx.x + i * kThreads] = tmp[i];
   } else {
     const float4* src = reinterpret_cast<const float4*>(cb32);
     float4* dst = reinterpret_cast<float4*>(smem);
