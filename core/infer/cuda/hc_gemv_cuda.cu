@@ -36,7 +36,9 @@ __device__ inline float WarpSum(float v) {
 __device__ inline float HalfBits(unsigned short h) { return __half2float(__ushort_as_half(h)); }
 
 // Shift left by n (right for negative n); n is a constant once the callers' loops are unrolled.
-__device__ __forceinline__ uint32_t ShiftLeft(uint32_t x, int n) { return n >= 0 ? x << n : x >> -n; }
+__device__ __forceinline__ uint32_t ShiftLeft(uint32_t x, int n) {
+  return n >= 0 ? x << n : x >> -n;
+}
 
 // The shared-space address of the codebook entry of symbol u of the 32-bit code word `cur`
 // (`prev` the word before it, 0 at a block start). The window w holds bits [K u - (12 - K),
@@ -136,12 +138,11 @@ __global__ void RotateKernel(const float* __restrict__ x, int64_t chunks, int64_
 
 // ---------------------------------------------------------------------------------------------
 // The GEMV kernels. Work split: block b owns a contiguous range of rows; its tasks are (group of R
-// rows, warp step of 128 code words per row) pairs, dealt to the 16 warps in contiguous runs, so a
+// rows, warp step of 128 code words per row) pairs, dealt to the warps in contiguous runs, so a
 // warp mostly walks the steps of one row group and keeps its sums in registers; at a change of
 // group it reduces them across the warp into a shared per-row array, written out at the end.
-// In a step, lane l reads words l, l + 32, l + 64, l + 96 of the step (coalesced 128-byte rows),
-// and for each word its 32 / K weights times 32 / K consecutive x values (two or four float4,
-// L1-resident). The next task's codes and scales are loaded before the current one is computed.
+// The next task's codes and scales are loaded before the current one is computed. x is read
+// through L1 (it is the same for every row). Measured limits: docs/perf-gemv-cuda.md.
 
 // hc2 fixed, K bits, batch B, R rows per warp, kF16 the table layout. A lane's step is one 16-byte
 // load per row: 128 / K consecutive symbols of one block (one scale), the word before its first
@@ -305,9 +306,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// rtn 4-bit group 128: per word of 8 codes q and 8 x values, sum q x (shared table-free decode:
+// rtn 4-bit group 128: per word of 8 codes q and 8 x values, sum q x (table-free decode:
 // (q | 0x4B000000) as a float is 2^23 + q) and, once per word and batch for all R rows, sum x;
 // the group's scale and zero then give s * sum(q x) + m * sum(x).
+// In a step, rtn's lane l reads words l, l + 32, l + 64, l + 96 (coalesced 128-byte rows), each
+// with its 8 consecutive x values in natural order (two float4; no pre-kernel).
 template <int B, int R, int kThreads>
 __global__ void __launch_bounds__(kThreads, 1)
     RtnGemvKernel(const uint32_t* __restrict__ codes, const uint32_t* __restrict__ scales,
