@@ -1,0 +1,107 @@
+// Fused linear layers: Y = W X computed straight from a tensor's stored codes (no decoded copy of
+// W), plus plain F16/F32 baselines with the same interface.
+//
+// The fused-kernel contract:
+//  - W is a 2-D weight [rows, cols] (any record whose shape is [rows, cols]; a 1-D tensor is
+//    rejected). X is [batch, cols] row-major with a row stride `ldx` >= cols, Y is [batch, rows]
+//    with a row stride `ldy` >= rows, batch in [1, kMaxBatch].
+//  - The codec's groups must lie inside rows (core/format/SPEC.md, "Groups inside rows"):
+//      hc2 fixed mode: cols % 128 == 0 (every rotated block is a row slice);
+//      rtn: cols % group_size == 0 and group_size % 16 == 0;
+//      hc1: cols even (pair j of row r is elements 2j, 2j+1 of that row).
+//    Other layouts, hc2's entropy-coded mode and raw non-float records give Unimplemented or
+//    InvalidArgument; decode them with core/infer/model_reader.h and multiply instead.
+//  - Result: for each output y[b][r], the float32 dot product of the decoded row r (exactly as
+//    TensorDecoder::DecodeRange would produce it, up to rounding) with x[b]. The arithmetic
+//    differs from decode-then-multiply only in rounding: hc2 multiplies the codebook values by
+//    Rot(x) / 128 instead of unrotating the codes, rtn sums s * sum(q x) + m * sum(x) per group.
+//    Tests hold |y - y_ref| <= 1e-5 * ||w_r||_2 * ||x_b||_2 against a float64 reference.
+//  - Determinism: every y[b][r] is computed by one thread with an operation order fixed by
+//    (cols, codec, SIMD path), so results do not depend on the Executor's thread count, on the
+//    batch size or on which rows are computed together. The SIMD and scalar paths differ in
+//    rounding only (same tolerance).
+//  - Kernels: AVX-512 (F, BW, VL, VBMI) where the CPU has it and SimdAllowed(), else scalar
+//    reference loops. Codes are unpacked in registers (VBMI byte permute + variable shift), the
+//    per-tensor codebook (hc2: 4096 float32 = 16 KB, hc1: the pair table) is read by gathers
+//    from L1, and each lookup is reused for every row of X.
+//  - A Linear keeps views of the stored parts: the bytes must outlive it.
+#ifndef HC_CORE_INFER_LINEAR_H_
+#define HC_CORE_INFER_LINEAR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/base/dtype.h"
+#include "core/base/json.h"
+#include "core/base/parallel.h"
+#include "core/codec/codec.h"
+
+namespace hc {
+
+/// Largest batch one Apply() call takes.
+inline constexpr int kMaxBatch = 16;
+
+/// One stored weight as the fused kernels see it: a tensor record's codec, dtype, shape,
+/// params and part views (for a raw record: codec "raw" and one part holding its bytes).
+struct LinearWeight {
+  std::string codec;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  JsonValue params = JsonValue::Object();
+  std::vector<PartView> parts;
+};
+
+/// A linear layer y = W x over one stored weight. Thread-safe (Apply is const).
+class Linear {
+ public:
+  virtual ~Linear() = default;
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  /// What the kernel is ("hc2-fixed-4", "rtn-4-g128", "hc1", "f16", "f32").
+  virtual std::string kind() const = 0;
+  /// Bytes of stored weight data one Apply() reads (codes, scales, tables).
+  virtual uint64_t weight_bytes() const = 0;
+
+  /// Y[b][r] = sum_c W[r][c] X[b][c] for b < batch, r < rows. `x` holds (batch - 1) * ldx + cols
+  /// floats, `y` (batch - 1) * ldy + rows. Work is split into fixed tiles of rows run through
+  /// `executor`. Errors: InvalidArgument for a batch outside [1, kMaxBatch], strides below the
+  /// shape or buffers too small.
+  absl::Status Apply(absl::Span<const float> x, int64_t ldx, int batch, absl::Span<float> y,
+                     int64_t ldy, Executor& executor) const;
+
+ protected:
+  Linear(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  /// Prepares per-call data from X (e.g. hc2's rotated X) into `scratch`; called once per
+  /// Apply before any Rows() call. Default: nothing.
+  virtual void Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch) const {}
+  /// Computes rows [r0, r1) of Y for `batch` (<= kMaxBatch) inputs.
+  virtual void Rows(const float* x, int64_t ldx, const std::vector<float>& scratch, int batch,
+                    int64_t r0, int64_t r1, float* y, int64_t ldy) const = 0;
+
+ private:
+  int64_t rows_, cols_;
+};
+
+/// The fused layer for a coded weight (hc2 fixed, rtn, hc1) or the dense layer for a raw F16 /
+/// F32 one. Errors: InvalidArgument for a shape that is not [rows, cols] or inconsistent parts,
+/// Unimplemented for a codec, mode or layout without a fused kernel (the message says which
+/// rule of the contract above fails).
+absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& weight);
+
+/// A dense baseline over `rows` x `cols` row-major F16 or F32 bytes (`data` must outlive it).
+/// Errors: InvalidArgument for another dtype or a size mismatch.
+absl::StatusOr<std::unique_ptr<Linear>> CreateDenseLinear(DType dtype, int64_t rows, int64_t cols,
+                                                          absl::Span<const uint8_t> data);
+
+/// Whether the fused kernels take their AVX-512 path on this CPU (ignores SimdAllowed()).
+bool LinearHasAvx512();
+
+}  // namespace hc
+
+#endif  // HC_CORE_INFER_LINEAR_H_

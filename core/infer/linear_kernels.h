@@ -1,0 +1,86 @@
+// The kernels behind core/infer/linear.h (internal to hc_infer; tests reach them through
+// Linear with and without ScopedScalarOnly). Each computes rows [r0, r1) of Y for one batch
+// chunk; `nb` is the chunk's batch width. Callers check the layout rules of linear.h first.
+#ifndef HC_CORE_INFER_LINEAR_KERNELS_H_
+#define HC_CORE_INFER_LINEAR_KERNELS_H_
+
+#include <cstdint>
+
+namespace hc::infer {
+
+/// Dense row-major weights (F16 when `f16`, else F32).
+struct DenseArgs {
+  const uint8_t* w;
+  int64_t cols;
+  bool f16;
+  const float* x;
+  int64_t ldx;
+  int64_t r0, r1;
+  float* y;
+  int64_t ldy;
+};
+
+/// hc2 fixed mode: `codes` (LSB-first symbols of `bits` bits), `scales` (F16 per block), `cb`
+/// the 4096-entry codebook, `xr` the rotated X / 128, [NB, cols] with stride cols.
+struct Hc2Args {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const uint8_t* scales;
+  const float* cb;
+  int bits;
+  int64_t cols;
+  const float* xr;
+  int64_t r0, r1;
+  float* y;
+  int64_t ldy;
+};
+
+/// rtn: `codes` (LSB-first, `bits` bits), `scales` (F16 pairs s, m per group), `xsum` the sums
+/// of X per group, [NB, cols / group].
+struct RtnArgs {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const uint8_t* scales;
+  int bits;
+  int64_t group;
+  int64_t cols;
+  const float* x;
+  int64_t ldx;
+  const float* xsum;
+  int64_t r0, r1;
+  float* y;
+  int64_t ldy;
+};
+
+/// hc1: MSB-first indices of `width` bits after `prefix` bits; `table` holds entries + 1 pairs
+/// (the last one NaN, for indices >= entries).
+struct Hc1Args {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const float* table;
+  uint64_t entries;
+  int width;
+  int prefix;
+  int64_t cols;
+  const float* x;
+  int64_t ldx;
+  int64_t r0, r1;
+  float* y;
+  int64_t ldy;
+};
+
+void DenseScalar(const DenseArgs& a, int nb);
+void Hc2Scalar(const Hc2Args& a, int nb);
+void RtnScalar(const RtnArgs& a, int nb);
+void Hc1Scalar(const Hc1Args& a, int nb);
+
+/// AVX-512 (F, BW, VL, VBMI, FMA, F16C) kernels; nb in {1, 2, 4, 8, 16}. Call only where
+/// LinearHasAvx512().
+void DenseAvx512(const DenseArgs& a, int nb);
+void Hc2Avx512(const Hc2Args& a, int nb);
+void RtnAvx512(const RtnArgs& a, int nb);
+void Hc1Avx512(const Hc1Args& a, int nb);
+
+}  // namespace hc::infer
+
+#endif  // HC_CORE_INFER_LINEAR_KERNELS_H_
