@@ -28,7 +28,8 @@ namespace hc::bench {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: hyperc-bench gemv [--json] [--threads N] [--repeat R] [--small]\n"
+    "usage: hyperc-bench gemv [--json] [--threads N] [--repeat R] [--small | --large-only]\n"
+    "                         [--batch B]\n"
     "\n"
     "  Y = W X for W of 4096x4096 and 11008x4096 at batch 1, 4 and 16: fused kernels reading\n"
     "  the codes (hc2 fixed 4 bits, rtn 4-bit g128, hc1 llm) against F16 and F32 GEMV, measured\n"
@@ -37,13 +38,16 @@ constexpr char kUsage[] =
     "  --json      one JSON object on stdout instead of a table\n"
     "  --threads N worker threads (default 1; 0 = one per core)\n"
     "  --repeat R  timed rounds, kernels interleaved (default 15)\n"
-    "  --small     a 256x512 shape only (smoke test)\n";
+    "  --small     a 256x512 shape only (smoke test)\n"
+    "  --large-only  the 11008x4096 shape only\n"
+    "  --batch B   this batch size only\n";
 
 struct Kernel {
   std::string name;
   std::vector<uint8_t> bytes;  // what the parts view (kept alive here)
   std::vector<std::vector<uint8_t>> part_bytes;
   std::unique_ptr<Linear> linear;
+  LinearWeight weight;
   double encode_s = 0;
 };
 
@@ -98,6 +102,7 @@ absl::StatusOr<Kernel> EncodeKernel(const std::string& label, const std::string&
   auto lin = CreateLinear(lw);
   if (!lin.ok()) return lin.status();
   k.linear = std::move(*lin);
+  k.weight = std::move(lw);
   return k;
 }
 
@@ -109,12 +114,13 @@ double Median(std::vector<double> v) {
 }  // namespace
 
 int RunGemv(const std::vector<std::string>& args) {
-  bool json = false, small = false;
-  int threads = 1, repeat = 15;
+  bool json = false, small = false, only_large = false;
+  int threads = 1, repeat = 15, only_batch = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string key, value;
     if (!SplitFlag(
-            args, i, [](const std::string& k) { return k == "--threads" || k == "--repeat"; },
+            args, i, [](const std::string& k) { return k == "--threads" || k == "--repeat" || k == "--batch";
+            },
             &key, &value)) {
       return Fail(absl::StrCat("missing value for ", args[i]), 2);
     }
@@ -122,6 +128,12 @@ int RunGemv(const std::vector<std::string>& args) {
       json = true;
     } else if (key == "--small") {
       small = true;
+    } else if (key == "--large-only") {
+      only_large = true;
+    } else if (key == "--batch") {
+      if (!absl::SimpleAtoi(value, &only_batch) || only_batch < 1 || only_batch > kMaxBatch) {
+        return Fail("bad --batch", 2);
+      }
     } else if (key == "--threads") {
       if (!absl::SimpleAtoi(value, &threads) || threads < 0) return Fail("bad --threads", 2);
     } else if (key == "--repeat") {
@@ -137,7 +149,8 @@ int RunGemv(const std::vector<std::string>& args) {
   TbbExecutor ex(threads);
   const std::vector<std::pair<int64_t, int64_t>> shapes =
       small ? std::vector<std::pair<int64_t, int64_t>>{{256, 512}}
-            : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {11008, 4096}};
+        : only_large ? std::vector<std::pair<int64_t, int64_t>>{{11008, 4096}}
+                     : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {11008, 4096}};
   const int batches[] = {1, 4, 16};
   std::vector<Result> results;
   std::string encode_notes;
@@ -172,9 +185,23 @@ int RunGemv(const std::vector<std::string>& args) {
         std::fprintf(stderr, "encoded %s %lldx%lld in %.1f s\n", s.label,
                      static_cast<long long>(rows), static_cast<long long>(cols), k->encode_s);
       }
+      if (std::string(s.codec) == "hc2") {
+        // The same codes through the pair-table kernel (LinearOptions::hc2_pair_table).
+        Kernel p;
+        p.name = std::string(s.label) + "-pairs";
+        LinearOptions o;
+        o.hc2_pair_table = true;
+        auto lin = CreateLinear(k->weight, o);
+        if (!lin.ok()) return Fail(lin.status());
+        p.linear = std::move(*lin);
+        kernels.push_back(std::move(*k));
+        kernels.push_back(std::move(p));
+        continue;
+      }
       kernels.push_back(std::move(*k));
     }
     for (int batch : batches) {
+      if (only_batch > 0 && batch != only_batch) continue;
       std::vector<float> x(static_cast<size_t>(batch * cols)), y(static_cast<size_t>(batch * rows));
       std::mt19937 rng(7);
       std::normal_distribution<float> g(0.0f, 1.0f);

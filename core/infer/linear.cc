@@ -88,9 +88,13 @@ class DenseLinear final : public Linear {
 class Hc2FixedLinear final : public Linear {
  public:
   Hc2FixedLinear(int64_t rows, int64_t cols, int bits, absl::Span<const uint8_t> codes,
-                 absl::Span<const uint8_t> scales)
-      : Linear(rows, cols), bits_(bits), codes_(codes), scales_(scales) {}
-  std::string kind() const override { return absl::StrCat("hc2-fixed-", bits_); }
+                 absl::Span<const uint8_t> scales, bool pair_table)
+      : Linear(rows, cols), bits_(bits), codes_(codes), scales_(scales) {
+    if (pair_table && LinearHasAvx512()) pairs_ = infer::Hc2PairTable(bits);
+  }
+  std::string kind() const override {
+    return absl::StrCat("hc2-fixed-", bits_, pairs_ ? "-pairs" : "");
+  }
   uint64_t weight_bytes() const override { return codes_.size() + scales_.size(); }
 
  protected:
@@ -110,7 +114,7 @@ class Hc2FixedLinear final : public Linear {
             int64_t r1, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_), bits_,
+      Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_), pairs_, bits_,
                 cols(), xr.data() + b0 * cols(), r0, r1, y + b0 * ldy, ldy};
       if (simd) {
         infer::Hc2Avx512(a, decltype(nb)::value);
@@ -123,6 +127,7 @@ class Hc2FixedLinear final : public Linear {
  private:
   int bits_;
   absl::Span<const uint8_t> codes_, scales_;
+  const float* pairs_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -268,7 +273,11 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateDenseLinear(DType dtype, int64_t r
   return std::unique_ptr<Linear>(new DenseLinear(dtype, rows, cols, data.data()));
 }
 
-absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w) {
+absl::Status LinearOptions::Validate() const { return absl::OkStatus(); }
+
+absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w,
+                                                     const LinearOptions& options) {
+  HC_RETURN_IF_ERROR(options.Validate());
   if (w.shape.size() != 2 || w.shape[0] < 1 || w.shape[1] < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "linear: weight of codec ", w.codec, " must have a 2-D shape [rows, cols], got rank ",
@@ -300,7 +309,8 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w) {
     const int bits = static_cast<int>(*w.params.Find("bits")->as_int64());
     return std::unique_ptr<Linear>(new Hc2FixedLinear(rows, cols, bits,
                                                       FindPart(w.parts, "codes")->bytes,
-                                                      FindPart(w.parts, "scales")->bytes));
+                                                      FindPart(w.parts, "scales")->bytes,
+                                                      options.hc2_pair_table));
   }
   if (w.codec == "rtn") {
     HC_ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec("rtn", {}));

@@ -88,11 +88,24 @@ class Linear {
   int64_t rows_, cols_;
 };
 
+/// Choices of the fused kernels.
+struct LinearOptions {
+  /// hc2 fixed mode, AVX-512 path: look the 12-bit windows up two at a time, in a table of
+  /// 2^(12 + bits) float pairs indexed by the 12 + bits stream bits that hold both (512 KB at 4
+  /// bits, made once per process, shared by all layers) instead of one at a time in the 16 KB
+  /// codebook: half the gather instructions, from L2 instead of L1. Same results within the
+  /// stated tolerance (a different summation order). Default: false.
+  bool hc2_pair_table = false;
+
+  absl::Status Validate() const;
+};
+
 /// The fused layer for a coded weight (hc2 fixed, rtn, hc1) or the dense layer for a raw F16 /
 /// F32 one. Errors: InvalidArgument for a shape that is not [rows, cols] or inconsistent parts,
 /// Unimplemented for a codec, mode or layout without a fused kernel (the message says which
 /// rule of the contract above fails).
-absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& weight);
+absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& weight,
+                                                     const LinearOptions& options = {});
 
 /// A dense baseline over `rows` x `cols` row-major F16 or F32 bytes (`data` must outlive it).
 /// Errors: InvalidArgument for another dtype or a size mismatch.

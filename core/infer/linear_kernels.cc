@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/base/dtype.h"
+#include "core/codec/hc2_fixed.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -37,6 +39,23 @@ uint64_t ReadMsb(const uint8_t* s, uint64_t size, uint64_t bit, int width) {
 }
 
 }  // namespace
+
+const float* Hc2PairTable(int bits) {
+  static const std::vector<float>* tables = [] {
+    auto* t = new std::vector<float>[3];
+    for (int k = 2; k <= 4; ++k) {
+      const float* cb = hc2::TrellisCodebook(k);
+      std::vector<float>& v = t[k - 2];
+      v.resize(size_t{2} << (12 + k));
+      for (uint32_t w = 0; w < (1u << (12 + k)); ++w) {
+        v[2 * w] = cb[w & 0xFFF];
+        v[2 * w + 1] = cb[(w >> k) & 0xFFF];
+      }
+    }
+    return t;
+  }();
+  return tables[std::clamp(bits, 2, 4) - 2].data();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Scalar references: one float accumulator per output, elements in order.
@@ -209,7 +228,7 @@ HC_AVX512 void DenseAvx512T(const DenseArgs& a) {
 // prefixed stream (the two prefix bytes are masked off the load). Per block: 8 gathers of 16
 // codebook values, each dotted with the rotated X of every batch row, then one scale.
 template <int NB>
-HC_AVX512 void Hc2Avx512T(const Hc2Args& a) {
+HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
   const int k = a.bits;
   alignas(64) uint8_t perm[64];
   alignas(64) uint32_t shift[16];
@@ -245,6 +264,59 @@ HC_AVX512 void Hc2Avx512T(const Hc2Args& a) {
         for (int b = 0; b < NB; ++b) {
           const __m512 xv = _mm512_loadu_ps(xp + b * a.cols + 16 * g);
           bacc[b] = _mm512_fmadd_ps(c, xv, bacc[b]);
+        }
+      }
+      for (int b = 0; b < NB; ++b) acc[b] = _mm512_fmadd_ps(s, bacc[b], acc[b]);
+    }
+    for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]);
+  }
+}
+
+// hc2 with the pair table: the 16 pairs of weights (2p, 2p + 1), p = 16h + l, of quarter h of a
+// block have their 12 + k-bit pair windows at bits [k(2p + 1) + 4, + 12 + k) of the prefixed
+// stream, so within the 20 bytes from byte 4kh; two 8-lane gathers of float pairs give the 32
+// weights in order. Half the gather instructions of Hc2Avx512T for a table in L2, not L1.
+template <int NB>
+HC_AVX512 void Hc2PairAvx512T(const Hc2Args& a) {
+  const int k = a.bits;
+  alignas(64) uint8_t perm[64];
+  alignas(64) uint32_t shift[16];
+  for (int l = 0; l < 16; ++l) {
+    const int bit = k * (2 * l + 1) + 4;
+    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
+    shift[l] = static_cast<uint32_t>(bit & 7);
+  }
+  const __m512i vperm = _mm512_load_si512(perm);
+  const __m512i vshift = _mm512_load_si512(shift);
+  const __m512i wmask = _mm512_set1_epi32((1 << (12 + k)) - 1);
+  const long long* table = reinterpret_cast<const long long*>(a.pairs);
+  const int64_t nblk = a.cols / 128;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nblk; ++j) {
+      const int64_t blk = r * nblk + j;
+      const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
+      const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 16 * k;
+      const uintptr_t bp = start - 2;
+      const float* xp = a.xr + j * 128;
+      __m512 bacc[NB];
+      for (int b = 0; b < NB; ++b) bacc[b] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int h = 0; h < 4; ++h) {
+        const uintptr_t addr = bp + 4 * k * h;
+        const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 20, start, hi),
+                                                      reinterpret_cast<const void*>(addr));
+        const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
+        const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, vshift), wmask);
+        const __m512 t0 =
+            _mm512_castsi512_ps(_mm512_i32gather_epi64(_mm512_castsi512_si256(idx), table, 8));
+        const __m512 t1 = _mm512_castsi512_ps(
+            _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), table, 8));
+        for (int b = 0; b < NB; ++b) {
+          bacc[b] = _mm512_fmadd_ps(t0, _mm512_loadu_ps(xp + b * a.cols + 32 * h), bacc[b]);
+          bacc[b] = _mm512_fmadd_ps(t1, _mm512_loadu_ps(xp + b * a.cols + 32 * h + 16), bacc[b]);
         }
       }
       for (int b = 0; b < NB; ++b) acc[b] = _mm512_fmadd_ps(s, bacc[b], acc[b]);
@@ -370,10 +442,19 @@ HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
     }                                                \
   }
 HC_DISPATCH(Dense, DenseArgs)
-HC_DISPATCH(Hc2, Hc2Args)
+HC_DISPATCH(Hc2Single, Hc2Args)
+HC_DISPATCH(Hc2Pair, Hc2Args)
 HC_DISPATCH(Rtn, RtnArgs)
 HC_DISPATCH(Hc1, Hc1Args)
 #undef HC_DISPATCH
+
+void Hc2Avx512(const Hc2Args& a, int nb) {
+  if (a.pairs != nullptr) {
+    Hc2PairAvx512(a, nb);
+  } else {
+    Hc2SingleAvx512(a, nb);
+  }
+}
 
 #else  // not x86-64: never called (LinearHasAvx512() is false).
 void DenseAvx512(const DenseArgs& a, int nb) { DenseScalar(a, nb); }

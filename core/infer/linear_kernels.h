@@ -27,6 +27,8 @@ struct Hc2Args {
   uint64_t codes_size;
   const uint8_t* scales;
   const float* cb;
+  /// Hc2PairTable(bits), or null: then the AVX-512 kernel looks up one window at a time.
+  const float* pairs;
   int bits;
   int64_t cols;
   const float* xr;
@@ -68,6 +70,11 @@ struct Hc1Args {
   float* y;
   int64_t ldy;
 };
+
+/// The pair table of hc2's fixed mode for `bits`: entry v (a 12 + bits-bit window holding two
+/// consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >> bits) is the two floats
+/// C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made once per process.
+const float* Hc2PairTable(int bits);
 
 void DenseScalar(const DenseArgs& a, int nb);
 void Hc2Scalar(const Hc2Args& a, int nb);
