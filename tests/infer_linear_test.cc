@@ -160,6 +160,14 @@ TEST(InferLinearTest, FusedMatchesDecodeThenMultiply) {
       ScopedScalarOnly scalar;
       CheckAgainstReference(e, *lin, batch, ex);
     }
+    if (c.codec == "hc2") {  // the pair-table kernel on the same codes
+      LinearOptions o;
+      o.hc2_pair_table = true;
+      HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(e.weight, o));
+      EXPECT_EQ(lin->kind(), LinearHasAvx512() ? "hc2-fixed-" + *c.options.Get("bits") + "-pairs"
+                                               : "hc2-fixed-" + *c.options.Get("bits"));
+      for (int batch : {1, 2, 16}) CheckAgainstReference(e, *lin, batch, ex);
+    }
   }
 }
 

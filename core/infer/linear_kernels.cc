@@ -272,56 +272,70 @@ HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
   }
 }
 
-// hc2 with the pair table: the 16 pairs of weights (2p, 2p + 1), p = 16h + l, of quarter h of a
-// block have their 12 + k-bit pair windows at bits [k(2p + 1) + 4, + 12 + k) of the prefixed
-// stream, so within the 20 bytes from byte 4kh; two 8-lane gathers of float pairs give the 32
-// weights in order. Half the gather instructions of Hc2Avx512T for a table in L2, not L1.
-template <int NB>
-HC_AVX512 void Hc2PairAvx512T(const Hc2Args& a) {
-  const int k = a.bits;
-  alignas(64) uint8_t perm[64];
-  alignas(64) uint32_t shift[16];
-  for (int l = 0; l < 16; ++l) {
-    const int bit = k * (2 * l + 1) + 4;
-    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
-    shift[l] = static_cast<uint32_t>(bit & 7);
+// hc2 with the pair table: pair p of a block (weights 2p, 2p + 1) has its 12 + K-bit window at
+// block bits [2Kp + K - 12, 2Kp + 2K) (zeros before the block). The block's 16K bytes are read as
+// 2K 64-bit words; with p unrolled every window is a constant shift (and, across a word
+// boundary, a constant funnel shift) of them. Each window then fetches its two floats with one
+// scalar 8-byte load (no gather: on some CPUs, e.g. AMD Zen 4, eight scalar loads and a few
+// shuffles beat one vector gather), eight pairs are packed into a vector and dotted with X.
+template <int K>
+inline uint32_t PairWindow(const uint64_t* w, int p) {
+  const int bit = 2 * K * p + K - 12;
+  constexpr uint32_t kMask = (1u << (12 + K)) - 1;
+  if (bit < 0) return static_cast<uint32_t>(w[0] << -bit) & kMask;
+  const int j = bit >> 6, s = bit & 63;
+  uint64_t v = w[j] >> s;
+  if (s + 12 + K > 64) v |= w[j + 1] << (64 - s);
+  return static_cast<uint32_t>(v) & kMask;
+}
+
+// Eight float pairs, windows of pairs p0..p0+7, as one vector of 16 floats in weight order.
+template <int K>
+HC_AVX512 inline __m512 LoadPairs8(const double* table, const uint64_t* w, int p0) {
+  __m128d q[4];
+  for (int t = 0; t < 4; ++t) {
+    q[t] = _mm_loadh_pd(_mm_load_sd(table + PairWindow<K>(w, p0 + 2 * t)),
+                        table + PairWindow<K>(w, p0 + 2 * t + 1));
   }
-  const __m512i vperm = _mm512_load_si512(perm);
-  const __m512i vshift = _mm512_load_si512(shift);
-  const __m512i wmask = _mm512_set1_epi32((1 << (12 + k)) - 1);
-  const long long* table = reinterpret_cast<const long long*>(a.pairs);
+  const __m256d lo = _mm256_insertf128_pd(_mm256_castpd128_pd256(q[0]), q[1], 1);
+  const __m256d hi = _mm256_insertf128_pd(_mm256_castpd128_pd256(q[2]), q[3], 1);
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1));
+}
+
+template <int K, int NB>
+HC_AVX512 void Hc2PairAvx512K(const Hc2Args& a) {
+  const double* table = reinterpret_cast<const double*>(a.pairs);
   const int64_t nblk = a.cols / 128;
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     __m512 acc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
     for (int64_t j = 0; j < nblk; ++j) {
       const int64_t blk = r * nblk + j;
       const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
-      const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 16 * k;
-      const uintptr_t bp = start - 2;
+      uint64_t w[2 * K];
+      std::memcpy(w, a.codes + blk * 16 * K, sizeof(w));
       const float* xp = a.xr + j * 128;
       __m512 bacc[NB];
       for (int b = 0; b < NB; ++b) bacc[b] = _mm512_setzero_ps();
-#pragma GCC unroll 4
-      for (int h = 0; h < 4; ++h) {
-        const uintptr_t addr = bp + 4 * k * h;
-        const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 20, start, hi),
-                                                      reinterpret_cast<const void*>(addr));
-        const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
-        const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, vshift), wmask);
-        const __m512 t0 =
-            _mm512_castsi512_ps(_mm512_i32gather_epi64(_mm512_castsi512_si256(idx), table, 8));
-        const __m512 t1 = _mm512_castsi512_ps(
-            _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), table, 8));
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) {
+        const __m512 c = LoadPairs8<K>(table, w, 8 * v);
         for (int b = 0; b < NB; ++b) {
-          bacc[b] = _mm512_fmadd_ps(t0, _mm512_loadu_ps(xp + b * a.cols + 32 * h), bacc[b]);
-          bacc[b] = _mm512_fmadd_ps(t1, _mm512_loadu_ps(xp + b * a.cols + 32 * h + 16), bacc[b]);
+          bacc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.cols + 16 * v), bacc[b]);
         }
       }
       for (int b = 0; b < NB; ++b) acc[b] = _mm512_fmadd_ps(s, bacc[b], acc[b]);
     }
     for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]);
+  }
+}
+
+template <int NB>
+void Hc2PairAvx512T(const Hc2Args& a) {
+  switch (a.bits) {
+    case 2: return Hc2PairAvx512K<2, NB>(a);
+    case 3: return Hc2PairAvx512K<3, NB>(a);
+    default: return Hc2PairAvx512K<4, NB>(a);
   }
 }
 
