@@ -235,15 +235,16 @@ int RunGemv(const std::vector<std::string>& args) {
         std::fprintf(stderr, "encoded %s %lldx%lld in %.1f s\n", s.label,
                      static_cast<long long>(rows), static_cast<long long>(cols), k->encode_s);
       }
+      k->name = k->linear->kind();
       if (std::string(s.codec) == "hc2") {
-        // The same codes through the pair-table kernel (LinearOptions::hc2_pair_table).
+        // The same codes through the other hc2 kernel (LinearOptions::hc2_pair_table).
         Kernel p;
-        p.name = std::string(s.label) + "-pairs";
         LinearOptions o;
-        o.hc2_pair_table = true;
+        o.hc2_pair_table = false;
         auto lin = CreateLinear(k->weight, o);
         if (!lin.ok()) return Fail(lin.status());
         p.linear = std::move(*lin);
+        p.name = p.linear->kind();
         kernels.push_back(std::move(*k));
         kernels.push_back(std::move(p));
         continue;

@@ -160,12 +160,13 @@ TEST(InferLinearTest, FusedMatchesDecodeThenMultiply) {
       ScopedScalarOnly scalar;
       CheckAgainstReference(e, *lin, batch, ex);
     }
-    if (c.codec == "hc2") {  // the pair-table kernel on the same codes
+    if (c.codec == "hc2") {  // the gather kernel on the same codes
+      EXPECT_EQ(lin->kind(), "hc2-fixed-" + *c.options.Get("bits") +
+                                 (LinearHasAvx512() ? "-pairs" : "-gather"));
       LinearOptions o;
-      o.hc2_pair_table = true;
+      o.hc2_pair_table = false;
       HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(e.weight, o));
-      EXPECT_EQ(lin->kind(), LinearHasAvx512() ? "hc2-fixed-" + *c.options.Get("bits") + "-pairs"
-                                               : "hc2-fixed-" + *c.options.Get("bits"));
+      EXPECT_EQ(lin->kind(), "hc2-fixed-" + *c.options.Get("bits") + "-gather");
       for (int batch : {1, 2, 16}) CheckAgainstReference(e, *lin, batch, ex);
     }
   }
@@ -188,25 +189,34 @@ TEST(InferLinearTest, DenseMatchesReference) {
 }
 
 // Every output is computed by one thread in a fixed order: the bits do not depend on the thread
-// count, and an input row gives the same outputs alone or inside a batch of 16.
-TEST(InferLinearTest, ResultsDoNotDependOnThreadsOrBatch) {
+// count. The fused kernels also accumulate a batch row the same way in every batch chunk width,
+// so an input row gives the same outputs in any slot of a batch of the same size (the dense
+// baselines keep more partial sums at widths 1 and 2, so they are not tested for that).
+TEST(InferLinearTest, ResultsDoNotDependOnThreadsOrSlot) {
   InlineExecutor inline_ex;
   TbbExecutor pool(2);
   for (const Case& c : Cases()) {
     const Encoded e = Encode(c.codec, c.options, c.rows, c.cols, 77);
     HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(e.weight));
     const int64_t rows = c.rows, cols = c.cols;
-    const std::vector<float> x = Inputs(16, cols, 5);
-    std::vector<float> y1(16 * rows), y2(16 * rows), y3(rows);
-    ASSERT_THAT(lin->Apply(x, cols, 16, absl::MakeSpan(y1), rows, inline_ex), IsOk());
-    ASSERT_THAT(lin->Apply(x, cols, 16, absl::MakeSpan(y2), rows, pool), IsOk());
-    EXPECT_EQ(y1, y2) << lin->kind();
-    for (int b : {0, 7, 15}) {
-      ASSERT_THAT(lin->Apply(absl::MakeConstSpan(x).subspan(b * cols, cols), cols, 1,
-                             absl::MakeSpan(y3), rows, pool),
-                  IsOk());
-      EXPECT_EQ(y3, std::vector<float>(y1.begin() + b * rows, y1.begin() + (b + 1) * rows))
-          << lin->kind() << " batch row " << b;
+    for (int batch : {1, 5, 16}) {
+      const std::vector<float> x = Inputs(batch, cols, 5);
+      std::vector<float> y1(batch * rows), y2(batch * rows), y3(batch * rows);
+      ASSERT_THAT(lin->Apply(x, cols, batch, absl::MakeSpan(y1), rows, inline_ex), IsOk());
+      ASSERT_THAT(lin->Apply(x, cols, batch, absl::MakeSpan(y2), rows, pool), IsOk());
+      EXPECT_EQ(y1, y2) << lin->kind();
+      // The batch rows reversed give the outputs reversed, bit for bit.
+      std::vector<float> xr(x.size());
+      for (int b = 0; b < batch; ++b) {
+        std::copy(x.begin() + b * cols, x.begin() + (b + 1) * cols,
+                  xr.begin() + (batch - 1 - b) * cols);
+      }
+      ASSERT_THAT(lin->Apply(xr, cols, batch, absl::MakeSpan(y3), rows, pool), IsOk());
+      for (int b = 0; b < batch; ++b) {
+        EXPECT_TRUE(std::equal(y3.begin() + (batch - 1 - b) * rows,
+                               y3.begin() + (batch - b) * rows, y1.begin() + b * rows))
+            << lin->kind() << " batch " << batch << " row " << b;
+      }
     }
   }
 }
@@ -214,7 +224,7 @@ TEST(InferLinearTest, ResultsDoNotDependOnThreadsOrBatch) {
 TEST(InferLinearTest, KindsAndBytes) {
   const Encoded h = Encode("hc2", {{"mode", "fixed"}, {"bits", "4"}}, 4, 256, 3);
   HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(h.weight));
-  EXPECT_EQ(lin->kind(), "hc2-fixed-4");
+  EXPECT_EQ(lin->kind(), LinearHasAvx512() ? "hc2-fixed-4-pairs" : "hc2-fixed-4-gather");
   EXPECT_EQ(lin->weight_bytes(), 4u * 256 * 4 / 8 + 2u * 8);  // codes + one F16 scale per block
   const Encoded r = Encode("rtn", {{"bits", "4"}, {"group_size", "128"}}, 4, 256, 3);
   HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(r.weight));

@@ -60,12 +60,14 @@ class DenseLinear final : public Linear {
   }
 
  protected:
+  int64_t ColumnUnit() const override { return 16; }
   void Rows(const float* x, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
-            int64_t r1, float* y, int64_t ldy) const override {
+            int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     const bool f16 = dtype_ == DType::kF16;
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      infer::DenseArgs a{data_, cols(), f16, x + b0 * ldx, ldx, r0, r1, y + b0 * ldy, ldy};
+      infer::DenseArgs a{data_, cols(), f16,   x + b0 * ldx, ldx,
+                         r0,    r1,     c0,    c1,           add, y + b0 * ldy, ldy};
       if (simd) {
         infer::DenseAvx512(a, decltype(nb)::value);
       } else {
@@ -93,13 +95,14 @@ class Hc2FixedLinear final : public Linear {
     if (pair_table && LinearHasAvx512()) pairs_ = infer::Hc2PairTable(bits);
   }
   std::string kind() const override {
-    return absl::StrCat("hc2-fixed-", bits_, pairs_ ? "-pairs" : "");
+    return absl::StrCat("hc2-fixed-", bits_, pairs_ ? "-pairs" : "-gather");
   }
   uint64_t weight_bytes() const override { return codes_.size() + scales_.size(); }
 
  protected:
-  void Prepare(const float* x, int64_t ldx, int batch,
-               std::vector<float>& scratch) const override {
+  int64_t ColumnUnit() const override { return hc2::kBlock; }
+  const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+                       int64_t& ld) const override {
     const int64_t c = cols();
     scratch.resize(static_cast<size_t>(batch * c));
     for (int b = 0; b < batch; ++b) {
@@ -109,13 +112,17 @@ class Hc2FixedLinear final : public Linear {
         for (int i = 0; i < hc2::kBlock; ++i) v[i] *= 1.0f / hc2::kBlock;
       }
     }
+    ld = c;
+    return scratch.data();
   }
-  void Rows(const float*, int64_t, const std::vector<float>& xr, int batch, int64_t r0,
-            int64_t r1, float* y, int64_t ldy) const override {
+  void Rows(const float* xr, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
+            int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_), pairs_, bits_,
-                cols(), xr.data() + b0 * cols(), r0, r1, y + b0 * ldy, ldy};
+      Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_),
+                pairs_,        bits_,        cols(),         xr + b0 * ldx,
+                ldx,           r0,           r1,             c0,
+                c1,            add,          y + b0 * ldy,   ldy};
       if (simd) {
         infer::Hc2Avx512(a, decltype(nb)::value);
       } else {
@@ -143,8 +150,9 @@ class RtnLinear final : public Linear {
   uint64_t weight_bytes() const override { return codes_.size() + scales_.size(); }
 
  protected:
-  void Prepare(const float* x, int64_t ldx, int batch,
-               std::vector<float>& scratch) const override {
+  int64_t ColumnUnit() const override { return group_; }
+  const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+                       int64_t& ld) const override {
     const int64_t g = cols() / group_;
     scratch.resize(static_cast<size_t>(batch * g));
     for (int b = 0; b < batch; ++b) {
@@ -154,14 +162,17 @@ class RtnLinear final : public Linear {
         scratch[b * g + j] = s;
       }
     }
+    return x;
   }
   void Rows(const float* x, int64_t ldx, const std::vector<float>& sums, int batch, int64_t r0,
-            int64_t r1, float* y, int64_t ldy) const override {
+            int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     const int64_t g = cols() / group_;
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      RtnArgs a{codes_.data(), codes_.size(), scales_.data(), bits_, group_, cols(),
-                x + b0 * ldx, ldx, sums.data() + b0 * g, r0, r1, y + b0 * ldy, ldy};
+      RtnArgs a{codes_.data(), codes_.size(), scales_.data(),      bits_, group_,
+                cols(),        x + b0 * ldx,  ldx, sums.data() + b0 * g, r0,
+                r1,            c0,            c1,  add,                  y + b0 * ldy,
+                ldy};
       if (simd) {
         infer::RtnAvx512(a, decltype(nb)::value);
       } else {
@@ -193,12 +204,15 @@ class Hc1Linear final : public Linear {
   }
 
  protected:
+  int64_t ColumnUnit() const override { return 2; }
   void Rows(const float* x, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
-            int64_t r1, float* y, int64_t ldy) const override {
+            int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
       Hc1Args a{t_.codes.data(), t_.codes.size(), t_.table.data(), entries_, t_.width,
-                t_.prefix_bits, cols(), x + b0 * ldx, ldx, r0, r1, y + b0 * ldy, ldy};
+                t_.prefix_bits,  cols(),          x + b0 * ldx,    ldx,      r0,
+                r1,              c0,              c1,              add,      y + b0 * ldy,
+                ldy};
       if (simd) {
         infer::Hc1Avx512(a, decltype(nb)::value);
       } else {
@@ -249,11 +263,28 @@ absl::Status Linear::Apply(absl::Span<const float> x, int64_t ldx, int batch, ab
                                                    nx, "), y ", y.size(), " (needs ", ny, ")"));
   }
   std::vector<float> scratch;
-  Prepare(x.data(), ldx, batch, scratch);
+  int64_t ld = ldx;
+  const float* src = Prepare(x.data(), ldx, batch, scratch, ld);
+  // Column blocks of about 16 KB of X for the whole batch, on the codec's unit; each block's X
+  // is packed as [batch][width] so that all its rows stay in L1 (and never alias in its sets).
+  const int64_t unit = ColumnUnit();
+  const int64_t width = std::max(unit, std::max<int64_t>(256, 4096 / batch) / unit * unit);
+  const int64_t nblocks = (cols_ + width - 1) / width;
+  std::vector<float> packed(static_cast<size_t>(nblocks * batch * width));
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const int64_t c0 = k * width, n = std::min(cols_, c0 + width) - c0;
+    for (int b = 0; b < batch; ++b) {
+      std::copy(src + b * ld + c0, src + b * ld + c0 + n, packed.begin() + (k * batch + b) * width);
+    }
+  }
   const int64_t tiles = (rows_ + kTileRows - 1) / kTileRows;
   executor.ParallelFor(tiles, [&](int64_t t) {
     const int64_t r0 = t * kTileRows, r1 = std::min(rows_, r0 + kTileRows);
-    Rows(x.data(), ldx, scratch, batch, r0, r1, y.data(), ldy);
+    for (int64_t k = 0; k < nblocks; ++k) {
+      const int64_t c0 = k * width, c1 = std::min(cols_, c0 + width);
+      Rows(packed.data() + k * batch * width, width, scratch, batch, r0, r1, c0, c1, k > 0,
+           y.data(), ldy);
+    }
   });
   return absl::OkStatus();
 }

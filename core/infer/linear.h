@@ -16,10 +16,16 @@
 //    differs from decode-then-multiply only in rounding: hc2 multiplies the codebook values by
 //    Rot(x) / 128 instead of unrotating the codes, rtn sums s * sum(q x) + m * sum(x) per group.
 //    Tests hold |y - y_ref| <= 1e-5 * ||w_r||_2 * ||x_b||_2 against a float64 reference.
+//  - Blocking: columns are cut into blocks of about 16 KB of X for the whole batch (4096
+//    columns at batch 1, 256 at batch 16, on the codec's group boundaries), each block's X
+//    packed contiguously so every batch row of it stays in L1; rows are cut into tiles of 16,
+//    the parallel units. Each output is the sum of its column blocks' partial dot products,
+//    in block order.
 //  - Determinism: every y[b][r] is computed by one thread with an operation order fixed by
-//    (cols, codec, SIMD path), so results do not depend on the Executor's thread count, on the
-//    batch size or on which rows are computed together. The SIMD and scalar paths differ in
-//    rounding only (same tolerance).
+//    (cols, batch, codec, SIMD path), so results do not depend on the Executor's thread count
+//    or on which rows are computed together; different batch sizes may round differently (the
+//    column blocks depend on the batch). The SIMD and scalar paths differ in rounding only
+//    (same tolerance).
 //  - Kernels: AVX-512 (F, BW, VL, VBMI) where the CPU has it and SimdAllowed(), else scalar
 //    reference loops. Codes are unpacked in registers (VBMI byte permute + variable shift), the
 //    per-tensor codebook (hc2: 4096 float32 = 16 KB, hc1: the pair table) is read by gathers
@@ -77,12 +83,22 @@ class Linear {
 
  protected:
   Linear(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
-  /// Prepares per-call data from X (e.g. hc2's rotated X) into `scratch`; called once per
-  /// Apply before any Rows() call. Default: nothing.
-  virtual void Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch) const {}
-  /// Computes rows [r0, r1) of Y for `batch` (<= kMaxBatch) inputs.
+  /// The column unit of the codec (hc2 128, rtn group_size, hc1 2, dense 16): column blocks
+  /// start and end on multiples of it.
+  virtual int64_t ColumnUnit() const = 0;
+  /// Prepares per-call data: returns the X the kernels read (X itself, or e.g. hc2's rotated X
+  /// in `scratch`, setting `ld` to its row stride) and may keep more in `scratch` (rtn's sums of
+  /// X per group). Called once per Apply. Default: X unchanged.
+  virtual const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+                               int64_t& ld) const {
+    return x;
+  }
+  /// Partial products of rows [r0, r1) over columns [c0, c1) for `batch` (<= kMaxBatch) inputs:
+  /// `x` is the prepared X of column c0 (row stride ldx); y[b * ldy + r] receives the partial
+  /// sum, added to it when `add`.
   virtual void Rows(const float* x, int64_t ldx, const std::vector<float>& scratch, int batch,
-                    int64_t r0, int64_t r1, float* y, int64_t ldy) const = 0;
+                    int64_t r0, int64_t r1, int64_t c0, int64_t c1, bool add, float* y,
+                    int64_t ldy) const = 0;
 
  private:
   int64_t rows_, cols_;
@@ -92,10 +108,11 @@ class Linear {
 struct LinearOptions {
   /// hc2 fixed mode, AVX-512 path: look the 12-bit windows up two at a time, in a table of
   /// 2^(12 + bits) float pairs indexed by the 12 + bits stream bits that hold both (512 KB at 4
-  /// bits, made once per process, shared by all layers) instead of one at a time in the 16 KB
-  /// codebook: half the gather instructions, from L2 instead of L1. Same results within the
-  /// stated tolerance (a different summation order). Default: false.
-  bool hc2_pair_table = false;
+  /// bits, made once per process, shared by all layers), one scalar 8-byte load per pair; off:
+  /// one 16-lane vector gather per 16 windows from the 16 KB codebook (kind "...-gather").
+  /// On AMD Zen 4, whose gathers are slow, the pair table is about 1.8x faster at batch 1
+  /// (docs/perf-gemv-cpu.md). Same results within the stated tolerance. Default: true.
+  bool hc2_pair_table = true;
 
   absl::Status Validate() const;
 };

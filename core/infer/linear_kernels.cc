@@ -38,6 +38,9 @@ uint64_t ReadMsb(const uint8_t* s, uint64_t size, uint64_t bit, int width) {
   return (v << (bit & 7)) >> (64 - width);
 }
 
+// Stores a partial sum.
+inline void Put(float* y, bool add, float v) { *y = add ? *y + v : v; }
+
 }  // namespace
 
 const float* Hc2PairTable(int bits) {
@@ -67,11 +70,11 @@ void DenseScalar(const DenseArgs& a, int nb) {
     for (int b = 0; b < nb; ++b) {
       const float* x = a.x + b * a.ldx;
       float acc = 0;
-      for (int64_t c = 0; c < a.cols; ++c) {
+      for (int64_t c = a.c0; c < a.c1; ++c) {
         const float w = a.f16 ? HalfToFloat(LoadU16(row + 2 * c)) : LoadF32(row + 4 * c);
-        acc += w * x[c];
+        acc += w * x[c - a.c0];
       }
-      a.y[b * a.ldy + r] = acc;
+      Put(a.y + b * a.ldy + r, a.add, acc);
     }
   }
 }
@@ -83,7 +86,7 @@ void Hc2Scalar(const Hc2Args& a, int nb) {
   const int64_t nblk = a.cols / 128;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     float acc[16] = {};
-    for (int64_t j = 0; j < nblk; ++j) {
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
       const int64_t blk = r * nblk + j;
       const float s = HalfToFloat(LoadU16(a.scales + 2 * blk));
       float bacc[16] = {};
@@ -92,11 +95,11 @@ void Hc2Scalar(const Hc2Args& a, int nb) {
         const uint64_t bit = static_cast<uint64_t>(blk * 128 + i) * k;
         w = (w >> k) | (ReadLsb(a.codes, a.codes_size, bit, k) << (12 - k));
         const float c = a.cb[w];
-        for (int b = 0; b < nb; ++b) bacc[b] += c * a.xr[b * a.cols + j * 128 + i];
+        for (int b = 0; b < nb; ++b) bacc[b] += c * a.xr[b * a.ldx + j * 128 - a.c0 + i];
       }
       for (int b = 0; b < nb; ++b) acc[b] += s * bacc[b];
     }
-    for (int b = 0; b < nb; ++b) a.y[b * a.ldy + r] = acc[b];
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
   }
 }
 
@@ -104,7 +107,7 @@ void RtnScalar(const RtnArgs& a, int nb) {
   const int64_t gpr = a.cols / a.group;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     float acc[16] = {};
-    for (int64_t gi = 0; gi < gpr; ++gi) {
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
       const int64_t g = r * gpr + gi;
       const float s = HalfToFloat(LoadU16(a.scales + 4 * g));
       const float m = HalfToFloat(LoadU16(a.scales + 4 * g + 2));
@@ -113,11 +116,11 @@ void RtnScalar(const RtnArgs& a, int nb) {
         const int64_t e = r * a.cols + gi * a.group + i;
         const float q = static_cast<float>(
             ReadLsb(a.codes, a.codes_size, static_cast<uint64_t>(e) * a.bits, a.bits));
-        for (int b = 0; b < nb; ++b) qacc[b] += q * a.x[b * a.ldx + gi * a.group + i];
+        for (int b = 0; b < nb; ++b) qacc[b] += q * a.x[b * a.ldx + gi * a.group - a.c0 + i];
       }
       for (int b = 0; b < nb; ++b) acc[b] += s * qacc[b] + m * a.xsum[b * gpr + gi];
     }
-    for (int b = 0; b < nb; ++b) a.y[b * a.ldy + r] = acc[b];
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
   }
 }
 
@@ -125,15 +128,16 @@ void Hc1Scalar(const Hc1Args& a, int nb) {
   const int64_t pairs = a.cols / 2;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     float acc[16] = {};
-    for (int64_t j = 0; j < pairs; ++j) {
+    for (int64_t j = a.c0 / 2; j < a.c1 / 2; ++j) {
       const uint64_t bit = a.prefix + static_cast<uint64_t>(r * pairs + j) * a.width;
       const uint64_t I = std::min(ReadMsb(a.codes, a.codes_size, bit, a.width), a.entries);
       const float t0 = a.table[2 * I], t1 = a.table[2 * I + 1];
       for (int b = 0; b < nb; ++b) {
-        acc[b] += t0 * a.x[b * a.ldx + 2 * j] + t1 * a.x[b * a.ldx + 2 * j + 1];
+        const float* x = a.x + b * a.ldx + 2 * j - a.c0;
+        acc[b] += t0 * x[0] + t1 * x[1];
       }
     }
-    for (int b = 0; b < nb; ++b) a.y[b * a.ldy + r] = acc[b];
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
   }
 }
 
@@ -182,7 +186,7 @@ template <int NB, bool kF16>
 HC_AVX512 void DenseAvx512Impl(const DenseArgs& a) {
   constexpr int U = NB == 1 ? 4 : (NB == 2 ? 2 : 1);
   constexpr int64_t kStep = 16 * U;
-  const int64_t full = a.cols / kStep * kStep;
+  const int64_t full = a.c0 + (a.c1 - a.c0) / kStep * kStep;
   const size_t es = kF16 ? 2 : 4;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     const uint8_t* row = a.w + static_cast<size_t>(r * a.cols) * es;
@@ -190,26 +194,27 @@ HC_AVX512 void DenseAvx512Impl(const DenseArgs& a) {
     for (int u = 0; u < U; ++u) {
       for (int b = 0; b < NB; ++b) acc[u][b] = _mm512_setzero_ps();
     }
-    for (int64_t c = 0; c < full; c += kStep) {
+    const float* x = a.x - a.c0;
+    for (int64_t c = a.c0; c < full; c += kStep) {
       for (int u = 0; u < U; ++u) {
         const __m512 w = LoadW16<kF16>(row, c + 16 * u);
         for (int b = 0; b < NB; ++b) {
-          acc[u][b] = _mm512_fmadd_ps(w, _mm512_loadu_ps(a.x + b * a.ldx + c + 16 * u), acc[u][b]);
+          acc[u][b] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + b * a.ldx + c + 16 * u), acc[u][b]);
         }
       }
     }
-    for (int64_t c = full; c < a.cols; c += 16) {
-      const int n = static_cast<int>(std::min<int64_t>(16, a.cols - c));
+    for (int64_t c = full; c < a.c1; c += 16) {
+      const int n = static_cast<int>(std::min<int64_t>(16, a.c1 - c));
       const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
       const __m512 w = LoadW16Masked<kF16>(row, c, m);
       for (int b = 0; b < NB; ++b) {
-        acc[0][b] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, a.x + b * a.ldx + c), acc[0][b]);
+        acc[0][b] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x + b * a.ldx + c), acc[0][b]);
       }
     }
     for (int b = 0; b < NB; ++b) {
       __m512 s = acc[0][b];
       for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][b]);
-      a.y[b * a.ldy + r] = _mm512_reduce_add_ps(s);
+      Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(s));
     }
   }
 }
@@ -226,7 +231,7 @@ HC_AVX512 void DenseAvx512T(const DenseArgs& a) {
 // hc2: window i of a block is bits [k(i+1) + 4, k(i+1) + 16) of the block's stream with two zero
 // bytes in front, so the 16 windows of group g lie in the 16 bytes from byte 2kg of that
 // prefixed stream (the two prefix bytes are masked off the load). Per block: 8 gathers of 16
-// codebook values, each dotted with the rotated X of every batch row, then one scale.
+// codebook values, scaled, each dotted with the rotated X of every batch row.
 template <int NB>
 HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
   const int k = a.bits;
@@ -245,14 +250,12 @@ HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
   for (int64_t r = a.r0; r < a.r1; ++r) {
     __m512 acc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < nblk; ++j) {
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
       const int64_t blk = r * nblk + j;
       const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
       const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 16 * k;  // the block's bytes
       const uintptr_t bp = start - 2;
-      const float* xp = a.xr + j * 128;
-      __m512 bacc[NB];
-      for (int b = 0; b < NB; ++b) bacc[b] = _mm512_setzero_ps();
+      const float* xp = a.xr + j * 128 - a.c0;
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
         const uintptr_t addr = bp + 2 * k * g;
@@ -260,15 +263,13 @@ HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
                                                       reinterpret_cast<const void*>(addr));
         const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
         const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, vshift), wmask);
-        const __m512 c = _mm512_i32gather_ps(idx, a.cb, 4);
+        const __m512 c = _mm512_mul_ps(s, _mm512_i32gather_ps(idx, a.cb, 4));
         for (int b = 0; b < NB; ++b) {
-          const __m512 xv = _mm512_loadu_ps(xp + b * a.cols + 16 * g);
-          bacc[b] = _mm512_fmadd_ps(c, xv, bacc[b]);
+          acc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.ldx + 16 * g), acc[b]);
         }
       }
-      for (int b = 0; b < NB; ++b) acc[b] = _mm512_fmadd_ps(s, bacc[b], acc[b]);
     }
-    for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]);
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
   }
 }
 
@@ -309,24 +310,21 @@ HC_AVX512 void Hc2PairAvx512K(const Hc2Args& a) {
   for (int64_t r = a.r0; r < a.r1; ++r) {
     __m512 acc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < nblk; ++j) {
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
       const int64_t blk = r * nblk + j;
       const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
       uint64_t w[2 * K];
       std::memcpy(w, a.codes + blk * 16 * K, sizeof(w));
-      const float* xp = a.xr + j * 128;
-      __m512 bacc[NB];
-      for (int b = 0; b < NB; ++b) bacc[b] = _mm512_setzero_ps();
+      const float* xp = a.xr + j * 128 - a.c0;
 #pragma GCC unroll 8
       for (int v = 0; v < 8; ++v) {
-        const __m512 c = LoadPairs8<K>(table, w, 8 * v);
+        const __m512 c = _mm512_mul_ps(s, LoadPairs8<K>(table, w, 8 * v));
         for (int b = 0; b < NB; ++b) {
-          bacc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.cols + 16 * v), bacc[b]);
+          acc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.ldx + 16 * v), acc[b]);
         }
       }
-      for (int b = 0; b < NB; ++b) acc[b] = _mm512_fmadd_ps(s, bacc[b], acc[b]);
     }
-    for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]);
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
   }
 }
 
@@ -360,32 +358,29 @@ HC_AVX512 void RtnAvx512T(const RtnArgs& a) {
     __m512 acc[NB];
     float macc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps(), macc[b] = 0.0f;
-    for (int64_t gi = 0; gi < gpr; ++gi) {
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
       const int64_t g = r * gpr + gi;
       const float s = HalfToFloat(LoadU16(a.scales + 4 * g));
       const float m = HalfToFloat(LoadU16(a.scales + 4 * g + 2));
       const int64_t e0 = r * a.cols + gi * a.group;
-      __m512 qacc[NB];
-      for (int b = 0; b < NB; ++b) qacc[b] = _mm512_setzero_ps();
+      const __m512 sv = _mm512_set1_ps(s);
       for (int64_t e = 0; e < a.group; e += 16) {
         const uintptr_t addr = lo + static_cast<uintptr_t>((e0 + e) * k / 8);
         const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 2 * k + 4, lo, hi),
                                                       reinterpret_cast<const void*>(addr));
         const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
-        const __m512 q =
-            _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v, vshift), qmask));
+        const __m512 q = _mm512_mul_ps(
+            sv, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v, vshift), qmask)));
         for (int b = 0; b < NB; ++b) {
-          const __m512 xv = _mm512_loadu_ps(a.x + b * a.ldx + gi * a.group + e);
-          qacc[b] = _mm512_fmadd_ps(q, xv, qacc[b]);
+          const __m512 xv = _mm512_loadu_ps(a.x + b * a.ldx + gi * a.group - a.c0 + e);
+          acc[b] = _mm512_fmadd_ps(q, xv, acc[b]);
         }
       }
-      const __m512 sv = _mm512_set1_ps(s);
-      for (int b = 0; b < NB; ++b) {
-        acc[b] = _mm512_fmadd_ps(sv, qacc[b], acc[b]);
-        macc[b] += m * a.xsum[b * gpr + gi];
-      }
+      for (int b = 0; b < NB; ++b) macc[b] += m * a.xsum[b * gpr + gi];
     }
-    for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]) + macc[b];
+    for (int b = 0; b < NB; ++b) {
+      Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]) + macc[b]);
+    }
   }
 }
 
@@ -411,8 +406,8 @@ HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
   for (int64_t r = a.r0; r < a.r1; ++r) {
     __m512 acc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t j0 = 0; j0 < pairs; j0 += 16) {
-      const int nl = static_cast<int>(std::min<int64_t>(16, pairs - j0));
+    for (int64_t j0 = a.c0 / 2; j0 < a.c1 / 2; j0 += 16) {
+      const int nl = static_cast<int>(std::min<int64_t>(16, a.c1 / 2 - j0));
       const uint64_t bit0 = a.prefix + static_cast<uint64_t>(r * pairs + j0) * w;
       const uintptr_t addr = lo + (bit0 >> 3);
       const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(bit0 & 7)), lanew);
@@ -434,12 +429,12 @@ HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
       const __mmask16 m0 = static_cast<__mmask16>((1u << (2 * n0)) - 1);
       const __mmask16 m1 = static_cast<__mmask16>((1u << (2 * n1)) - 1);
       for (int b = 0; b < NB; ++b) {
-        const float* xp = a.x + b * a.ldx + 2 * j0;
+        const float* xp = a.x + b * a.ldx + 2 * j0 - a.c0;
         acc[b] = _mm512_fmadd_ps(t0, _mm512_maskz_loadu_ps(m0, xp), acc[b]);
         acc[b] = _mm512_fmadd_ps(t1, _mm512_maskz_loadu_ps(m1, xp + 16), acc[b]);
       }
     }
-    for (int b = 0; b < NB; ++b) a.y[b * a.ldy + r] = _mm512_reduce_add_ps(acc[b]);
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
   }
 }
 

@@ -1,6 +1,9 @@
 // The kernels behind core/infer/linear.h (internal to hc_infer; tests reach them through
-// Linear with and without ScopedScalarOnly). Each computes rows [r0, r1) of Y for one batch
-// chunk; `nb` is the chunk's batch width. Callers check the layout rules of linear.h first.
+// Linear with and without ScopedScalarOnly). Each computes, for one batch chunk of width `nb`,
+// the partial products of rows [r0, r1) over columns [c0, c1) of W: `x` points at column c0 of
+// the chunk's first X row (row stride ldx), and y[b * ldy + r] receives the partial sum (added
+// to it when `add`). Callers check the layout rules of linear.h first and pick c0, c1 on the
+// codec's group boundaries.
 #ifndef HC_CORE_INFER_LINEAR_KERNELS_H_
 #define HC_CORE_INFER_LINEAR_KERNELS_H_
 
@@ -16,12 +19,14 @@ struct DenseArgs {
   const float* x;
   int64_t ldx;
   int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
   float* y;
   int64_t ldy;
 };
 
 /// hc2 fixed mode: `codes` (LSB-first symbols of `bits` bits), `scales` (F16 per block), `cb`
-/// the 4096-entry codebook, `xr` the rotated X / 128, [NB, cols] with stride cols.
+/// the 4096-entry codebook, `xr` the rotated X / 128.
 struct Hc2Args {
   const uint8_t* codes;
   uint64_t codes_size;
@@ -32,7 +37,10 @@ struct Hc2Args {
   int bits;
   int64_t cols;
   const float* xr;
+  int64_t ldx;
   int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
   float* y;
   int64_t ldy;
 };
@@ -50,6 +58,8 @@ struct RtnArgs {
   int64_t ldx;
   const float* xsum;
   int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
   float* y;
   int64_t ldy;
 };
@@ -67,6 +77,8 @@ struct Hc1Args {
   const float* x;
   int64_t ldx;
   int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
   float* y;
   int64_t ldy;
 };
