@@ -3,6 +3,8 @@
 // and with rtn. Rows decode to exactly the full decode's values, F16 output matches
 // `hyperc decompress` bit for bit, raw tensors come back exact, and fused layers over the real
 // tensors match decode-then-multiply (tolerance of infer_linear_test.cc).
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -39,9 +41,13 @@ std::string Index() {
 
 class ModelReaderTest : public ::testing::Test {
  protected:
+  // Compresses once per process, into a directory of its own (ctest runs the cases of this
+  // suite as concurrent processes).
   static void SetUpTestSuite() {
     if (!std::filesystem::exists(Index())) return;
-    dir_ = new std::string(hc::testing::ScratchDir("infer_model_reader"));
+    dir_ = new std::string(
+        hc::testing::ScratchDir("infer_model_reader_" + std::to_string(::getpid())));
+    error_ = new std::string();
     CompressOptions o;
     o.codec = "hc2";
     o.codec_options.Set("mode", "fixed");
@@ -49,16 +55,23 @@ class ModelReaderTest : public ::testing::Test {
     o.skip = {"layers\\.[1-9]", "embed", "lm_head"};
     o.threads = 2;
     auto s = CompressModel(Index(), *dir_ + "/hc2", o);
-    ASSERT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) *error_ = s.status().ToString();
     auto d = DecompressModel(*dir_ + "/hc2", *dir_ + "/hc2-out", 2);
-    ASSERT_TRUE(d.ok()) << d.status();
+    if (error_->empty() && !d.ok()) *error_ = d.status().ToString();
   }
-  static void TearDownTestSuite() { delete dir_; }
+  static void TearDownTestSuite() {
+    if (dir_ != nullptr) std::filesystem::remove_all(*dir_);
+    delete dir_;
+    delete error_;
+  }
   void SetUp() override {
     if (dir_ == nullptr) GTEST_SKIP() << "no shared model " << Index();
+    ASSERT_TRUE(error_->empty()) << *error_;
   }
   static std::string* dir_;
+  static std::string* error_;
 };
+std::string* ModelReaderTest::error_ = nullptr;
 std::string* ModelReaderTest::dir_ = nullptr;
 
 // The bytes of tensor `name` in the safetensors files of `dir`.
