@@ -23,6 +23,8 @@ using infer::RtnArgs;
 
 // Rows per parallel unit: fixed, so the split never depends on the thread count.
 constexpr int64_t kTileRows = 16;
+// Largest batch for which hc2 uses its pair-table kernel (LinearOptions::hc2_pair_table).
+constexpr int kPairTableMaxBatch = 2;
 
 bool UseSimd() { return LinearHasAvx512() && SimdAllowed(); }
 
@@ -120,7 +122,7 @@ class Hc2FixedLinear final : public Linear {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
       Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_),
-                pairs_,        bits_,        cols(),         xr + b0 * ldx,
+                batch <= kPairTableMaxBatch ? pairs_ : nullptr, bits_,        cols(),         xr + b0 * ldx,
                 ldx,           r0,           r1,             c0,
                 c1,            add,          y + b0 * ldy,   ldy};
       if (simd) {

@@ -27,9 +27,11 @@
 //    column blocks depend on the batch). The SIMD and scalar paths differ in rounding only
 //    (same tolerance).
 //  - Kernels: AVX-512 (F, BW, VL, VBMI) where the CPU has it and SimdAllowed(), else scalar
-//    reference loops. Codes are unpacked in registers (VBMI byte permute + variable shift), the
-//    per-tensor codebook (hc2: 4096 float32 = 16 KB, hc1: the pair table) is read by gathers
-//    from L1, and each lookup is reused for every row of X.
+//    reference loops (there is no AVX2-only path yet). rtn and hc1 codes and hc2's gather
+//    kernel unpack 16 fields at once in registers (VBMI byte permute + variable shift); hc1's
+//    pair table and hc2's 16 KB codebook are read by vector gathers; hc2's default kernel reads
+//    two windows per scalar load from a pair table (LinearOptions). Each decoded vector of
+//    weights is used for every row of X in the batch.
 //  - A Linear keeps views of the stored parts: the bytes must outlive it.
 #ifndef HC_CORE_INFER_LINEAR_H_
 #define HC_CORE_INFER_LINEAR_H_
@@ -110,8 +112,10 @@ struct LinearOptions {
   /// 2^(12 + bits) float pairs indexed by the 12 + bits stream bits that hold both (512 KB at 4
   /// bits, made once per process, shared by all layers), one scalar 8-byte load per pair; off:
   /// one 16-lane vector gather per 16 windows from the 16 KB codebook (kind "...-gather").
-  /// On AMD Zen 4, whose gathers are slow, the pair table is about 1.8x faster at batch 1
-  /// (docs/perf-gemv-cpu.md). Same results within the stated tolerance. Default: true.
+  /// On AMD Zen 4, whose gathers are slow, the pair table was 1.3 to 1.8x faster at batch 1
+  /// but slower from batch 4 on (docs/perf-gemv-cpu.md), so it is used for batches of at most
+  /// 2 only; kind() names the batch-1 kernel. Same results within the stated tolerance.
+  /// Default: true.
   bool hc2_pair_table = true;
 
   absl::Status Validate() const;
