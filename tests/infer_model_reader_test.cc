@@ -128,8 +128,8 @@ TEST_F(ModelReaderTest, RowsEqualFullDecodeAndDecompress) {
     }
     // Row ranges, including empty ones and ranges not on 128-element blocks (384 = 3 blocks,
     // so a row starting mid-tensor is block aligned; single rows and odd spans are tested).
-    for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, 1}, {5, 6}, {7, 130}, {rows - 3, rows},
-                          {11, 11}}) {
+    for (auto [r0, r1] :
+         {std::pair<int64_t, int64_t>{0, 1}, {5, 6}, {7, 130}, {rows - 3, rows}, {11, 11}}) {
       std::vector<float> part((r1 - r0) * len);
       ASSERT_THAT(m->DecodeRows(name, r0, r1, absl::MakeSpan(part)), IsOk());
       EXPECT_TRUE(std::equal(part.begin(), part.end(), full.begin() + r0 * len))

@@ -68,8 +68,18 @@ class DenseLinear final : public Linear {
     const bool simd = UseSimd();
     const bool f16 = dtype_ == DType::kF16;
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      infer::DenseArgs a{data_, cols(), f16,   x + b0 * ldx, ldx,
-                         r0,    r1,     c0,    c1,           add, y + b0 * ldy, ldy};
+      infer::DenseArgs a{.w = data_,
+                         .cols = cols(),
+                         .f16 = f16,
+                         .x = x + b0 * ldx,
+                         .ldx = ldx,
+                         .r0 = r0,
+                         .r1 = r1,
+                         .c0 = c0,
+                         .c1 = c1,
+                         .add = add,
+                         .y = y + b0 * ldy,
+                         .ldy = ldy};
       if (simd) {
         infer::DenseAvx512(a, decltype(nb)::value);
       } else {
@@ -121,10 +131,22 @@ class Hc2FixedLinear final : public Linear {
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      Hc2Args a{codes_.data(), codes_.size(), scales_.data(), hc2::TrellisCodebook(bits_),
-                batch <= kPairTableMaxBatch ? pairs_ : nullptr, bits_,        cols(),         xr + b0 * ldx,
-                ldx,           r0,           r1,             c0,
-                c1,            add,          y + b0 * ldy,   ldy};
+      Hc2Args a{.codes = codes_.data(),
+                .codes_size = codes_.size(),
+                .scales = scales_.data(),
+                .cb = hc2::TrellisCodebook(bits_),
+                .pairs = batch <= kPairTableMaxBatch ? pairs_ : nullptr,
+                .bits = bits_,
+                .cols = cols(),
+                .xr = xr + b0 * ldx,
+                .ldx = ldx,
+                .r0 = r0,
+                .r1 = r1,
+                .c0 = c0,
+                .c1 = c1,
+                .add = add,
+                .y = y + b0 * ldy,
+                .ldy = ldy};
       if (simd) {
         infer::Hc2Avx512(a, decltype(nb)::value);
       } else {
@@ -171,10 +193,22 @@ class RtnLinear final : public Linear {
     const bool simd = UseSimd();
     const int64_t g = cols() / group_;
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      RtnArgs a{codes_.data(), codes_.size(), scales_.data(),      bits_, group_,
-                cols(),        x + b0 * ldx,  ldx, sums.data() + b0 * g, r0,
-                r1,            c0,            c1,  add,                  y + b0 * ldy,
-                ldy};
+      RtnArgs a{.codes = codes_.data(),
+                .codes_size = codes_.size(),
+                .scales = scales_.data(),
+                .bits = bits_,
+                .group = group_,
+                .cols = cols(),
+                .x = x + b0 * ldx,
+                .ldx = ldx,
+                .xsum = sums.data() + b0 * g,
+                .r0 = r0,
+                .r1 = r1,
+                .c0 = c0,
+                .c1 = c1,
+                .add = add,
+                .y = y + b0 * ldy,
+                .ldy = ldy};
       if (simd) {
         infer::RtnAvx512(a, decltype(nb)::value);
       } else {
@@ -211,10 +245,22 @@ class Hc1Linear final : public Linear {
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
-      Hc1Args a{t_.codes.data(), t_.codes.size(), t_.table.data(), entries_, t_.width,
-                t_.prefix_bits,  cols(),          x + b0 * ldx,    ldx,      r0,
-                r1,              c0,              c1,              add,      y + b0 * ldy,
-                ldy};
+      Hc1Args a{.codes = t_.codes.data(),
+                .codes_size = t_.codes.size(),
+                .table = t_.table.data(),
+                .entries = entries_,
+                .width = t_.width,
+                .prefix = t_.prefix_bits,
+                .cols = cols(),
+                .x = x + b0 * ldx,
+                .ldx = ldx,
+                .r0 = r0,
+                .r1 = r1,
+                .c0 = c0,
+                .c1 = c1,
+                .add = add,
+                .y = y + b0 * ldy,
+                .ldy = ldy};
       if (simd) {
         infer::Hc1Avx512(a, decltype(nb)::value);
       } else {
@@ -229,17 +275,16 @@ class Hc1Linear final : public Linear {
 };
 
 absl::Status Unsupported(const LinearWeight& w, absl::string_view why) {
-  return absl::UnimplementedError(
-      absl::StrCat("no fused kernel for codec ", w.codec, " with shape [", w.shape[0], ", ",
-                   w.shape[1], "]: ", why));
+  return absl::UnimplementedError(absl::StrCat("no fused kernel for codec ", w.codec,
+                                               " with shape [", w.shape[0], ", ", w.shape[1],
+                                               "]: ", why));
 }
 
 }  // namespace
 
 bool LinearHasAvx512() {
 #if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512bw") &&
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") &&
                           __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("fma");
   return has;
@@ -300,8 +345,8 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateDenseLinear(DType dtype, int64_t r
   if (rows < 1 || cols < 1 ||
       data.size() != static_cast<uint64_t>(rows * cols) * DTypeSize(dtype)) {
     return absl::InvalidArgumentError(absl::StrCat("dense linear: ", data.size(),
-                                                   " bytes do not hold [", rows, ", ", cols,
-                                                   "] ", DTypeName(dtype)));
+                                                   " bytes do not hold [", rows, ", ", cols, "] ",
+                                                   DTypeName(dtype)));
   }
   return std::unique_ptr<Linear>(new DenseLinear(dtype, rows, cols, data.data()));
 }
@@ -312,9 +357,9 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w,
                                                      const LinearOptions& options) {
   HC_RETURN_IF_ERROR(options.Validate());
   if (w.shape.size() != 2 || w.shape[0] < 1 || w.shape[1] < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "linear: weight of codec ", w.codec, " must have a 2-D shape [rows, cols], got rank ",
-        w.shape.size()));
+    return absl::InvalidArgumentError(absl::StrCat("linear: weight of codec ", w.codec,
+                                                   " must have a 2-D shape [rows, cols], got rank ",
+                                                   w.shape.size()));
   }
   const int64_t rows = w.shape[0], cols = w.shape[1];
   TensorInfo info;
@@ -340,10 +385,9 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w,
     HC_RETURN_IF_ERROR(
         hc2::PrepareFixedDecoder(static_cast<int64_t>(info.numel), w.params, w.parts).status());
     const int bits = static_cast<int>(*w.params.Find("bits")->as_int64());
-    return std::unique_ptr<Linear>(new Hc2FixedLinear(rows, cols, bits,
-                                                      FindPart(w.parts, "codes")->bytes,
-                                                      FindPart(w.parts, "scales")->bytes,
-                                                      options.hc2_pair_table));
+    return std::unique_ptr<Linear>(
+        new Hc2FixedLinear(rows, cols, bits, FindPart(w.parts, "codes")->bytes,
+                           FindPart(w.parts, "scales")->bytes, options.hc2_pair_table));
   }
   if (w.codec == "rtn") {
     HC_ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec("rtn", {}));

@@ -331,9 +331,12 @@ HC_AVX512 void Hc2PairAvx512K(const Hc2Args& a) {
 template <int NB>
 void Hc2PairAvx512T(const Hc2Args& a) {
   switch (a.bits) {
-    case 2: return Hc2PairAvx512K<2, NB>(a);
-    case 3: return Hc2PairAvx512K<3, NB>(a);
-    default: return Hc2PairAvx512K<4, NB>(a);
+    case 2:
+      return Hc2PairAvx512K<2, NB>(a);
+    case 3:
+      return Hc2PairAvx512K<3, NB>(a);
+    default:
+      return Hc2PairAvx512K<4, NB>(a);
   }
 }
 
@@ -392,9 +395,9 @@ template <int NB>
 HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
   const int w = a.width;
   const int64_t pairs = a.cols / 2;
-  const __m512i lanew = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(w));
+  const __m512i lanew =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(w));
   const __m512i imask = _mm512_set1_epi32(static_cast<int>((1ull << w) - 1));
   const __m512i top = _mm512_set1_epi32(static_cast<int>(a.entries));
   const __m512i bytes4 = _mm512_set1_epi32(0x00010203);
@@ -413,19 +416,18 @@ HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
       const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(bit0 & 7)), lanew);
       const __m512i q = _mm512_srli_epi32(bits, 3);
       const __m512i sh = _mm512_sub_epi32(base_shift, _mm512_and_si512(bits, seven));
-      const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 64, lo, hi),
-                                                    reinterpret_cast<const void*>(addr));
-      const __m512i v = _mm512_permutexvar_epi8(
-          _mm512_add_epi32(_mm512_mullo_epi32(q, rep), bytes4), bytes);
-      const __m512i idx =
-          _mm512_min_epu32(_mm512_and_si512(_mm512_srlv_epi32(v, sh), imask), top);
+      const __m512i bytes =
+          _mm512_maskz_loadu_epi8(ClipMask(addr, 64, lo, hi), reinterpret_cast<const void*>(addr));
+      const __m512i v =
+          _mm512_permutexvar_epi8(_mm512_add_epi32(_mm512_mullo_epi32(q, rep), bytes4), bytes);
+      const __m512i idx = _mm512_min_epu32(_mm512_and_si512(_mm512_srlv_epi32(v, sh), imask), top);
       const int n0 = std::min(nl, 8), n1 = nl - n0;
-      const __m512 t0 = _mm512_castsi512_ps(_mm512_mask_i32gather_epi64(
-          _mm512_setzero_si512(), static_cast<__mmask8>((1u << n0) - 1),
-          _mm512_castsi512_si256(idx), table, 8));
-      const __m512 t1 = _mm512_castsi512_ps(_mm512_mask_i32gather_epi64(
-          _mm512_setzero_si512(), static_cast<__mmask8>((1u << n1) - 1),
-          _mm512_extracti64x4_epi64(idx, 1), table, 8));
+      const __m512 t0 = _mm512_castsi512_ps(
+          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>((1u << n0) - 1),
+                                      _mm512_castsi512_si256(idx), table, 8));
+      const __m512 t1 = _mm512_castsi512_ps(
+          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>((1u << n1) - 1),
+                                      _mm512_extracti64x4_epi64(idx, 1), table, 8));
       const __mmask16 m0 = static_cast<__mmask16>((1u << (2 * n0)) - 1);
       const __mmask16 m1 = static_cast<__mmask16>((1u << (2 * n1)) - 1);
       for (int b = 0; b < NB; ++b) {
@@ -440,15 +442,20 @@ HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
 
 }  // namespace
 
-#define HC_DISPATCH(NAME, ARGS)                      \
-  void NAME##Avx512(const ARGS& a, int nb) {         \
-    switch (nb) {                                    \
-      case 16: return NAME##Avx512T<16>(a);          \
-      case 8: return NAME##Avx512T<8>(a);            \
-      case 4: return NAME##Avx512T<4>(a);            \
-      case 2: return NAME##Avx512T<2>(a);            \
-      default: return NAME##Avx512T<1>(a);           \
-    }                                                \
+#define HC_DISPATCH(NAME, ARGS)              \
+  void NAME##Avx512(const ARGS& a, int nb) { \
+    switch (nb) {                            \
+      case 16:                               \
+        return NAME##Avx512T<16>(a);         \
+      case 8:                                \
+        return NAME##Avx512T<8>(a);          \
+      case 4:                                \
+        return NAME##Avx512T<4>(a);          \
+      case 2:                                \
+        return NAME##Avx512T<2>(a);          \
+      default:                               \
+        return NAME##Avx512T<1>(a);          \
+    }                                        \
   }
 HC_DISPATCH(Dense, DenseArgs)
 HC_DISPATCH(Hc2Single, Hc2Args)

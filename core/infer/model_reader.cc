@@ -119,8 +119,8 @@ absl::Status ModelReader::DecodeTensor(absl::string_view name, absl::Span<float>
   HC_ASSIGN_OR_RETURN(std::shared_ptr<const Prepared> p, Prepare(name));
   const uint64_t n = p->record->numel;
   if (out.size() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": output holds ",
-                                                   out.size(), " floats, needs ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", name, "\": output holds ", out.size(), " floats, needs ", n));
   }
   const uint64_t units = (n + kChunkElems - 1) / kChunkElems;
   executor.ParallelFor(static_cast<int64_t>(units), [&](int64_t u) {
@@ -139,9 +139,9 @@ absl::Status CheckRows(absl::string_view name, int64_t r0, int64_t r1, int64_t r
                                               ") are not inside [0, ", rows, ")"));
   }
   if (out_size != static_cast<uint64_t>((r1 - r0) * row_len)) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": output holds ",
-                                                   out_size, " values, rows [", r0, ", ", r1,
-                                                   ") need ", (r1 - r0) * row_len));
+    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": output holds ", out_size,
+                                                   " values, rows [", r0, ", ", r1, ") need ",
+                                                   (r1 - r0) * row_len));
   }
   return absl::OkStatus();
 }
