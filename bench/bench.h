@@ -41,6 +41,9 @@ int RunMakeLlama(const std::vector<std::string>& args);
 /// a hyperc-server, against reading its files (bench/compress_llama.cc).
 int RunCompressLlama(const std::vector<std::string>& args);
 
+/// `hyperc-bench gemv`: fused decode+GEMV kernels against F16/F32 GEMV (bench/gemv.cc).
+int RunGemv(const std::vector<std::string>& args);
+
 /// The shared data folder: $HC_SHARED_DIR, else ../shared beside the source tree.
 std::string SharedDir();
 

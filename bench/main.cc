@@ -22,6 +22,8 @@ constexpr Subcommand kSubcommands[] = {
      RunMakeLlama},
     {"compress-llama", "time hyperc compress on a sharded model, local and via hyperc-server",
      RunCompressLlama},
+    {"gemv", "fused decode+GEMV (hc2 fixed, rtn, hc1) vs F16/F32 GEMV, 4096x4096 and 11008x4096",
+     RunGemv},
 };
 
 void PrintUsage(std::FILE* out) {

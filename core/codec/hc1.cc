@@ -367,6 +367,16 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
 
 absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc1Codec::PrepareDecoder(
     const TensorInfo& info, const JsonValue& params, absl::Span<const PartView> parts) const {
+  HC_ASSIGN_OR_RETURN(Hc1DecodeTable t, PrepareHc1DecodeTable(info, params, parts));
+  return std::unique_ptr<TensorDecoder>(
+      new Hc1Decoder(std::move(t.table), t.codes, t.width, t.prefix_bits));
+}
+
+}  // namespace
+
+absl::StatusOr<Hc1DecodeTable> PrepareHc1DecodeTable(const TensorInfo& info,
+                                                     const JsonValue& params,
+                                                     absl::Span<const PartView> parts) {
   auto get_int = [&](absl::string_view key, int64_t lo, int64_t hi) -> absl::StatusOr<int64_t> {
     const JsonValue* v = params.Find(key);
     const std::optional<int64_t> i = v ? v->as_int64() : std::nullopt;
@@ -436,11 +446,13 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc1Codec::PrepareDecoder(
       }
     }
   }
-  return std::unique_ptr<TensorDecoder>(
-      new Hc1Decoder(std::move(table), codes->bytes, static_cast<int>(w), static_cast<int>(z)));
+  Hc1DecodeTable t;
+  t.table = std::move(table);
+  t.codes = codes->bytes;
+  t.width = static_cast<int>(w);
+  t.prefix_bits = static_cast<int>(z);
+  return t;
 }
-
-}  // namespace
 
 absl::StatusOr<Hc1Options> Hc1Options::Preset(absl::string_view name) {
   Hc1Options o;

@@ -57,6 +57,22 @@ struct Hc1Options {
   static absl::StatusOr<Hc1Options> FromCodecOptions(const CodecOptions& options);
 };
 
+/// What an hc1 decoder needs, validated: `table` holds 2 float32 per index (the decoded pair
+/// of index I at 2I, 2I+1; indices >= table.size() / 2 decode to NaN), `codes` the stored
+/// stream (pair i's index is bits [prefix_bits + i * width, + width), MSB-first).
+struct Hc1DecodeTable {
+  std::vector<float> table;
+  absl::Span<const uint8_t> codes;
+  int width = 0;
+  int prefix_bits = 0;
+};
+
+/// Checks an hc1 record (as Codec::PrepareDecoder does) and builds its table. Used by the
+/// decoder and by the fused kernels (core/infer). Errors: DataLoss naming what is wrong.
+absl::StatusOr<Hc1DecodeTable> PrepareHc1DecodeTable(const TensorInfo& info,
+                                                     const JsonValue& params,
+                                                     absl::Span<const PartView> parts);
+
 /// Creates an hc1 codec. Errors: as Hc1Options::FromCodecOptions.
 absl::StatusOr<std::unique_ptr<Codec>> CreateHc1Codec(const CodecOptions& options);
 /// Name, summary and options for listings.

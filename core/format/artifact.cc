@@ -309,14 +309,8 @@ void ArtifactReader::Release(size_t i) const {
   for (size_t k : part_index_[i]) file_->Release(k);
 }
 
-absl::Status ArtifactReader::DecodeTensor(size_t i, absl::Span<uint8_t> out,
-                                          Executor& executor) const {
+absl::StatusOr<std::vector<PartView>> ArtifactReader::Parts(size_t i) const {
   const TensorRecord& rec = meta_.tensors[i];
-  const uint64_t want = rec.numel * DTypeSize(rec.dtype);
-  if (out.size() != want) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", rec.name, "\": output buffer has ",
-                                                   out.size(), " bytes, needs ", want));
-  }
   std::vector<PartView> views;
   for (size_t k = 0; k < rec.parts.size(); ++k) {
     const StoredPart& p = rec.parts[k];
@@ -329,6 +323,18 @@ absl::Status ArtifactReader::DecodeTensor(size_t i, absl::Span<uint8_t> out,
     }
     views.push_back(PartView{p.suffix, p.dtype, p.shape, bytes});
   }
+  return views;
+}
+
+absl::Status ArtifactReader::DecodeTensor(size_t i, absl::Span<uint8_t> out,
+                                          Executor& executor) const {
+  const TensorRecord& rec = meta_.tensors[i];
+  const uint64_t want = rec.numel * DTypeSize(rec.dtype);
+  if (out.size() != want) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor \"", rec.name, "\": output buffer has ",
+                                                   out.size(), " bytes, needs ", want));
+  }
+  HC_ASSIGN_OR_RETURN(const std::vector<PartView> views, Parts(i));
   if (rec.codec == kRawCodec) {
     std::copy(views[0].bytes.begin(), views[0].bytes.end(), out.begin());
     return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include "absl/types/span.h"
 #include "core/base/json.h"
 #include "core/base/parallel.h"
+#include "core/codec/codec.h"
 #include "core/io/safetensors.h"
 #include "core/io/safetensors_file.h"
 #include "core/quality/stats.h"
@@ -116,6 +117,10 @@ class ArtifactReader {
   /// Errors: DataLoss on a checksum mismatch or inconsistent parts; InvalidArgument for a
   /// wrong-sized `out`.
   absl::Status DecodeTensor(size_t i, absl::Span<uint8_t> out, Executor& executor) const;
+  /// The stored parts of record `i` (in record order) as views into the mapped file, valid
+  /// while the reader lives, each checked against its CRC-32C. A raw record has one part, its
+  /// original bytes. Errors: DataLoss on a checksum mismatch.
+  absl::StatusOr<std::vector<PartView>> Parts(size_t i) const;
   /// Returns pages of record `i`'s parts to the kernel (see SafetensorsFile::Release).
   void Release(size_t i) const;
 

@@ -324,6 +324,11 @@ absl::StatusOr<RunSummary> CompressModel(const std::string& input, const std::st
   return summary;
 }
 
+absl::StatusOr<std::vector<std::string>> ResolveArtifactFiles(const std::string& artifact) {
+  HC_ASSIGN_OR_RETURN(ArtifactSet set, ResolveArtifact(artifact));
+  return std::move(set.files);
+}
+
 absl::StatusOr<RunSummary> InspectArtifact(const std::string& artifact) {
   HC_ASSIGN_OR_RETURN(ArtifactSet set, ResolveArtifact(artifact));
   RunSummary summary;

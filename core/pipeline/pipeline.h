@@ -168,6 +168,11 @@ absl::StatusOr<RunSummary> DecompressModel(const std::string& artifact, const st
                                            int threads = 0, const ProgressCallback& progress = {},
                                            const std::atomic<bool>* cancel = nullptr);
 
+/// The artifact files of `artifact` (a file, an artifact index, or a directory holding one), in
+/// shard order. Errors: InvalidArgument for an index that is not a hyperc artifact index (naming
+/// it), OS errors reading it.
+absl::StatusOr<std::vector<std::string>> ResolveArtifactFiles(const std::string& artifact);
+
 /// Reads the records of an artifact (file, index or directory) without decoding anything.
 absl::StatusOr<RunSummary> InspectArtifact(const std::string& artifact);
 

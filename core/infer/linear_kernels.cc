@@ -1,0 +1,482 @@
+#include "core/infer/linear_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/base/dtype.h"
+#include "core/codec/hc2_fixed.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace hc::infer {
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+float LoadF32(const uint8_t* p) {
+  float f = 0;
+  std::memcpy(&f, p, 4);
+  return f;
+}
+
+// Bits [bit, bit + width) of an LSB-first stream, width <= 8 (zeros past its end).
+uint32_t ReadLsb(const uint8_t* s, uint64_t size, uint64_t bit, int width) {
+  const uint64_t byte = bit >> 3;
+  uint32_t v = s[byte];
+  if (byte + 1 < size) v |= static_cast<uint32_t>(s[byte + 1]) << 8;
+  return (v >> (bit & 7)) & ((1u << width) - 1);
+}
+
+// Bits [bit, bit + width) of an MSB-first stream, width <= 32 (as hc1's decoder reads them).
+uint64_t ReadMsb(const uint8_t* s, uint64_t size, uint64_t bit, int width) {
+  const uint64_t byte = bit >> 3;
+  uint64_t v = 0;
+  for (uint64_t k = 0; k < 8; ++k) v = (v << 8) | (byte + k < size ? s[byte + k] : 0u);
+  return (v << (bit & 7)) >> (64 - width);
+}
+
+// Stores a partial sum.
+inline void Put(float* y, bool add, float v) { *y = add ? *y + v : v; }
+
+}  // namespace
+
+const float* Hc2PairTable(int bits) {
+  static const std::vector<float>* tables = [] {
+    auto* t = new std::vector<float>[3];
+    for (int k = 2; k <= 4; ++k) {
+      const float* cb = hc2::TrellisCodebook(k);
+      std::vector<float>& v = t[k - 2];
+      v.resize(size_t{2} << (12 + k));
+      for (uint32_t w = 0; w < (1u << (12 + k)); ++w) {
+        v[2 * w] = cb[w & 0xFFF];
+        v[2 * w + 1] = cb[(w >> k) & 0xFFF];
+      }
+    }
+    return t;
+  }();
+  return tables[std::clamp(bits, 2, 4) - 2].data();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar references: one float accumulator per output, elements in order.
+
+void DenseScalar(const DenseArgs& a, int nb) {
+  const size_t es = a.f16 ? 2 : 4;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const uint8_t* row = a.w + static_cast<size_t>(r * a.cols) * es;
+    for (int b = 0; b < nb; ++b) {
+      const float* x = a.x + b * a.ldx;
+      float acc = 0;
+      for (int64_t c = a.c0; c < a.c1; ++c) {
+        const float w = a.f16 ? HalfToFloat(LoadU16(row + 2 * c)) : LoadF32(row + 4 * c);
+        acc += w * x[c - a.c0];
+      }
+      Put(a.y + b * a.ldy + r, a.add, acc);
+    }
+  }
+}
+
+// Per block: the windows of spec-hc2.md section 4 (newest symbol in the high bits, as
+// TrellisValues), one codebook value each, dotted with the rotated X, then scaled.
+void Hc2Scalar(const Hc2Args& a, int nb) {
+  const int k = a.bits;
+  const int64_t nblk = a.cols / 128;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    float acc[16] = {};
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
+      const int64_t blk = r * nblk + j;
+      const float s = HalfToFloat(LoadU16(a.scales + 2 * blk));
+      float bacc[16] = {};
+      uint32_t w = 0;
+      for (int i = 0; i < 128; ++i) {
+        const uint64_t bit = static_cast<uint64_t>(blk * 128 + i) * k;
+        w = (w >> k) | (ReadLsb(a.codes, a.codes_size, bit, k) << (12 - k));
+        const float c = a.cb[w];
+        for (int b = 0; b < nb; ++b) bacc[b] += c * a.xr[b * a.ldx + j * 128 - a.c0 + i];
+      }
+      for (int b = 0; b < nb; ++b) acc[b] += s * bacc[b];
+    }
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
+  }
+}
+
+void RtnScalar(const RtnArgs& a, int nb) {
+  const int64_t gpr = a.cols / a.group;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    float acc[16] = {};
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
+      const int64_t g = r * gpr + gi;
+      const float s = HalfToFloat(LoadU16(a.scales + 4 * g));
+      const float m = HalfToFloat(LoadU16(a.scales + 4 * g + 2));
+      float qacc[16] = {};
+      for (int64_t i = 0; i < a.group; ++i) {
+        const int64_t e = r * a.cols + gi * a.group + i;
+        const float q = static_cast<float>(
+            ReadLsb(a.codes, a.codes_size, static_cast<uint64_t>(e) * a.bits, a.bits));
+        for (int b = 0; b < nb; ++b) qacc[b] += q * a.x[b * a.ldx + gi * a.group - a.c0 + i];
+      }
+      for (int b = 0; b < nb; ++b) acc[b] += s * qacc[b] + m * a.xsum[b * gpr + gi];
+    }
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
+  }
+}
+
+void Hc1Scalar(const Hc1Args& a, int nb) {
+  const int64_t pairs = a.cols / 2;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    float acc[16] = {};
+    for (int64_t j = a.c0 / 2; j < a.c1 / 2; ++j) {
+      const uint64_t bit = a.prefix + static_cast<uint64_t>(r * pairs + j) * a.width;
+      const uint64_t I = std::min(ReadMsb(a.codes, a.codes_size, bit, a.width), a.entries);
+      const float t0 = a.table[2 * I], t1 = a.table[2 * I + 1];
+      for (int b = 0; b < nb; ++b) {
+        const float* x = a.x + b * a.ldx + 2 * j - a.c0;
+        acc[b] += t0 * x[0] + t1 * x[1];
+      }
+    }
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512. Codes are unpacked 16 at a time: a masked byte load (never past the stream's end,
+// never before its start), a VBMI byte permute that gives lane l the 4 bytes holding its field,
+// a per-lane shift and a mask. Values come from the codebook by gathers.
+
+#if defined(__x86_64__)
+// GCC 12 warns inside its own intrinsics (_mm512_cvtph_ps, _mm512_reduce_add_ps use
+// _mm512_undefined_*): a known false "may be used uninitialized".
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define HC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,fma,f16c")))
+
+namespace {
+
+// The byte mask of a load of up to `want` bytes at `addr`, clipped to [lo, hi).
+inline __mmask64 ClipMask(uintptr_t addr, int want, uintptr_t lo, uintptr_t hi) {
+  const int64_t avail = static_cast<int64_t>(hi) - static_cast<int64_t>(addr);
+  uint64_t m = avail >= want ? (want == 64 ? ~0ull : (1ull << want) - 1)
+                             : (avail <= 0 ? 0 : (1ull << avail) - 1);
+  if (addr < lo) m &= ~0ull << (lo - addr);
+  return m;
+}
+
+template <bool kF16>
+HC_AVX512 inline __m512 LoadW16(const uint8_t* row, int64_t c) {
+  if constexpr (kF16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c)));
+  } else {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  }
+}
+
+template <bool kF16>
+HC_AVX512 inline __m512 LoadW16Masked(const uint8_t* row, int64_t c, __mmask16 m) {
+  if constexpr (kF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * c));
+  } else {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + c);
+  }
+}
+
+// Dense rows: U column vectors in flight per batch row (more independent FMA chains at small NB).
+template <int NB, bool kF16>
+HC_AVX512 void DenseAvx512Impl(const DenseArgs& a) {
+  constexpr int U = NB == 1 ? 4 : (NB == 2 ? 2 : 1);
+  constexpr int64_t kStep = 16 * U;
+  const int64_t full = a.c0 + (a.c1 - a.c0) / kStep * kStep;
+  const size_t es = kF16 ? 2 : 4;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const uint8_t* row = a.w + static_cast<size_t>(r * a.cols) * es;
+    __m512 acc[U][NB];
+    for (int u = 0; u < U; ++u) {
+      for (int b = 0; b < NB; ++b) acc[u][b] = _mm512_setzero_ps();
+    }
+    const float* x = a.x - a.c0;
+    for (int64_t c = a.c0; c < full; c += kStep) {
+      for (int u = 0; u < U; ++u) {
+        const __m512 w = LoadW16<kF16>(row, c + 16 * u);
+        for (int b = 0; b < NB; ++b) {
+          acc[u][b] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + b * a.ldx + c + 16 * u), acc[u][b]);
+        }
+      }
+    }
+    for (int64_t c = full; c < a.c1; c += 16) {
+      const int n = static_cast<int>(std::min<int64_t>(16, a.c1 - c));
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      const __m512 w = LoadW16Masked<kF16>(row, c, m);
+      for (int b = 0; b < NB; ++b) {
+        acc[0][b] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x + b * a.ldx + c), acc[0][b]);
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      __m512 s = acc[0][b];
+      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][b]);
+      Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(s));
+    }
+  }
+}
+
+template <int NB>
+HC_AVX512 void DenseAvx512T(const DenseArgs& a) {
+  if (a.f16) {
+    DenseAvx512Impl<NB, true>(a);
+  } else {
+    DenseAvx512Impl<NB, false>(a);
+  }
+}
+
+// hc2: window i of a block is bits [k(i+1) + 4, k(i+1) + 16) of the block's stream with two zero
+// bytes in front, so the 16 windows of group g lie in the 16 bytes from byte 2kg of that
+// prefixed stream (the two prefix bytes are masked off the load). Per block: 8 gathers of 16
+// codebook values, scaled, each dotted with the rotated X of every batch row.
+template <int NB>
+HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
+  const int k = a.bits;
+  alignas(64) uint8_t perm[64];
+  alignas(64) uint32_t shift[16];
+  for (int l = 0; l < 16; ++l) {
+    const int bit = k * (l + 1) + 4;
+    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
+    shift[l] = static_cast<uint32_t>(bit & 7);
+  }
+  const __m512i vperm = _mm512_load_si512(perm);
+  const __m512i vshift = _mm512_load_si512(shift);
+  const __m512i wmask = _mm512_set1_epi32(0xFFF);
+  const int64_t nblk = a.cols / 128;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
+      const int64_t blk = r * nblk + j;
+      const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
+      const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 16 * k;  // the block's bytes
+      const uintptr_t bp = start - 2;
+      const float* xp = a.xr + j * 128 - a.c0;
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        const uintptr_t addr = bp + 2 * k * g;
+        const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 16, start, hi),
+                                                      reinterpret_cast<const void*>(addr));
+        const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
+        const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, vshift), wmask);
+        const __m512 c = _mm512_mul_ps(s, _mm512_i32gather_ps(idx, a.cb, 4));
+        for (int b = 0; b < NB; ++b) {
+          acc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.ldx + 16 * g), acc[b]);
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
+  }
+}
+
+// hc2 with the pair table: pair p of a block (weights 2p, 2p + 1) has its 12 + K-bit window at
+// block bits [2Kp + K - 12, 2Kp + 2K) (zeros before the block). The block's 16K bytes are read as
+// 2K 64-bit words; with p unrolled every window is a constant shift (and, across a word
+// boundary, a constant funnel shift) of them. Each window then fetches its two floats with one
+// scalar 8-byte load (no gather: on some CPUs, e.g. AMD Zen 4, eight scalar loads and a few
+// shuffles beat one vector gather), eight pairs are packed into a vector and dotted with X.
+template <int K>
+inline uint32_t PairWindow(const uint64_t* w, int p) {
+  const int bit = 2 * K * p + K - 12;
+  constexpr uint32_t kMask = (1u << (12 + K)) - 1;
+  if (bit < 0) return static_cast<uint32_t>(w[0] << -bit) & kMask;
+  const int j = bit >> 6, s = bit & 63;
+  uint64_t v = w[j] >> s;
+  if (s + 12 + K > 64) v |= w[j + 1] << (64 - s);
+  return static_cast<uint32_t>(v) & kMask;
+}
+
+// Eight float pairs, windows of pairs p0..p0+7, as one vector of 16 floats in weight order.
+template <int K>
+HC_AVX512 inline __m512 LoadPairs8(const double* table, const uint64_t* w, int p0) {
+  __m128d q[4];
+  for (int t = 0; t < 4; ++t) {
+    q[t] = _mm_loadh_pd(_mm_load_sd(table + PairWindow<K>(w, p0 + 2 * t)),
+                        table + PairWindow<K>(w, p0 + 2 * t + 1));
+  }
+  const __m256d lo = _mm256_insertf128_pd(_mm256_castpd128_pd256(q[0]), q[1], 1);
+  const __m256d hi = _mm256_insertf128_pd(_mm256_castpd128_pd256(q[2]), q[3], 1);
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1));
+}
+
+template <int K, int NB>
+HC_AVX512 void Hc2PairAvx512K(const Hc2Args& a) {
+  const double* table = reinterpret_cast<const double*>(a.pairs);
+  const int64_t nblk = a.cols / 128;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
+      const int64_t blk = r * nblk + j;
+      const __m512 s = _mm512_set1_ps(HalfToFloat(LoadU16(a.scales + 2 * blk)));
+      uint64_t w[2 * K];
+      std::memcpy(w, a.codes + blk * 16 * K, sizeof(w));
+      const float* xp = a.xr + j * 128 - a.c0;
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) {
+        const __m512 c = _mm512_mul_ps(s, LoadPairs8<K>(table, w, 8 * v));
+        for (int b = 0; b < NB; ++b) {
+          acc[b] = _mm512_fmadd_ps(c, _mm512_loadu_ps(xp + b * a.ldx + 16 * v), acc[b]);
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
+  }
+}
+
+template <int NB>
+void Hc2PairAvx512T(const Hc2Args& a) {
+  switch (a.bits) {
+    case 2:
+      return Hc2PairAvx512K<2, NB>(a);
+    case 3:
+      return Hc2PairAvx512K<3, NB>(a);
+    default:
+      return Hc2PairAvx512K<4, NB>(a);
+  }
+}
+
+// rtn: 16 codes of `bits` bits start on a byte boundary (groups are multiples of 16); lane l
+// takes bits [l * bits, (l + 1) * bits) of the 2 * bits bytes from there.
+template <int NB>
+HC_AVX512 void RtnAvx512T(const RtnArgs& a) {
+  const int k = a.bits;
+  alignas(64) uint8_t perm[64];
+  alignas(64) uint32_t shift[16];
+  for (int l = 0; l < 16; ++l) {
+    const int bit = k * l;
+    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
+    shift[l] = static_cast<uint32_t>(bit & 7);
+  }
+  const __m512i vperm = _mm512_load_si512(perm);
+  const __m512i vshift = _mm512_load_si512(shift);
+  const __m512i qmask = _mm512_set1_epi32((1 << k) - 1);
+  const int64_t gpr = a.cols / a.group;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    float macc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps(), macc[b] = 0.0f;
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
+      const int64_t g = r * gpr + gi;
+      const float s = HalfToFloat(LoadU16(a.scales + 4 * g));
+      const float m = HalfToFloat(LoadU16(a.scales + 4 * g + 2));
+      const int64_t e0 = r * a.cols + gi * a.group;
+      const __m512 sv = _mm512_set1_ps(s);
+      for (int64_t e = 0; e < a.group; e += 16) {
+        const uintptr_t addr = lo + static_cast<uintptr_t>((e0 + e) * k / 8);
+        const __m512i bytes = _mm512_maskz_loadu_epi8(ClipMask(addr, 2 * k + 4, lo, hi),
+                                                      reinterpret_cast<const void*>(addr));
+        const __m512i v = _mm512_permutexvar_epi8(vperm, bytes);
+        const __m512 q = _mm512_mul_ps(
+            sv, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v, vshift), qmask)));
+        for (int b = 0; b < NB; ++b) {
+          const __m512 xv = _mm512_loadu_ps(a.x + b * a.ldx + gi * a.group - a.c0 + e);
+          acc[b] = _mm512_fmadd_ps(q, xv, acc[b]);
+        }
+      }
+      for (int b = 0; b < NB; ++b) macc[b] += m * a.xsum[b * gpr + gi];
+    }
+    for (int b = 0; b < NB; ++b) {
+      Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]) + macc[b]);
+    }
+  }
+}
+
+// hc1: 16 pair indices at once. Lane l's index starts at bit s0 + l * width of a 64-byte load
+// (s0 < 8); the permute gathers its 4 bytes big-endian, so one right shift by 32 - sh - width
+// and a mask give the MSB-first field. Two 64-bit gathers fetch the 16 (x, y) pairs, which line
+// up with 32 consecutive floats of X.
+template <int NB>
+HC_AVX512 void Hc1Avx512T(const Hc1Args& a) {
+  const int w = a.width;
+  const int64_t pairs = a.cols / 2;
+  const __m512i lanew =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(w));
+  const __m512i imask = _mm512_set1_epi32(static_cast<int>((1ull << w) - 1));
+  const __m512i top = _mm512_set1_epi32(static_cast<int>(a.entries));
+  const __m512i bytes4 = _mm512_set1_epi32(0x00010203);
+  const __m512i rep = _mm512_set1_epi32(0x01010101);
+  const __m512i seven = _mm512_set1_epi32(7);
+  const __m512i base_shift = _mm512_set1_epi32(32 - w);
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
+  const long long* table = reinterpret_cast<const long long*>(a.table);
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t j0 = a.c0 / 2; j0 < a.c1 / 2; j0 += 16) {
+      const int nl = static_cast<int>(std::min<int64_t>(16, a.c1 / 2 - j0));
+      const uint64_t bit0 = a.prefix + static_cast<uint64_t>(r * pairs + j0) * w;
+      const uintptr_t addr = lo + (bit0 >> 3);
+      const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(bit0 & 7)), lanew);
+      const __m512i q = _mm512_srli_epi32(bits, 3);
+      const __m512i sh = _mm512_sub_epi32(base_shift, _mm512_and_si512(bits, seven));
+      const __m512i bytes =
+          _mm512_maskz_loadu_epi8(ClipMask(addr, 64, lo, hi), reinterpret_cast<const void*>(addr));
+      const __m512i v =
+          _mm512_permutexvar_epi8(_mm512_add_epi32(_mm512_mullo_epi32(q, rep), bytes4), bytes);
+      const __m512i idx = _mm512_min_epu32(_mm512_and_si512(_mm512_srlv_epi32(v, sh), imask), top);
+      const int n0 = std::min(nl, 8), n1 = nl - n0;
+      const __m512 t0 = _mm512_castsi512_ps(
+          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>((1u << n0) - 1),
+                                      _mm512_castsi512_si256(idx), table, 8));
+      const __m512 t1 = _mm512_castsi512_ps(
+          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>((1u << n1) - 1),
+                                      _mm512_extracti64x4_epi64(idx, 1), table, 8));
+      const __mmask16 m0 = static_cast<__mmask16>((1u << (2 * n0)) - 1);
+      const __mmask16 m1 = static_cast<__mmask16>((1u << (2 * n1)) - 1);
+      for (int b = 0; b < NB; ++b) {
+        const float* xp = a.x + b * a.ldx + 2 * j0 - a.c0;
+        acc[b] = _mm512_fmadd_ps(t0, _mm512_maskz_loadu_ps(m0, xp), acc[b]);
+        acc[b] = _mm512_fmadd_ps(t1, _mm512_maskz_loadu_ps(m1, xp + 16), acc[b]);
+      }
+    }
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
+  }
+}
+
+}  // namespace
+
+#define HC_DISPATCH(NAME, ARGS)              \
+  void NAME##Avx512(const ARGS& a, int nb) { \
+    switch (nb) {                            \
+      case 16:                               \
+        return NAME##Avx512T<16>(a);         \
+      case 8:                                \
+        return NAME##Avx512T<8>(a);          \
+      case 4:                                \
+        return NAME##Avx512T<4>(a);          \
+      case 2:                                \
+        return NAME##Avx512T<2>(a);          \
+      default:                               \
+        return NAME##Avx512T<1>(a);          \
+    }                                        \
+  }
+HC_DISPATCH(Dense, DenseArgs)
+HC_DISPATCH(Hc2Single, Hc2Args)
+HC_DISPATCH(Hc2Pair, Hc2Args)
+HC_DISPATCH(Rtn, RtnArgs)
+HC_DISPATCH(Hc1, Hc1Args)
+#undef HC_DISPATCH
+
+void Hc2Avx512(const Hc2Args& a, int nb) {
+  if (a.pairs != nullptr) {
+    Hc2PairAvx512(a, nb);
+  } else {
+    Hc2SingleAvx512(a, nb);
+  }
+}
+
+#else  // not x86-64: never called (LinearHasAvx512() is false).
+void DenseAvx512(const DenseArgs& a, int nb) { DenseScalar(a, nb); }
+void Hc2Avx512(const Hc2Args& a, int nb) { Hc2Scalar(a, nb); }
+void RtnAvx512(const RtnArgs& a, int nb) { RtnScalar(a, nb); }
+void Hc1Avx512(const Hc1Args& a, int nb) { Hc1Scalar(a, nb); }
+#endif
+
+}  // namespace hc::infer

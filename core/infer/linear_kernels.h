@@ -1,0 +1,105 @@
+// The kernels behind core/infer/linear.h (internal to hc_infer; tests reach them through
+// Linear with and without ScopedScalarOnly). Each computes, for one batch chunk of width `nb`,
+// the partial products of rows [r0, r1) over columns [c0, c1) of W: `x` points at column c0 of
+// the chunk's first X row (row stride ldx), and y[b * ldy + r] receives the partial sum (added
+// to it when `add`). Callers check the layout rules of linear.h first and pick c0, c1 on the
+// codec's group boundaries.
+#ifndef HC_CORE_INFER_LINEAR_KERNELS_H_
+#define HC_CORE_INFER_LINEAR_KERNELS_H_
+
+#include <cstdint>
+
+namespace hc::infer {
+
+/// Dense row-major weights (F16 when `f16`, else F32).
+struct DenseArgs {
+  const uint8_t* w;
+  int64_t cols;
+  bool f16;
+  const float* x;
+  int64_t ldx;
+  int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
+  float* y;
+  int64_t ldy;
+};
+
+/// hc2 fixed mode: `codes` (LSB-first symbols of `bits` bits), `scales` (F16 per block), `cb`
+/// the 4096-entry codebook, `xr` the rotated X / 128.
+struct Hc2Args {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const uint8_t* scales;
+  const float* cb;
+  /// Hc2PairTable(bits), or null: then the AVX-512 kernel looks up one window at a time.
+  const float* pairs;
+  int bits;
+  int64_t cols;
+  const float* xr;
+  int64_t ldx;
+  int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
+  float* y;
+  int64_t ldy;
+};
+
+/// rtn: `codes` (LSB-first, `bits` bits), `scales` (F16 pairs s, m per group), `xsum` the sums
+/// of X per group, [NB, cols / group].
+struct RtnArgs {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const uint8_t* scales;
+  int bits;
+  int64_t group;
+  int64_t cols;
+  const float* x;
+  int64_t ldx;
+  const float* xsum;
+  int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
+  float* y;
+  int64_t ldy;
+};
+
+/// hc1: MSB-first indices of `width` bits after `prefix` bits; `table` holds entries + 1 pairs
+/// (the last one NaN, for indices >= entries).
+struct Hc1Args {
+  const uint8_t* codes;
+  uint64_t codes_size;
+  const float* table;
+  uint64_t entries;
+  int width;
+  int prefix;
+  int64_t cols;
+  const float* x;
+  int64_t ldx;
+  int64_t r0, r1;
+  int64_t c0, c1;
+  bool add;
+  float* y;
+  int64_t ldy;
+};
+
+/// The pair table of hc2's fixed mode for `bits`: entry v (a 12 + bits-bit window holding two
+/// consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >> bits) is the two floats
+/// C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made once per process.
+const float* Hc2PairTable(int bits);
+
+void DenseScalar(const DenseArgs& a, int nb);
+void Hc2Scalar(const Hc2Args& a, int nb);
+void RtnScalar(const RtnArgs& a, int nb);
+void Hc1Scalar(const Hc1Args& a, int nb);
+
+/// AVX-512 (F, BW, VL, VBMI, FMA, F16C) kernels; nb in {1, 2, 4, 8, 16}. Call only where
+/// LinearHasAvx512().
+void DenseAvx512(const DenseArgs& a, int nb);
+void Hc2Avx512(const Hc2Args& a, int nb);
+void RtnAvx512(const RtnArgs& a, int nb);
+void Hc1Avx512(const Hc1Args& a, int nb);
+
+}  // namespace hc::infer
+
+#endif  // HC_CORE_INFER_LINEAR_KERNELS_H_
