@@ -763,6 +763,9 @@ absl::StatusOr<std::string> JobManager::ArtifactPath(const std::string& id, cons
   auto job = Find(id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
   std::lock_guard<std::mutex> lock(job->mu);
+  for (const auto& [name, size] : job->snap.ready_files) {
+    if (!file.empty() && name == file) return job->dir + "/artifact/" + name;
+  }
   if (job->snap.state != JobState::kSucceeded) {
     return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", JobStateName(job->snap.state),
                                                       "; its artifact exists once it has SUCCEEDED"));
@@ -928,6 +931,14 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     std::vector<TensorRecord> recs;
     HC_RETURN_IF_ERROR(CompressSpooledFile(job, k, *compressor, &recs));
+    if (job.snap.request.ephemeral) {
+      const std::string a = ArtifactShardName(name);
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        job.snap.ready_files.emplace_back(a, fs::file_size(job.dir + "/artifact/" + a));
+      }
+      Notify(job);
+    }
     names.push_back(name);
     records.push_back(std::move(recs));
   }
@@ -1161,12 +1172,13 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
                                                       job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
-    auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes());
+    // Not zero-filled: every byte is copied in below.
+    std::shared_ptr<uint8_t[]> buf(new uint8_t[std::max<uint64_t>(t.nbytes(), 1)]);
     if (job.held) {
-      HC_RETURN_IF_ERROR(take_held(buf->data(), header.data_start() + t.begin, header.data_start() + t.end));
+      HC_RETURN_IF_ERROR(take_held(buf.get(), header.data_start() + t.begin, header.data_start() + t.end));
     } else {
       HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
-      HC_RETURN_IF_ERROR(read_at(buf->data(), t.nbytes(), header.data_start() + t.begin));
+      HC_RETURN_IF_ERROR(read_at(buf.get(), t.nbytes(), header.data_start() + t.begin));
     }
     auto release = [buf]() mutable { buf.reset(); };
     // A tensor finished before a restart is taken from its checkpoint, not recomputed.
@@ -1176,12 +1188,12 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
         auto r = DecodeCheckpoint(*text, t);
         if (r.ok()) {
           ++reused;
-          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(*buf), release, *std::move(r)));
+          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(buf.get(), t.nbytes()), release, *std::move(r)));
           continue;
         }
       }
     }
-    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(*buf), release));
+    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(buf.get(), t.nbytes()), release));
   }
   HC_ASSIGN_OR_RETURN(*records, fc->Finish());
   if (reused > 0) {

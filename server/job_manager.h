@@ -58,6 +58,9 @@ struct JobSnapshot {
   std::vector<TensorRecord> tensors;
   /// Artifact files (name, size) in the order a client should write them.
   std::vector<std::pair<std::string, uint64_t>> files;
+  /// A Compress call's job only: artifact files already complete while it runs (a sharded
+  /// model's shards, as they finish); ArtifactPath serves them before the job has succeeded.
+  std::vector<std::pair<std::string, uint64_t>> ready_files;
   int64_t created_unix = 0, finished_unix = 0;
   double seconds = 0;
   /// Increases with every change; watchers compare it.
@@ -167,8 +170,8 @@ class JobManager {
   absl::StatusOr<uint64_t> Watch(const std::string& id,
                                  std::function<void(const JobSnapshot&)> fn);
   void Unwatch(const std::string& id, uint64_t token);
-  /// Path of artifact file `file` of a succeeded job ("" = the first). Errors: NotFound,
-  /// FailedPrecondition if the job has not succeeded.
+  /// Path of artifact file `file` of a succeeded job ("" = the first), or of one of its
+  /// ready_files. Errors: NotFound, FailedPrecondition if the job has not succeeded.
   absl::StatusOr<std::string> ArtifactPath(const std::string& id, const std::string& file) const;
 
   /// Counts for metrics and limits.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -201,8 +202,11 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_ || snap.version <= last_version_) return;
     last_version_ = snap.version;
+    // Artifact files complete before the job ends (a sharded model's shards) go out at once.
+    for (const auto& [name, size] : snap.ready_files) QueueFileLocked(name);
     if (snap.state == JobState::kSucceeded) {
       success_ = snap;
+      for (const auto& [name, size] : snap.files) QueueFileLocked(name);
     } else if (IsFinal(snap.state)) {
       error_ = snap.error.ok() ? absl::InternalError("job ended without a result") : snap.error;
     } else if (snap.progress.tensors_done > 0) {
@@ -211,7 +215,12 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     PumpLocked();
   }
 
-  // Starts the next write: pending progress, then the artifact, then the summary, then Finish.
+  void QueueFileLocked(const std::string& name) {
+    if (std::find(files_.begin(), files_.end(), name) == files_.end()) files_.push_back(name);
+  }
+
+  // Starts the next write: pending progress, then the artifact files that are ready, and once
+  // the job has succeeded the rest, then the summary, then Finish.
   void PumpLocked() {
     if (writing_ || finished_) return;
     resp_.Clear();
@@ -221,9 +230,9 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     } else if (error_) {
       FinishLocked(ToGrpcStatus(*error_));
       return;
-    } else if (success_) {
-      while (cursor_.done() && next_file_ < success_->files.size()) {
-        const std::string& name = success_->files[next_file_++].first;
+    } else if (success_ || !cursor_.done() || next_file_ < files_.size()) {
+      while (cursor_.done() && next_file_ < files_.size()) {
+        const std::string& name = files_[next_file_++];
         auto path = svc_->jobs()->ArtifactPath(job_id_, name);
         absl::Status s = path.ok() ? cursor_.Open(*path, name, 0) : path.status();
         if (!s.ok()) {
@@ -237,6 +246,8 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
           FinishLocked(ToGrpcStatus(s));
           return;
         }
+      } else if (!success_) {
+        return;  // the ready files are sent; the rest come with success
       } else if (!summary_sent_) {
         ToProto(*success_, resp_.mutable_summary());
         summary_sent_ = true;
@@ -273,6 +284,7 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
   std::optional<JobProgress> progress_;
   std::optional<absl::Status> error_;
   std::optional<JobSnapshot> success_;
+  std::vector<std::string> files_;  // artifact files to send, in order
   size_t next_file_ = 0;
   ArtifactCursor cursor_;
   grpc::Status final_status_;
