@@ -41,10 +41,13 @@ struct JobManager::Job {
   };
   std::vector<File> files;
   // A held upload (see JobManager): the bytes in memory over every file, whether the runner
-  // waits for bytes not yet received, and the upload reader waiting for room.
+  // waits for bytes not yet received (file `want_file` up to `want`; a file not yet begun),
+  // and the upload reader waiting for room.
   bool held = false;
   uint64_t held_bytes = 0;
   bool starved = false;
+  size_t want_file = 0;
+  uint64_t want = 0;
   std::function<void()> resume;
   bool upload_done = false;    // End() succeeded (or restored from disk)
   bool upload_failed = false;  // the upload stream broke
@@ -909,6 +912,8 @@ absl::Status JobManager::RunJob(Job& job) {
     {
       std::unique_lock<std::mutex> lock(job.mu);
       job.starved = true;
+      job.want_file = k;
+      job.want = 0;
       lock.unlock();
       WakeUpload(job);
       lock.lock();
@@ -993,7 +998,8 @@ absl::Status JobManager::RunJob(Job& job) {
 }
 
 bool JobManager::HasRoom(const Job& job) const {
-  return job.held_bytes < options_.memory_budget / 4 || job.starved || job.cancel || job.upload_failed ||
+  const bool wanted = job.starved && (job.want_file >= job.files.size() || job.files[job.want_file].received < job.want);
+  return job.held_bytes < options_.memory_budget / 4 || wanted || job.cancel || job.upload_failed ||
          IsFinal(job.snap.state) || stopping_;
 }
 
@@ -1066,6 +1072,8 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     std::unique_lock<std::mutex> lock(job.mu);
     if (job.files[k].received < need) {
       job.starved = true;  // a held upload may read past its limit to bring these bytes
+      job.want_file = k;
+      job.want = need;
       lock.unlock();
       WakeUpload(job);
       lock.lock();
