@@ -445,8 +445,9 @@ uint64_t JobManager::SpoolBytes() const {
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(options_.spool_dir, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code e2;
-    if (it->is_regular_file(e2)) total += it->file_size(e2);
+    // Allocated bytes: a held upload's spool file is mostly a hole.
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return total;
 }

@@ -180,7 +180,7 @@ class JobManager {
   /// Worker threads of the shared arena, and how many run a tensor right now.
   int pool_threads() const { return executor_->threads(); }
   int pool_busy() const { return executor_->busy(); }
-  /// Bytes under the spool directory (walks it).
+  /// Bytes allocated under the spool directory (walks it).
   uint64_t SpoolBytes() const;
 
  private:
