@@ -1000,7 +1000,7 @@ absl::Status JobManager::RunJob(Job& job) {
 
 bool JobManager::HasRoom(const Job& job) const {
   const bool wanted = job.starved && (job.want_file >= job.files.size() || job.files[job.want_file].received < job.want);
-  return job.held_bytes < options_.memory_budget / 4 || wanted || job.cancel || job.upload_failed ||
+  return job.held_bytes < options_.memory_budget / 8 || wanted || job.cancel || job.upload_failed ||
          IsFinal(job.snap.state) || stopping_;
 }
 

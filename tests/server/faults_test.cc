@@ -142,7 +142,7 @@ TEST_F(FaultsTest, CompressDeadlineExceeded) {
 }
 
 // A Compress call's upload is held in memory, not spooled, and read no faster than the job
-// takes it. With a 1 MiB budget the server holds at most 256 KiB ahead of the job, or the one
+// takes it. With a 1 MiB budget the server holds at most 128 KiB ahead of the job, or the one
 // larger tensor it waits for: a slow upload in small chunks still gives the local artifact.
 TEST_F(FaultsTest, HeldUploadUnderBackpressureGivesTheLocalArtifact) {
   Start(/*budget=*/1 << 20);
@@ -212,7 +212,7 @@ TEST_F(FaultsTest, HeldUploadPausedThenCancelled) {
   {
     grpc::ClientContext ctx;
     auto stream = stub_->Compress(&ctx);
-    SendHalf(stream.get());  // 6 MB against a 256 KiB limit: the server stops reading
+    SendHalf(stream.get());  // 6 MB against a 128 KiB limit: the server stops reading
     ASSERT_TRUE(WaitUntil([&] { return server_->jobs().queued() == 1 && SpoolJobs() == 2; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ctx.TryCancel();
