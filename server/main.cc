@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
   // Buffers of a few MiB (upload and artifact chunks, gRPC slices, small tensors) come and go
   // all the time: keep them in the heap instead of mapping, faulting in and zeroing fresh pages
   // for each (about a third of the CPU time of an upload over loopback).
-  mallopt(M_MMAP_THRESHOLD, 8 << 20);
-  mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   hc::server::ServerOptions o;
   o.jobs.spool_dir = "hyperc-spool";
   std::string token_file;
