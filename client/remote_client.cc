@@ -62,7 +62,6 @@ bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::str
   req.mutable_start()->set_model_name(model_name);
   ToProto(options, req.mutable_start()->mutable_options());
   if (!w->Write(req)) return false;
-  std::vector<char> buf(chunk_bytes);
   for (const std::string& path : files) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -75,8 +74,12 @@ bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::str
     req.mutable_file()->set_name(BaseName(path));
     req.mutable_file()->set_size(static_cast<uint64_t>(st.st_size));
     bool ok = w->Write(req);
+    // The file is read straight into the request's chunk, reused from message to message.
+    req.Clear();
+    std::string* chunk = req.mutable_chunk();
     while (ok) {
-      ssize_t r = ::read(fd, buf.data(), buf.size());
+      chunk->resize(chunk_bytes);
+      ssize_t r = ::read(fd, chunk->data(), chunk_bytes);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) {
         *error = absl::UnavailableError(absl::StrCat(path, ": read failed"));
@@ -84,8 +87,7 @@ bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::str
         break;
       }
       if (r == 0) break;
-      req.Clear();
-      req.set_chunk(buf.data(), static_cast<size_t>(r));
+      chunk->resize(static_cast<size_t>(r));
       ok = w->Write(req);
     }
     ::close(fd);

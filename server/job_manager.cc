@@ -33,8 +33,22 @@ struct JobManager::Job {
     std::string name;
     uint64_t size = 0;
     uint64_t received = 0;
+    // A held upload: bytes [0, spool_end) are in the spool file (a safetensors header, known
+    // once its first 8 bytes are in; a whole index file), the rest in `held`.
+    uint64_t spool_end = 0;
+    bool header_known = false;
+    ByteQueue held;
   };
   std::vector<File> files;
+  // A held upload (see JobManager): the bytes in memory over every file, whether the runner
+  // waits for bytes not yet received (file `want_file` up to `want`; a file not yet begun),
+  // and the upload reader waiting for room.
+  bool held = false;
+  uint64_t held_bytes = 0;
+  bool starved = false;
+  size_t want_file = 0;
+  uint64_t want = 0;
+  std::function<void()> resume;
   bool upload_done = false;    // End() succeeded (or restored from disk)
   bool upload_failed = false;  // the upload stream broke
   std::atomic<bool> cancel{false};
@@ -168,6 +182,10 @@ absl::Status JobManagerOptions::Validate() const {
 
 Upload::~Upload() {
   if (fd_ >= 0) ::close(fd_);
+  if (auto job = manager_->Find(id_)) {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->resume = nullptr;
+  }
   if (!ended_) {
     if (auto job = manager_->Find(id_)) {
       {
@@ -207,17 +225,46 @@ absl::Status Upload::BeginFile(const std::string& name, uint64_t size) {
   }
   if (fd_ >= 0) ::close(fd_);
   const std::string path = absl::StrCat(job->dir, "/upload/", name);
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
-  job->files.push_back({name, size, 0});
+  JobManager::Job::File f;
+  f.name = name;
+  f.size = size;
+  if (job->held) {
+    // The data part stays a hole: the file has its full size for readers of the header.
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+      return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
+    }
+    f.spool_end = absl::EndsWith(name, ".json") ? size : std::min<uint64_t>(size, 8);
+  }
+  job->files.push_back(std::move(f));
   job->snap.progress.bytes_total = total;
   job->cv.notify_all();
   return absl::OkStatus();
 }
 
+absl::Status Upload::Append(std::string bytes) {
+  auto job = manager_->Find(id_);
+  if (job == nullptr || !job->held) {
+    return Append(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  }
+  if (fd_ < 0) return absl::InvalidArgumentError("data before any file header");
+  return manager_->AppendHeld(*job, fd_, std::move(bytes));
+}
+
+bool Upload::ReadyForMore(std::function<void()> resume) {
+  auto job = manager_->Find(id_);
+  if (!job) return true;
+  std::lock_guard<std::mutex> lock(job->mu);
+  if (!job->held || manager_->HasRoom(*job)) return true;
+  job->resume = std::move(resume);
+  return false;
+}
+
 absl::Status Upload::Append(absl::Span<const uint8_t> bytes) {
   auto job = manager_->Find(id_);
   if (!job) return absl::CancelledError("job was deleted");
+  if (job->held) return Append(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   if (fd_ < 0) return absl::InvalidArgumentError("data before any file header");
   std::string name;
   {
@@ -253,10 +300,14 @@ absl::Status Upload::Append(absl::Span<const uint8_t> bytes) {
 absl::Status Upload::End() {
   auto job = manager_->Find(id_);
   if (!job) return absl::CancelledError("job was deleted");
-  std::vector<JobManager::Job::File> files;
+  struct FileState {
+    std::string name;
+    uint64_t size, received;
+  };
+  std::vector<FileState> files;
   {
     std::lock_guard<std::mutex> lock(job->mu);
-    files = job->files;
+    for (const auto& f : job->files) files.push_back({f.name, f.size, f.received});
   }
   // Every file complete; every safetensors header valid; one model (a file, or an index and
   // exactly its shards).
@@ -324,7 +375,7 @@ absl::Status Upload::End() {
     return st;
   }
   if (fd_ >= 0) {
-    if (manager_->options_.sync) ::fsync(fd_);
+    if (manager_->options_.sync && !job->snap.request.ephemeral) ::fsync(fd_);
     ::close(fd_);
     fd_ = -1;
   }
@@ -394,8 +445,9 @@ uint64_t JobManager::SpoolBytes() const {
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(options_.spool_dir, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code e2;
-    if (it->is_regular_file(e2)) total += it->file_size(e2);
+    // Allocated bytes: a held upload's spool file is mostly a hole.
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return total;
 }
@@ -528,7 +580,10 @@ absl::Status JobManager::Restore() {
       }
       for (const JsonValue& f : sj.j.Find("files")->items()) {
         const uint64_t size = *f.Find("size")->as_uint64();
-        job->files.push_back({f.Find("name")->string_value(), size, size});
+        Job::File file;
+        file.name = f.Find("name")->string_value();
+        file.size = file.received = size;
+        job->files.push_back(std::move(file));
         job->snap.progress.bytes_total += size;
       }
       job->snap.progress.bytes_received = job->snap.progress.bytes_total;
@@ -582,6 +637,7 @@ absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest reque
   auto job = std::make_shared<Job>();
   job->snap.id = NewJobId();
   job->snap.request = std::move(request);
+  job->held = job->snap.request.ephemeral && job->snap.request.options.target_bpw <= 0;
   job->snap.created_unix = NowUnix();
   job->dir = (fs::path(options_.spool_dir) / "jobs" / job->snap.id).string();
   std::error_code ec;
@@ -652,6 +708,7 @@ absl::StatusOr<JobSnapshot> JobManager::Cancel(const std::string& id) {
     }
   }
   job->cv.notify_all();
+  WakeUpload(*job);
   if (was_pending) {
     FinishOnDisk(*job);
     Notify(*job);
@@ -710,6 +767,9 @@ absl::StatusOr<std::string> JobManager::ArtifactPath(const std::string& id, cons
   auto job = Find(id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job \"", id, "\""));
   std::lock_guard<std::mutex> lock(job->mu);
+  for (const auto& [name, size] : job->snap.ready_files) {
+    if (!file.empty() && name == file) return job->dir + "/artifact/" + name;
+  }
   if (job->snap.state != JobState::kSucceeded) {
     return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", JobStateName(job->snap.state),
                                                       "; its artifact exists once it has SUCCEEDED"));
@@ -820,6 +880,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
   release_slot();
   FinishOnDisk(*job);
   Notify(*job);
+  WakeUpload(*job);
   Log(absl::StrCat("job ", job->snap.id, " ", JobStateName(job->snap.state),
                    st.ok() ? "" : absl::StrCat(": ", st.message())));
 }
@@ -851,9 +912,16 @@ absl::Status JobManager::RunJob(Job& job) {
     std::string name;
     {
       std::unique_lock<std::mutex> lock(job.mu);
+      job.starved = true;
+      job.want_file = k;
+      job.want = 0;
+      lock.unlock();
+      WakeUpload(job);
+      lock.lock();
       job.cv.wait(lock, [&] {
         return job.cancel || job.upload_failed || job.files.size() > k || job.upload_done;
       });
+      job.starved = false;
       if (job.cancel) return absl::CancelledError("cancelled");
       if (job.files.size() <= k) {
         if (job.upload_failed) return absl::InvalidArgumentError("the upload ended early");
@@ -869,6 +937,14 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     std::vector<TensorRecord> recs;
     HC_RETURN_IF_ERROR(CompressSpooledFile(job, k, *compressor, &recs));
+    if (job.snap.request.ephemeral) {
+      const std::string a = ArtifactShardName(name);
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        job.snap.ready_files.emplace_back(a, fs::file_size(job.dir + "/artifact/" + a));
+      }
+      Notify(job);
+    }
     names.push_back(name);
     records.push_back(std::move(recs));
   }
@@ -904,7 +980,7 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     HC_RETURN_IF_ERROR(CheckShardsMatchIndex(index, headers));
     HC_RETURN_IF_ERROR(WriteArtifactIndex(art, index_name, index.metadata, sorted_names,
-                                          sorted_records, options_.sync)
+                                          sorted_records, options_.sync && !job.snap.request.ephemeral)
                            .status());
     for (size_t i = 0; i < sorted_names.size(); ++i) {
       artifact_files.push_back(ArtifactShardName(sorted_names[i]));
@@ -922,6 +998,65 @@ absl::Status JobManager::RunJob(Job& job) {
   return absl::OkStatus();
 }
 
+bool JobManager::HasRoom(const Job& job) const {
+  const bool wanted = job.starved && (job.want_file >= job.files.size() || job.files[job.want_file].received < job.want);
+  return job.held_bytes < options_.memory_budget / 8 || wanted || job.cancel || job.upload_failed ||
+         IsFinal(job.snap.state) || stopping_;
+}
+
+void JobManager::WakeUpload(Job& job) {
+  std::function<void()> resume;
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    if (!job.resume || !HasRoom(job)) return;
+    resume = std::move(job.resume);
+    job.resume = nullptr;
+  }
+  resume();
+}
+
+// Splits the bytes between the spool file (a safetensors header, learnt from its first 8
+// bytes; an index file) and memory (tensor data).
+absl::Status JobManager::AppendHeld(Job& job, int fd, std::string bytes) {
+  const uint64_t total = bytes.size();
+  std::unique_lock<std::mutex> lock(job.mu);
+  Job::File& f = job.files.back();
+  if (bytes.size() > f.size - f.received) {
+    return absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\": data beyond its declared ", f.size, " bytes"));
+  }
+  if (job.cancel || IsFinal(job.snap.state)) return absl::CancelledError("the job has ended");
+  size_t used = 0;
+  while (used < bytes.size() && f.received < f.spool_end) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size() - used, f.spool_end - f.received));
+    if (::pwrite(fd, bytes.data() + used, n, static_cast<off_t>(f.received)) != static_cast<ssize_t>(n)) {
+      std::string msg = absl::StrCat("spool: writing ", f.name, ": ", std::strerror(errno));
+      return errno == ENOSPC ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+    }
+    used += n;
+    f.received += n;
+    if (!f.header_known && f.received == f.spool_end && f.spool_end == 8 && !absl::EndsWith(f.name, ".json")) {
+      f.header_known = true;
+      uint8_t prefix[8] = {0};
+      if (::pread(fd, prefix, 8, 0) != 8) return absl::UnavailableError(absl::StrCat("spool: reading ", f.name, " failed"));
+      uint64_t len = 0;
+      for (int i = 0; i < 8; ++i) len |= static_cast<uint64_t>(prefix[i]) << (8 * i);
+      // A length past the file is refused by the runner; the whole file is then kept on disk.
+      f.spool_end = len > f.size - 8 ? f.size : 8 + len;
+    }
+  }
+  if (used < bytes.size()) {
+    const uint64_t n = bytes.size() - used;
+    if (f.held.end() != f.received) f.held = ByteQueue(f.received);  // the first data bytes
+    f.held.Append(used == 0 ? std::move(bytes) : bytes.substr(used));
+    f.received += n;
+    job.held_bytes += n;
+  }
+  job.snap.progress.bytes_received += total;
+  lock.unlock();
+  job.cv.notify_all();
+  return absl::OkStatus();
+}
+
 // Follows spooled file `k` as its bytes arrive: the header once it is in, then each tensor as
 // soon as its last byte is in, handed to a FileCompressor (the same one local mode uses, so the
 // artifact bytes are identical).
@@ -936,7 +1071,16 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   }
   auto wait_for = [&](uint64_t need) -> absl::Status {
     std::unique_lock<std::mutex> lock(job.mu);
+    if (job.files[k].received < need) {
+      job.starved = true;  // a held upload may read past its limit to bring these bytes
+      job.want_file = k;
+      job.want = need;
+      lock.unlock();
+      WakeUpload(job);
+      lock.lock();
+    }
     job.cv.wait(lock, [&] { return job.cancel || job.upload_failed || job.files[k].received >= need; });
+    job.starved = false;
     if (job.cancel) return absl::CancelledError("cancelled");
     if (job.files[k].received < need) return WaitFailed(name);
     return absl::OkStatus();
@@ -948,6 +1092,26 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
+  // A held upload's tensor data: copied out of memory as it arrives and freed as it goes (a
+  // large tensor is not held twice), letting the upload go on.
+  auto take_held = [&](uint8_t* dst, uint64_t begin, uint64_t end) -> absl::Status {
+    uint64_t pos = begin;
+    while (pos < end) {
+      HC_RETURN_IF_ERROR(wait_for(pos + 1));
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        Job::File& f = job.files[k];
+        const uint64_t upto = std::min(end, f.received);
+        HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
+        pos = upto;
+        const uint64_t before = f.held.held();
+        f.held.DropBefore(pos);
+        job.held_bytes -= before - f.held.held();
+      }
+      WakeUpload(job);
+    }
+    return absl::OkStatus();
+  };
   auto read_at = [&](uint8_t* dst, uint64_t n, uint64_t off) -> absl::Status {
     while (n > 0) {
       ssize_t r = ::pread(fd, dst, n, static_cast<off_t>(off));
@@ -983,7 +1147,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   }
   FileCompressor::Options fopt;
   fopt.memory_budget = options_.memory_budget;
-  fopt.sync = options_.sync;
+  fopt.sync = options_.sync && !job.snap.request.ephemeral;
   fopt.cancel = &job.cancel;
   const bool checkpoint = !job.snap.request.ephemeral;
   const std::string ckpt_dir = absl::StrCat(job.dir, "/done/", k);
@@ -1017,9 +1181,14 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
                                                       job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
-    HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
-    auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes());
-    HC_RETURN_IF_ERROR(read_at(buf->data(), t.nbytes(), header.data_start() + t.begin));
+    // Not zero-filled: every byte is copied in below.
+    std::shared_ptr<uint8_t[]> buf(new uint8_t[std::max<uint64_t>(t.nbytes(), 1)]);
+    if (job.held) {
+      HC_RETURN_IF_ERROR(take_held(buf.get(), header.data_start() + t.begin, header.data_start() + t.end));
+    } else {
+      HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
+      HC_RETURN_IF_ERROR(read_at(buf.get(), t.nbytes(), header.data_start() + t.begin));
+    }
     auto release = [buf]() mutable { buf.reset(); };
     // A tensor finished before a restart is taken from its checkpoint, not recomputed.
     if (checkpoint) {
@@ -1028,12 +1197,12 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
         auto r = DecodeCheckpoint(*text, t);
         if (r.ok()) {
           ++reused;
-          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(*buf), release, *std::move(r)));
+          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(buf.get(), t.nbytes()), release, *std::move(r)));
           continue;
         }
       }
     }
-    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(*buf), release));
+    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(buf.get(), t.nbytes()), release));
   }
   HC_ASSIGN_OR_RETURN(*records, fc->Finish());
   if (reused > 0) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/io/byte_queue.h"
 #include "core/pipeline/pipeline.h"
 #include "core/pipeline/tbb_executor.h"
 
@@ -57,6 +58,9 @@ struct JobSnapshot {
   std::vector<TensorRecord> tensors;
   /// Artifact files (name, size) in the order a client should write them.
   std::vector<std::pair<std::string, uint64_t>> files;
+  /// A Compress call's job only: artifact files already complete while it runs (a sharded
+  /// model's shards, as they finish); ArtifactPath serves them before the job has succeeded.
+  std::vector<std::pair<std::string, uint64_t>> ready_files;
   int64_t created_unix = 0, finished_unix = 0;
   double seconds = 0;
   /// Increases with every change; watchers compare it.
@@ -111,8 +115,16 @@ class Upload {
   /// file incomplete; ResourceExhausted past the upload limit.
   absl::Status BeginFile(const std::string& name, uint64_t size);
   /// Appends bytes to the current file. Errors: InvalidArgument past its declared size or with
-  /// no file started; Unavailable/ResourceExhausted on disk errors.
+  /// no file started; Unavailable/ResourceExhausted on disk errors; Cancelled once the job was
+  /// cancelled or ended.
   absl::Status Append(absl::Span<const uint8_t> bytes);
+  /// The same, taking the bytes over (a held upload keeps them without a copy).
+  absl::Status Append(std::string bytes);
+  /// Backpressure for a held upload (see JobManager): true if the caller may read and Append
+  /// more now. Otherwise false, and `resume` is called once, from a job thread, when there is
+  /// room again or the job has ended; it must stay callable until the Upload is destroyed
+  /// (the destructor drops it). A spooled upload is always ready.
+  bool ReadyForMore(std::function<void()> resume);
   /// Ends the upload: every file complete, every header valid, a consistent model.
   /// Errors: InvalidArgument naming the file, tensor and rule (the job is then deleted).
   absl::Status End();
@@ -127,6 +139,14 @@ class Upload {
 };
 
 /// Owns every job. Thread-safe.
+///
+/// Uploads are spooled to disk, except a Compress call's (ephemeral) upload without a target
+/// rate, which is "held": each file's safetensors header (and an index file) goes to the spool,
+/// the tensor data stays in memory until the job has read it (the spool file keeps a hole
+/// there). A held upload asks for no more than memory_budget / 8 bytes ahead of the job, or
+/// the one tensor the job waits for (Upload::ReadyForMore), so it is bounded and is never
+/// written to disk; it is not resumable, like every Compress call's job. Ephemeral jobs also
+/// skip fsync: their artifact lives until the call has sent it.
 class JobManager {
  public:
   /// Opens the spool directory (creating it), restores jobs and resumes unfinished ones.
@@ -150,8 +170,8 @@ class JobManager {
   absl::StatusOr<uint64_t> Watch(const std::string& id,
                                  std::function<void(const JobSnapshot&)> fn);
   void Unwatch(const std::string& id, uint64_t token);
-  /// Path of artifact file `file` of a succeeded job ("" = the first). Errors: NotFound,
-  /// FailedPrecondition if the job has not succeeded.
+  /// Path of artifact file `file` of a succeeded job ("" = the first), or of one of its
+  /// ready_files. Errors: NotFound, FailedPrecondition if the job has not succeeded.
   absl::StatusOr<std::string> ArtifactPath(const std::string& id, const std::string& file) const;
 
   /// Counts for metrics and limits.
@@ -160,7 +180,7 @@ class JobManager {
   /// Worker threads of the shared arena, and how many run a tensor right now.
   int pool_threads() const { return executor_->threads(); }
   int pool_busy() const { return executor_->busy(); }
-  /// Bytes under the spool directory (walks it).
+  /// Bytes allocated under the spool directory (walks it).
   uint64_t SpoolBytes() const;
 
  private:
@@ -174,6 +194,12 @@ class JobManager {
   absl::Status RunJob(Job& job);
   absl::Status CompressSpooledFile(Job& job, size_t file, const TensorCompressor& compressor,
                                    std::vector<TensorRecord>* records);
+  // A held upload: whether its reader may go on (job.mu held), and calling its resume callback
+  // when it may (job.mu not held).
+  bool HasRoom(const Job& job) const;
+  // Appends to the current file of a held upload: header bytes to `fd`, data to memory.
+  absl::Status AppendHeld(Job& job, int fd, std::string bytes);
+  void WakeUpload(Job& job);
   void Notify(Job& job);  // bump version, persist, call watchers; job.mu held
   // A job that reached a final state: persists it, then deletes its upload and staged files
   // (in that order: a kill in between must not leave a resumable job without its input).

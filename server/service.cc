@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/grpc_status.h"
@@ -24,7 +26,8 @@ class UploadSession {
  public:
   UploadSession(JobManager* jobs, bool ephemeral) : jobs_(jobs), ephemeral_(ephemeral) {}
 
-  absl::Status Handle(const CompressRequest& req) {
+  // Takes a chunk's bytes out of `req`.
+  absl::Status Handle(CompressRequest& req) {
     if (ended_) return absl::InvalidArgumentError("message after End");
     if (req.msg_case() != CompressRequest::kStart && !upload_) {
       return absl::InvalidArgumentError("the first message must be Start");
@@ -39,10 +42,8 @@ class UploadSession {
       }
       case CompressRequest::kFile:
         return upload_->BeginFile(req.file().name(), req.file().size());
-      case CompressRequest::kChunk: {
-        const std::string& c = req.chunk();
-        return upload_->Append(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(c.data()), c.size()));
-      }
+      case CompressRequest::kChunk:
+        return upload_->Append(std::move(*req.mutable_chunk()));
       case CompressRequest::kEnd: {
         absl::Status s = upload_->End();
         ended_ = s.ok();
@@ -53,6 +54,10 @@ class UploadSession {
     }
   }
   bool started() const { return upload_ != nullptr; }
+  // See Upload::ReadyForMore.
+  bool ReadyForMore(std::function<void()> resume) {
+    return upload_ == nullptr || upload_->ReadyForMore(std::move(resume));
+  }
   bool ended() const { return ended_; }
   std::string job_id() const { return upload_ ? upload_->job_id() : ""; }
   // Drops the upload (an unfinished one deletes its job).
@@ -104,11 +109,21 @@ class ArtifactCursor {
   uint64_t size_ = 0, offset_ = 0;
 };
 
+class CompressReactor;
+
+// Lets a job thread restart a Compress call's paused upload reads (backpressure of a held
+// upload), never after the reactor is gone. Recursive: the read may complete inline.
+struct ReadGate {
+  std::recursive_mutex mu;
+  CompressReactor* reactor = nullptr;  // null once the call is done
+};
+
 // Compress: upload in, progress + artifact + summary out, on one stream.
 class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, CompressResponse> {
  public:
   CompressReactor(CompressorService* svc, grpc::CallbackServerContext* ctx)
-      : svc_(svc), session_(svc->jobs(), /*ephemeral=*/true) {
+      : svc_(svc), session_(svc->jobs(), /*ephemeral=*/true), gate_(std::make_shared<ReadGate>()) {
+    gate_->reactor = this;
     grpc::Status auth = svc->CheckAuth(ctx);
     if (!auth.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -136,7 +151,19 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
       auto token = svc_->jobs()->Watch(job_id_, [this](const JobSnapshot& snap) { OnJob(snap); });
       if (token.ok()) token_ = *token;
     }
-    if (!session_.ended()) StartRead(&req_);
+    if (session_.ended()) return;
+    // A held upload past its memory limit: the next read waits for the job to catch up.
+    auto resume = [g = gate_] {
+      std::lock_guard<std::recursive_mutex> lock(g->mu);
+      if (g->reactor != nullptr) g->reactor->ResumeRead();
+    };
+    if (session_.ReadyForMore(resume)) StartRead(&req_);
+  }
+
+  // The client went away (or the server shuts down) while no read or write was pending.
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
   }
 
   void OnWriteDone(bool ok) override {
@@ -150,6 +177,10 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
   }
 
   void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(gate_->mu);
+      gate_->reactor = nullptr;
+    }
     if (token_ != 0) svc_->jobs()->Unwatch(job_id_, token_);
     const bool ended = session_.ended();
     session_.Reset();  // an unfinished upload deletes its job here
@@ -159,12 +190,23 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
   }
 
  private:
+  void ResumeRead() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+    }
+    StartRead(&req_);
+  }
+
   void OnJob(const JobSnapshot& snap) {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_ || snap.version <= last_version_) return;
     last_version_ = snap.version;
+    // Artifact files complete before the job ends (a sharded model's shards) go out at once.
+    for (const auto& [name, size] : snap.ready_files) QueueFileLocked(name);
     if (snap.state == JobState::kSucceeded) {
       success_ = snap;
+      for (const auto& [name, size] : snap.files) QueueFileLocked(name);
     } else if (IsFinal(snap.state)) {
       error_ = snap.error.ok() ? absl::InternalError("job ended without a result") : snap.error;
     } else if (snap.progress.tensors_done > 0) {
@@ -173,7 +215,12 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     PumpLocked();
   }
 
-  // Starts the next write: pending progress, then the artifact, then the summary, then Finish.
+  void QueueFileLocked(const std::string& name) {
+    if (std::find(files_.begin(), files_.end(), name) == files_.end()) files_.push_back(name);
+  }
+
+  // Starts the next write: pending progress, then the artifact files that are ready, and once
+  // the job has succeeded the rest, then the summary, then Finish.
   void PumpLocked() {
     if (writing_ || finished_) return;
     resp_.Clear();
@@ -183,9 +230,9 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     } else if (error_) {
       FinishLocked(ToGrpcStatus(*error_));
       return;
-    } else if (success_) {
-      while (cursor_.done() && next_file_ < success_->files.size()) {
-        const std::string& name = success_->files[next_file_++].first;
+    } else if (success_ || !cursor_.done() || next_file_ < files_.size()) {
+      while (cursor_.done() && next_file_ < files_.size()) {
+        const std::string& name = files_[next_file_++];
         auto path = svc_->jobs()->ArtifactPath(job_id_, name);
         absl::Status s = path.ok() ? cursor_.Open(*path, name, 0) : path.status();
         if (!s.ok()) {
@@ -199,6 +246,8 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
           FinishLocked(ToGrpcStatus(s));
           return;
         }
+      } else if (!success_) {
+        return;  // the ready files are sent; the rest come with success
       } else if (!summary_sent_) {
         ToProto(*success_, resp_.mutable_summary());
         summary_sent_ = true;
@@ -222,6 +271,7 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
 
   CompressorService* svc_;
   UploadSession session_;
+  std::shared_ptr<ReadGate> gate_;
   CompressRequest req_;
   bool watching_ = false;
   std::string job_id_;
@@ -234,6 +284,7 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
   std::optional<JobProgress> progress_;
   std::optional<absl::Status> error_;
   std::optional<JobSnapshot> success_;
+  std::vector<std::string> files_;  // artifact files to send, in order
   size_t next_file_ = 0;
   ArtifactCursor cursor_;
   grpc::Status final_status_;

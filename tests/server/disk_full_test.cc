@@ -60,8 +60,15 @@ TEST_F(DiskFullTest, SpoolFullIsResourceExhaustedAndServerGoesOn) {
   client::RemoteOptions c;
   c.server = server->address();
   HC_ASSERT_OK_AND_ASSIGN(auto client, client::RemoteClient::Connect(c));
-  // 12.5 MB upload into an 8 MiB spool.
-  EXPECT_THAT(client->Compress(testing::ModelPath("movenet-thunder-f16.safetensors"), dir_ + "/big.hyc", {}),
+  // A job's upload is spooled: 12.5 MB into an 8 MiB spool.
+  EXPECT_THAT(client->Submit(testing::ModelPath("movenet-thunder-f16.safetensors"), {}),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("spool")));
+  for (int i = 0; i < 200 && !Leftovers(mnt_).empty(); ++i) usleep(10000);
+  EXPECT_THAT(Leftovers(mnt_), ::testing::IsEmpty()) << "the failed job's files are freed";
+  // A Compress call's upload is held in memory, its artifact is not: every tensor raw, 12.5 MB.
+  CompressOptions raw;
+  raw.skip = {".*"};
+  EXPECT_THAT(client->Compress(testing::ModelPath("movenet-thunder-f16.safetensors"), dir_ + "/big.hyc", raw),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("spool")));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/big.hyc"));
   for (int i = 0; i < 200 && !Leftovers(mnt_).empty(); ++i) usleep(10000);

@@ -24,11 +24,20 @@ class FaultsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::ScratchDir(absl::StrCat("faults_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    Start();
+  }
+  // (Re)starts the server with a memory budget per job and a number of running jobs.
+  void Start(uint64_t budget = uint64_t{256} << 20, int max_running = 2) {
+    client_.reset();
+    stub_.reset();
+    server_.reset();
     server::ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.metrics_address = "";
     o.jobs.spool_dir = dir_ + "/spool";
     o.jobs.sync = false;
+    o.jobs.memory_budget = budget;
+    o.jobs.max_running_jobs = max_running;
     o.jobs.log = [](const std::string&) {};
     auto s = server::Server::Start(o);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -130,6 +139,96 @@ TEST_F(FaultsTest, CompressDeadlineExceeded) {
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(WaitUntil([&] { return server_->jobs().running() == 0 && SpoolJobs() == 0; }));
   EXPECT_THAT(client_->Compress(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/ok.hyc", {}), IsOk());
+}
+
+// A Compress call's upload is held in memory, not spooled, and read no faster than the job
+// takes it. With a 1 MiB budget the server holds at most 128 KiB ahead of the job, or the one
+// larger tensor it waits for: a slow upload in small chunks still gives the local artifact.
+TEST_F(FaultsTest, HeldUploadUnderBackpressureGivesTheLocalArtifact) {
+  Start(/*budget=*/1 << 20);
+  grpc::ClientContext ctx;
+  auto stream = stub_->Compress(&ctx);
+  std::thread writer([&] {
+    hyperc::v1::CompressRequest r;
+    r.mutable_start()->set_model_name("slow");
+    (*r.mutable_start()->mutable_options()->mutable_codec_options())["bits"] = "4";
+    ASSERT_TRUE(stream->Write(r));
+    r.Clear();
+    r.mutable_file()->set_name("m.safetensors");
+    r.mutable_file()->set_size(model_.size());
+    ASSERT_TRUE(stream->Write(r));
+    // Odd chunk sizes (the 8-byte header length split over two chunks), a pause now and then.
+    size_t pos = 0, k = 0;
+    for (size_t n : {size_t{3}, size_t{9}, size_t{1000}}) {
+      r.Clear();
+      r.set_chunk(model_.substr(pos, n));
+      ASSERT_TRUE(stream->Write(r));
+      pos += n;
+    }
+    while (pos < model_.size()) {
+      const size_t n = std::min<size_t>(model_.size() - pos, 40000 + 777 * (k % 50));
+      r.Clear();
+      r.set_chunk(model_.substr(pos, n));
+      ASSERT_TRUE(stream->Write(r));
+      pos += n;
+      if (++k % 64 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    r.Clear();
+    r.mutable_end();
+    ASSERT_TRUE(stream->Write(r));
+    stream->WritesDone();
+  });
+  std::string artifact;
+  bool summary = false;
+  hyperc::v1::CompressResponse resp;
+  while (stream->Read(&resp)) {
+    if (resp.has_artifact()) {
+      ASSERT_EQ(resp.artifact().offset(), artifact.size());
+      artifact += resp.artifact().data();
+    }
+    summary = summary || resp.has_summary();
+  }
+  writer.join();
+  const grpc::Status st = stream->Finish();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(summary);
+  CompressOptions local;
+  local.codec_options = {{"bits", "4"}};
+  local.sync = false;
+  HC_ASSERT_OK(CompressModel(testing::ModelPath("movenet-thunder-f16.safetensors"), dir_ + "/l.hyc", local).status());
+  EXPECT_TRUE(artifact == testing::ReadAll(dir_ + "/l.hyc")) << "artifact differs from local mode";
+  EXPECT_TRUE(WaitUntil([&] { return SpoolJobs() == 0; }));
+}
+
+// A call whose reads the server has paused (its job waits for the only worker slot, so nothing
+// takes the held bytes) and whose client then goes away: the job is freed, the call holding
+// the slot is not disturbed, and the server goes on.
+TEST_F(FaultsTest, HeldUploadPausedThenCancelled) {
+  Start(/*budget=*/1 << 20, /*max_running=*/1);
+  grpc::ClientContext first_ctx;
+  auto first = stub_->Compress(&first_ctx);
+  SendHalf(first.get());  // runs, then waits for the rest
+  ASSERT_TRUE(WaitUntil([&] { return server_->jobs().running() == 1; }));
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Compress(&ctx);
+    SendHalf(stream.get());  // 6 MB against a 128 KiB limit: the server stops reading
+    ASSERT_TRUE(WaitUntil([&] { return server_->jobs().queued() == 1 && SpoolJobs() == 2; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ctx.TryCancel();
+    stream->Finish().IgnoreError();
+  }
+  EXPECT_TRUE(WaitUntil([&] { return server_->jobs().queued() == 0 && SpoolJobs() == 1; }))
+      << "queued " << server_->jobs().queued() << ", spool jobs " << SpoolJobs();
+  EXPECT_EQ(server_->jobs().running(), 1);
+  first_ctx.TryCancel();
+  first->Finish().IgnoreError();
+  EXPECT_TRUE(WaitUntil([&] { return server_->jobs().running() == 0 && SpoolJobs() == 0; }))
+      << "running " << server_->jobs().running() << ", spool jobs " << SpoolJobs();
+  const std::string model = testing::ModelPath("movenet-thunder-f16.safetensors");
+  HC_ASSERT_OK(client_->Compress(model, dir_ + "/ok.hyc", {}).status());
+  HC_ASSERT_OK(CompressModel(model, dir_ + "/l.hyc", {}).status());
+  EXPECT_TRUE(testing::ReadAll(dir_ + "/ok.hyc") == testing::ReadAll(dir_ + "/l.hyc"));
 }
 
 }  // namespace
