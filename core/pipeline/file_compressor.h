@@ -28,9 +28,9 @@ namespace hc {
 /// Add() hands over tensor i (in the header's data order) and returns at once after submitting
 /// its encoding to the executor, unless the bytes in flight (input plus the codec's estimated
 /// working memory) would exceed the memory budget: then it first waits for the oldest tensors
-/// to finish. Finished tensors are written
-/// to the artifact strictly in order, so the artifact's bytes depend only on the input and the
-/// options, never on timing or thread count. The same class serves local files and uploads.
+/// to finish. Finished tensors are written to the artifact strictly in order, so the
+/// artifact's bytes depend only on the input and the options, never on timing or thread count.
+/// The same class serves local files and uploads.
 class FileCompressor {
  public:
   struct Options {

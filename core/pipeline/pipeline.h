@@ -5,9 +5,10 @@
 // Scheduling (FileCompressor): tensors are handed over in file order and encoded concurrently
 // on one TBB arena while their bytes in flight (input plus the codec's estimated working memory)
 // fit the memory budget (a tensor larger than the budget runs alone); codecs split large
-// tensors further into fixed chunks. Results are
-// written strictly in file order and each tensor's input pages are released once it is encoded.
-// Output bytes therefore depend only on the input and the options, never on the thread count.
+// tensors further into fixed chunks. Results are written strictly in file order and each
+// tensor's input pages are released once it is encoded (as soon as a codec has copied them,
+// for a mapped file). Output bytes therefore depend only on the input and the options, never
+// on the thread count.
 #ifndef HC_CORE_PIPELINE_PIPELINE_H_
 #define HC_CORE_PIPELINE_PIPELINE_H_
 
