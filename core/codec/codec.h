@@ -13,6 +13,7 @@
 #define HC_CORE_CODEC_CODEC_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,15 @@ absl::Status CheckEncodeInput(absl::string_view codec, const TensorInfo& info,
 /// Returns the part with `suffix` or nullptr.
 const PartView* FindPart(absl::Span<const PartView> parts, absl::string_view suffix);
 
+/// Optional callbacks from Encode() to its caller.
+struct EncodeHooks {
+  /// When set, a codec that has copied its input (e.g. widened it to float32) calls it once,
+  /// as soon as it will not read `data` again in this Encode() call. The caller may then drop
+  /// the input's pages from memory where they come back on demand (a mapped file); `data` must
+  /// stay readable. Default: none.
+  std::function<void()> input_copied;
+};
+
 /// A validated, ready decoder for one tensor. Thread-safe.
 class TensorDecoder {
  public:
@@ -112,9 +122,18 @@ class Codec {
   virtual JsonValue OptionsJson() const = 0;
   /// Encodes one tensor. `info.dtype` is F32, F16 or BF16 and `data` holds info.nbytes() bytes.
   /// Errors: InvalidArgument if the tensor cannot be encoded with these options.
+  absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
+                                       Executor& executor) const {
+    return Encode(info, data, executor, EncodeHooks{});
+  }
+  /// Encode() with `hooks` (the same output bytes).
   virtual absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info,
-                                               absl::Span<const uint8_t> data,
-                                               Executor& executor) const = 0;
+                                               absl::Span<const uint8_t> data, Executor& executor,
+                                               const EncodeHooks& hooks) const = 0;
+  /// Estimated peak bytes Encode() allocates for a tensor like `info` (its output included, its
+  /// input not). The pipeline schedules tensors on input plus this under its memory budget; it
+  /// only needs the right magnitude.
+  virtual uint64_t EncodeMemory(const TensorInfo& info) const = 0;
   /// Validates stored parts and params against `info` and returns a decoder.
   /// Errors: DataLoss if parts are missing, mis-sized or inconsistent with the params.
   virtual absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(

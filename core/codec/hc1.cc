@@ -162,7 +162,15 @@ class Hc1Codec final : public Codec {
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
-                                       Executor& ex) const override;
+                                       Executor& ex, const EncodeHooks& hooks) const override;
+
+  // Peak while the grid encodes: the pair order (2 bytes a pair) and the codes (4 bytes a pair),
+  // plus the float32 copy (8 bytes a pair) unless the input is used in place.
+  uint64_t EncodeMemory(const TensorInfo& info) const override {
+    const uint64_t pairs = (info.numel + 1) / 2;
+    const bool in_place = info.dtype == DType::kF32 && info.numel % 2 == 0;
+    return pairs * (in_place ? 6 : 14);
+  }
 
   absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
       const TensorInfo& info, const JsonValue& params,
@@ -173,7 +181,8 @@ class Hc1Codec final : public Codec {
 };
 
 absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
-                                               absl::Span<const uint8_t> data, Executor& ex) const {
+                                               absl::Span<const uint8_t> data, Executor& ex,
+                                               const EncodeHooks& hooks) const {
   HC_RETURN_IF_ERROR(CheckEncodeInput("hc1", info, data));
   EncodedTensor enc;
   if (info.numel < kMinNumel) {
@@ -209,6 +218,7 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
       buf[g.numel] = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
     }
     g.x = buf.get();
+    if (hooks.input_copied) hooks.input_copied();
   }
 
   // Centre: numpy's mean of the x lane and of the y lane (chunk sums in parallel, added in
@@ -342,13 +352,18 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     return enc;
   }
 
+  // The float32 copy and the pair order are done with: free them before packing.
+  const float sv[4] = {g.cx, g.cy, g.x[2 * g.far], g.x[2 * g.far + 1]};
+  buf.reset();
+  g.x = nullptr;
+  std::vector<uint16_t>().swap(g.order);
   const int w = BitLength(chosen.max_index);
   const int z = static_cast<int>((8 - (static_cast<uint64_t>(M) * w) % 8) % 8);
   EncodedPart codes{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(M, w, z))};
   codes.shape = {static_cast<int64_t>(codes.bytes.size())};
   PackCodes(chosen.codes, w, z, codes.bytes, ex);
+  std::vector<uint32_t>().swap(chosen.codes);
   EncodedPart side{"side", DType::kF32, {4}, std::vector<uint8_t>(16)};
-  const float sv[4] = {g.cx, g.cy, g.x[2 * g.far], g.x[2 * g.far + 1]};
   std::memcpy(side.bytes.data(), sv, 16);
 
   enc.params.Add("L", JsonValue::Number(o_.L))

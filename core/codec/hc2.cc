@@ -221,6 +221,67 @@ class EcDecoder final : public TensorDecoder {
   uint64_t row_len_;
 };
 
+// The tensor's values as float32, read a few at a time instead of from a tensor-sized copy:
+// widened from the input's dtype and, with row multipliers, divided by them (x / m_r, the same
+// float32 operations a whole-tensor pass would do, so the values are bit-identical).
+class ValueSource {
+ public:
+  ValueSource(DType dtype, const uint8_t* data, absl::Span<const uint8_t> rows = {},
+              int64_t row_len = 0)
+      : dtype_(dtype), esize_(DTypeSize(dtype)), data_(data), rows_(rows), row_len_(row_len) {}
+  // Elements [begin, begin + n): a pointer into the input (aligned F32 without rows) or into
+  // `scratch` (room for n floats).
+  const float* Get(int64_t begin, int64_t n, float* scratch) const {
+    const uint8_t* p = data_ + begin * static_cast<int64_t>(esize_);
+    if (dtype_ == DType::kF32 && rows_.empty() &&
+        reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
+      return reinterpret_cast<const float*>(p);
+    }
+    WidenToF32(dtype_, p, static_cast<size_t>(n), scratch);
+    for (int64_t i = 0; i < n && !rows_.empty();) {
+      const int64_t r = (begin + i) / row_len_;
+      const int64_t end = std::min(n, (r + 1) * row_len_ - begin);
+      const float m = RowMultiplier(rows_[r]);
+      for (; i < end; ++i) scratch[i] = scratch[i] / m;
+    }
+    return scratch;
+  }
+
+ private:
+  DType dtype_;
+  size_t esize_;
+  const uint8_t* data_;
+  absl::Span<const uint8_t> rows_;
+  int64_t row_len_;
+};
+
+// True if every value is finite (an all-ones exponent in the raw bits is infinity or NaN).
+bool AllFinite(DType dtype, absl::Span<const uint8_t> data, Executor& ex) {
+  const size_t es = DTypeSize(dtype);
+  const int64_t numel = static_cast<int64_t>(data.size() / es);
+  const int64_t pieces = (numel + kChunkElems - 1) / kChunkElems;
+  std::vector<uint8_t> bad(pieces, 0);
+  ex.ParallelFor(pieces, [&](int64_t p) {
+    const int64_t b = p * kChunkElems, e = std::min<int64_t>(numel, b + kChunkElems);
+    uint32_t special = 0;
+    if (dtype == DType::kF32) {
+      for (int64_t i = b; i < e; ++i) {
+        uint32_t u;
+        std::memcpy(&u, data.data() + 4 * i, 4);
+        special |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+      }
+    } else {
+      const uint16_t mask = dtype == DType::kF16 ? 0x7c00u : 0x7f80u;
+      for (int64_t i = b; i < e; ++i) {
+        const uint16_t h = static_cast<uint16_t>(data[2 * i] | (data[2 * i + 1] << 8));
+        special |= static_cast<uint32_t>((h & mask) == mask);
+      }
+    }
+    bad[p] = special != 0;
+  });
+  return std::find(bad.begin(), bad.end(), 1) == bad.end();
+}
+
 class Hc2Codec final : public Codec {
  public:
   explicit Hc2Codec(Hc2Options o) : o_(std::move(o)) {}
@@ -236,20 +297,36 @@ class Hc2Codec final : public Codec {
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
-                                       Executor& ex) const override;
+                                       Executor& ex, const EncodeHooks& hooks) const override;
+  uint64_t EncodeMemory(const TensorInfo& info) const override;
   absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
       const TensorInfo& info, const JsonValue& params,
       absl::Span<const PartView> parts) const override;
 
  private:
   // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
-  EncodedTensor EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
+  EncodedTensor EncodeEc(const ValueSource& x, const BlockPlan& plan, double side_bits,
                          Executor& ex) const;
   Hc2Options o_;
 };
 
+// The entropy-coded mode holds its stream about twice (per-chunk pieces, then one part), the
+// rotated blocks of tensors up to 2^14 blocks and two arrays of quantised sample blocks; the
+// fixed mode its output and, unless the input is aligned float32, a float32 copy.
+uint64_t Hc2Codec::EncodeMemory(const TensorInfo& info) const {
+  const uint64_t n = info.numel;
+  if (o_.mode == "fixed") {
+    const uint64_t copy = info.dtype == DType::kF32 ? 0 : 4 * n;
+    return copy + 2 * (n * static_cast<uint64_t>(o_.bits) / 8 + n / 32);
+  }
+  const uint64_t blocks = std::min<uint64_t>((n + kBlock - 1) / kBlock, uint64_t{1} << 14);
+  const double stream = std::max(o_.bpw, 1.0) / 8 * static_cast<double>(n);
+  return static_cast<uint64_t>(2 * stream) + blocks * (4 * kBlock + 2 * sizeof(hc2::QuantBlock));
+}
+
 absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
-                                               absl::Span<const uint8_t> data, Executor& ex) const {
+                                               absl::Span<const uint8_t> data, Executor& ex,
+                                               const EncodeHooks& /*hooks*/) const {
   HC_RETURN_IF_ERROR(CheckEncodeInput("hc2", info, data));
   EncodedTensor enc;
   if (info.numel < kHc2MinNumel) {
@@ -258,28 +335,33 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     return enc;
   }
   const BlockPlan plan(static_cast<int64_t>(info.numel));
-  std::vector<float> buf;
-  const float* x;
-  if (info.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
-    x = reinterpret_cast<const float*>(data.data());
-  } else {
-    buf.resize(info.numel);
-    const size_t es = DTypeSize(info.dtype);
-    const int64_t pieces = (plan.numel + kChunkElems - 1) / kChunkElems;
-    ex.ParallelFor(pieces, [&](int64_t p) {
-      const int64_t b = p * kChunkElems, n = std::min<int64_t>(kChunkElems, plan.numel - b);
-      WidenToF32(info.dtype, data.data() + b * es, n, buf.data() + b);
-    });
-    x = buf.data();
-  }
-  bool finite = true;
-  for (int64_t i = 0; i < plan.numel && finite; ++i) finite = std::isfinite(x[i]);
-  if (!finite) {
+  if (!AllFinite(info.dtype, data, ex)) {
     enc.raw = true;
     enc.raw_reason = "non-finite values";
     return enc;
   }
-  if (o_.mode == "fixed") return hc2::EncodeFixedTensor(x, plan.numel, o_.bits, ex);
+  if (o_.mode == "fixed") {
+    // The fixed-rate trellis reads the whole tensor as float32.
+    std::vector<float> buf;
+    const float* x;
+    if (info.dtype == DType::kF32 &&
+        reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
+      x = reinterpret_cast<const float*>(data.data());
+    } else {
+      buf.resize(info.numel);
+      const size_t es = DTypeSize(info.dtype);
+      const int64_t pieces = (plan.numel + kChunkElems - 1) / kChunkElems;
+      ex.ParallelFor(pieces, [&](int64_t p) {
+        const int64_t b = p * kChunkElems, n = std::min<int64_t>(kChunkElems, plan.numel - b);
+        WidenToF32(info.dtype, data.data() + b * es, n, buf.data() + b);
+      });
+      x = buf.data();
+    }
+    return hc2::EncodeFixedTensor(x, plan.numel, o_.bits, ex);
+  }
+  // The entropy-coded mode reads values block by block (ValueSource): no float32 copy of the
+  // tensor is made.
+  const ValueSource raw(info.dtype, data.data());
   // Relative precision per row: each row is divided by its multiplier m_r ~ rms_r^relative
   // (quarter powers of two), coded with one step, and multiplied back on decoding.
   int64_t R = o_.relative > 0 ? RowCount(info) : 0;
@@ -289,8 +371,14 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     std::vector<double> lr(R, 0.0);
     std::vector<uint8_t> nz(R, 0);
     ex.ParallelFor(R, [&](int64_t r) {
+      constexpr int64_t kPiece = 4096;
+      std::unique_ptr<float[]> scratch(new float[std::min(C, kPiece)]);
       double s = 0;
-      for (int64_t i = r * C; i < (r + 1) * C; ++i) s += static_cast<double>(x[i]) * x[i];
+      for (int64_t b = r * C; b < (r + 1) * C; b += kPiece) {
+        const int64_t n = std::min(kPiece, (r + 1) * C - b);
+        const float* x = raw.Get(b, n, scratch.get());
+        for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+      }
       nz[r] = s > 0;
       lr[r] = s > 0 ? 0.5 * std::log2(s / C) : 0.0;
     });
@@ -301,21 +389,16 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     }
     const double ref = cnt > 0 ? sum / cnt : 0.0;
     rows.resize(R);
-    std::vector<float> scaled(plan.numel);
-    ex.ParallelFor(R, [&](int64_t r) {
+    for (int64_t r = 0; r < R; ++r) {
       const long k = nz[r] ? std::lround(4 * o_.relative * (lr[r] - ref)) : 0;
       rows[r] = static_cast<uint8_t>(std::clamp<long>(k, -32, 31) + 32);
-      const float m = RowMultiplier(rows[r]);
-      for (int64_t i = r * C; i < (r + 1) * C; ++i) scaled[i] = x[i] / m;
-    });
-    if (ShortRowsPay(rows, C)) {
-      buf = std::move(scaled);
-      x = buf.data();
-    } else {
+    }
+    if (!ShortRowsPay(rows, C)) {
       R = 0;
       rows.clear();
     }
   }
+  const ValueSource x(info.dtype, data.data(), rows, R > 0 ? plan.numel / R : 0);
   EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R), ex);
   if (!out.raw && R > 0) {
     out.parts.push_back({"rows", DType::kU8, {R}, std::move(rows)});
@@ -326,7 +409,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
 // The step search: a first guess from the blocks' rms under the Gaussian model, then full
 // encodes, each correcting log2(step) by the measured rate error, keeping the best encoding
 // within the budget. Every encode is parallel over chunks and deterministic.
-EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double side_bits,
+EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, double side_bits,
                                 Executor& ex) const {
   const int64_t nb = plan.blocks, nc = plan.chunks();
   std::vector<double> rms(nb), log2rms(nb);  // log2rms: where rms > 0 (the model's input)
@@ -337,11 +420,11 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   constexpr int64_t kKeepMaxBlocks = int64_t{1} << 14;  // 8 MiB of rotated values
   std::unique_ptr<float[]> rotated(nb <= kKeepMaxBlocks ? new float[nb * kBlock] : nullptr);
   ex.ParallelFor(nc, [&](int64_t c) {
-    float tmp[kBlock];
+    float tmp[kBlock], in[kBlock];
     for (int64_t b = c * kChunkBlocks; b < std::min(nb, (c + 1) * kChunkBlocks); ++b) {
       const int n = plan.n(b);
       float* z = rotated ? rotated.get() + b * kBlock : tmp;
-      hc2::Rotate(x + b * kBlock, plan.r(b), n, z);
+      hc2::Rotate(x.Get(b * kBlock, plan.r(b), in), plan.r(b), n, z);
       double s = 0;
       for (int i = 0; i < n; ++i) {
         s += static_cast<double>(z[i]) * z[i];
@@ -395,10 +478,11 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
   // trellis (bit-identical to the one-block one); a lone block takes the scalar path.
   auto quantise_blocks = [&](const std::vector<int64_t>& blocks, float step, auto&& sink) {
     std::vector<float> zs(rotated ? 0 : 8 * kBlock);
+    float in[kBlock];
     // Block b rotated: kept, or rotated into lane l's scratch.
     auto rotate = [&](int64_t b, int l) -> const float* {
       if (rotated) return rotated.get() + b * kBlock;
-      hc2::Rotate(x + b * kBlock, plan.r(b), plan.n(b), zs.data() + l * kBlock);
+      hc2::Rotate(x.Get(b * kBlock, plan.r(b), in), plan.r(b), plan.n(b), zs.data() + l * kBlock);
       return zs.data() + l * kBlock;
     };
     hc2::QuantBlock qbs[8];
@@ -588,7 +672,10 @@ EncodedTensor Hc2Codec::EncodeEc(const float* x, const BlockPlan& plan, double s
     std::memcpy(ipart.bytes.data() + 4 * c, &e, 4);
   }
   dpart.bytes.reserve(total);
-  for (auto& ch : best.chunks) dpart.bytes.insert(dpart.bytes.end(), ch.begin(), ch.end());
+  for (auto& ch : best.chunks) {  // each chunk freed once copied: the stream is held once
+    dpart.bytes.insert(dpart.bytes.end(), ch.begin(), ch.end());
+    std::vector<uint8_t>().swap(ch);
+  }
   dpart.shape = {static_cast<int64_t>(dpart.bytes.size())};
   enc.params.Add("mode", JsonValue::String("ec"))
       .Add("step", JsonValue::Number(best.step))

@@ -176,7 +176,8 @@ class RtnCodec final : public Codec {
   // Encode: units of whole groups run in parallel; each group is widened to float, its range
   // rounded to F16, and its codes packed into the unit's own byte range.
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
-                                       Executor& executor) const override {
+                                       Executor& executor,
+                                       const EncodeHooks& /*hooks*/) const override {
     const uint64_t n = info.numel;
     const uint64_t g = static_cast<uint64_t>(o_.group_size);
     const uint64_t groups = (n + g - 1) / g;
@@ -219,6 +220,12 @@ class RtnCodec final : public Codec {
     enc.parts.push_back(std::move(codes));
     enc.parts.push_back(std::move(scales));
     return enc;
+  }
+
+  // The output only: packed codes and an F16 scale and zero per group (work is per unit).
+  uint64_t EncodeMemory(const TensorInfo& info) const override {
+    const uint64_t groups = (info.numel + o_.group_size - 1) / o_.group_size;
+    return PackedBytes(info.numel, o_.bits) + 4 * groups;
   }
 
   absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(

@@ -185,11 +185,15 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
   t.numel = data.size() / DTypeSize(dtype);
   t.begin = data_bytes_;
   t.end = data_bytes_ + data.size();
+  // Past the memory limit the buffer goes to disk first and the data after it, without being
+  // copied into the buffer (a large first tensor would otherwise be held twice).
+  if (!spilled_ && buffer_.size() + data.size() > options_.memory_limit) {
+    HC_RETURN_IF_ERROR(Spill());
+  }
   if (spilled_) {
     HC_RETURN_IF_ERROR(AppendSpilled(data.data(), data.size()));
   } else {
     buffer_.insert(buffer_.end(), data.begin(), data.end());
-    if (buffer_.size() > options_.memory_limit) HC_RETURN_IF_ERROR(Spill());
   }
   data_bytes_ = t.end;
   tensors_.push_back(std::move(t));

@@ -61,12 +61,14 @@ absl::Status FileCompressor::Enqueue(absl::Span<const uint8_t> data, std::functi
                                                    data.size(), " bytes, expected ", t.nbytes()));
   }
   HC_RETURN_IF_ERROR(Drain(false));
-  while (inflight_bytes_ > 0 && inflight_bytes_ + t.nbytes() > options_.memory_budget) {
+  const uint64_t cost = t.nbytes() + (precomputed ? 0 : compressor_.EncodeMemory(t));
+  while (inflight_bytes_ > 0 && inflight_bytes_ + cost > options_.memory_budget) {
     HC_RETURN_IF_ERROR(Drain(true));
   }
   auto slot = std::make_unique<Slot>();
   slot->index = next_++;
   slot->bytes = t.nbytes();
+  slot->cost = cost;
   slot->data = data;
   slot->release = std::move(release);
   Slot* s = slot.get();
@@ -77,11 +79,13 @@ absl::Status FileCompressor::Enqueue(absl::Span<const uint8_t> data, std::functi
   {
     std::lock_guard<std::mutex> lock(mu_);
     slots_.push_back(std::move(slot));
-    inflight_bytes_ += s->bytes;
+    inflight_bytes_ += s->cost;
   }
   if (s->done) return absl::OkStatus();
   executor_.Submit([this, s] {
-    auto r = compressor_.Compress(header_.tensors[s->index], s->data, executor_);
+    EncodeHooks hooks;
+    if (options_.release_keeps_data) hooks.input_copied = s->release;
+    auto r = compressor_.Compress(header_.tensors[s->index], s->data, executor_, hooks);
     std::lock_guard<std::mutex> lock(mu_);
     s->result = std::move(r);
     s->done = true;
@@ -100,7 +104,7 @@ absl::Status FileCompressor::Drain(bool block) {
       if (!slots_.front()->done) return absl::OkStatus();
       s = std::move(slots_.front());
       slots_.pop_front();
-      inflight_bytes_ -= s->bytes;
+      inflight_bytes_ -= s->cost;
     }
     block = false;
     // Written strictly in order: this slot is the oldest in flight.

@@ -26,15 +26,21 @@ namespace hc {
 /// Tensor-level streaming compression of one file.
 ///
 /// Add() hands over tensor i (in the header's data order) and returns at once after submitting
-/// its encoding to the executor, unless the input bytes in flight would exceed the memory
-/// budget: then it first waits for the oldest tensors to finish. Finished tensors are written
-/// to the artifact strictly in order, so the artifact's bytes depend only on the input and the
-/// options, never on timing or thread count. The same class serves local files and uploads.
+/// its encoding to the executor, unless the bytes in flight (input plus the codec's estimated
+/// working memory) would exceed the memory budget: then it first waits for the oldest tensors
+/// to finish. Finished tensors are written to the artifact strictly in order, so the
+/// artifact's bytes depend only on the input and the options, never on timing or thread count.
+/// The same class serves local files and uploads.
 class FileCompressor {
  public:
   struct Options {
-    /// Input bytes in flight at once (a larger tensor runs alone). Default: 256 MiB.
+    /// Bytes in flight at once: input plus TensorCompressor::EncodeMemory (a larger tensor runs
+    /// alone). Default: 256 MiB.
     uint64_t memory_budget = uint64_t{256} << 20;
+    /// Whether a tensor's `release` only drops pages that come back on demand (a mapped file),
+    /// so that it may be called early, while the tensor is still read: then a codec that has
+    /// copied its input releases it at once (EncodeHooks::input_copied). Default: false.
+    bool release_keeps_data = false;
     /// fsync the artifact before renaming it into place. Default: true.
     bool sync = true;
     /// When set and true, Add() and Finish() stop with Cancelled (checked after every tensor).
@@ -70,6 +76,7 @@ class FileCompressor {
   struct Slot {
     size_t index = 0;
     uint64_t bytes = 0;
+    uint64_t cost = 0;  // bytes counted against the budget: input plus estimated work
     absl::Span<const uint8_t> data;
     std::function<void()> release;
     bool done = false;
@@ -90,7 +97,7 @@ class FileCompressor {
   std::unique_ptr<SafetensorsWriter> writer_;
   ArtifactMetadata meta_;
   size_t next_ = 0;
-  uint64_t inflight_bytes_ = 0;
+  uint64_t inflight_bytes_ = 0;  // sum of the slots' costs
   absl::Status error_;
   std::mutex mu_;
   std::condition_variable cv_;

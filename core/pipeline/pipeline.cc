@@ -203,6 +203,7 @@ absl::Status CompressFile(const SafetensorsFile& in, const std::string& out_path
                           const std::atomic<bool>* cancel, std::vector<TensorRecord>* records) {
   FileCompressor::Options fopt;
   fopt.memory_budget = options.memory_budget;
+  fopt.release_keeps_data = true;  // SafetensorsFile::Release drops mapped pages only
   fopt.sync = options.sync;
   fopt.cancel = cancel;
   HC_ASSIGN_OR_RETURN(

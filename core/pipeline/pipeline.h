@@ -3,10 +3,12 @@
 // and in the server.
 //
 // Scheduling (FileCompressor): tensors are handed over in file order and encoded concurrently
-// on one TBB arena while their input bytes in flight fit the memory budget (a tensor larger than
-// the budget runs alone); codecs split large tensors further into fixed chunks. Results are
-// written strictly in file order and each tensor's input pages are released once it is encoded.
-// Output bytes therefore depend only on the input and the options, never on the thread count.
+// on one TBB arena while their bytes in flight (input plus the codec's estimated working memory)
+// fit the memory budget (a tensor larger than the budget runs alone); codecs split large
+// tensors further into fixed chunks. Results are written strictly in file order and each
+// tensor's input pages are released once it is encoded (as soon as a codec has copied them,
+// for a mapped file). Output bytes therefore depend only on the input and the options, never
+// on the thread count.
 #ifndef HC_CORE_PIPELINE_PIPELINE_H_
 #define HC_CORE_PIPELINE_PIPELINE_H_
 
@@ -43,8 +45,8 @@ struct CompressOptions {
   /// stored raw. RE2 runs in linear time, so a regex from a remote client cannot stall the
   /// server. Default: none.
   std::vector<std::string> skip;
-  /// Input bytes of the tensors in flight at once. A larger tensor is processed on its own.
-  /// Default: 256 MiB.
+  /// Bytes of the tensors in flight at once: their input plus their codec's estimated working
+  /// memory (Codec::EncodeMemory). A larger tensor is processed on its own. Default: 256 MiB.
   uint64_t memory_budget = uint64_t{256} << 20;
   /// fsync outputs before renaming them into place. Default: true.
   bool sync = true;
@@ -120,9 +122,14 @@ class TensorCompressor {
     double seconds = 0;
   };
   /// Compresses one tensor. Non-float dtypes, skipped names, non-finite values and tensors the
-  /// codec declines are raw. Errors: those of the codec's Encode().
+  /// codec declines are raw. `hooks` go to the codec's Encode() (EncodeHooks::input_copied: the
+  /// input's pages may be dropped until the statistics read them again). Errors: those of the
+  /// codec's Encode().
   absl::StatusOr<Result> Compress(const TensorInfo& info, absl::Span<const uint8_t> data,
-                                  Executor& executor) const;
+                                  Executor& executor, const EncodeHooks& hooks = {}) const;
+  /// Estimated peak bytes Compress() allocates for `info` beyond its input, its result included
+  /// (Codec::EncodeMemory of the tensor's codec; 0 for a tensor kept raw by options).
+  uint64_t EncodeMemory(const TensorInfo& info) const;
 
   const Codec& codec() const { return *codec_; }
   /// With options.target_bpw set: assigns every tensor of the model its rate, given all of its

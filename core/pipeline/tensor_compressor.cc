@@ -250,8 +250,18 @@ const Codec* TensorCompressor::CodecFor(const TensorInfo& info) const {
 
 TensorCompressor::~TensorCompressor() = default;
 
+uint64_t TensorCompressor::EncodeMemory(const TensorInfo& info) const {
+  if (!IsCompressibleFloat(info.dtype)) return 0;
+  for (const auto& re : skip_) {
+    if (RE2::PartialMatch(info.name, *re)) return 0;
+  }
+  const Codec* codec = CodecFor(info);
+  return codec != nullptr ? codec->EncodeMemory(info) : 0;
+}
+
 absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
-    const TensorInfo& info, absl::Span<const uint8_t> data, Executor& executor) const {
+    const TensorInfo& info, absl::Span<const uint8_t> data, Executor& executor,
+    const EncodeHooks& hooks) const {
   const auto t0 = std::chrono::steady_clock::now();
   auto finish = [&](Result r) {
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -282,7 +292,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
                         : "matched --override raw");
   }
 
-  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor),
+  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor, hooks),
                       Annotate(_, absl::StrCat("tensor \"", info.name, "\"")));
   if (enc.raw) return make_raw(enc.raw_reason);
 
