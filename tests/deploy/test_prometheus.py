@@ -146,8 +146,12 @@ def main(part):
         check(v == 0, "hyperc_jobs_running back to 0 (is %s)" % v)
 
     # Jobs: several queued behind --max-jobs 1, one failing call, so every panel has data.
-    # Submitted at once: the uploads end together, three jobs wait behind the first.
-    argv = [c.HYPERC, "jobs", "submit", model, "--server", srv.address]
+    # Submitted at once: the uploads end together, three jobs wait behind the first. rtn got
+    # so fast that its jobs could end between two scrapes; hc2 with two tensors in its slow
+    # fixed-rate mode (the trellis search, about 0.8 M weights) keeps each job a few tenths of
+    # a second, so the queue is seen at the 200 ms scrapes.
+    argv = [c.HYPERC, "jobs", "submit", model, "--codec", "hc2",
+            "--override", r"layers\.[01]\.mlp\.down_proj=mode=fixed,bits=4", "--server", srv.address]
     c.log("$ 4 x " + " ".join(argv))
     subs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     ids = []
