@@ -96,6 +96,10 @@ int Jobs(Args& args) {
     return args.done() ? 2 : 0;
   }
   const std::string cmd = args.Next();
+  if (!args.done() && (args.Peek() == "--help" || args.Peek() == "-h")) {  // `jobs CMD --help`
+    std::fputs(kJobsUsage, stdout);
+    return 0;
+  }
   RemoteFlags remote;
   CompressOptions options;
   std::string positional, output;

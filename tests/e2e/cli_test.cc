@@ -74,6 +74,11 @@ TEST(CliTest, HelpEverywhere) {
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_THAT(r.out, StartsWith("usage: hyperc")) << cmd;
   }
+  for (const char* sub : {"submit", "watch", "get", "list", "cancel", "fetch", "delete"}) {
+    RunResult j = RunHyperc({"jobs", sub, "--help"});  // used to be "unexpected argument"
+    EXPECT_EQ(j.exit_code, 0) << sub;
+    EXPECT_THAT(j.out, StartsWith("usage: hyperc jobs")) << sub;
+  }
   RunResult r = RunHyperc({"--help"});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.out, HasSubstr("commands:"));
