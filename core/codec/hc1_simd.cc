@@ -65,6 +65,50 @@ void InnerScalar(const Codebook& cb, const float* px, const float* py, int cnt, 
 
 #if defined(__x86_64__)
 
+#define HC1_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
+
+// Shared by the two AVX-512 kernels: each lane's grid cell (as Codebook::Locator::Cell; the
+// index of the cell's first slot), with the lanes on the grid in *on_grid.
+HC1_AVX512 inline __m256i LocateCells(const Codebook::Locator& loc, __m512d qx, __m512d qy,
+                                      __mmask8 live, __mmask8* on_grid) {
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+  const __m512d inv_cell = _mm512_set1_pd(loc.inv_cell), cells_d = _mm512_set1_pd(loc.cells_d);
+  const __m512d rx =
+      _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qx, _mm512_set1_pd(loc.ox)), inv_cell), one);
+  const __m512d ry =
+      _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qy, _mm512_set1_pd(loc.oy)), inv_cell), one);
+  const __mmask8 ok = (loc.ok ? live : 0) & _mm512_cmp_pd_mask(rx, zero, _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(ry, zero, _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(rx, cells_d, _CMP_LT_OQ) &
+                      _mm512_cmp_pd_mask(ry, cells_d, _CMP_LT_OQ);
+  const __m256i ix = _mm512_maskz_cvttpd_epi32(ok, rx);
+  const __m256i iy = _mm512_maskz_cvttpd_epi32(ok, ry);
+  *on_grid = ok;
+  return _mm256_mullo_epi32(
+      _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(loc.cells)), ix),
+      _mm256_set1_epi32(Layout::kSlots));
+}
+
+// The kSlots candidates of each lane's cell: slots 0-1 and 2-3 gathered as one 64-bit element
+// each (little-endian: the lower slot in the low half), slot 4 alone. Returns the lanes whose
+// cell does not overflow (the others take the scalar way).
+HC1_AVX512 inline __mmask8 GatherSlots(const int* slots, __m256i cell, __mmask8 on_grid,
+                                       __m256i* s) {
+  static_assert(Layout::kSlots == 5);
+  const __m512i s01 =
+      _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell, slots, 4);
+  const __m512i s23 = _mm512_mask_i32gather_epi64(
+      _mm512_setzero_si512(), on_grid, _mm256_add_epi32(cell, _mm256_set1_epi32(2)), slots, 4);
+  s[0] = _mm512_maskz_cvtepi64_epi32(0xff, s01);
+  s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
+  s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
+  s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
+  s[4] = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), on_grid,
+                                      _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
+  const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
+  return on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
+}
+
 bool HaveAvx512() {
   static const bool have = __builtin_cpu_supports("avx512f") &&
                            __builtin_cpu_supports("avx512vl") &&
@@ -72,7 +116,7 @@ bool HaveAvx512() {
   return have;
 }
 
-__attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
+HC1_AVX512 void OuterTrialAvx512(
     const Codebook& cb, const OuterBlock& b, const Rings& R, uint32_t stride, uint32_t* code,
     double* ex, double* ey) {
   if (!R.increasing) {
@@ -82,17 +126,12 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
   const Codebook::Locator loc = cb.locator();
   const double* xy = cb.xy();
   const __m512d cx = _mm512_set1_pd(cb.cx()), cy = _mm512_set1_pd(cb.cy());
-  const __m512d ox = _mm512_set1_pd(loc.ox), oy = _mm512_set1_pd(loc.oy);
-  const __m512d inv_cell = _mm512_set1_pd(loc.inv_cell), one = _mm512_set1_pd(1.0);
-  const __m512d cells_d = _mm512_set1_pd(loc.cells_d), zero = _mm512_setzero_pd();
-  const __m256i cells = _mm256_set1_epi32(loc.cells), five = _mm256_set1_epi32(Layout::kSlots);
-  const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
+  const __m512d zero = _mm512_setzero_pd();
   const __m256i vstride = _mm256_set1_epi32(static_cast<int>(stride));
   const __m256i zero_i = _mm256_setzero_si256(), one_i = _mm256_set1_epi32(1);
   const int* slots = reinterpret_cast<const int*>(loc.slots);
   const bool small = R.k < 8;  // f and inv_f fit one register (entries 0..k)
   const __m512d ftab = _mm512_loadu_pd(R.f), itab = _mm512_loadu_pd(R.inv_f);
-  const __mmask8 grid_ok = loc.ok ? 0xff : 0;
   // Chunks of kChunk pairs: first every pair's class, query and cell (cells prefetched), then
   // the candidates, so that the cells' cache misses overlap.
   constexpr int kChunk = 128;
@@ -118,17 +157,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
                 : _mm512_mask_i32gather_pd(zero, 0xff, cls, R.f, 8);
       const __m512d qx = _mm512_add_pd(_mm512_mul_pd(dx, f), cx);
       const __m512d qy = _mm512_add_pd(_mm512_mul_pd(dy, f), cy);
-      // Cell: as Codebook::Locator::Cell.
-      const __m512d rx = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qx, ox), inv_cell), one);
-      const __m512d ry = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qy, oy), inv_cell), one);
-      const __mmask8 on_grid = grid_ok & live & _mm512_cmp_pd_mask(rx, zero, _CMP_GE_OQ) &
-                               _mm512_cmp_pd_mask(ry, zero, _CMP_GE_OQ) &
-                               _mm512_cmp_pd_mask(rx, cells_d, _CMP_LT_OQ) &
-                               _mm512_cmp_pd_mask(ry, cells_d, _CMP_LT_OQ);
-      const __m256i ix = _mm512_maskz_cvttpd_epi32(on_grid, rx);
-      const __m256i iy = _mm512_maskz_cvttpd_epi32(on_grid, ry);
-      const __m256i cell =
-          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(iy, cells), ix), five);
+      __mmask8 on_grid;
+      const __m256i cell = LocateCells(loc, qx, qy, live, &on_grid);
       _mm512_store_pd(aqx + k0, qx);
       _mm512_store_pd(aqy + k0, qy);
       _mm256_store_si256(reinterpret_cast<__m256i*>(acell + k0), cell);
@@ -144,21 +174,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
       const __m256i cell = _mm256_load_si256(reinterpret_cast<const __m256i*>(acell + k0));
       const __m256i cls = _mm256_load_si256(reinterpret_cast<const __m256i*>(acls + k0));
       // The kSlots candidates; lanes in overflowing cells (or off the grid) go the scalar way.
-      // Slots 0-1 and 2-3 as one 64-bit element each (little-endian: the lower slot in the low
-      // half), slot 4 alone.
-      static_assert(Layout::kSlots == 5);
       __m256i s[Layout::kSlots];
-      const __m512i s01 = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell,
-                                                      slots, 4);
-      const __m512i s23 = _mm512_mask_i32gather_epi64(
-          _mm512_setzero_si512(), on_grid, _mm256_add_epi32(cell, _mm256_set1_epi32(2)), slots, 4);
-      s[0] = _mm512_maskz_cvtepi64_epi32(0xff, s01);
-      s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
-      s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
-      s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
-      s[4] = _mm256_mmask_i32gather_epi32(zero_i, on_grid,
-                                          _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
-      const __mmask8 good = on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
+      const __mmask8 good = GatherSlots(slots, cell, on_grid, s);
       __m256i best = zero_i;
       __m512d bx = zero, by = zero, bd = zero;
       for (int i = 0; i < Layout::kSlots; ++i) {
@@ -221,26 +238,21 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void OuterTrialAvx512(
 // kSlots candidates (gathered), every squared distance, and PickStable's branch-free choice of
 // the best row, the runner-up and the certificate. Lanes off the grid, in overflowing cells, or
 // not certified with b != p are redone by the scalar reference, one pair each.
-__attribute__((target("avx512f,avx512vl,avx512dq"))) void InnerAvx512(
+HC1_AVX512 void InnerAvx512(
     const Codebook& cb, const float* px, const float* py, int cnt, float cx, float cy,
     const InnerOut& out) {
   const Codebook::Locator loc = cb.locator();
   const double* xy = cb.xy();
   const __m512d cxd = _mm512_set1_pd(cb.cx()), cyd = _mm512_set1_pd(cb.cy());
   const __m256 cxf = _mm256_set1_ps(cx), cyf = _mm256_set1_ps(cy);
-  const __m512d ox = _mm512_set1_pd(loc.ox), oy = _mm512_set1_pd(loc.oy);
-  const __m512d inv_cell = _mm512_set1_pd(loc.inv_cell), one = _mm512_set1_pd(1.0);
-  const __m512d cells_d = _mm512_set1_pd(loc.cells_d), zero = _mm512_setzero_pd();
+  const __m512d zero = _mm512_setzero_pd();
   const __m512d half_margin = _mm512_set1_pd(0.5 * cb.layout().margin());
   const __m512d spread = _mm512_set1_pd(cb.layout().spread());
   const __m512d two = _mm512_set1_pd(2.0), tiny = _mm512_set1_pd(1e-12);
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   const __m512d sign = _mm512_set1_pd(-0.0);
-  const __m256i cells = _mm256_set1_epi32(loc.cells), five = _mm256_set1_epi32(Layout::kSlots);
-  const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
   const __m256i zero_i = _mm256_setzero_si256();
   const int* slots = reinterpret_cast<const int*>(loc.slots);
-  const __mmask8 grid_ok = loc.ok ? 0xff : 0;
   constexpr int kChunk = 64;
   alignas(64) int acell[kChunk];
   alignas(64) uint8_t aok[kChunk / 8];
@@ -251,17 +263,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void InnerAvx512(
       const __mmask8 live = left >= 8 ? 0xff : static_cast<__mmask8>((1u << left) - 1);
       const __m512d qx = _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(live, px + k0));
       const __m512d qy = _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(live, py + k0));
-      // Cell: as Codebook::Locator::Cell.
-      const __m512d rx = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qx, ox), inv_cell), one);
-      const __m512d ry = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(qy, oy), inv_cell), one);
-      const __mmask8 on_grid = grid_ok & live & _mm512_cmp_pd_mask(rx, zero, _CMP_GE_OQ) &
-                               _mm512_cmp_pd_mask(ry, zero, _CMP_GE_OQ) &
-                               _mm512_cmp_pd_mask(rx, cells_d, _CMP_LT_OQ) &
-                               _mm512_cmp_pd_mask(ry, cells_d, _CMP_LT_OQ);
-      const __m256i ix = _mm512_maskz_cvttpd_epi32(on_grid, rx);
-      const __m256i iy = _mm512_maskz_cvttpd_epi32(on_grid, ry);
-      const __m256i cell =
-          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(iy, cells), ix), five);
+      __mmask8 on_grid;
+      const __m256i cell = LocateCells(loc, qx, qy, live, &on_grid);
       _mm256_store_si256(reinterpret_cast<__m256i*>(acell + (k0 - c0)), cell);
       aok[(k0 - c0) / 8] = on_grid;
     }
@@ -278,21 +281,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) void InnerAvx512(
                                            _mm512_andnot_pd(sign, _mm512_sub_pd(by, qy)));
       const __mmask8 on_grid = aok[(k0 - c0) / 8];
       const __m256i cell = _mm256_load_si256(reinterpret_cast<const __m256i*>(acell + (k0 - c0)));
-      // The kSlots candidates: slots 0-1 and 2-3 as one 64-bit element each (little-endian: the
-      // lower slot in the low half), slot 4 alone.
-      static_assert(Layout::kSlots == 5);
       __m256i s[Layout::kSlots];
-      const __m512i s01 =
-          _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell, slots, 4);
-      const __m512i s23 = _mm512_mask_i32gather_epi64(
-          _mm512_setzero_si512(), on_grid, _mm256_add_epi32(cell, _mm256_set1_epi32(2)), slots, 4);
-      s[0] = _mm512_maskz_cvtepi64_epi32(0xff, s01);
-      s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
-      s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
-      s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
-      s[4] = _mm256_mmask_i32gather_epi32(zero_i, on_grid,
-                                          _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
-      const __mmask8 good = on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
+      const __mmask8 good = GatherSlots(slots, cell, on_grid, s);
       // PickStable: best = d < b1 ? s : best; b2 = min(b2, max(b1, d)); b1 = min(b1, d), with
       // std::min / std::max's operand order (no NaN occurs: distances are finite or +inf).
       __m256i best = zero_i;
