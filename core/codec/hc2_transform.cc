@@ -72,8 +72,7 @@ namespace {
 struct SignTable {
   float v[kBlock];
   constexpr SignTable() : v() {
-    constexpr uint64_t kPattern[2] = {0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull};
-    for (int i = 0; i < kBlock; ++i) v[i] = (kPattern[i >> 6] >> (i & 63)) & 1 ? -1.0f : 1.0f;
+    for (int i = 0; i < kBlock; ++i) v[i] = Sign(i);
   }
 };
 constexpr SignTable kSigns;

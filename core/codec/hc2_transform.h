@@ -15,7 +15,7 @@ inline constexpr int kBlock = 128;
 
 /// The sign of position i (0..127) of every block: -1 where bit i of the 128-bit pattern
 /// (0x9E3779B97F4A7C15 for i < 64, 0xBF58476D1CE4E5B9 for the rest, bit i mod 64) is set.
-inline float Sign(int i) {
+constexpr float Sign(int i) {
   constexpr uint64_t kPattern[2] = {0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull};
   return (kPattern[i >> 6] >> (i & 63)) & 1 ? -1.0f : 1.0f;
 }
