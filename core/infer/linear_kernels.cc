@@ -181,6 +181,20 @@ HC_AVX512 inline __m512 LoadW16Masked(const uint8_t* row, int64_t c, __mmask16 m
   }
 }
 
+// The byte permutation and shifts that put bits [first + k l, first + k l + 32) of a 16-byte
+// window into lane l (vpermb, then vpsrlvd): 16 fields of k bits from one load.
+HC_AVX512 inline void FieldExtract(int k, int first, __m512i* vperm, __m512i* vshift) {
+  alignas(64) uint8_t perm[64];
+  alignas(64) uint32_t shift[16];
+  for (int l = 0; l < 16; ++l) {
+    const int bit = first + k * l;
+    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
+    shift[l] = static_cast<uint32_t>(bit & 7);
+  }
+  *vperm = _mm512_load_si512(perm);
+  *vshift = _mm512_load_si512(shift);
+}
+
 // Dense rows: U column vectors in flight per batch row (more independent FMA chains at small NB).
 template <int NB, bool kF16>
 HC_AVX512 void DenseAvx512Impl(const DenseArgs& a) {
@@ -235,15 +249,8 @@ HC_AVX512 void DenseAvx512T(const DenseArgs& a) {
 template <int NB>
 HC_AVX512 void Hc2SingleAvx512T(const Hc2Args& a) {
   const int k = a.bits;
-  alignas(64) uint8_t perm[64];
-  alignas(64) uint32_t shift[16];
-  for (int l = 0; l < 16; ++l) {
-    const int bit = k * (l + 1) + 4;
-    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
-    shift[l] = static_cast<uint32_t>(bit & 7);
-  }
-  const __m512i vperm = _mm512_load_si512(perm);
-  const __m512i vshift = _mm512_load_si512(shift);
+  __m512i vperm, vshift;
+  FieldExtract(k, k + 4, &vperm, &vshift);  // window i: bits k (i + 1) + 4 on
   const __m512i wmask = _mm512_set1_epi32(0xFFF);
   const int64_t nblk = a.cols / 128;
   const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
@@ -345,15 +352,8 @@ void Hc2PairAvx512T(const Hc2Args& a) {
 template <int NB>
 HC_AVX512 void RtnAvx512T(const RtnArgs& a) {
   const int k = a.bits;
-  alignas(64) uint8_t perm[64];
-  alignas(64) uint32_t shift[16];
-  for (int l = 0; l < 16; ++l) {
-    const int bit = k * l;
-    for (int t = 0; t < 4; ++t) perm[4 * l + t] = static_cast<uint8_t>((bit >> 3) + t);
-    shift[l] = static_cast<uint32_t>(bit & 7);
-  }
-  const __m512i vperm = _mm512_load_si512(perm);
-  const __m512i vshift = _mm512_load_si512(shift);
+  __m512i vperm, vshift;
+  FieldExtract(k, 0, &vperm, &vshift);
   const __m512i qmask = _mm512_set1_epi32((1 << k) - 1);
   const int64_t gpr = a.cols / a.group;
   const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
