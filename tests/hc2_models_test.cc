@@ -339,6 +339,37 @@ TEST(Hc2OverrideTest, BpwOverrideGivesThoseTensorsThatRate) {
   }
 }
 
+// A rated override that takes a large share of the budget (PP-OCRv4's CTC head is 30% of its
+// weights) must not take the 8-bit protection away from the small tensors: it did, and the first
+// convolutions fell to 3.5 bits per weight (11.7 dB; CER 1.0).
+TEST(Hc2OverrideTest, RatedOverrideKeepsSmallTensorsAtTheSensitiveRate) {
+  const std::string model = ModelPath("ppocrv4-rec-f32.safetensors");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is missing";
+  const std::string dir = ScratchDir("hc2_override_sensitive");
+  CompressOptions o = Hc2Target(4.25);
+  o.overrides = {"linear_85=bpw=5"};
+  HC_ASSERT_OK_AND_ASSIGN(RunSummary s, CompressModel(model, dir + "/a.hyc", o));
+  int small = 0, head = 0;
+  for (const TensorRecord& r : s.tensors) {
+    SCOPED_TRACE(r.name);
+    if (r.codec != "hc2") continue;
+    const double rate = r.params.Find("target_bpw")->number();
+    if (r.name == "linear_85.w_0") {
+      ++head;
+      EXPECT_EQ(rate, 5.0);
+    } else if (r.numel < kSensitiveNumel) {
+      ++small;
+      EXPECT_EQ(rate, kSensitiveBpw);
+      EXPECT_GE(r.stats.bits_per_weight, 7.0);
+    } else {
+      EXPECT_LT(rate, 4.25);
+    }
+  }
+  EXPECT_EQ(head, 1);
+  EXPECT_GE(small, 5);
+  EXPECT_LE(Summarize(s.tensors).bits_per_weight, 4.25);
+}
+
 TEST(Hc2OverrideTest, BadRulesAreInvalidArgument) {
   const std::string dir = ScratchDir("hc2_override_bad");
   for (const char* rule : {"(=raw", "abc", "=raw", "x=", "x=bpw", "x=,", "x=nokey=1", "x=bpw=100",

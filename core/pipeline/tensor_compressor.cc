@@ -155,6 +155,8 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
   if (options_.target_bpw <= 0) return absl::OkStatus();
   // Costs in bits of every tensor that does not take the shared rate.
   double total_weights = 0, fixed_bits = 0, shared_weights = 0, sensitive_weights = 0;
+  // The part of fixed_bits that overrides with a rate of their own chose explicitly.
+  double rated_bits = 0;
   // Tensors sharing a rate, with the override (without a rate of its own) that matched them.
   std::vector<std::pair<const TensorInfo*, const Override*>> shared, sensitive;
   for (const TensorInfo& t : tensors) {
@@ -184,12 +186,15 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
       const auto mode = ov->options.Get("mode");
       if (mode && *mode == "fixed") {
         HC_ASSIGN_OR_RETURN(const int64_t bits, ov->options.GetInt("bits", 4));
-        fixed_bits += (static_cast<double>(bits) + 16.0 / 128 + 0.01) * t.numel + 64;
+        const double b = (static_cast<double>(bits) + 16.0 / 128 + 0.01) * t.numel + 64;
+        fixed_bits += b;
+        rated_bits += b;
         continue;
       }
       if (ov->options.Get("bpw")) {
         HC_ASSIGN_OR_RETURN(const double bpw, ov->options.GetDouble("bpw", 0));
         fixed_bits += bpw * static_cast<double>(t.numel);
+        rated_bits += bpw * static_cast<double>(t.numel);
         continue;
       }
     }
@@ -203,8 +208,11 @@ absl::Status TensorCompressor::Plan(absl::Span<const TensorInfo> tensors) {
   }
   const double budget = options_.target_bpw * total_weights;
   double sens_bpw = kSensitiveBpw;
-  // Small models whose budget the sensitive tensors would eat: they share the rate too.
-  if (fixed_bits + sens_bpw * sensitive_weights > 0.25 * budget) {
+  // Small models whose budget the sensitive tensors would eat: they share the rate too. Only
+  // what the model itself forces (raw tensors) counts against the sensitive tensors' share, out
+  // of the budget left after the overrides that chose a rate: an override that spends bits on
+  // some tensors must not take the 8-bit protection away from the small ones.
+  if (fixed_bits - rated_bits + sens_bpw * sensitive_weights > 0.25 * (budget - rated_bits)) {
     sens_bpw = 0;
     shared_weights += sensitive_weights;
     shared.insert(shared.end(), sensitive.begin(), sensitive.end());
