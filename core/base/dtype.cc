@@ -1,5 +1,6 @@
 #include "core/base/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -231,6 +232,40 @@ void RoundTripThroughDType(DType dtype, absl::Span<float> values) {
       return;
     default:
       return;
+  }
+}
+
+namespace {
+// True if any of the n words at p has all the exponent bits of `mask` set. Overview: the loop
+// ORs a whole block's test results without branching, so it vectorises; it returns at the
+// first block that holds one.
+template <typename Word>
+bool AnySpecial(const uint8_t* p, size_t n, Word mask) {
+  constexpr size_t kBlock = 4096;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = std::min(n, b + kBlock);
+    Word hit = 0;
+    for (size_t i = b; i < e; ++i) {
+      Word w;
+      std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
+      hit |= static_cast<Word>((w & mask) == mask);
+    }
+    if (hit) return true;
+  }
+  return false;
+}
+}  // namespace
+
+bool HasNonFiniteValues(DType dtype, const uint8_t* src, size_t n) {
+  switch (dtype) {
+    case DType::kF32:
+      return AnySpecial<uint32_t>(src, n, 0x7f800000u);
+    case DType::kF16:
+      return AnySpecial<uint16_t>(src, n, 0x7c00u);
+    case DType::kBF16:
+      return AnySpecial<uint16_t>(src, n, 0x7f80u);
+    default:
+      return false;
   }
 }
 

@@ -48,6 +48,9 @@ uint16_t FloatToBFloat16(float f);
 void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst);
 /// Narrows `n` floats into `dtype` (F32, F16 or BF16) at `dst`, rounding to nearest even.
 void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst);
+/// True if any of the `n` elements of `dtype` (F32, F16 or BF16; little-endian, any alignment)
+/// at `src` is a NaN or an infinity (its exponent bits all ones). Reads every element.
+bool HasNonFiniteValues(DType dtype, const uint8_t* src, size_t n);
 /// Rounds each value in place to the nearest value representable in `dtype` (identity for F32).
 void RoundTripThroughDType(DType dtype, absl::Span<float> values);
 

@@ -25,6 +25,16 @@ bool CpuHasF16C() {
 #endif
 }
 
+bool CpuHasAvx512() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  return has;
+#else
+  return false;
+#endif
+}
+
 bool SimdAllowed() { return g_scalar_only.load(std::memory_order_relaxed) == 0; }
 
 ScopedScalarOnly::ScopedScalarOnly() { g_scalar_only.fetch_add(1); }

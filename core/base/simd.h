@@ -12,6 +12,8 @@ namespace hc {
 bool CpuHasAvx2();
 /// Whether the CPU has AVX2 and F16C (checked once).
 bool CpuHasF16C();
+/// Whether the CPU has AVX-512 F, DQ, VL and BW (checked once).
+bool CpuHasAvx512();
 /// False while a ScopedScalarOnly is alive (in any thread), true otherwise.
 bool SimdAllowed();
 

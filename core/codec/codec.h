@@ -134,6 +134,10 @@ class Codec {
   /// input not). The pipeline schedules tensors on input plus this under its memory budget; it
   /// only needs the right magnitude.
   virtual uint64_t EncodeMemory(const TensorInfo& info) const = 0;
+  /// True if Encode() checks its own input for NaN and infinities, while it reads it anyway,
+  /// and then returns a raw EncodedTensor with raw_reason "non-finite values" without coding
+  /// any of it. The pipeline then skips its separate pass over the input. Default: false.
+  virtual bool ChecksNonFinite() const { return false; }
   /// Validates stored parts and params against `info` and returns a decoder.
   /// Errors: DataLoss if parts are missing, mis-sized or inconsistent with the params.
   virtual absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(

@@ -26,6 +26,11 @@ uint64_t UnitElems(int64_t group_size) {
   return std::max<uint64_t>(1, kChunkElems / g8) * g8;
 }
 
+// out[i] = float(q[i]) * s + m (codes are at most 8 bits, exact in float).
+void DequantScalar(const uint32_t* q, size_t n, float s, float m, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int32_t>(q[i])) * s + m;
+}
+
 // The range [lo, hi] of x[0..n) as one running std::min / std::max from x[0] would give it.
 void RangeScalar(const float* x, int n, float* lo, float* hi) {
   float l = x[0], h = x[0];
@@ -98,8 +103,23 @@ HC_RTN_AVX2 void CodesAvx2(const float* x, int n, float m, float inv, float top,
   CodesScalar(x + i, n - i, m, inv, top, q + i);
 }
 
+// out[i] = float(q[i]) * s + m, eight at a time: a multiply then an add, never fused (the
+// target has no FMA), as the scalar loop does.
+HC_RTN_AVX2 void DequantAvx2(const uint32_t* q, size_t n, float s, float m, float* out) {
+  const __m256 sv = _mm256_set1_ps(s), mv = _mm256_set1_ps(m);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i)));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(v, sv), mv));
+  }
+  DequantScalar(q + i, n - i, s, m, out + i);
+}
+
 bool RtnAvx2() { return CpuHasAvx2() && SimdAllowed(); }
 #else
+void DequantAvx2(const uint32_t* q, size_t n, float s, float m, float* out) {
+  DequantScalar(q, n, s, m, out);
+}
 bool RtnAvx2() { return false; }
 void RangeAvx2(const float* x, int n, float* lo, float* hi) { RangeScalar(x, n, lo, hi); }
 void CodesAvx2(const float* x, int n, float m, float inv, float top, uint32_t* q) {
@@ -133,20 +153,21 @@ class RtnDecoder final : public TensorDecoder {
       : bits_(bits), group_(group), codes_(codes), scales_(scales) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
-    std::vector<uint32_t> q(std::min<size_t>(out.size(), 4096));
+    thread_local std::vector<uint32_t> q(4096);
     size_t done = 0;
     while (done < out.size()) {
       const size_t n = std::min(q.size(), out.size() - done);
       UnpackLsbFirst(codes_, bits_, begin + done, absl::MakeSpan(q.data(), n));
       // Group by group: one scale and zero, then a plain loop the compiler vectorises.
       const uint64_t base = begin + done, group = static_cast<uint64_t>(group_);
+      const bool simd = RtnAvx2();
       for (size_t i = 0; i < n;) {
         const uint64_t g = (base + i) / group;
         const size_t end = static_cast<size_t>(std::min<uint64_t>(n, (g + 1) * group - base));
         const float s = HalfToFloat(Load16(4 * g));
         const float m = HalfToFloat(Load16(4 * g + 2));
-        float* o = out.data() + done;
-        for (; i < end; ++i) o[i] = static_cast<float>(static_cast<int32_t>(q[i])) * s + m;
+        (simd ? DequantAvx2 : DequantScalar)(q.data() + i, end - i, s, m, out.data() + done + i);
+        i = end;
       }
       done += n;
     }
@@ -193,25 +214,42 @@ class RtnCodec final : public Codec {
     EncodedPart scales{"scales", DType::kF16, {static_cast<int64_t>(groups), 2},
                        std::vector<uint8_t>(groups * 4)};
     std::atomic<bool> overflow{false};  // a scale or zero beyond F16 range
+    std::atomic<bool> special{false};   // a NaN or infinity in the input
 
     executor.ParallelFor(static_cast<int64_t>(units), [&](int64_t u) {
       const uint64_t b = static_cast<uint64_t>(u) * unit;
       const uint64_t e = std::min(n, b + unit);
-      std::vector<float> x(e - b);
-      std::vector<uint32_t> q(e - b);
-      WidenToF32(info.dtype, data.data() + b * esize, e - b, x.data());
+      // Per-thread scratch, grown once (fresh pages per unit cost page faults and a memset).
+      thread_local std::vector<float> xs;
+      thread_local std::vector<uint32_t> qs;
+      if (xs.size() < e - b) xs.resize(e - b);
+      if (qs.size() < e - b) qs.resize(e - b);
+      float* x = xs.data();
+      WidenToF32(info.dtype, data.data() + b * esize, e - b, x);
+      // Widening keeps NaN and infinities, so the check runs on the float copy while it is in
+      // cache; such a unit is not quantised (the whole tensor is stored raw).
+      if (HasNonFiniteValues(DType::kF32, reinterpret_cast<const uint8_t*>(x), e - b)) {
+        special.store(true, std::memory_order_relaxed);
+        return;
+      }
       for (uint64_t gb = b; gb < e; gb += g) {
         const uint64_t ge = std::min(e, gb + g);
         const uint64_t gi = gb / g;
-        if (!QuantiseGroup(x.data() + (gb - b), static_cast<int>(ge - gb), qmax,
-                           q.data() + (gb - b), scales.bytes.data() + 4 * gi)) {
+        if (!QuantiseGroup(x + (gb - b), static_cast<int>(ge - gb), qmax, qs.data() + (gb - b),
+                           scales.bytes.data() + 4 * gi)) {
           overflow.store(true, std::memory_order_relaxed);
         }
       }
       const uint64_t byte0 = b * static_cast<uint64_t>(o_.bits) / 8;
       const uint64_t nbytes = PackedBytes(e - b, o_.bits);
-      PackLsbFirst(q, o_.bits, absl::MakeSpan(codes.bytes.data() + byte0, nbytes));
+      PackLsbFirst(absl::MakeConstSpan(qs.data(), e - b), o_.bits,
+                   absl::MakeSpan(codes.bytes.data() + byte0, nbytes));
     });
+    if (special.load()) {
+      enc.raw = true;
+      enc.raw_reason = "non-finite values";
+      return enc;
+    }
     if (overflow.load()) {
       enc.raw = true;
       enc.raw_reason = "values beyond the F16 range of rtn scales";
@@ -221,6 +259,8 @@ class RtnCodec final : public Codec {
     enc.parts.push_back(std::move(scales));
     return enc;
   }
+
+  bool ChecksNonFinite() const override { return true; }
 
   // The output only: packed codes and an F16 scale and zero per group (work is per unit).
   uint64_t EncodeMemory(const TensorInfo& info) const override {

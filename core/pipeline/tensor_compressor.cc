@@ -19,25 +19,6 @@ namespace {
 // Elements per task of HasNonFinite (fixed; the answer does not depend on it).
 constexpr uint64_t kFiniteChunk = uint64_t{1} << 20;
 
-// True if any of the n words at p has all the exponent bits of `mask` set (NaN or infinity).
-// Overview: the loop ORs a whole block's test results without branching, so it vectorises;
-// it returns at the first block that holds one.
-template <typename Word>
-bool AnySpecial(const uint8_t* p, uint64_t n, Word mask) {
-  constexpr uint64_t kBlock = 4096;
-  for (uint64_t b = 0; b < n; b += kBlock) {
-    const uint64_t e = std::min(n, b + kBlock);
-    Word hit = 0;
-    for (uint64_t i = b; i < e; ++i) {
-      Word w;
-      std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
-      hit |= static_cast<Word>((w & mask) == mask);
-    }
-    if (hit) return true;
-  }
-  return false;
-}
-
 // True if any element is NaN or infinite (checked on the raw bits: exponent all ones), in
 // parallel chunks.
 bool HasNonFinite(DType dtype, absl::Span<const uint8_t> data, Executor& executor) {
@@ -49,9 +30,7 @@ bool HasNonFinite(DType dtype, absl::Span<const uint8_t> data, Executor& executo
     const uint64_t b = static_cast<uint64_t>(c) * kFiniteChunk;
     const uint64_t m = std::min(n, b + kFiniteChunk) - b;
     const uint8_t* p = data.data() + b * esize;
-    found[c] = dtype == DType::kF32   ? AnySpecial<uint32_t>(p, m, 0x7f800000u)
-               : dtype == DType::kF16 ? AnySpecial<uint16_t>(p, m, 0x7c00u)
-                                      : AnySpecial<uint16_t>(p, m, 0x7f80u);
+    found[c] = HasNonFiniteValues(dtype, p, m);
   });
   return std::find(found.begin(), found.end(), 1) != found.end();
 }
@@ -289,11 +268,13 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     if (RE2::PartialMatch(info.name, *re)) return make_raw("matched --skip");
   }
   if (info.numel == 0) return make_raw("empty");
-  if (HasNonFinite(info.dtype, data, executor)) return make_raw("non-finite values");
   if (options_.target_bpw > 0 && !planned_) {
     return absl::FailedPreconditionError("a target bits per weight needs Plan() before Compress()");
   }
   const Codec* codec = CodecFor(info);
+  if ((codec == nullptr || !codec->ChecksNonFinite()) && HasNonFinite(info.dtype, data, executor)) {
+    return make_raw("non-finite values");
+  }
   if (codec == nullptr) {
     return make_raw(planned_ && info.shape.size() <= 1 && !plan_.count(info.name)
                         ? "rank <= 1 under --target-bpw"
