@@ -76,6 +76,8 @@ struct EncodedTensor {
   /// Parameters the decoder needs, plus informative ones. A JSON object.
   JsonValue params = JsonValue::Object();
   std::vector<EncodedPart> parts;
+  /// True if Encode() called EncodeHooks::chunk_reconstructed for every chunk of the tensor.
+  bool chunks_reconstructed = false;
 };
 
 /// A stored part as the decoder sees it (a view into the artifact).
@@ -101,6 +103,14 @@ struct EncodeHooks {
   /// the input's pages from memory where they come back on demand (a mapped file); `data` must
   /// stay readable. Default: none.
   std::function<void()> input_copied;
+  /// When set, a codec that reconstructs its values while it encodes may call it, from any
+  /// thread, once for every chunk c of the tensor, elements [c * kChunkElems, min(numel,
+  /// (c + 1) * kChunkElems)), with the original values widened to float32 and exactly the
+  /// values its decoder will return for them (before any rounding to the tensor's dtype); it
+  /// then sets EncodedTensor::chunks_reconstructed. The caller uses these for its error
+  /// statistics instead of decoding the output again. Default: none.
+  std::function<void(uint64_t chunk, absl::Span<const float> orig, absl::Span<const float> recon)>
+      chunk_reconstructed;
 };
 
 /// A validated, ready decoder for one tensor. Thread-safe.

@@ -198,7 +198,7 @@ class RtnCodec final : public Codec {
   // rounded to F16, and its codes packed into the unit's own byte range.
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
                                        Executor& executor,
-                                       const EncodeHooks& /*hooks*/) const override {
+                                       const EncodeHooks& hooks) const override {
     const uint64_t n = info.numel;
     const uint64_t g = static_cast<uint64_t>(o_.group_size);
     const uint64_t groups = (n + g - 1) / g;
@@ -215,6 +215,8 @@ class RtnCodec final : public Codec {
                        std::vector<uint8_t>(groups * 4)};
     std::atomic<bool> overflow{false};  // a scale or zero beyond F16 range
     std::atomic<bool> special{false};   // a NaN or infinity in the input
+    // Units are statistics chunks when 8 * group_size divides kChunkElems.
+    const bool report = hooks.chunk_reconstructed != nullptr && unit == kChunkElems;
 
     executor.ParallelFor(static_cast<int64_t>(units), [&](int64_t u) {
       const uint64_t b = static_cast<uint64_t>(u) * unit;
@@ -244,7 +246,25 @@ class RtnCodec final : public Codec {
       const uint64_t nbytes = PackedBytes(e - b, o_.bits);
       PackLsbFirst(absl::MakeConstSpan(qs.data(), e - b), o_.bits,
                    absl::MakeSpan(codes.bytes.data() + byte0, nbytes));
+      if (report) {
+        // The decoder's values for this unit (= one statistics chunk), from the same codes and
+        // stored F16 scales, while the input is still in cache.
+        thread_local std::vector<float> ys;
+        if (ys.size() < e - b) ys.resize(e - b);
+        const bool simd = RtnAvx2();
+        for (uint64_t gb = b; gb < e; gb += g) {
+          const uint64_t ge = std::min(e, gb + g);
+          const uint8_t* sz = scales.bytes.data() + 4 * (gb / g);
+          const float sc = HalfToFloat(static_cast<uint16_t>(sz[0] | (sz[1] << 8)));
+          const float m = HalfToFloat(static_cast<uint16_t>(sz[2] | (sz[3] << 8)));
+          (simd ? DequantAvx2 : DequantScalar)(qs.data() + (gb - b), ge - gb, sc, m,
+                                               ys.data() + (gb - b));
+        }
+        hooks.chunk_reconstructed(static_cast<uint64_t>(u), absl::MakeConstSpan(x, e - b),
+                                  absl::MakeConstSpan(ys.data(), e - b));
+      }
     });
+    enc.chunks_reconstructed = report;
     if (special.load()) {
       enc.raw = true;
       enc.raw_reason = "non-finite values";

@@ -281,7 +281,25 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
                         : "matched --override raw");
   }
 
-  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor, hooks),
+  // Error sums per fixed chunk, merged in chunk order at the end (deterministic). A codec that
+  // reconstructs its values while encoding hands them over chunk by chunk (the input is still
+  // in cache); otherwise the output is decoded again below.
+  const uint64_t n = info.numel;
+  const uint64_t units = (n + kChunkElems - 1) / kChunkElems;
+  std::vector<ErrorAccumulator> acc(units);
+  auto add_chunk = [&](uint64_t u, absl::Span<const float> x, absl::Span<const float> y) {
+    if (info.dtype == DType::kF32) return acc[u].Add(x, y);
+    thread_local std::vector<float> rs;
+    rs.resize(kChunkElems);
+    std::copy(y.begin(), y.end(), rs.begin());
+    const absl::Span<float> r(rs.data(), y.size());
+    RoundTripThroughDType(info.dtype, r);
+    acc[u].Add(x, r);
+  };
+  EncodeHooks with_stats = hooks;
+  with_stats.chunk_reconstructed = [&](uint64_t u, absl::Span<const float> x,
+                                       absl::Span<const float> y) { add_chunk(u, x, y); };
+  HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor, with_stats),
                       Annotate(_, absl::StrCat("tensor \"", info.name, "\"")));
   if (enc.raw) return make_raw(enc.raw_reason);
 
@@ -301,24 +319,23 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
                                                        codec_->name(), " cannot decode its own output: ",
                                                        _.message())));
   // Statistics against what decompression will return: decode each fixed chunk, round it to
-  // the tensor's dtype, accumulate per chunk, then merge the chunks in order (deterministic).
-  const uint64_t n = info.numel;
-  const uint64_t units = (n + kChunkElems - 1) / kChunkElems;
-  const size_t esize = DTypeSize(info.dtype);
-  std::vector<ErrorAccumulator> acc(units);
-  executor.ParallelFor(static_cast<int64_t>(units), [&](int64_t u) {
-    const uint64_t b = static_cast<uint64_t>(u) * kChunkElems;
-    const uint64_t e = std::min(n, b + kChunkElems);
-    // Scratch reused by this thread (a fresh 2 x 256 KiB per chunk cost page faults).
-    thread_local std::vector<float> xs, ys;
-    xs.resize(kChunkElems);
-    ys.resize(kChunkElems);
-    const absl::Span<float> x(xs.data(), e - b), y(ys.data(), e - b);
-    WidenToF32(info.dtype, data.data() + b * esize, e - b, x.data());
-    dec->DecodeRange(b, y);
-    RoundTripThroughDType(info.dtype, y);
-    acc[u].Add(x, y);
-  });
+  // the tensor's dtype and accumulate it (unless the codec reported its reconstruction).
+  if (!enc.chunks_reconstructed) {
+    const size_t esize = DTypeSize(info.dtype);
+    executor.ParallelFor(static_cast<int64_t>(units), [&](int64_t u) {
+      const uint64_t b = static_cast<uint64_t>(u) * kChunkElems;
+      const uint64_t e = std::min(n, b + kChunkElems);
+      // Scratch reused by this thread (a fresh 2 x 256 KiB per chunk cost page faults).
+      thread_local std::vector<float> xs, ys;
+      xs.resize(kChunkElems);
+      ys.resize(kChunkElems);
+      const absl::Span<float> x(xs.data(), e - b), y(ys.data(), e - b);
+      WidenToF32(info.dtype, data.data() + b * esize, e - b, x.data());
+      dec->DecodeRange(b, y);
+      RoundTripThroughDType(info.dtype, y);
+      acc[u].Add(x, y);
+    });
+  }
   ErrorAccumulator total;
   for (const ErrorAccumulator& a : acc) total.Merge(a);
   r.stats = total.Finish(stored);

@@ -12,6 +12,7 @@
 #include "core/io/safetensors_file.h"
 #include "core/io/safetensors_writer.h"
 #include "core/io/shard_index.h"
+#include "core/quality/stats.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/model_util.h"
@@ -298,6 +299,54 @@ TEST(PipelineTest, NonFiniteAnywhereKeepsTheTensorRaw) {
     auto d = back->TensorData(k);
     EXPECT_TRUE(std::equal(d.begin(), d.end(), bytes[k].begin(), bytes[k].end()))
         << cases[k].name << " did not come back bit for bit";
+  }
+}
+
+// rtn hands its reconstruction to the statistics while it encodes (group sizes dividing the
+// chunk) instead of the pipeline decoding the output again: the recorded statistics must be
+// exactly those of what decompression returns, chunk by chunk, for F16 and F32 models, and for
+// a group size (100) that takes the decoding path.
+TEST(PipelineTest, StatisticsAreThoseOfTheDecompressedTensors) {
+  const std::string dir = ScratchDir("pipeline_stats");
+  for (const char* model : {"faceres-f16.safetensors", "fmnist-cnn-f32.safetensors"}) {
+    for (const char* group : {"128", "100"}) {
+      SCOPED_TRACE(absl::StrCat(model, " group ", group));
+      CompressOptions o = Rtn4(2);
+      o.codec_options = {{"bits", "4"}, {"group_size", group}};
+      const std::string in = ModelPath(model), art = dir + "/a.hyc", out = dir + "/b.safetensors";
+      HC_ASSERT_OK_AND_ASSIGN(RunSummary s, CompressModel(in, art, o));
+      ASSERT_THAT(DecompressModel(art, out, 2), IsOk());
+      HC_ASSERT_OK_AND_ASSIGN(auto orig, SafetensorsFile::Open(in));
+      HC_ASSERT_OK_AND_ASSIGN(auto back, SafetensorsFile::Open(out));
+      int coded = 0;
+      for (const TensorRecord& r : s.tensors) {
+        if (r.codec != "rtn") continue;
+        ++coded;
+        SCOPED_TRACE(r.name);
+        size_t i = 0, j = 0;
+        while (orig->header().tensors[i].name != r.name) ++i;
+        while (back->header().tensors[j].name != r.name) ++j;
+        const DType dt = orig->header().tensors[i].dtype;
+        const auto a = orig->TensorData(i), b = back->TensorData(j);
+        ErrorAccumulator total;
+        std::vector<float> x(kChunkElems), y(kChunkElems);
+        const size_t es = DTypeSize(dt);
+        for (uint64_t c = 0; c < r.numel; c += kChunkElems) {
+          const size_t m = std::min<uint64_t>(kChunkElems, r.numel - c);
+          WidenToF32(dt, a.data() + c * es, m, x.data());
+          WidenToF32(dt, b.data() + c * es, m, y.data());
+          ErrorAccumulator part;
+          part.Add(absl::MakeConstSpan(x.data(), m), absl::MakeConstSpan(y.data(), m));
+          total.Merge(part);
+        }
+        const TensorStats t = total.Finish(r.stats.stored_bytes);
+        EXPECT_EQ(r.stats.snr_db, t.snr_db);
+        EXPECT_EQ(r.stats.mae, t.mae);
+        EXPECT_EQ(r.stats.max_abs_err, t.max_abs_err);
+        EXPECT_EQ(r.stats.variance, t.variance);
+      }
+      EXPECT_GT(coded, 3);
+    }
   }
 }
 
