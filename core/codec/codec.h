@@ -106,10 +106,11 @@ struct EncodeHooks {
   /// When set, a codec that reconstructs its values while it encodes may call it, from any
   /// thread, once for every chunk c of the tensor, elements [c * kChunkElems, min(numel,
   /// (c + 1) * kChunkElems)), with the original values widened to float32 and exactly the
-  /// values its decoder will return for them (before any rounding to the tensor's dtype); it
-  /// then sets EncodedTensor::chunks_reconstructed. The caller uses these for its error
-  /// statistics instead of decoding the output again. Default: none.
-  std::function<void(uint64_t chunk, absl::Span<const float> orig, absl::Span<const float> recon)>
+  /// values its decoder will return for them (before any rounding to the tensor's dtype), in a
+  /// buffer the callee may overwrite; it then sets EncodedTensor::chunks_reconstructed. The
+  /// caller uses these for its error statistics instead of decoding the output again.
+  /// Default: none.
+  std::function<void(uint64_t chunk, absl::Span<const float> orig, absl::Span<float> recon)>
       chunk_reconstructed;
 };
 

@@ -261,7 +261,7 @@ class RtnCodec final : public Codec {
                                                ys.data() + (gb - b));
         }
         hooks.chunk_reconstructed(static_cast<uint64_t>(u), absl::MakeConstSpan(x, e - b),
-                                  absl::MakeConstSpan(ys.data(), e - b));
+                                  absl::MakeSpan(ys.data(), e - b));
       }
     });
     enc.chunks_reconstructed = report;

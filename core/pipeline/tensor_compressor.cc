@@ -287,18 +287,12 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
   const uint64_t n = info.numel;
   const uint64_t units = (n + kChunkElems - 1) / kChunkElems;
   std::vector<ErrorAccumulator> acc(units);
-  auto add_chunk = [&](uint64_t u, absl::Span<const float> x, absl::Span<const float> y) {
-    if (info.dtype == DType::kF32) return acc[u].Add(x, y);
-    thread_local std::vector<float> rs;
-    rs.resize(kChunkElems);
-    std::copy(y.begin(), y.end(), rs.begin());
-    const absl::Span<float> r(rs.data(), y.size());
-    RoundTripThroughDType(info.dtype, r);
-    acc[u].Add(x, r);
+  auto add_chunk = [&](uint64_t u, absl::Span<const float> x, absl::Span<float> y) {
+    RoundTripThroughDType(info.dtype, y);
+    acc[u].Add(x, y);
   };
   EncodeHooks with_stats = hooks;
-  with_stats.chunk_reconstructed = [&](uint64_t u, absl::Span<const float> x,
-                                       absl::Span<const float> y) { add_chunk(u, x, y); };
+  with_stats.chunk_reconstructed = add_chunk;
   HC_ASSIGN_OR_RETURN(EncodedTensor enc, codec->Encode(info, data, executor, with_stats),
                       Annotate(_, absl::StrCat("tensor \"", info.name, "\"")));
   if (enc.raw) return make_raw(enc.raw_reason);
@@ -332,8 +326,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
       const absl::Span<float> x(xs.data(), e - b), y(ys.data(), e - b);
       WidenToF32(info.dtype, data.data() + b * esize, e - b, x.data());
       dec->DecodeRange(b, y);
-      RoundTripThroughDType(info.dtype, y);
-      acc[u].Add(x, y);
+      add_chunk(static_cast<uint64_t>(u), x, y);
     });
   }
   ErrorAccumulator total;
