@@ -85,6 +85,38 @@ TEST(SimdPathsTest, F16WideningEqualsTheTable) {
   }
 }
 
+// WidenToF32Checked: the same values, and the flag is set exactly when a NaN or an infinity
+// is among the elements, wherever it sits (vector body or scalar tail), on both paths.
+TEST(SimdPathsTest, CheckedWideningFlagsExactlyNonFinite) {
+  const uint16_t specials[] = {0x7c00, 0xfc00, 0x7c01, 0xfe00, 0x7fff};
+  const uint16_t finite[] = {0x0000, 0x8000, 0x7bff, 0xfbff, 0x0001, 0x3c00};
+  for (bool scalar_only : {false, true}) {
+    std::optional<ScopedScalarOnly> scalar;
+    if (scalar_only) scalar.emplace();
+    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{17}, size_t{64}}) {
+      for (size_t at = 0; at <= n; ++at) {  // at == n: clean
+        for (uint16_t sp : specials) {
+          std::vector<uint8_t> src(2 * n);
+          for (size_t i = 0; i < n; ++i) {
+            const uint16_t h = i == at ? sp : finite[i % 6];
+            src[2 * i] = static_cast<uint8_t>(h);
+            src[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+          }
+          std::vector<float> a(n), b(n);
+          const bool flag = WidenToF32Checked(DType::kF16, src.data(), n, a.data());
+          WidenToF32(DType::kF16, src.data(), n, b.data());
+          ASSERT_EQ(Bits(a), Bits(b));
+          ASSERT_EQ(flag, at < n) << "n " << n << " at " << at << " special " << sp
+                                  << " scalar " << scalar_only;
+          std::vector<uint8_t> f32(4 * n);
+          std::memcpy(f32.data(), a.data(), 4 * n);
+          ASSERT_EQ(WidenToF32Checked(DType::kF32, f32.data(), n, b.data()), at < n);
+        }
+      }
+    }
+  }
+}
+
 TEST(SimdPathsTest, F16NarrowingAndRoundTripEqualScalar) {
   const std::vector<float> v = EdgeFloats();
   std::vector<uint8_t> a(2 * v.size()), b(2 * v.size());

@@ -76,14 +76,16 @@ inline void Store16(uint8_t* p, uint16_t v) {
 #ifdef HC_DTYPE_X86
 #define HC_F16C __attribute__((target("avx2,f16c")))
 
-HC_F16C size_t WidenF16C(const uint8_t* src, size_t n, float* dst) {
+// Sets *special when a NaN or an infinity was seen (those groups of 8 go through the table).
+HC_F16C size_t WidenF16C(const uint8_t* src, size_t n, float* dst, bool* special) {
   const float* table = GetHalfTable().v.data();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
-    const __m128i nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)),
-                                        _mm_set1_epi16(0x7c00));
-    if (_mm_movemask_epi8(nan) != 0) {
+    const __m128i odd = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)),
+                                        _mm_set1_epi16(0x7bff));
+    if (_mm_movemask_epi8(odd) != 0) {
+      *special = true;
       for (size_t j = i; j < i + 8; ++j) dst[j] = table[Load16(src + 2 * j)];
     } else {
       _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
@@ -122,15 +124,15 @@ HC_F16C size_t RoundTripF16C(float* v, size_t n) {
 }
 
 bool HaveF16C() { return CpuHasF16C() && SimdAllowed(); }
-size_t WidenF16Fast(const uint8_t* src, size_t n, float* dst) {
-  return HaveF16C() ? WidenF16C(src, n, dst) : 0;
+size_t WidenF16Fast(const uint8_t* src, size_t n, float* dst, bool* special) {
+  return HaveF16C() ? WidenF16C(src, n, dst, special) : 0;
 }
 size_t NarrowF16Fast(const float* src, size_t n, uint8_t* dst) {
   return HaveF16C() ? NarrowF16C(src, n, dst) : 0;
 }
 size_t RoundTripF16Fast(float* v, size_t n) { return HaveF16C() ? RoundTripF16C(v, n) : 0; }
 #else
-size_t WidenF16Fast(const uint8_t*, size_t, float*) { return 0; }
+size_t WidenF16Fast(const uint8_t*, size_t, float*, bool*) { return 0; }
 size_t NarrowF16Fast(const float*, size_t, uint8_t*) { return 0; }
 size_t RoundTripF16Fast(float*, size_t) { return 0; }
 #endif
@@ -188,7 +190,8 @@ void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
       std::memcpy(dst, src, n * 4);
       return;
     case DType::kF16: {
-      const size_t done = WidenF16Fast(src, n, dst);
+      bool special = false;
+      const size_t done = WidenF16Fast(src, n, dst, &special);
       const float* table = GetHalfTable().v.data();
       for (size_t i = done; i < n; ++i) dst[i] = table[Load16(src + 2 * i)];
       return;
@@ -199,6 +202,23 @@ void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst) {
     default:
       return;  // callers only pass compressible float dtypes
   }
+}
+
+bool WidenToF32Checked(DType dtype, const uint8_t* src, size_t n, float* dst) {
+  if (dtype != DType::kF16 || n == 0) {
+    WidenToF32(dtype, src, n, dst);
+    return HasNonFiniteValues(DType::kF32, reinterpret_cast<const uint8_t*>(dst), n);
+  }
+  bool special = false;
+  const size_t done = WidenF16Fast(src, n, dst, &special);
+  const float* table = GetHalfTable().v.data();
+  uint16_t tail = 0;
+  for (size_t i = done; i < n; ++i) {
+    const uint16_t h = Load16(src + 2 * i);
+    tail |= static_cast<uint16_t>((h & 0x7c00u) == 0x7c00u);
+    dst[i] = table[h];
+  }
+  return special || tail != 0;
 }
 
 void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst) {

@@ -46,6 +46,9 @@ uint16_t FloatToBFloat16(float f);
 /// Widens `n` elements of `dtype` (F32, F16 or BF16; little-endian, any alignment) at `src`
 /// into `dst`. Exact.
 void WidenToF32(DType dtype, const uint8_t* src, size_t n, float* dst);
+/// WidenToF32() that also tells whether any element is a NaN or an infinity (for F16 at no
+/// extra cost: the conversion looks at every exponent anyway).
+bool WidenToF32Checked(DType dtype, const uint8_t* src, size_t n, float* dst);
 /// Narrows `n` floats into `dtype` (F32, F16 or BF16) at `dst`, rounding to nearest even.
 void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst);
 /// True if any of the `n` elements of `dtype` (F32, F16 or BF16; little-endian, any alignment)

@@ -227,10 +227,8 @@ class RtnCodec final : public Codec {
       if (xs.size() < e - b) xs.resize(e - b);
       if (qs.size() < e - b) qs.resize(e - b);
       float* x = xs.data();
-      WidenToF32(info.dtype, data.data() + b * esize, e - b, x);
-      // Widening keeps NaN and infinities, so the check runs on the float copy while it is in
-      // cache; such a unit is not quantised (the whole tensor is stored raw).
-      if (HasNonFiniteValues(DType::kF32, reinterpret_cast<const uint8_t*>(x), e - b)) {
+      // A unit with a NaN or an infinity is not quantised (the whole tensor is stored raw).
+      if (WidenToF32Checked(info.dtype, data.data() + b * esize, e - b, x)) {
         special.store(true, std::memory_order_relaxed);
         return;
       }
