@@ -110,8 +110,43 @@ cudaError_t Hc2GemvRotated(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, cons
 cudaError_t Hc2Gemv(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const float* x, int batch,
                     float* scratch, float* y, const GemvOptions& options, cudaStream_t stream);
 
-/// y = W x for rtn 4-bit group-128 weights: sum over groups of s * sum(q x) + m * sum(x).
+/// y = W x for rtn 4-bit group-128 weights: sum over groups of s * sum(q x) + m * sum(x), all in
+/// float32 on the CUDA cores (the reference-precision path; slower than RtnGemvMma).
 cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// rtn 4-bit group-128 on the tensor cores (rtn_gemv_mma.cu).
+//
+// A small prologue kernel (RtnMmaPrep) converts x to F16 in the order the decoded weights come out
+// (odd columns pre-divided by 16, see below), computes per group and vector the sums it needs, and
+// zeroes y; the GEMV kernel is chained to it with programmatic dependent launch, so its first
+// weight loads overlap it. The GEMV kernel decodes 8 nibbles of a 32-bit word into 4 half2 with
+// one shift and four LOP3s and no subtraction: (word & 0x000F000F) | 0x64006400 is the half2
+// (1024 + q0, 1024 + q4) and (word & 0x00F000F0) | 0x64006400 is (1024 + 16 q1, 1024 + 16 q5),
+// whose x partners are stored divided by 16. mma.m16n8k16 (F16 in, float32 accumulate; the
+// products of two F16 values are exact in float32) then gives per group
+//   C = sum_even (1024 + q) x + sum_odd (1024 + 16 q) x / 16,
+// and the group's contribution is s * (C - K) + (m + 8 s) * sum(x) with the prologue's
+// K = sum_even 1032 x + sum_odd 1152 x / 16, i.e. s * sum (q - 8) x + (m + 8 s) * sum(x), which
+// is exactly sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at
+// most): |x| must stay below 65504. y is accumulated with float atomics (the order of the few
+// partial sums per output may vary between runs, at float32 rounding level).
+//
+// Warp layout: a warp owns 16 rows (thread (g, t) = lane (4 g + t) loads rows g and g + 8) and
+// walks group-sized units (16 rows x 128 columns, 1 KiB of codes); units are dealt to all warps of
+// the grid in contiguous balanced runs, and each warp keeps kStages units of loads in flight.
+
+/// Bytes of the scratch RtnGemvMma needs for `batch` vectors of `cols` columns.
+inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
+  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 8;
+}
+
+/// y = W x for rtn 4-bit group-128 weights on the tensor cores: the prologue kernel, then the GEMV
+/// (one launch each, any batch 1..16). cols must be a multiple of 128 (any rows >= 1); `scratch`
+/// holds RtnMmaScratchBytes(batch, cols) bytes, 16-byte aligned. Equal to decode-then-multiply up
+/// to the F16 rounding of x and float32 rounding. `pdl` chains the GEMV to the prologue.
+cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
+                       bool pdl, cudaStream_t stream);
 
 }  // namespace hc::cuda
 
