@@ -26,6 +26,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/infer/cuda/hc_gemv_cuda.cuh"
@@ -200,7 +201,7 @@ void RunGpu(const Variant& v, const DeviceMatrix& d, const hc::cuda::Hc2DeviceCo
     CHECK_CUDA(hc::cuda::RtnGemv(d.rtn(), x, batch, y, s));
   } else {
     // scratch holds batch * cols floats, more than RtnMmaScratchBytes(batch, cols).
-    CHECK_CUDA(hc::cuda::RtnGemvMma(d.rtn(), x, batch, scratch, y, /*pdl=*/true, s));
+    CHECK_CUDA(hc::cuda::RtnGemvMma(d.rtn(), x, batch, scratch, y, {}, s));
   }
 }
 
@@ -421,6 +422,46 @@ void EmitTime(const char* variant, int bits, int64_t rows, int64_t cols, int bat
   Emit(buf);
 }
 
+// rtn_mma at batch 1: the other launch shapes (warps per block, stages), without PDL, and the
+// GEMV alone on x prepared once (so the prologue's cost is the difference).
+void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, float* scratch,
+                        float* dy, int batch, double bytes, int per_graph) {
+  const DeviceMatrix& d = ds[0];
+  const int copies = static_cast<int>(ds.size());
+  char name[64];
+  for (const auto& [warps, stages, pdl] :
+       {std::tuple{16, 8, true}, std::tuple{8, 8, true}, std::tuple{32, 2, true},
+        std::tuple{16, 4, false}}) {
+    hc::cuda::RtnMmaOptions o;
+    o.warps = warps;
+    o.stages = stages;
+    o.pdl = pdl;
+    const double us = TimeUs(
+        [&](int i, cudaStream_t s) {
+          CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), dx, batch, scratch, dy, o, s));
+        },
+        copies, per_graph, 9);
+    std::snprintf(name, sizeof(name), "rtn_mma_w%d_s%d%s", warps, stages, pdl ? "" : "_nopdl");
+    EmitTime(name, 4, d.rows, d.cols, batch, us, bytes, copies);
+  }
+  CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, 0));
+  CHECK_CUDA(cudaDeviceSynchronize());
+  hc::cuda::RtnMmaOptions o;
+  o.pdl = false;
+  const double us = TimeUs(
+      [&](int i, cudaStream_t s) {
+        CHECK_CUDA(hc::cuda::RtnGemvMmaPrepared(ds[i].rtn(), batch, scratch, dy, o, s));
+      },
+      copies, per_graph, 9);
+  EmitTime("rtn_mma_gemv_only", 4, d.rows, d.cols, batch, us, bytes, copies);
+  const double us_p = TimeUs(
+      [&](int, cudaStream_t s) {
+        CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, s));
+      },
+      1, 256, 9);
+  EmitTime("rtn_mma_prep_only", 4, d.rows, d.cols, batch, us_p, 0.0, 1);
+}
+
 // Whether variant v runs on a random matrix of this kind (0 hc2, 1 rtn), bits and column count.
 bool Runs(const Variant& v, int kind, int bits, int64_t cols) {
   return v.MatrixKind() == kind && cols % v.ColumnStep(bits) == 0 &&
@@ -499,6 +540,7 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
                 [&](int i, cudaStream_t s) { RunGpu(v, ds[i], cb, dx, dxr, batch, dy, s); },
                 copies, per_graph, 9);
             EmitTime(v.name, bits, rows, cols, batch, us, bytes, copies);
+            if (v.kind == 2 && batch == 1) TimeRtnMmaVariants(ds, dx, dxr, dy, batch, bytes, per_graph);
             if (kind == 0) {
               hc::cuda::GemvOptions o;
               o.lut = v.lut;
@@ -572,7 +614,9 @@ void RunLayer(std::mt19937_64& rng) {
   for (bool pdl : {true, false}) {
     const double us = TimeUs(
         [&](int i, cudaStream_t s) {
-          CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), xs[i], 1, scratch, ys[i], pdl, s));
+          hc::cuda::RtnMmaOptions o;
+          o.pdl = pdl;
+          CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), xs[i], 1, scratch, ys[i], o, s));
         },
         n, 8 * n, 9);
     EmitTime(pdl ? "layer7_rtn_mma" : "layer7_rtn_mma_nopdl", 4, 0, 0, 1, 7 * us, layer_bytes,

@@ -117,36 +117,53 @@ cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cud
 // ---------------------------------------------------------------------------------------------
 // rtn 4-bit group-128 on the tensor cores (rtn_gemv_mma.cu).
 //
-// A small prologue kernel (RtnMmaPrep) converts x to F16 in the order the decoded weights come out
-// (odd columns pre-divided by 16, see below), computes per group and vector the sums it needs, and
+// A small prologue kernel (RtnMmaPrepare) converts x to F16 in the order the decoded weights come
+// out (odd columns pre-divided by 16, see below), sums x per group of 128 columns (float32), and
 // zeroes y; the GEMV kernel is chained to it with programmatic dependent launch, so its first
-// weight loads overlap it. The GEMV kernel decodes 8 nibbles of a 32-bit word into 4 half2 with
-// one shift and four LOP3s and no subtraction: (word & 0x000F000F) | 0x64006400 is the half2
-// (1024 + q0, 1024 + q4) and (word & 0x00F000F0) | 0x64006400 is (1024 + 16 q1, 1024 + 16 q5),
-// whose x partners are stored divided by 16. mma.m16n8k16 (F16 in, float32 accumulate; the
-// products of two F16 values are exact in float32) then gives per group
-//   C = sum_even (1024 + q) x + sum_odd (1024 + 16 q) x / 16,
-// and the group's contribution is s * (C - K) + (m + 8 s) * sum(x) with the prologue's
-// K = sum_even 1032 x + sum_odd 1152 x / 16, i.e. s * sum (q - 8) x + (m + 8 s) * sum(x), which
-// is exactly sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at
-// most): |x| must stay below 65504. y is accumulated with float atomics (the order of the few
-// partial sums per output may vary between runs, at float32 rounding level).
+// weight loads overlap it. The GEMV decodes 8 nibbles of a 32-bit word into 4 exact half2 with one
+// shift, four LOP3 and four HADD2: (word & 0x000F000F) | 0x64006400 is the half2
+// (1024 + q0, 1024 + q4), minus 1032 gives (q0 - 8, q4 - 8); the 0x00F000F0 mask gives
+// 1024 + 16 q1, minus 1152 gives 16 (q1 - 8), whose x partner is stored divided by 16.
+// mma.m16n8k16 (F16 in, float32 accumulate; a product of two F16 values is exact in float32) then
+// gives per row, vector and group D = sum (q - 8) x, and the group adds s * D + (m + 8 s) * sum(x)
+// = sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at most), so
+// |x| must stay below 65504. y is accumulated with float atomics (the order of the few partial
+// sums per output may vary between runs, at float32 rounding level).
 //
-// Warp layout: a warp owns 16 rows (thread (g, t) = lane (4 g + t) loads rows g and g + 8) and
-// walks group-sized units (16 rows x 128 columns, 1 KiB of codes); units are dealt to all warps of
-// the grid in contiguous balanced runs, and each warp keeps kStages units of loads in flight.
+// Warp layout: a warp owns 16 rows (thread (g, t) = lane 4 g + t loads rows g and g + 8) and walks
+// group-sized units (16 rows x 128 columns, 1 KiB of codes); units are dealt to all warps of the
+// grid in contiguous balanced runs, and each warp keeps `stages` units of loads in flight.
 
-/// Bytes of the scratch RtnGemvMma needs for `batch` vectors of `cols` columns.
+/// Bytes of the scratch the tensor-core rtn GEMV needs for `batch` vectors of `cols` columns.
 inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
-  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 8;
+  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 4;
 }
 
-/// y = W x for rtn 4-bit group-128 weights on the tensor cores: the prologue kernel, then the GEMV
-/// (one launch each, any batch 1..16). cols must be a multiple of 128 (any rows >= 1); `scratch`
-/// holds RtnMmaScratchBytes(batch, cols) bytes, 16-byte aligned. Equal to decode-then-multiply up
-/// to the F16 rounding of x and float32 rounding. `pdl` chains the GEMV to the prologue.
+/// Launch shape of the tensor-core rtn GEMV (the defaults are the tuned ones; the bench sweeps the
+/// others). Valid pairs (warps per block, stages): (16, 4), (16, 8), (32, 2), (8, 8).
+struct RtnMmaOptions {
+  int warps = 16;
+  int stages = 4;
+  /// Chain the GEMV to the preceding prologue with programmatic dependent launch.
+  bool pdl = true;
+  bool Valid() const;
+};
+
+/// The prologue alone: x ([batch][cols] float32) into `scratch` (RtnMmaScratchBytes(batch, cols)
+/// bytes, 16-byte aligned), and y ([batch][rows]) zeroed.
+cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
+                          float* y, cudaStream_t stream);
+
+/// The GEMV alone: y += W x for the x prepared in `scratch` by RtnMmaPrepare (same batch and
+/// cols); y must hold zeros (or partial sums to add to).
+cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratch, float* y,
+                               const RtnMmaOptions& options, cudaStream_t stream);
+
+/// y = W x for rtn 4-bit group-128 weights on the tensor cores: RtnMmaPrepare, then
+/// RtnGemvMmaPrepared (two launches, any batch 1..16). cols must be a multiple of 128 (any
+/// rows >= 1). Equal to decode-then-multiply up to the F16 rounding of x and float32 rounding.
 cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
-                       bool pdl, cudaStream_t stream);
+                       const RtnMmaOptions& options, cudaStream_t stream);
 
 }  // namespace hc::cuda
 

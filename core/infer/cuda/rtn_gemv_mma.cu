@@ -9,23 +9,22 @@
 namespace hc::cuda {
 namespace {
 
-constexpr int kMmaThreads = 512;  // 16 warps, one block per SM, up to 128 registers a thread
-constexpr int kMmaStages = 4;     // units of loads in flight per warp (4 KiB of codes)
-constexpr int kGsStride = kMaxBatch;  // float2 slots per group in the group-sum table
+constexpr int kGsStride = kMaxBatch;  // float slots per group in the group-sum table (sum of x)
 
 // The prologue: thread i converts word w = i mod (cols / 8) of vector b = i / (cols / 8), i.e. the
 // 8 columns 8w..8w+7, to the half2 (x0, x4), (x1/16, x5/16), (x2, x6), (x3/16, x7/16) (the order
-// the GEMV decodes nibbles in), and adds its part of the group's sum(x) and K (see the header) over
-// the 16 words of the group with shuffles. It also zeroes y, which the GEMV accumulates into.
+// the GEMV decodes nibbles in), and adds its part of the group's sum(x) (float32, from the
+// unrounded x) over the 16 words of the group with shuffles. It also zeroes y, which the GEMV
+// accumulates into.
 __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t cols,
-                                 int64_t rows, uint4* __restrict__ xh, float2* __restrict__ gs,
+                                 int64_t rows, uint4* __restrict__ xh, float* __restrict__ gs,
                                  float* __restrict__ y) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaTriggerProgrammaticLaunchCompletion();
 #endif
   const int64_t words = cols / 8, n = batch * words;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  float sx = 0.0f, k = 0.0f;
+  float sx = 0.0f;
   if (i < n) {
     const int64_t b = i / words, w = i % words;
     const float4* p = reinterpret_cast<const float4*>(x + b * cols + 8 * w);
@@ -37,7 +36,6 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
       h[c] = __float2half_rn(v[c]);
       if (c & 1) h[c] = __hmul(h[c], __float2half_rn(0.0625f));
       sx += v[c];
-      k += (c & 1 ? 1152.0f : 1032.0f) * __half2float(h[c]);
     }
     uint4 o;
     o.x = __half_as_ushort(h[0]) | static_cast<uint32_t>(__half_as_ushort(h[4])) << 16;
@@ -50,11 +48,10 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
 #pragma unroll
   for (int m = 8; m > 0; m >>= 1) {
     sx += __shfl_xor_sync(0xffffffffu, sx, m);
-    k += __shfl_xor_sync(0xffffffffu, k, m);
   }
   if (i < n && (i & 15) == 0) {
     const int64_t b = i / words, grp = (i % words) / 16;
-    gs[grp * kGsStride + b] = make_float2(sx, k);
+    gs[grp * kGsStride + b] = sx;
   }
   for (int64_t j = i; j < batch * rows; j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     y[j] = 0.0f;
@@ -76,84 +73,110 @@ __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// The 8 nibbles of a code word as the half2 (1024 + q0, 1024 + q4), (1024 + 16 q1, 1024 + 16 q5),
-// (1024 + q2, 1024 + q6), (1024 + 16 q3, 1024 + 16 q7): one shift and four LOP3s.
+// (w & kMask) | 0x64006400 in one LOP3 (written in PTX: the compiler splits the C form in two).
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t AndOr(uint32_t w) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "n"(kMask), "n"(0x64006400u));
+  return r;
+}
+
+// The 8 nibbles of a code word as the exact half2 (q0 - 8, q4 - 8), (16 (q1 - 8), 16 (q5 - 8)),
+// (q2 - 8, q6 - 8), (16 (q3 - 8), 16 (q7 - 8)): one shift, four LOP3 ((word & 0x000F000F) |
+// 0x64006400 is (1024 + q0, 1024 + q4); the 0x00F000F0 mask gives 1024 + 16 q) and four HADD2.
 __device__ __forceinline__ void Decode(uint32_t w, uint32_t (&h)[4]) {
   const uint32_t w8 = w >> 8;
-  h[0] = (w & 0x000F000Fu) | 0x64006400u;
-  h[1] = (w & 0x00F000F0u) | 0x64006400u;
-  h[2] = (w8 & 0x000F000Fu) | 0x64006400u;
-  h[3] = (w8 & 0x00F000F0u) | 0x64006400u;
+  const __half2 lo = __halves2half2(__ushort_as_half(0xE408), __ushort_as_half(0xE408));  // -1032
+  const __half2 hi = __halves2half2(__ushort_as_half(0xE480), __ushort_as_half(0xE480));  // -1152
+  const uint32_t r[4] = {AndOr<0x000F000Fu>(w), AndOr<0x00F000F0u>(w), AndOr<0x000F000Fu>(w8),
+                         AndOr<0x00F000F0u>(w8)};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __half2 v = __hadd2(*reinterpret_cast<const __half2*>(&r[i]), i & 1 ? hi : lo);
+    h[i] = *reinterpret_cast<const uint32_t*>(&v);
+  }
 }
 
 // The GEMV. Each warp walks units u in [u0, u1) of the grid-wide order (tile-major, group-minor),
-// kMmaStages units of loads ahead. Per unit and 32-column word j, thread (g, t) decodes its word
-// of row g and of row g + 8 and issues two mma.m16n8k16 (A: the 16 rows' 16 k-slots, B: x of
-// vector n = g (+ 8 for the second n-tile); thread t's k-slots are the columns of its own words,
-// in the prologue's order). At the group's end, C (rows g, g + 8 x vectors 2t, 2t + 1) is scaled
-// into float32 sums, which go to y with one atomic add per row and vector when the tile changes.
+// kStages units of loads ahead. Per unit and 32-column word j, thread (g, t) decodes its word of
+// row g and of row g + 8 and issues two mma.m16n8k16 (A: the 16 rows' 16 k-slots, B: x of vector
+// n = g (+ 8 for the second n-tile); thread t's k-slots are the columns of its own words, in the
+// prologue's order; two accumulator chains, even and odd words). At the group's end, C (rows g,
+// g + 8 x vectors 2t, 2t + 1) is scaled into float32 sums, which go to y with one atomic add per
+// row and vector when the tile changes.
 // kNt: n-tiles of 8 vectors (1 or 2); kOne: batch is 1 (only c[0] and c[2] of lanes t = 0 count).
-template <int kNt, bool kOne>
-__global__ void __launch_bounds__(kMmaThreads, 1)
+template <int kNt, bool kOne, int kWarps, int kStages>
+__global__ void __launch_bounds__(kWarps * 32, 1)
     RtnMmaKernel(const uint4* __restrict__ codes, const uint32_t* __restrict__ scales,
                  int64_t rows, int64_t cols, int batch, const uint4* __restrict__ xh,
-                 const float2* __restrict__ gs, float* __restrict__ y) {
+                 const float* __restrict__ gs, float* __restrict__ y) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t groups = cols / 128, tiles = (rows + 15) / 16, units = tiles * groups;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (kMmaThreads / 32);
-  const int64_t gw = static_cast<int64_t>(blockIdx.x) * (kMmaThreads / 32) + (threadIdx.x >> 5);
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int64_t u0 = units * gw / warps, u1 = units * (gw + 1) / warps;
   const int64_t row_u4 = cols / 32;  // uint4 of codes per row
-
-  // Units are visited in order, so (tile, group) advance as counters (no 64-bit divisions).
-  struct Pos {
-    int tile, grp;
-    __device__ void Next(int groups) {
-      if (++grp == groups) {
-        grp = 0;
-        ++tile;
-      }
-    }
-  };
   const int ngroups = static_cast<int>(groups);
-  auto load = [&](const Pos& p, Unit& c) {
-    const int64_t ra = min(int64_t{p.tile} * 16 + g, rows - 1);
-    const int64_t rb = min(int64_t{p.tile} * 16 + g + 8, rows - 1);
-    c.wa = __ldcs(codes + ra * row_u4 + p.grp * 4 + t);
-    c.wb = __ldcs(codes + rb * row_u4 + p.grp * 4 + t);
-    c.sa = __ldg(scales + ra * groups + p.grp);
-    c.sb = __ldg(scales + rb * groups + p.grp);
-  };
   const int count = static_cast<int>(u1 - u0);
-  Pos lp{static_cast<int>(u0 / groups), static_cast<int>(u0 % groups)};
-  const Pos first = lp;
 
-  Unit stage[kMmaStages];
-#pragma unroll
-  for (int s = 0; s < kMmaStages; ++s) {
-    if (s < count) {
-      load(lp, stage[s]);
-      lp.Next(ngroups);
+  // The load cursor: pointers to the next unit's codes and scales of rows g and g + 8, advanced by
+  // one group per unit and recomputed at a tile change (rows past the end read the last row).
+  const uint4 *pa = nullptr, *pb = nullptr;
+  const uint32_t *qa = nullptr, *qb = nullptr;
+  int ltile = static_cast<int>(u0 / groups), lgrp = static_cast<int>(u0 % groups);
+  auto seek = [&]() {
+    const int64_t ra = min(int64_t{ltile} * 16 + g, rows - 1);
+    const int64_t rb = min(int64_t{ltile} * 16 + g + 8, rows - 1);
+    pa = codes + ra * row_u4 + lgrp * 4 + t;
+    pb = codes + rb * row_u4 + lgrp * 4 + t;
+    qa = scales + ra * groups + lgrp;
+    qb = scales + rb * groups + lgrp;
+  };
+  seek();
+  auto load = [&](Unit& c) {
+    c.wa = __ldcs(pa);
+    c.wb = __ldcs(pb);
+    c.sa = __ldg(qa);
+    c.sb = __ldg(qb);
+    if (++lgrp == ngroups) {
+      lgrp = 0;
+      ++ltile;
+      seek();
+    } else {
+      pa += 4;
+      pb += 4;
+      ++qa;
+      ++qb;
     }
+  };
+
+  Unit stage[kStages];
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    if (s < count) load(stage[s]);
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaGridDependencySynchronize();  // xh, gs and the zeroed y come from the prologue
 #endif
 
-  // The vectors of this thread's B fragment (n = g, g + 8) and of its C entries (n = 2t, 2t + 1,
-  // plus 8 for the second n-tile), clamped into the batch (clamped ones are computed, not written).
-  int nb[kNt];
+  // This thread's x pointers (B fragment: vector g, + 8 for the second n-tile, clamped into the
+  // batch) and its C entries' vectors (2t, 2t + 1, + 8): clamped ones are computed, not written.
+  const uint4* px[kNt];
 #pragma unroll
-  for (int nt = 0; nt < kNt; ++nt) nb[nt] = min(8 * nt + g, batch - 1);
-  const int64_t xrow = cols / 8;  // uint4 of xh per vector
+  for (int nt = 0; nt < kNt; ++nt) px[nt] = xh + min(8 * nt + g, batch - 1) * (cols / 8) + 4 * t;
+  const float* pg[kNt][2];
+#pragma unroll
+  for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) pg[nt][e] = gs + (kOne ? 0 : min(8 * nt + 2 * t + e, batch - 1));
 
   float acc[kNt][4];
 #pragma unroll
   for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
-  Pos cp = first;
-  int cur_tile = first.tile;
+  int ctile = static_cast<int>(u0 / groups), cgrp = static_cast<int>(u0 % groups);
+  int cur_tile = ctile;
 
   auto flush = [&](int tile) {
     const int64_t ra = int64_t{tile} * 16 + g, rb = ra + 8;
@@ -171,16 +194,17 @@ __global__ void __launch_bounds__(kMmaThreads, 1)
   };
 
   auto compute = [&](const Unit& c) {
-    const int grp = cp.grp;
-    if (cp.tile != cur_tile) {
+    if (ctile != cur_tile) {
       flush(cur_tile);
-      cur_tile = cp.tile;
+      cur_tile = ctile;
     }
-    float cc[kNt][4];
+    float cc[2][kNt][4];
 #pragma unroll
-    for (int nt = 0; nt < kNt; ++nt)
+    for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) cc[nt][e] = 0.0f;
+      for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cc[k][nt][e] = 0.0f;
     const uint32_t wa[4] = {c.wa.x, c.wa.y, c.wa.z, c.wa.w};
     const uint32_t wb[4] = {c.wb.x, c.wb.y, c.wb.z, c.wb.w};
 #pragma unroll
@@ -190,9 +214,9 @@ __global__ void __launch_bounds__(kMmaThreads, 1)
       Decode(wb[j], hb);
 #pragma unroll
       for (int nt = 0; nt < kNt; ++nt) {
-        const uint4 xv = __ldg(xh + nb[nt] * xrow + grp * 16 + 4 * t + j);
-        Mma(cc[nt], ha[0], hb[0], ha[1], hb[1], xv.x, xv.y);
-        Mma(cc[nt], ha[2], hb[2], ha[3], hb[3], xv.z, xv.w);
+        const uint4 xv = __ldg(px[nt] + cgrp * 16 + j);
+        Mma(cc[j & 1][nt], ha[0], hb[0], ha[1], hb[1], xv.x, xv.y);
+        Mma(cc[j & 1][nt], ha[2], hb[2], ha[3], hb[3], xv.z, xv.w);
       }
     }
     const float2 fa = __half22float2(*reinterpret_cast<const __half2*>(&c.sa));
@@ -202,43 +226,43 @@ __global__ void __launch_bounds__(kMmaThreads, 1)
     for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
       for (int e = 0; e < (kOne ? 1 : 2); ++e) {
-        const int n = kOne ? 0 : min(8 * nt + 2 * t + e, batch - 1);
-        const float2 sk = __ldg(gs + grp * kGsStride + n);  // (sum x, K)
-        acc[nt][e] = fmaf(sa, cc[nt][e] - sk.y, fmaf(ma, sk.x, acc[nt][e]));
-        acc[nt][e + 2] = fmaf(sb, cc[nt][e + 2] - sk.y, fmaf(mb, sk.x, acc[nt][e + 2]));
+        const float sx = __ldg(pg[nt][e] + cgrp * kGsStride);  // sum of x over the group
+        acc[nt][e] = fmaf(sa, cc[0][nt][e] + cc[1][nt][e], fmaf(ma, sx, acc[nt][e]));
+        acc[nt][e + 2] =
+            fmaf(sb, cc[0][nt][e + 2] + cc[1][nt][e + 2], fmaf(mb, sx, acc[nt][e + 2]));
       }
     }
-    cp.Next(ngroups);
+    if (++cgrp == ngroups) {
+      cgrp = 0;
+      ++ctile;
+    }
   };
 
+  // Compute unit i from its stage, then refill the stage with unit i + kStages.
 #pragma unroll 1
-  for (int base = 0; base < count; base += kMmaStages) {
+  for (int base = 0; base < count; base += kStages) {
 #pragma unroll
-    for (int s = 0; s < kMmaStages; ++s) {
+    for (int s = 0; s < kStages; ++s) {
       if (base + s < count) {
-        const Unit c = stage[s];
-        if (base + s + kMmaStages < count) {
-          load(lp, stage[s]);
-          lp.Next(ngroups);
-        }
-        compute(c);
+        compute(stage[s]);
+        if (base + s + kStages < count) load(stage[s]);
       }
     }
   }
   if (count > 0) flush(cur_tile);
 }
 
-template <int kNt, bool kOne>
-cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float2* gs,
-                         float* y, bool pdl, cudaStream_t stream) {
-  auto* kernel = &RtnMmaKernel<kNt, kOne>;
+template <int kNt, bool kOne, int kWarps, int kStages>
+cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
+                          float* y, bool pdl, cudaStream_t stream) {
+  auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages>;
   int dev = 0, sms = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   if (e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(sms);
-  cfg.blockDim = dim3(kMmaThreads);
+  cfg.blockDim = dim3(kWarps * 32);
   cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
@@ -251,26 +275,65 @@ cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const f
                             xh, gs, y);
 }
 
+template <int kNt, bool kOne>
+cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
+                         float* y, const RtnMmaOptions& o, cudaStream_t stream) {
+  if (o.warps == 32 && o.stages == 2) {
+    return LaunchRtnMmaT<kNt, kOne, 32, 2>(w, batch, xh, gs, y, o.pdl, stream);
+  }
+  if (o.warps == 16 && o.stages == 8) {
+    return LaunchRtnMmaT<kNt, kOne, 16, 8>(w, batch, xh, gs, y, o.pdl, stream);
+  }
+  if (o.warps == 8 && o.stages == 8) {
+    return LaunchRtnMmaT<kNt, kOne, 8, 8>(w, batch, xh, gs, y, o.pdl, stream);
+  }
+  return LaunchRtnMmaT<kNt, kOne, 16, 4>(w, batch, xh, gs, y, o.pdl, stream);
+}
+
+bool RtnMmaShapeOk(const RtnMatrix& w, int batch, const void* scratch) {
+  return w.rows > 0 && w.cols > 0 && w.cols % 128 == 0 && batch >= 1 && batch <= kMaxBatch &&
+         w.rows <= (int64_t{1} << 31) && w.rows * w.cols < (int64_t{1} << 40) &&
+         scratch != nullptr && reinterpret_cast<uintptr_t>(scratch) % 16 == 0;
+}
+
 }  // namespace
 
-cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
-                       bool pdl, cudaStream_t stream) {
-  if (w.rows <= 0 || w.cols <= 0 || w.cols % 128 != 0 || batch < 1 || batch > kMaxBatch ||
-      w.rows > (int64_t{1} << 31) || w.rows * w.cols >= (int64_t{1} << 40) || scratch == nullptr ||
-      reinterpret_cast<uintptr_t>(scratch) % 16 != 0) {
+bool RtnMmaOptions::Valid() const {
+  return (warps == 16 && (stages == 4 || stages == 8)) || (warps == 32 && stages == 2) ||
+         (warps == 8 && stages == 8);
+}
+
+cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
+                          float* y, cudaStream_t stream) {
+  if (!RtnMmaShapeOk(RtnMatrix{nullptr, nullptr, rows, cols}, batch, scratch)) {
     return cudaErrorInvalidValue;
   }
   uint4* xh = static_cast<uint4*>(scratch);
-  float2* gs = reinterpret_cast<float2*>(static_cast<char*>(scratch) + int64_t{2} * batch * w.cols);
-  const int64_t work = std::max<int64_t>(batch * w.cols / 8, (batch * w.rows + 7) / 8);
+  float* gs = reinterpret_cast<float*>(static_cast<char*>(scratch) + int64_t{2} * batch * cols);
+  const int64_t work = std::max<int64_t>(batch * cols / 8, (batch * rows + 7) / 8);
   constexpr int kPrepThreads = 256;
   RtnMmaPrepKernel<<<static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads),
-                     kPrepThreads, 0, stream>>>(x, batch, w.cols, w.rows, xh, gs, y);
-  cudaError_t e = cudaGetLastError();
+                     kPrepThreads, 0, stream>>>(x, batch, cols, rows, xh, gs, y);
+  return cudaGetLastError();
+}
+
+cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratch, float* y,
+                               const RtnMmaOptions& options, cudaStream_t stream) {
+  if (!RtnMmaShapeOk(w, batch, scratch) || !options.Valid()) return cudaErrorInvalidValue;
+  const uint4* xh = static_cast<const uint4*>(scratch);
+  const float* gs =
+      reinterpret_cast<const float*>(static_cast<const char*>(scratch) + int64_t{2} * batch * w.cols);
+  if (batch == 1) return LaunchRtnMma<1, true>(w, batch, xh, gs, y, options, stream);
+  if (batch <= 8) return LaunchRtnMma<1, false>(w, batch, xh, gs, y, options, stream);
+  return LaunchRtnMma<2, false>(w, batch, xh, gs, y, options, stream);
+}
+
+cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
+                       const RtnMmaOptions& options, cudaStream_t stream) {
+  if (!RtnMmaShapeOk(w, batch, scratch) || !options.Valid()) return cudaErrorInvalidValue;
+  const cudaError_t e = RtnMmaPrepare(x, batch, w.cols, w.rows, scratch, y, stream);
   if (e != cudaSuccess) return e;
-  if (batch == 1) return LaunchRtnMma<1, true>(w, batch, xh, gs, y, pdl, stream);
-  if (batch <= 8) return LaunchRtnMma<1, false>(w, batch, xh, gs, y, pdl, stream);
-  return LaunchRtnMma<2, false>(w, batch, xh, gs, y, pdl, stream);
+  return RtnGemvMmaPrepared(w, batch, scratch, y, options, stream);
 }
 
 }  // namespace hc::cuda
