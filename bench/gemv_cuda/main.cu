@@ -340,6 +340,46 @@ __global__ void ReadAllKernel(const uint4* __restrict__ p, size_t n, uint32_t* _
   if (acc == 0x12345678u) out[0] = acc;
 }
 
+// The rtn codes read in RtnGemvMma's pattern and nothing else: 16 warps per SM, each warp a balanced
+// run of 16-row x 128-column units, lane 4 g + t loading 16 bytes of rows g and g + 8 per unit,
+// 4 units in flight. Against ReadAllKernel it shows what the access pattern costs.
+__global__ void __launch_bounds__(512, 1)
+    ReadMmaPatternKernel(const uint4* __restrict__ codes, int64_t rows, int64_t cols,
+                         uint32_t* __restrict__ out) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t groups = cols / 128, units = (rows + 15) / 16 * groups;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * 16;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * 16 + (threadIdx.x >> 5);
+  const int64_t u0 = units * gw / warps, u1 = units * (gw + 1) / warps;
+  uint32_t acc = 0;
+  constexpr int kStages = 4;
+  uint4 st[kStages][2];
+  auto ptr = [&](int64_t u, int r) {
+    const int64_t tile = u / groups, grp = u % groups;
+    return codes + min(tile * 16 + g + r, rows - 1) * (cols / 32) + grp * 4 + t;
+  };
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    if (u0 + s < u1) {
+      st[s][0] = __ldcs(ptr(u0 + s, 0));
+      st[s][1] = __ldcs(ptr(u0 + s, 8));
+    }
+  }
+  for (int64_t b = u0; b < u1; b += kStages) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      if (b + s < u1) {
+        acc ^= st[s][0].x ^ st[s][0].y ^ st[s][1].z ^ st[s][1].w;
+        if (b + s + kStages < u1) {
+          st[s][0] = __ldcs(ptr(b + s + kStages, 0));
+          st[s][1] = __ldcs(ptr(b + s + kStages, 8));
+        }
+      }
+    }
+  }
+  if (acc == 0x12345678u) out[0] = acc;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Random full-size matrices.
 
@@ -540,7 +580,20 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
                 [&](int i, cudaStream_t s) { RunGpu(v, ds[i], cb, dx, dxr, batch, dy, s); },
                 copies, per_graph, 9);
             EmitTime(v.name, bits, rows, cols, batch, us, bytes, copies);
-            if (v.kind == 2 && batch == 1) TimeRtnMmaVariants(ds, dx, dxr, dy, batch, bytes, per_graph);
+            if (v.kind == 2 && batch == 1) {
+              TimeRtnMmaVariants(ds, dx, dxr, dy, batch, bytes, per_graph);
+              int sms = 0;
+              CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+              const double us_p = TimeUs(
+                  [&](int i, cudaStream_t s) {
+                    ReadMmaPatternKernel<<<sms, 512, 0, s>>>(
+                        reinterpret_cast<const uint4*>(ds[i].codes), rows, cols,
+                        reinterpret_cast<uint32_t*>(dy));
+                  },
+                  copies, per_graph, 9);
+              EmitTime("read_codes_mma_pattern", 4, rows, cols, 1, us_p,
+                       static_cast<double>(m.codes.size()), copies);
+            }
             if (kind == 0) {
               hc::cuda::GemvOptions o;
               o.lut = v.lut;

@@ -118,7 +118,7 @@ cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cud
 // rtn 4-bit group-128 on the tensor cores (rtn_gemv_mma.cu).
 //
 // A small prologue kernel (RtnMmaPrepare) converts x to F16 in the order the decoded weights come
-// out (odd columns pre-divided by 16, see below), sums x per group of 128 columns (float32), and
+// out (odd columns pre-divided by 16, see below), sums the F16 x per group of 128 columns, and
 // zeroes y; the GEMV kernel is chained to it with programmatic dependent launch, so its first
 // weight loads overlap it. The GEMV decodes 8 nibbles of a 32-bit word into 4 exact half2 with one
 // shift, four LOP3 and four HADD2: (word & 0x000F000F) | 0x64006400 is the half2

@@ -13,8 +13,11 @@ constexpr int kGsStride = kMaxBatch;  // float slots per group in the group-sum 
 
 // The prologue: thread i converts word w = i mod (cols / 8) of vector b = i / (cols / 8), i.e. the
 // 8 columns 8w..8w+7, to the half2 (x0, x4), (x1/16, x5/16), (x2, x6), (x3/16, x7/16) (the order
-// the GEMV decodes nibbles in), and adds its part of the group's sum(x) (float32, from the
-// unrounded x) over the 16 words of the group with shuffles. It also zeroes y, which the GEMV
+// the GEMV decodes nibbles in), and adds its part of the group's sum(x) over the 16 words of the
+// group with shuffles. The sum is of the F16-rounded x, the values the mma multiplies, so that the
+// two terms s * sum (q - 8) x and (m + 8 s) * sum(x), which cancel in part, round alike: the error
+// is then sum w (x_F16 - x), one F16 rounding per weight (with the float32 x here the error was
+// twice as large on the codec-made vectors). It also zeroes y, which the GEMV
 // accumulates into.
 __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t cols,
                                  int64_t rows, uint4* __restrict__ xh, float* __restrict__ gs,
@@ -35,7 +38,7 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
     for (int c = 0; c < 8; ++c) {
       h[c] = __float2half_rn(v[c]);
       if (c & 1) h[c] = __hmul(h[c], __float2half_rn(0.0625f));
-      sx += v[c];
+      sx += __half2float(__float2half_rn(v[c]));  // the F16 value the mma multiplies
     }
     uint4 o;
     o.x = __half_as_ushort(h[0]) | static_cast<uint32_t>(__half_as_ushort(h[4])) << 16;
