@@ -181,7 +181,7 @@ struct Variant {
   Hc2Lut lut;
   int MatrixKind() const { return kind == 0 ? 0 : 1; }
   // The column multiple the variant takes for `bits`.
-  int64_t ColumnStep(int bits) const { return kind == 2 ? 128 : hc::cuda::ColumnStep(bits); }
+  int64_t ColumnStep(int bits) const { return kind == 2 ? 256 : hc::cuda::ColumnStep(bits); }
   // Tolerance of the max-error metric: float32 rounding, or an F16 codebook / F16 activations.
   double Tol() const { return kind == 2 || (kind == 0 && lut == Hc2Lut::kF16x16) ? kTolF16 : kTolF32; }
 };
@@ -340,7 +340,7 @@ __global__ void ReadAllKernel(const uint4* __restrict__ p, size_t n, uint32_t* _
   if (acc == 0x12345678u) out[0] = acc;
 }
 
-// The rtn codes read in RtnGemvMma's pattern and nothing else: 16 warps per SM, each warp a balanced
+// The rtn codes read in the first RtnGemvMma version's pattern (registers, no shared staging): 16 warps per SM, each warp a balanced
 // run of 16-row x 128-column units, lane 4 g + t loading 16 bytes of rows g and g + 8 per unit,
 // 4 units in flight. Against ReadAllKernel it shows what the access pattern costs.
 __global__ void __launch_bounds__(512, 1)
@@ -470,7 +470,7 @@ void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, fl
   const int copies = static_cast<int>(ds.size());
   char name[64];
   for (const auto& [warps, stages, pdl] :
-       {std::tuple{16, 8, true}, std::tuple{8, 8, true}, std::tuple{32, 2, true},
+       {std::tuple{16, 6, true}, std::tuple{8, 8, true}, std::tuple{32, 3, true},
         std::tuple{16, 4, false}}) {
     hc::cuda::RtnMmaOptions o;
     o.warps = warps;
@@ -591,7 +591,7 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
                         reinterpret_cast<uint32_t*>(dy));
                   },
                   copies, per_graph, 9);
-              EmitTime("read_codes_mma_pattern", 4, rows, cols, 1, us_p,
+              EmitTime("read_codes_64B_row_chunks", 4, rows, cols, 1, us_p,
                        static_cast<double>(m.codes.size()), copies);
             }
             if (kind == 0) {

@@ -130,9 +130,10 @@ cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cud
 // |x| must stay below 65504. y is accumulated with float atomics (the order of the few partial
 // sums per output may vary between runs, at float32 rounding level).
 //
-// Warp layout: a warp owns 16 rows (thread (g, t) = lane 4 g + t loads rows g and g + 8) and walks
-// group-sized units (16 rows x 128 columns, 1 KiB of codes); units are dealt to all warps of the
-// grid in contiguous balanced runs, and each warp keeps `stages` units of loads in flight.
+// Work split: units of 16 rows x 256 columns (2 KiB of codes) are dealt to all warps of the grid in
+// contiguous balanced runs; each warp copies its next `stages` - 1 units into its own ring of
+// shared-memory stages with cp.async (4 rows x 128 contiguous bytes per copy instruction), and
+// reads them in the mma layout (thread (g, t) = lane 4 g + t takes rows g and g + 8).
 
 /// Bytes of the scratch the tensor-core rtn GEMV needs for `batch` vectors of `cols` columns.
 inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
@@ -140,7 +141,8 @@ inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
 }
 
 /// Launch shape of the tensor-core rtn GEMV (the defaults are the tuned ones; the bench sweeps the
-/// others). Valid pairs (warps per block, stages): (16, 4), (16, 8), (32, 2), (8, 8).
+/// others). Valid pairs (warps per block, stages): (16, 4), (16, 6), (32, 3), (8, 8); shared
+/// memory per block: warps x stages x 2176 bytes.
 struct RtnMmaOptions {
   int warps = 16;
   int stages = 4;
@@ -160,7 +162,7 @@ cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratc
                                const RtnMmaOptions& options, cudaStream_t stream);
 
 /// y = W x for rtn 4-bit group-128 weights on the tensor cores: RtnMmaPrepare, then
-/// RtnGemvMmaPrepared (two launches, any batch 1..16). cols must be a multiple of 128 (any
+/// RtnGemvMmaPrepared (two launches, any batch 1..16). cols must be a multiple of 256 (any
 /// rows >= 1). Equal to decode-then-multiply up to the F16 rounding of x and float32 rounding.
 cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
                        const RtnMmaOptions& options, cudaStream_t stream);

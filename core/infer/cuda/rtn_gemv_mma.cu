@@ -61,13 +61,6 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
   }
 }
 
-// One unit's loads for thread (g, t): 16 bytes of codes (32 columns, 4 words) of rows g and g + 8
-// of the tile, and the two rows' (scale, zero) pairs of the group.
-struct Unit {
-  uint4 wa, wb;
-  uint32_t sa, sb;
-};
-
 __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                     uint32_t a3, uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -100,63 +93,105 @@ __device__ __forceinline__ void Decode(uint32_t w, uint32_t (&h)[4]) {
   }
 }
 
-// The GEMV. Each warp walks units u in [u0, u1) of the grid-wide order (tile-major, group-minor),
-// kStages units of loads ahead. Per unit and 32-column word j, thread (g, t) decodes its word of
-// row g and of row g + 8 and issues two mma.m16n8k16 (A: the 16 rows' 16 k-slots, B: x of vector
-// n = g (+ 8 for the second n-tile); thread t's k-slots are the columns of its own words, in the
-// prologue's order; two accumulator chains, even and odd words). At the group's end, C (rows g,
-// g + 8 x vectors 2t, 2t + 1) is scaled into float32 sums, which go to y with one atomic add per
-// row and vector when the tile changes.
-// kNt: n-tiles of 8 vectors (1 or 2); kOne: batch is 1 (only c[0] and c[2] of lanes t = 0 count).
+// Asynchronous global -> shared copies (cp.async: 16 bytes through L2 only, 8 bytes through L1).
+__device__ __forceinline__ void CopyAsync16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void CopyAsync8(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void CopyCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void CopyWait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint32_t LoadShared4(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+
+// A unit is 16 rows x 256 columns (two groups): 2 KiB of codes, staged in shared memory as 16 rows
+// of 128 bytes (row r's 16-byte chunk c at chunk c ^ 4 (r & 1), so that the mma-layout reads of
+// rows g and g + 1 fall in different banks), then the 16 rows' two (scale, zero) pairs.
+constexpr int kUnitCodeBytes = 2048;
+constexpr int kUnitBytes = kUnitCodeBytes + 16 * 8;
+
+// The GEMV. Each warp walks units u in [u0, u1) of the grid-wide order (tile-major, pair-minor)
+// through a kStages-deep ring of shared-memory stages filled by cp.async: a unit's copy is 4
+// coalesced 16-byte copies per lane (lane l copies chunk l mod 8 of rows 4 i + l / 8, i.e. 4 rows x
+// 128 contiguous bytes per instruction) and 16 lanes' 8-byte scale copies. Per group of the unit
+// and 32-column word j, thread (g, t) = lane 4 g + t decodes its word of rows g and g + 8 and
+// issues two mma.m16n8k16 (A: the 16 rows' 16 k-slots, B: x of vector n = g (+ 8 for the second
+// n-tile); thread t's k-slots are the columns of its own words, in the prologue's order; two
+// accumulator chains, even and odd words). At the group's end, C (rows g, g + 8 x vectors 2t,
+// 2t + 1) is scaled into float32 sums, which go to y with one atomic add per row and vector when
+// the tile changes. kNt: n-tiles of 8 vectors (1 or 2); kOne: batch is 1 (only c[0] and c[2] of
+// lanes t = 0 count).
 template <int kNt, bool kOne, int kWarps, int kStages>
 __global__ void __launch_bounds__(kWarps * 32, 1)
-    RtnMmaKernel(const uint4* __restrict__ codes, const uint32_t* __restrict__ scales,
+    RtnMmaKernel(const uint8_t* __restrict__ codes, const uint32_t* __restrict__ scales,
                  int64_t rows, int64_t cols, int batch, const uint4* __restrict__ xh,
                  const float* __restrict__ gs, float* __restrict__ y) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t groups = cols / 128, tiles = (rows + 15) / 16, units = tiles * groups;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, warp = threadIdx.x >> 5;
+  const int64_t groups = cols / 128, pairs = groups / 2, tiles = (rows + 15) / 16;
+  const int64_t units = tiles * pairs;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
-  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   const int64_t u0 = units * gw / warps, u1 = units * (gw + 1) / warps;
-  const int64_t row_u4 = cols / 32;  // uint4 of codes per row
-  const int ngroups = static_cast<int>(groups);
+  const int64_t row_bytes = cols / 2;
+  const int npairs = static_cast<int>(pairs);
   const int count = static_cast<int>(u1 - u0);
+  const uint32_t ring =
+      static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + warp * kStages * kUnitBytes;
 
-  // The load cursor: pointers to the next unit's codes and scales of rows g and g + 8, advanced by
-  // one group per unit and recomputed at a tile change (rows past the end read the last row).
-  const uint4 *pa = nullptr, *pb = nullptr;
-  const uint32_t *qa = nullptr, *qb = nullptr;
-  int ltile = static_cast<int>(u0 / groups), lgrp = static_cast<int>(u0 % groups);
+  // The copy cursor: this lane's 4 code rows (4 i + lane / 8) and scale row (lane, lanes < 16),
+  // at the next unit to copy; moved by one pair per unit, recomputed at a tile change.
+  int ltile = static_cast<int>(u0 / pairs), lpair = static_cast<int>(u0 % pairs);
+  const uint8_t* src[4];
+  const uint32_t* ssrc = nullptr;
   auto seek = [&]() {
-    const int64_t ra = min(int64_t{ltile} * 16 + g, rows - 1);
-    const int64_t rb = min(int64_t{ltile} * 16 + g + 8, rows - 1);
-    pa = codes + ra * row_u4 + lgrp * 4 + t;
-    pb = codes + rb * row_u4 + lgrp * 4 + t;
-    qa = scales + ra * groups + lgrp;
-    qb = scales + rb * groups + lgrp;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = min(int64_t{ltile} * 16 + 4 * i + (lane >> 3), rows - 1);
+      src[i] = codes + r * row_bytes + lpair * 128 + (lane & 7) * 16;
+    }
+    ssrc = scales + min(int64_t{ltile} * 16 + (lane & 15), rows - 1) * groups + 2 * lpair;
   };
   seek();
-  auto load = [&](Unit& c) {
-    c.wa = __ldcs(pa);
-    c.wb = __ldcs(pb);
-    c.sa = __ldg(qa);
-    c.sb = __ldg(qb);
-    if (++lgrp == ngroups) {
-      lgrp = 0;
+  int slot = 0;  // the stage the next copy goes to
+  auto copy = [&]() {
+    const uint32_t st = ring + slot * kUnitBytes;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = 4 * i + (lane >> 3);
+      CopyAsync16(st + r * 128 + (((lane & 7) ^ ((r & 1) << 2)) << 4), src[i]);
+    }
+    if (lane < 16) CopyAsync8(st + kUnitCodeBytes + lane * 8, ssrc);
+    if (++slot == kStages) slot = 0;
+    if (++lpair == npairs) {
+      lpair = 0;
       ++ltile;
       seek();
     } else {
-      pa += 4;
-      pb += 4;
-      ++qa;
-      ++qb;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) src[i] += 128;
+      ssrc += 2;
     }
   };
 
-  Unit stage[kStages];
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) {
-    if (s < count) load(stage[s]);
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < count) copy();
+    CopyCommit();
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaGridDependencySynchronize();  // xh, gs and the zeroed y come from the prologue
@@ -178,7 +213,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
-  int ctile = static_cast<int>(u0 / groups), cgrp = static_cast<int>(u0 % groups);
+  int ctile = static_cast<int>(u0 / pairs), cpair = static_cast<int>(u0 % pairs);
   int cur_tile = ctile;
 
   auto flush = [&](int tile) {
@@ -196,11 +231,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     }
   };
 
-  auto compute = [&](const Unit& c) {
-    if (ctile != cur_tile) {
-      flush(cur_tile);
-      cur_tile = ctile;
-    }
+  // One group h of the unit staged at `st`.
+  auto group = [&](uint32_t st, int h) {
+    const int grp = 2 * cpair + h;
+    const uint32_t chunk = static_cast<uint32_t>(((h * 4 + t) ^ ((g & 1) << 2)) << 4);
+    const uint4 ca = LoadShared16(st + g * 128 + chunk);
+    const uint4 cb = LoadShared16(st + (g + 8) * 128 + chunk);
+    const uint32_t sa32 = LoadShared4(st + kUnitCodeBytes + g * 8 + h * 4);
+    const uint32_t sb32 = LoadShared4(st + kUnitCodeBytes + (g + 8) * 8 + h * 4);
     float cc[2][kNt][4];
 #pragma unroll
     for (int k = 0; k < 2; ++k)
@@ -208,8 +246,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) cc[k][nt][e] = 0.0f;
-    const uint32_t wa[4] = {c.wa.x, c.wa.y, c.wa.z, c.wa.w};
-    const uint32_t wb[4] = {c.wb.x, c.wb.y, c.wb.z, c.wb.w};
+    const uint32_t wa[4] = {ca.x, ca.y, ca.z, ca.w};
+    const uint32_t wb[4] = {cb.x, cb.y, cb.z, cb.w};
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       uint32_t ha[4], hb[4];
@@ -217,40 +255,48 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       Decode(wb[j], hb);
 #pragma unroll
       for (int nt = 0; nt < kNt; ++nt) {
-        const uint4 xv = __ldg(px[nt] + cgrp * 16 + j);
+        const uint4 xv = __ldg(px[nt] + grp * 16 + j);
         Mma(cc[j & 1][nt], ha[0], hb[0], ha[1], hb[1], xv.x, xv.y);
         Mma(cc[j & 1][nt], ha[2], hb[2], ha[3], hb[3], xv.z, xv.w);
       }
     }
-    const float2 fa = __half22float2(*reinterpret_cast<const __half2*>(&c.sa));
-    const float2 fb = __half22float2(*reinterpret_cast<const __half2*>(&c.sb));
+    const float2 fa = __half22float2(*reinterpret_cast<const __half2*>(&sa32));
+    const float2 fb = __half22float2(*reinterpret_cast<const __half2*>(&sb32));
     const float sa = fa.x, ma = fmaf(8.0f, fa.x, fa.y), sb = fb.x, mb = fmaf(8.0f, fb.x, fb.y);
 #pragma unroll
     for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
       for (int e = 0; e < (kOne ? 1 : 2); ++e) {
-        const float sx = __ldg(pg[nt][e] + cgrp * kGsStride);  // sum of x over the group
+        const float sx = __ldg(pg[nt][e] + grp * kGsStride);  // sum of x over the group
         acc[nt][e] = fmaf(sa, cc[0][nt][e] + cc[1][nt][e], fmaf(ma, sx, acc[nt][e]));
         acc[nt][e + 2] =
             fmaf(sb, cc[0][nt][e + 2] + cc[1][nt][e + 2], fmaf(mb, sx, acc[nt][e + 2]));
       }
     }
-    if (++cgrp == ngroups) {
-      cgrp = 0;
-      ++ctile;
-    }
   };
 
-  // Compute unit i from its stage, then refill the stage with unit i + kStages.
+  // Unit i: copy unit i + kStages - 1 into the stage unit i - 1 used, wait for unit i's copies,
+  // make them visible to the warp, compute, and let the warp finish reading before the next copy.
+  int cslot = 0;
 #pragma unroll 1
-  for (int base = 0; base < count; base += kStages) {
-#pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      if (base + s < count) {
-        compute(stage[s]);
-        if (base + s + kStages < count) load(stage[s]);
-      }
+  for (int i = 0; i < count; ++i) {
+    if (i + kStages - 1 < count) copy();
+    CopyCommit();
+    CopyWait<kStages - 1>();
+    __syncwarp();
+    if (ctile != cur_tile) {
+      flush(cur_tile);
+      cur_tile = ctile;
     }
+    const uint32_t st = ring + cslot * kUnitBytes;
+    group(st, 0);
+    group(st, 1);
+    if (++cslot == kStages) cslot = 0;
+    if (++cpair == npairs) {
+      cpair = 0;
+      ++ctile;
+    }
+    __syncwarp();
   }
   if (count > 0) flush(cur_tile);
 }
@@ -259,21 +305,25 @@ template <int kNt, bool kOne, int kWarps, int kStages>
 cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
                           float* y, bool pdl, cudaStream_t stream) {
   auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages>;
+  constexpr int kSmem = kWarps * kStages * kUnitBytes;
   int dev = 0, sms = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess) {
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  }
   if (e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(sms);
   cfg.blockDim = dim3(kWarps * 32);
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = kSmem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, reinterpret_cast<const uint4*>(w.codes),
+  return cudaLaunchKernelEx(&cfg, kernel, w.codes,
                             reinterpret_cast<const uint32_t*>(w.scales), w.rows, w.cols, batch,
                             xh, gs, y);
 }
@@ -281,20 +331,20 @@ cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const 
 template <int kNt, bool kOne>
 cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
                          float* y, const RtnMmaOptions& o, cudaStream_t stream) {
-  if (o.warps == 32 && o.stages == 2) {
-    return LaunchRtnMmaT<kNt, kOne, 32, 2>(w, batch, xh, gs, y, o.pdl, stream);
-  }
-  if (o.warps == 16 && o.stages == 8) {
-    return LaunchRtnMmaT<kNt, kOne, 16, 8>(w, batch, xh, gs, y, o.pdl, stream);
+  if (o.warps == 16 && o.stages == 6) {
+    return LaunchRtnMmaT<kNt, kOne, 16, 6>(w, batch, xh, gs, y, o.pdl, stream);
   }
   if (o.warps == 8 && o.stages == 8) {
     return LaunchRtnMmaT<kNt, kOne, 8, 8>(w, batch, xh, gs, y, o.pdl, stream);
+  }
+  if (o.warps == 32 && o.stages == 3) {
+    return LaunchRtnMmaT<kNt, kOne, 32, 3>(w, batch, xh, gs, y, o.pdl, stream);
   }
   return LaunchRtnMmaT<kNt, kOne, 16, 4>(w, batch, xh, gs, y, o.pdl, stream);
 }
 
 bool RtnMmaShapeOk(const RtnMatrix& w, int batch, const void* scratch) {
-  return w.rows > 0 && w.cols > 0 && w.cols % 128 == 0 && batch >= 1 && batch <= kMaxBatch &&
+  return w.rows > 0 && w.cols > 0 && w.cols % 256 == 0 && batch >= 1 && batch <= kMaxBatch &&
          w.rows <= (int64_t{1} << 31) && w.rows * w.cols < (int64_t{1} << 40) &&
          scratch != nullptr && reinterpret_cast<uintptr_t>(scratch) % 16 == 0;
 }
@@ -302,7 +352,7 @@ bool RtnMmaShapeOk(const RtnMatrix& w, int batch, const void* scratch) {
 }  // namespace
 
 bool RtnMmaOptions::Valid() const {
-  return (warps == 16 && (stages == 4 || stages == 8)) || (warps == 32 && stages == 2) ||
+  return (warps == 16 && (stages == 4 || stages == 6)) || (warps == 32 && stages == 3) ||
          (warps == 8 && stages == 8);
 }
 
