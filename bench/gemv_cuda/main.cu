@@ -469,10 +469,11 @@ void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, fl
   const DeviceMatrix& d = ds[0];
   const int copies = static_cast<int>(ds.size());
   char name[64];
-  for (const auto& [warps, stages, pdl] :
-       {std::tuple{16, 6, true}, std::tuple{8, 8, true}, std::tuple{32, 3, true},
-        std::tuple{16, 4, false}}) {
+  for (const auto& [tiles, warps, stages, pdl] :
+       {std::tuple{1, 16, 6, true}, std::tuple{2, 16, 3, true}, std::tuple{2, 8, 6, true},
+        std::tuple{1, 16, 4, false}}) {
     hc::cuda::RtnMmaOptions o;
+    o.tiles = tiles;
     o.warps = warps;
     o.stages = stages;
     o.pdl = pdl;
@@ -481,7 +482,8 @@ void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, fl
           CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), dx, batch, scratch, dy, o, s));
         },
         copies, per_graph, 9);
-    std::snprintf(name, sizeof(name), "rtn_mma_w%d_s%d%s", warps, stages, pdl ? "" : "_nopdl");
+    std::snprintf(name, sizeof(name), "rtn_mma_t%d_w%d_s%d%s", tiles, warps, stages,
+                  pdl ? "" : "_nopdl");
     EmitTime(name, 4, d.rows, d.cols, batch, us, bytes, copies);
   }
   CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, 0));

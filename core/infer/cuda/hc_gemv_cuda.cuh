@@ -141,9 +141,11 @@ inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
 }
 
 /// Launch shape of the tensor-core rtn GEMV (the defaults are the tuned ones; the bench sweeps the
-/// others). Valid pairs (warps per block, stages): (16, 4), (16, 6), (32, 3), (8, 8); shared
-/// memory per block: warps x stages x 2176 bytes.
+/// others). Valid (tiles, warps per block, stages): (1, 16, 4), (1, 16, 6), (2, 16, 3), (2, 8, 6);
+/// shared memory per block: tiles x warps x stages x 2176 bytes.
 struct RtnMmaOptions {
+  /// 16-row tiles per unit: 2 shares each x load between 32 rows.
+  int tiles = 1;
   int warps = 16;
   int stages = 4;
   /// Chain the GEMV to the preceding prologue with programmatic dependent launch.

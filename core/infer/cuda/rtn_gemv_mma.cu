@@ -134,16 +134,19 @@ constexpr int kUnitBytes = kUnitCodeBytes + 16 * 8;
 // accumulator chains, even and odd words). At the group's end, C (rows g, g + 8 x vectors 2t,
 // 2t + 1) is scaled into float32 sums, which go to y with one atomic add per row and vector when
 // the tile changes. kNt: n-tiles of 8 vectors (1 or 2); kOne: batch is 1 (only c[0] and c[2] of
-// lanes t = 0 count).
-template <int kNt, bool kOne, int kWarps, int kStages>
+// lanes t = 0 count). kTiles: tiles of 16 rows per unit (1 or 2): with 2, each x load serves 32
+// rows and a warp has two independent mma chains per group.
+template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32, 1)
     RtnMmaKernel(const uint8_t* __restrict__ codes, const uint32_t* __restrict__ scales,
                  int64_t rows, int64_t cols, int batch, const uint4* __restrict__ xh,
                  const float* __restrict__ gs, float* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, warp = threadIdx.x >> 5;
-  const int64_t groups = cols / 128, pairs = groups / 2, tiles = (rows + 15) / 16;
+  const int64_t groups = cols / 128, pairs = groups / 2;
+  const int64_t tiles = (rows + 16 * kTiles - 1) / (16 * kTiles);  // of 16 kTiles rows
   const int64_t units = tiles * pairs;
+  constexpr int kStageBytes = kTiles * kUnitBytes;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   const int64_t u0 = units * gw / warps, u1 = units * (gw + 1) / warps;
@@ -151,31 +154,39 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   const int npairs = static_cast<int>(pairs);
   const int count = static_cast<int>(u1 - u0);
   const uint32_t ring =
-      static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + warp * kStages * kUnitBytes;
+      static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + warp * kStages * kStageBytes;
 
-  // The copy cursor: this lane's 4 code rows (4 i + lane / 8) and scale row (lane, lanes < 16),
-  // at the next unit to copy; moved by one pair per unit, recomputed at a tile change.
+  // The copy cursor: this lane's 4 code rows (4 i + lane / 8) and scale row (lane, lanes < 16) of
+  // each 16-row tile, at the next unit to copy; moved by one pair per unit, recomputed at a change
+  // of tile (rows past the end read the last row).
   int ltile = static_cast<int>(u0 / pairs), lpair = static_cast<int>(u0 % pairs);
-  const uint8_t* src[4];
-  const uint32_t* ssrc = nullptr;
+  const uint8_t* src[kTiles][4];
+  const uint32_t* ssrc[kTiles];
   auto seek = [&]() {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = min(int64_t{ltile} * 16 + 4 * i + (lane >> 3), rows - 1);
-      src[i] = codes + r * row_bytes + lpair * 128 + (lane & 7) * 16;
+    for (int tt = 0; tt < kTiles; ++tt) {
+      const int64_t r0 = (int64_t{ltile} * kTiles + tt) * 16;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int64_t r = min(r0 + 4 * i + (lane >> 3), rows - 1);
+        src[tt][i] = codes + r * row_bytes + lpair * 128 + (lane & 7) * 16;
+      }
+      ssrc[tt] = scales + min(r0 + (lane & 15), rows - 1) * groups + 2 * lpair;
     }
-    ssrc = scales + min(int64_t{ltile} * 16 + (lane & 15), rows - 1) * groups + 2 * lpair;
   };
   seek();
   int slot = 0;  // the stage the next copy goes to
   auto copy = [&]() {
-    const uint32_t st = ring + slot * kUnitBytes;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int r = 4 * i + (lane >> 3);
-      CopyAsync16(st + r * 128 + (((lane & 7) ^ ((r & 1) << 2)) << 4), src[i]);
+    for (int tt = 0; tt < kTiles; ++tt) {
+      const uint32_t st = ring + slot * kStageBytes + tt * kUnitBytes;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = 4 * i + (lane >> 3);
+        CopyAsync16(st + r * 128 + (((lane & 7) ^ ((r & 1) << 2)) << 4), src[tt][i]);
+      }
+      if (lane < 16) CopyAsync8(st + kUnitCodeBytes + lane * 8, ssrc[tt]);
     }
-    if (lane < 16) CopyAsync8(st + kUnitCodeBytes + lane * 8, ssrc);
     if (++slot == kStages) slot = 0;
     if (++lpair == npairs) {
       lpair = 0;
@@ -183,8 +194,11 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       seek();
     } else {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) src[i] += 128;
-      ssrc += 2;
+      for (int tt = 0; tt < kTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) src[tt][i] += 128;
+        ssrc[tt] += 2;
+      }
     }
   };
 
@@ -208,32 +222,37 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
     for (int e = 0; e < 2; ++e) pg[nt][e] = gs + (kOne ? 0 : min(8 * nt + 2 * t + e, batch - 1));
 
-  float acc[kNt][4];
+  float acc[kTiles][kNt][4];
 #pragma unroll
-  for (int nt = 0; nt < kNt; ++nt)
+  for (int tt = 0; tt < kTiles; ++tt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+    for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[tt][nt][e] = 0.0f;
   int ctile = static_cast<int>(u0 / pairs), cpair = static_cast<int>(u0 % pairs);
   int cur_tile = ctile;
 
   auto flush = [&](int tile) {
-    const int64_t ra = int64_t{tile} * 16 + g, rb = ra + 8;
 #pragma unroll
-    for (int nt = 0; nt < kNt; ++nt) {
+    for (int tt = 0; tt < kTiles; ++tt) {
+      const int64_t ra = (int64_t{tile} * kTiles + tt) * 16 + g, rb = ra + 8;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int n = 8 * nt + 2 * t + (e & 1);
-        const int64_t r = e < 2 ? ra : rb;
-        const bool used = kOne ? (t == 0 && (e & 1) == 0) : n < batch;
-        if (used && r < rows) atomicAdd(y + n * rows + r, acc[nt][e]);
-        acc[nt][e] = 0.0f;
+      for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int n = 8 * nt + 2 * t + (e & 1);
+          const int64_t r = e < 2 ? ra : rb;
+          const bool used = kOne ? (t == 0 && (e & 1) == 0) : n < batch;
+          if (used && r < rows) atomicAdd(y + n * rows + r, acc[tt][nt][e]);
+          acc[tt][nt][e] = 0.0f;
+        }
       }
     }
   };
 
-  // One group h of the unit staged at `st`.
-  auto group = [&](uint32_t st, int h) {
-    const int grp = 2 * cpair + h;
+  // One group h of the 16-row tile staged at `st`, with its x (xv) and sums of x (sxv).
+  auto group = [&](uint32_t st, int h, const uint4 (&xv)[4][kNt], const float (&sxv)[kNt][2],
+                   float (&acc)[kNt][4]) {
     const uint32_t chunk = static_cast<uint32_t>(((h * 4 + t) ^ ((g & 1) << 2)) << 4);
     const uint4 ca = LoadShared16(st + g * 128 + chunk);
     const uint4 cb = LoadShared16(st + (g + 8) * 128 + chunk);
@@ -255,9 +274,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       Decode(wb[j], hb);
 #pragma unroll
       for (int nt = 0; nt < kNt; ++nt) {
-        const uint4 xv = __ldg(px[nt] + grp * 16 + j);
-        Mma(cc[j & 1][nt], ha[0], hb[0], ha[1], hb[1], xv.x, xv.y);
-        Mma(cc[j & 1][nt], ha[2], hb[2], ha[3], hb[3], xv.z, xv.w);
+        Mma(cc[j & 1][nt], ha[0], hb[0], ha[1], hb[1], xv[j][nt].x, xv[j][nt].y);
+        Mma(cc[j & 1][nt], ha[2], hb[2], ha[3], hb[3], xv[j][nt].z, xv[j][nt].w);
       }
     }
     const float2 fa = __half22float2(*reinterpret_cast<const __half2*>(&sa32));
@@ -267,7 +285,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
       for (int e = 0; e < (kOne ? 1 : 2); ++e) {
-        const float sx = __ldg(pg[nt][e] + grp * kGsStride);  // sum of x over the group
+        const float sx = sxv[nt][e];  // sum of x over the group
         acc[nt][e] = fmaf(sa, cc[0][nt][e] + cc[1][nt][e], fmaf(ma, sx, acc[nt][e]));
         acc[nt][e + 2] =
             fmaf(sb, cc[0][nt][e + 2] + cc[1][nt][e + 2], fmaf(mb, sx, acc[nt][e + 2]));
@@ -275,22 +293,38 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     }
   };
 
-  // Unit i: copy unit i + kStages - 1 into the stage unit i - 1 used, wait for unit i's copies,
-  // make them visible to the warp, compute, and let the warp finish reading before the next copy.
+  // Unit i: copy unit i + kStages - 1 into the stage unit i - 1 used, load unit i's x (L1), wait
+  // for unit i's copies, make them visible to the warp, compute, and let the warp finish reading
+  // before the next copy.
   int cslot = 0;
 #pragma unroll 1
   for (int i = 0; i < count; ++i) {
     if (i + kStages - 1 < count) copy();
     CopyCommit();
+    uint4 xv[2][4][kNt];
+    float sxv[2][kNt][2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int grp = 2 * cpair + h;
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) xv[h][j][nt] = __ldg(px[nt] + grp * 16 + j);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) sxv[h][nt][e] = __ldg(pg[nt][e] + grp * kGsStride);
+      }
+    }
     CopyWait<kStages - 1>();
     __syncwarp();
     if (ctile != cur_tile) {
       flush(cur_tile);
       cur_tile = ctile;
     }
-    const uint32_t st = ring + cslot * kUnitBytes;
-    group(st, 0);
-    group(st, 1);
+    const uint32_t st = ring + cslot * kStageBytes;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int tt = 0; tt < kTiles; ++tt) group(st + tt * kUnitBytes, h, xv[h], sxv[h], acc[tt]);
     if (++cslot == kStages) cslot = 0;
     if (++cpair == npairs) {
       cpair = 0;
@@ -301,11 +335,11 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   if (count > 0) flush(cur_tile);
 }
 
-template <int kNt, bool kOne, int kWarps, int kStages>
+template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
 cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
                           float* y, bool pdl, cudaStream_t stream) {
-  auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages>;
-  constexpr int kSmem = kWarps * kStages * kUnitBytes;
+  auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages, kTiles>;
+  constexpr int kSmem = kWarps * kStages * kTiles * kUnitBytes;
   int dev = 0, sms = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -331,16 +365,12 @@ cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const 
 template <int kNt, bool kOne>
 cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
                          float* y, const RtnMmaOptions& o, cudaStream_t stream) {
-  if (o.warps == 16 && o.stages == 6) {
-    return LaunchRtnMmaT<kNt, kOne, 16, 6>(w, batch, xh, gs, y, o.pdl, stream);
+  if (o.tiles == 2) {
+    return o.warps == 8 ? LaunchRtnMmaT<kNt, kOne, 8, 6, 2>(w, batch, xh, gs, y, o.pdl, stream)
+                        : LaunchRtnMmaT<kNt, kOne, 16, 3, 2>(w, batch, xh, gs, y, o.pdl, stream);
   }
-  if (o.warps == 8 && o.stages == 8) {
-    return LaunchRtnMmaT<kNt, kOne, 8, 8>(w, batch, xh, gs, y, o.pdl, stream);
-  }
-  if (o.warps == 32 && o.stages == 3) {
-    return LaunchRtnMmaT<kNt, kOne, 32, 3>(w, batch, xh, gs, y, o.pdl, stream);
-  }
-  return LaunchRtnMmaT<kNt, kOne, 16, 4>(w, batch, xh, gs, y, o.pdl, stream);
+  return o.stages == 6 ? LaunchRtnMmaT<kNt, kOne, 16, 6, 1>(w, batch, xh, gs, y, o.pdl, stream)
+                       : LaunchRtnMmaT<kNt, kOne, 16, 4, 1>(w, batch, xh, gs, y, o.pdl, stream);
 }
 
 bool RtnMmaShapeOk(const RtnMatrix& w, int batch, const void* scratch) {
@@ -352,8 +382,8 @@ bool RtnMmaShapeOk(const RtnMatrix& w, int batch, const void* scratch) {
 }  // namespace
 
 bool RtnMmaOptions::Valid() const {
-  return (warps == 16 && (stages == 4 || stages == 6)) || (warps == 32 && stages == 3) ||
-         (warps == 8 && stages == 8);
+  return (tiles == 1 && warps == 16 && (stages == 4 || stages == 6)) ||
+         (tiles == 2 && ((warps == 16 && stages == 3) || (warps == 8 && stages == 6)));
 }
 
 cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
