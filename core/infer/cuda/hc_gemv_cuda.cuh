@@ -118,17 +118,21 @@ cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cud
 // rtn 4-bit group-128 on the tensor cores (rtn_gemv_mma.cu).
 //
 // A small prologue kernel (RtnMmaPrepare) converts x to F16 in the order the decoded weights come
-// out (odd columns pre-divided by 16, see below), sums the F16 x per group of 128 columns, and
-// zeroes y; the GEMV kernel is chained to it with programmatic dependent launch, so its first
-// weight loads overlap it. The GEMV decodes 8 nibbles of a 32-bit word into 4 exact half2 with one
-// shift, four LOP3 and four HADD2: (word & 0x000F000F) | 0x64006400 is the half2
-// (1024 + q0, 1024 + q4), minus 1032 gives (q0 - 8, q4 - 8); the 0x00F000F0 mask gives
-// 1024 + 16 q1, minus 1152 gives 16 (q1 - 8), whose x partner is stored divided by 16.
-// mma.m16n8k16 (F16 in, float32 accumulate; a product of two F16 values is exact in float32) then
-// gives per row, vector and group D = sum (q - 8) x, and the group adds s * D + (m + 8 s) * sum(x)
-// = sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at most), so
-// |x| must stay below 65504. y is accumulated with float atomics (the order of the few partial
-// sums per output may vary between runs, at float32 rounding level).
+// out (odd columns pre-divided by 16, see below), computes two sums per group of 128 columns and
+// vector (below), and zeroes y; the GEMV kernel is chained to it with programmatic dependent
+// launch, so its first weight loads overlap it. The GEMV decodes 8 nibbles of a 32-bit word into 4
+// half2 with one shift and four LOP3 and no subtraction: (word & 0x000F000F) | 0x64006400 is the
+// half2 (1024 + q0, 1024 + q4), and (word & 0x00F000F0) | 0x64006400 is (1024 + 16 q1,
+// 1024 + 16 q5), whose x partners are stored divided by 16. mma.m16n8k16 (F16 in, float32
+// accumulate; a product of two F16 values is exact in float32) then gives per row, vector and group
+//   C = sum_even (1024 + q) x + sum_odd (1024 + 16 q) x / 16,
+// and the group adds s * (C - K) + (m + 8 s) * sum(x) with the prologue's
+// K = sum_even 1032 x + sum_odd 1152 x / 16: C - K = sum (q - 8) x, so the sum is exactly
+// sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at most; sum(x)
+// and K are of the F16 values too), so |x| must stay below 65504; the float32 accumulation of the
+// offset 1024 x inside the mma cost nothing measurable (same errors as an exact (q - 8) decode with
+// four more HADD2 per word, session 5). y is accumulated with float atomics (the order of the few
+// partial sums per output may vary between runs, at float32 rounding level).
 //
 // Work split: units of 16 rows x 256 columns (2 KiB of codes) are dealt to all warps of the grid in
 // contiguous balanced runs; each warp copies its next `stages` - 1 units into its own ring of
@@ -137,7 +141,7 @@ cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cud
 
 /// Bytes of the scratch the tensor-core rtn GEMV needs for `batch` vectors of `cols` columns.
 inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
-  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 4;
+  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 8;
 }
 
 /// Launch shape of the tensor-core rtn GEMV (the defaults are the tuned ones; the bench sweeps the

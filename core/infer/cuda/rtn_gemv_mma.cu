@@ -9,25 +9,25 @@
 namespace hc::cuda {
 namespace {
 
-constexpr int kGsStride = kMaxBatch;  // float slots per group in the group-sum table (sum of x)
+constexpr int kGsStride = kMaxBatch;  // float2 slots per group in the group-sum table (sum x, K)
 
 // The prologue: thread i converts word w = i mod (cols / 8) of vector b = i / (cols / 8), i.e. the
 // 8 columns 8w..8w+7, to the half2 (x0, x4), (x1/16, x5/16), (x2, x6), (x3/16, x7/16) (the order
-// the GEMV decodes nibbles in), and adds its part of the group's sum(x) over the 16 words of the
-// group with shuffles. The sum is of the F16-rounded x, the values the mma multiplies, so that the
-// two terms s * sum (q - 8) x and (m + 8 s) * sum(x), which cancel in part, round alike: the error
-// is then sum w (x_F16 - x), one F16 rounding per weight (with the float32 x here the error was
-// twice as large on the codec-made vectors). It also zeroes y, which the GEMV
+// the GEMV decodes nibbles in), and adds its part of the group's sum(x) and K (see the header)
+// over the 16 words of the group with shuffles. Both sums are of the F16-rounded x, the values the
+// mma multiplies, so that the terms s * sum (q - 8) x and (m + 8 s) * sum(x), which cancel in
+// part, round alike: the error is then sum w (x_F16 - x), one F16 rounding per weight (with the
+// float32 x in sum(x) the error was twice as large on the codec-made vectors). It also zeroes y, which the GEMV
 // accumulates into.
 __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t cols,
-                                 int64_t rows, uint4* __restrict__ xh, float* __restrict__ gs,
+                                 int64_t rows, uint4* __restrict__ xh, float2* __restrict__ gs,
                                  float* __restrict__ y) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaTriggerProgrammaticLaunchCompletion();
 #endif
   const int64_t words = cols / 8, n = batch * words;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  float sx = 0.0f;
+  float sx = 0.0f, k = 0.0f;
   if (i < n) {
     const int64_t b = i / words, w = i % words;
     const float4* p = reinterpret_cast<const float4*>(x + b * cols + 8 * w);
@@ -37,8 +37,9 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
       h[c] = __float2half_rn(v[c]);
+      sx += __half2float(h[c]);
       if (c & 1) h[c] = __hmul(h[c], __float2half_rn(0.0625f));
-      sx += __half2float(__float2half_rn(v[c]));  // the F16 value the mma multiplies
+      k += (c & 1 ? 1152.0f : 1032.0f) * __half2float(h[c]);
     }
     uint4 o;
     o.x = __half_as_ushort(h[0]) | static_cast<uint32_t>(__half_as_ushort(h[4])) << 16;
@@ -51,10 +52,11 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
 #pragma unroll
   for (int m = 8; m > 0; m >>= 1) {
     sx += __shfl_xor_sync(0xffffffffu, sx, m);
+    k += __shfl_xor_sync(0xffffffffu, k, m);
   }
   if (i < n && (i & 15) == 0) {
     const int64_t b = i / words, grp = (i % words) / 16;
-    gs[grp * kGsStride + b] = sx;
+    gs[grp * kGsStride + b] = make_float2(sx, k);
   }
   for (int64_t j = i; j < batch * rows; j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     y[j] = 0.0f;
@@ -77,20 +79,15 @@ __device__ __forceinline__ uint32_t AndOr(uint32_t w) {
   return r;
 }
 
-// The 8 nibbles of a code word as the exact half2 (q0 - 8, q4 - 8), (16 (q1 - 8), 16 (q5 - 8)),
-// (q2 - 8, q6 - 8), (16 (q3 - 8), 16 (q7 - 8)): one shift, four LOP3 ((word & 0x000F000F) |
-// 0x64006400 is (1024 + q0, 1024 + q4); the 0x00F000F0 mask gives 1024 + 16 q) and four HADD2.
+// The 8 nibbles of a code word as the half2 (1024 + q0, 1024 + q4), (1024 + 16 q1, 1024 + 16 q5),
+// (1024 + q2, 1024 + q6), (1024 + 16 q3, 1024 + 16 q7): one shift and four LOP3 (the offsets are
+// removed after the mma, with K).
 __device__ __forceinline__ void Decode(uint32_t w, uint32_t (&h)[4]) {
   const uint32_t w8 = w >> 8;
-  const __half2 lo = __halves2half2(__ushort_as_half(0xE408), __ushort_as_half(0xE408));  // -1032
-  const __half2 hi = __halves2half2(__ushort_as_half(0xE480), __ushort_as_half(0xE480));  // -1152
-  const uint32_t r[4] = {AndOr<0x000F000Fu>(w), AndOr<0x00F000F0u>(w), AndOr<0x000F000Fu>(w8),
-                         AndOr<0x00F000F0u>(w8)};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __half2 v = __hadd2(*reinterpret_cast<const __half2*>(&r[i]), i & 1 ? hi : lo);
-    h[i] = *reinterpret_cast<const uint32_t*>(&v);
-  }
+  h[0] = AndOr<0x000F000Fu>(w);
+  h[1] = AndOr<0x00F000F0u>(w);
+  h[2] = AndOr<0x000F000Fu>(w8);
+  h[3] = AndOr<0x00F000F0u>(w8);
 }
 
 // Asynchronous global -> shared copies (cp.async: 16 bytes through L2 only, 8 bytes through L1).
@@ -104,18 +101,6 @@ __device__ __forceinline__ void CopyCommit() { asm volatile("cp.async.commit_gro
 template <int kPending>
 __device__ __forceinline__ void CopyWait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ uint32_t LoadShared4(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
-  return v;
 }
 
 // A unit is 16 rows x 256 columns (two groups): 2 KiB of codes, staged in shared memory as 16 rows
@@ -140,7 +125,7 @@ template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32, 1)
     RtnMmaKernel(const uint8_t* __restrict__ codes, const uint32_t* __restrict__ scales,
                  int64_t rows, int64_t cols, int batch, const uint4* __restrict__ xh,
-                 const float* __restrict__ gs, float* __restrict__ y) {
+                 const float2* __restrict__ gs, float* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, warp = threadIdx.x >> 5;
   const int64_t groups = cols / 128, pairs = groups / 2;
@@ -216,7 +201,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   const uint4* px[kNt];
 #pragma unroll
   for (int nt = 0; nt < kNt; ++nt) px[nt] = xh + min(8 * nt + g, batch - 1) * (cols / 8) + 4 * t;
-  const float* pg[kNt][2];
+  const float2* pg[kNt][2];
 #pragma unroll
   for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
@@ -251,13 +236,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   };
 
   // One group h of the 16-row tile staged at `st`, with its x (xv) and sums of x (sxv).
-  auto group = [&](uint32_t st, int h, const uint4 (&xv)[4][kNt], const float (&sxv)[kNt][2],
+  auto group = [&](const unsigned char* st, int h, const uint4 (&xv)[4][kNt], const float2 (&sxv)[kNt][2],
                    float (&acc)[kNt][4]) {
     const uint32_t chunk = static_cast<uint32_t>(((h * 4 + t) ^ ((g & 1) << 2)) << 4);
-    const uint4 ca = LoadShared16(st + g * 128 + chunk);
-    const uint4 cb = LoadShared16(st + (g + 8) * 128 + chunk);
-    const uint32_t sa32 = LoadShared4(st + kUnitCodeBytes + g * 8 + h * 4);
-    const uint32_t sb32 = LoadShared4(st + kUnitCodeBytes + (g + 8) * 8 + h * 4);
+    const uint4 ca = *reinterpret_cast<const uint4*>(st + g * 128 + chunk);
+    const uint4 cb = *reinterpret_cast<const uint4*>(st + (g + 8) * 128 + chunk);
+    const uint32_t sa32 = *reinterpret_cast<const uint32_t*>(st + kUnitCodeBytes + g * 8 + h * 4);
+    const uint32_t sb32 =
+        *reinterpret_cast<const uint32_t*>(st + kUnitCodeBytes + (g + 8) * 8 + h * 4);
     float cc[2][kNt][4];
 #pragma unroll
     for (int k = 0; k < 2; ++k)
@@ -285,10 +271,10 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
       for (int e = 0; e < (kOne ? 1 : 2); ++e) {
-        const float sx = sxv[nt][e];  // sum of x over the group
-        acc[nt][e] = fmaf(sa, cc[0][nt][e] + cc[1][nt][e], fmaf(ma, sx, acc[nt][e]));
+        const float sx = sxv[nt][e].x, k = sxv[nt][e].y;  // sum of x over the group, K
+        acc[nt][e] = fmaf(sa, (cc[0][nt][e] + cc[1][nt][e]) - k, fmaf(ma, sx, acc[nt][e]));
         acc[nt][e + 2] =
-            fmaf(sb, cc[0][nt][e + 2] + cc[1][nt][e + 2], fmaf(mb, sx, acc[nt][e + 2]));
+            fmaf(sb, (cc[0][nt][e + 2] + cc[1][nt][e + 2]) - k, fmaf(mb, sx, acc[nt][e + 2]));
       }
     }
   };
@@ -302,7 +288,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     if (i + kStages - 1 < count) copy();
     CopyCommit();
     uint4 xv[2][4][kNt];
-    float sxv[2][kNt][2];
+    float2 sxv[2][kNt][2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int grp = 2 * cpair + h;
@@ -320,7 +306,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       flush(cur_tile);
       cur_tile = ctile;
     }
-    const uint32_t st = ring + cslot * kStageBytes;
+    const unsigned char* st = smem + (warp * kStages + cslot) * kStageBytes;
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -336,7 +322,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 }
 
 template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
-cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
+cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float2* gs,
                           float* y, bool pdl, cudaStream_t stream) {
   auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages, kTiles>;
   constexpr int kSmem = kWarps * kStages * kTiles * kUnitBytes;
@@ -363,7 +349,7 @@ cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const 
 }
 
 template <int kNt, bool kOne>
-cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float* gs,
+cudaError_t LaunchRtnMma(const RtnMatrix& w, int batch, const uint4* xh, const float2* gs,
                          float* y, const RtnMmaOptions& o, cudaStream_t stream) {
   if (o.tiles == 2) {
     return o.warps == 8 ? LaunchRtnMmaT<kNt, kOne, 8, 6, 2>(w, batch, xh, gs, y, o.pdl, stream)
@@ -392,7 +378,7 @@ cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows,
     return cudaErrorInvalidValue;
   }
   uint4* xh = static_cast<uint4*>(scratch);
-  float* gs = reinterpret_cast<float*>(static_cast<char*>(scratch) + int64_t{2} * batch * cols);
+  float2* gs = reinterpret_cast<float2*>(static_cast<char*>(scratch) + int64_t{2} * batch * cols);
   const int64_t work = std::max<int64_t>(batch * cols / 8, (batch * rows + 7) / 8);
   constexpr int kPrepThreads = 256;
   RtnMmaPrepKernel<<<static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads),
@@ -404,8 +390,8 @@ cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratc
                                const RtnMmaOptions& options, cudaStream_t stream) {
   if (!RtnMmaShapeOk(w, batch, scratch) || !options.Valid()) return cudaErrorInvalidValue;
   const uint4* xh = static_cast<const uint4*>(scratch);
-  const float* gs =
-      reinterpret_cast<const float*>(static_cast<const char*>(scratch) + int64_t{2} * batch * w.cols);
+  const float2* gs = reinterpret_cast<const float2*>(static_cast<const char*>(scratch) +
+                                                    int64_t{2} * batch * w.cols);
   if (batch == 1) return LaunchRtnMma<1, true>(w, batch, xh, gs, y, options, stream);
   if (batch <= 8) return LaunchRtnMma<1, false>(w, batch, xh, gs, y, options, stream);
   return LaunchRtnMma<2, false>(w, batch, xh, gs, y, options, stream);
