@@ -119,7 +119,7 @@ constexpr int kUnitBytes = kUnitCodeBytes + 16 * 8;
 // accumulator chains, even and odd words). At the group's end, C (rows g, g + 8 x vectors 2t,
 // 2t + 1) is scaled into float32 sums, which go to y with one atomic add per row and vector when
 // the tile changes. kNt: n-tiles of 8 vectors (1 or 2); kOne: batch is 1 (only c[0] and c[2] of
-// lanes t = 0 count; x and the group sums are copied to shared memory first). kTiles: tiles of 16 rows per unit (1 or 2): with 2, each x load serves 32
+// lanes t = 0 count). kTiles: tiles of 16 rows per unit (1 or 2): with 2, each x load serves 32
 // rows and a warp has two independent mma chains per group.
 template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32, 1)
@@ -198,28 +198,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 
   // This thread's x pointers (B fragment: vector g, + 8 for the second n-tile, clamped into the
   // batch) and its C entries' vectors (2t, 2t + 1, + 8): clamped ones are computed, not written.
-  // With kOne, the block first copies x and the group sums (one vector, cols / 8 uint4 and
-  // groups float2) after its ring in shared memory, so that the per-unit x loads are shared-memory
-  // loads rather than L1 misses to L2 (each warp's run touches other columns).
   const uint4* px[kNt];
+#pragma unroll
+  for (int nt = 0; nt < kNt; ++nt) px[nt] = xh + min(8 * nt + g, batch - 1) * (cols / 8) + 4 * t;
   const float2* pg[kNt][2];
-  if constexpr (kOne) {
-    uint4* xs = reinterpret_cast<uint4*>(smem + kWarps * kStages * kStageBytes);
-    float2* gss = reinterpret_cast<float2*>(xs + cols / 8);
-    for (int64_t i = threadIdx.x; i < cols / 8; i += kWarps * 32) xs[i] = __ldg(xh + i);
-    for (int64_t i = threadIdx.x; i < groups; i += kWarps * 32) gss[i] = __ldg(gs + i * kGsStride);
-    __syncthreads();
-    px[0] = xs + 4 * t;
-    pg[0][0] = pg[0][1] = gss;
-  } else {
 #pragma unroll
-    for (int nt = 0; nt < kNt; ++nt) {
-      px[nt] = xh + min(8 * nt + g, batch - 1) * (cols / 8) + 4 * t;
+  for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) pg[nt][e] = gs + min(8 * nt + 2 * t + e, batch - 1);
-    }
-  }
-  const int gstride = kOne ? 1 : kGsStride;
+    for (int e = 0; e < 2; ++e) pg[nt][e] = gs + (kOne ? 0 : min(8 * nt + 2 * t + e, batch - 1));
 
   float acc[kTiles][kNt][4];
 #pragma unroll
@@ -309,13 +295,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
       for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          xv[h][j][nt] = kOne ? px[nt][grp * 16 + j] : __ldg(px[nt] + grp * 16 + j);
-        }
+        for (int j = 0; j < 4; ++j) xv[h][j][nt] = __ldg(px[nt] + grp * 16 + j);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          sxv[h][nt][e] = kOne ? pg[nt][e][grp] : __ldg(pg[nt][e] + grp * gstride);
-        }
+        for (int e = 0; e < 2; ++e) sxv[h][nt][e] = __ldg(pg[nt][e] + grp * kGsStride);
       }
     }
     CopyWait<kStages - 1>();
@@ -339,15 +321,11 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   if (count > 0) flush(cur_tile);
 }
 
-// Shared memory the batch-1 kernel adds for x and the group sums.
-constexpr int64_t RtnXSmemBytes(int64_t cols) { return 2 * cols + (cols / 128) * 8; }
-
 template <int kNt, bool kOne, int kWarps, int kStages, int kTiles>
 cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const float2* gs,
                           float* y, bool pdl, cudaStream_t stream) {
   auto* kernel = &RtnMmaKernel<kNt, kOne, kWarps, kStages, kTiles>;
-  const int kSmem = static_cast<int>(kWarps * kStages * kTiles * kUnitBytes +
-                                     (kOne ? RtnXSmemBytes(w.cols) : 0));
+  constexpr int kSmem = kWarps * kStages * kTiles * kUnitBytes;
   int dev = 0, sms = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -414,11 +392,7 @@ cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratc
   const uint4* xh = static_cast<const uint4*>(scratch);
   const float2* gs = reinterpret_cast<const float2*>(static_cast<const char*>(scratch) +
                                                     int64_t{2} * batch * w.cols);
-  // The batch-1 kernel keeps x in shared memory when it fits next to the ring (227 KiB a block).
-  const int64_t ring = int64_t{options.tiles} * options.warps * options.stages * kUnitBytes;
-  if (batch == 1 && ring + RtnXSmemBytes(w.cols) <= 227 * 1024) {
-    return LaunchRtnMma<1, true>(w, batch, xh, gs, y, options, stream);
-  }
+  if (batch == 1) return LaunchRtnMma<1, true>(w, batch, xh, gs, y, options, stream);
   if (batch <= 8) return LaunchRtnMma<1, false>(w, batch, xh, gs, y, options, stream);
   return LaunchRtnMma<2, false>(w, batch, xh, gs, y, options, stream);
 }
