@@ -486,7 +486,7 @@ void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, fl
                   pdl ? "" : "_nopdl");
     EmitTime(name, 4, d.rows, d.cols, batch, us, bytes, copies);
   }
-  CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, 0));
+  CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, false, 0));
   CHECK_CUDA(cudaDeviceSynchronize());
   hc::cuda::RtnMmaOptions o;
   o.pdl = false;
@@ -498,7 +498,7 @@ void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, fl
   EmitTime("rtn_mma_gemv_only", 4, d.rows, d.cols, batch, us, bytes, copies);
   const double us_p = TimeUs(
       [&](int, cudaStream_t s) {
-        CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, s));
+        CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, false, s));
       },
       1, 256, 9);
   EmitTime("rtn_mma_prep_only", 4, d.rows, d.cols, batch, us_p, 0.0, 1);

@@ -152,15 +152,18 @@ struct RtnMmaOptions {
   int tiles = 1;
   int warps = 16;
   int stages = 4;
-  /// Chain the GEMV to the preceding prologue with programmatic dependent launch.
+  /// Programmatic dependent launch: the GEMV is chained to its prologue (its weight copies start
+  /// before the prologue ends), and the prologue to the preceding kernel in the stream (it waits
+  /// for that kernel's end before it reads x or writes, so a GEMV that feeds the next one's x is
+  /// safe; the next GEMV's first weight copies then overlap this one's last blocks).
   bool pdl = true;
   bool Valid() const;
 };
 
 /// The prologue alone: x ([batch][cols] float32) into `scratch` (RtnMmaScratchBytes(batch, cols)
-/// bytes, 16-byte aligned), and y ([batch][rows]) zeroed.
+/// bytes, 16-byte aligned), and y ([batch][rows]) zeroed; `pdl` as in RtnMmaOptions.
 cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
-                          float* y, cudaStream_t stream);
+                          float* y, bool pdl, cudaStream_t stream);
 
 /// The GEMV alone: y += W x for the x prepared in `scratch` by RtnMmaPrepare (same batch and
 /// cols); y must hold zeros (or partial sums to add to).

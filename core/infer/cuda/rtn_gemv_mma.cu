@@ -23,7 +23,11 @@ __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t
                                  int64_t rows, uint4* __restrict__ xh, float2* __restrict__ gs,
                                  float* __restrict__ y) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The GEMV may launch now (it waits for this grid before reading what it writes); this grid
+  // waits for the preceding kernel (e.g. the GEMV that produced x) when launched as its
+  // programmatic dependent, and not at all otherwise.
   cudaTriggerProgrammaticLaunchCompletion();
+  cudaGridDependencySynchronize();
 #endif
   const int64_t words = cols / 8, n = batch * words;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -193,6 +197,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     CopyCommit();
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // A following prologue may launch now: it waits for this grid's end before it reads or writes.
+  cudaTriggerProgrammaticLaunchCompletion();
   cudaGridDependencySynchronize();  // xh, gs and the zeroed y come from the prologue
 #endif
 
@@ -373,7 +379,7 @@ bool RtnMmaOptions::Valid() const {
 }
 
 cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
-                          float* y, cudaStream_t stream) {
+                          float* y, bool pdl, cudaStream_t stream) {
   if (!RtnMmaShapeOk(RtnMatrix{nullptr, nullptr, rows, cols}, batch, scratch)) {
     return cudaErrorInvalidValue;
   }
@@ -381,9 +387,16 @@ cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows,
   float2* gs = reinterpret_cast<float2*>(static_cast<char*>(scratch) + int64_t{2} * batch * cols);
   const int64_t work = std::max<int64_t>(batch * cols / 8, (batch * rows + 7) / 8);
   constexpr int kPrepThreads = 256;
-  RtnMmaPrepKernel<<<static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads),
-                     kPrepThreads, 0, stream>>>(x, batch, cols, rows, xh, gs, y);
-  return cudaGetLastError();
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads));
+  cfg.blockDim = dim3(kPrepThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, &RtnMmaPrepKernel, x, batch, cols, rows, xh, gs, y);
 }
 
 cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratch, float* y,
@@ -400,7 +413,7 @@ cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratc
 cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
                        const RtnMmaOptions& options, cudaStream_t stream) {
   if (!RtnMmaShapeOk(w, batch, scratch) || !options.Valid()) return cudaErrorInvalidValue;
-  const cudaError_t e = RtnMmaPrepare(x, batch, w.cols, w.rows, scratch, y, stream);
+  const cudaError_t e = RtnMmaPrepare(x, batch, w.cols, w.rows, scratch, y, options.pdl, stream);
   if (e != cudaSuccess) return e;
   return RtnGemvMmaPrepared(w, batch, scratch, y, options, stream);
 }
