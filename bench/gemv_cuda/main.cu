@@ -183,7 +183,9 @@ struct Variant {
   // The column multiple the variant takes for `bits`.
   int64_t ColumnStep(int bits) const { return kind == 2 ? 256 : hc::cuda::ColumnStep(bits); }
   // Tolerance of the max-error metric: float32 rounding, or an F16 codebook / F16 activations.
-  double Tol() const { return kind == 2 || (kind == 0 && lut == Hc2Lut::kF16x16) ? kTolF16 : kTolF32; }
+  double Tol() const {
+    return kind == 2 || (kind == 0 && lut == Hc2Lut::kF16x16) ? kTolF16 : kTolF32;
+  }
 };
 constexpr Variant kVariants[] = {{"hc2_f16x16", 0, Hc2Lut::kF16x16},
                                  {"hc2_f32", 0, Hc2Lut::kF32},
@@ -333,16 +335,19 @@ __global__ void ReadAllKernel(const uint4* __restrict__ p, size_t n, uint32_t* _
   const size_t i0 = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
   uint4 v[kLoads];
 #pragma unroll
-  for (int k = 0; k < kLoads; ++k) v[k] = i0 + k * stride < n ? __ldcs(p + i0 + k * stride) : uint4{};
+  for (int k = 0; k < kLoads; ++k) {
+    v[k] = i0 + k * stride < n ? __ldcs(p + i0 + k * stride) : uint4{};
+  }
   uint32_t acc = 0;
 #pragma unroll
   for (int k = 0; k < kLoads; ++k) acc ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
   if (acc == 0x12345678u) out[0] = acc;
 }
 
-// The rtn codes read in the first RtnGemvMma version's pattern (registers, no shared staging): 16 warps per SM, each warp a balanced
-// run of 16-row x 128-column units, lane 4 g + t loading 16 bytes of rows g and g + 8 per unit,
-// 4 units in flight. Against ReadAllKernel it shows what the access pattern costs.
+// The rtn codes read in the first RtnGemvMma version's pattern (registers, no shared staging) and
+// nothing else: 16 warps per SM, each warp a balanced run of 16-row x 128-column units, lane
+// 4 g + t loading 16 bytes of rows g and g + 8 per unit (64 contiguous bytes per row), 4 units in
+// flight. Against ReadAllKernel it shows what that access pattern costs.
 __global__ void __launch_bounds__(512, 1)
     ReadMmaPatternKernel(const uint4* __restrict__ codes, int64_t rows, int64_t cols,
                          uint32_t* __restrict__ out) {
@@ -568,7 +573,8 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
           const double us_a = TimeUs(
               [&](int i, cudaStream_t s) {
                 ReadAllKernel<4><<<grid_all, 1024, 0, s>>>(
-                    reinterpret_cast<const uint4*>(ds[i].codes), n16, reinterpret_cast<uint32_t*>(dy));
+                    reinterpret_cast<const uint4*>(ds[i].codes), n16,
+                    reinterpret_cast<uint32_t*>(dy));
               },
               copies, per_graph, 9);
           EmitTime("read_codes_all_in_flight", bits, rows, cols, 1, us_a,
@@ -714,7 +720,9 @@ int main(int argc, char** argv) {
         p = q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--vectors FILE] [--check-only] [--layer] [--json FILE] [--shapes RxC,...]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--vectors FILE] [--check-only] [--layer] [--json FILE] "
+                   "[--shapes RxC,...]\n",
                    argv[0]);
       return 2;
     }

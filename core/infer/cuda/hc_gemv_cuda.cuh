@@ -172,7 +172,8 @@ cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratc
 
 /// y = W x for rtn 4-bit group-128 weights on the tensor cores: RtnMmaPrepare, then
 /// RtnGemvMmaPrepared (two launches, any batch 1..16). cols must be a multiple of 256 (any
-/// rows >= 1). Equal to decode-then-multiply up to the F16 rounding of x and float32 rounding.
+/// rows >= 1); `scratch` holds RtnMmaScratchBytes(batch, cols) bytes, 16-byte aligned. Equal to
+/// decode-then-multiply up to the F16 rounding of x and float32 rounding.
 cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
                        const RtnMmaOptions& options, cudaStream_t stream);
 

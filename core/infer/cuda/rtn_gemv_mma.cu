@@ -17,8 +17,8 @@ constexpr int kGsStride = kMaxBatch;  // float2 slots per group in the group-sum
 // over the 16 words of the group with shuffles. Both sums are of the F16-rounded x, the values the
 // mma multiplies, so that the terms s * sum (q - 8) x and (m + 8 s) * sum(x), which cancel in
 // part, round alike: the error is then sum w (x_F16 - x), one F16 rounding per weight (with the
-// float32 x in sum(x) the error was twice as large on the codec-made vectors). It also zeroes y, which the GEMV
-// accumulates into.
+// float32 x in sum(x) the error was twice as large on the codec-made vectors). It also zeroes y,
+// which the GEMV accumulates into.
 __global__ void RtnMmaPrepKernel(const float* __restrict__ x, int batch, int64_t cols,
                                  int64_t rows, uint4* __restrict__ xh, float2* __restrict__ gs,
                                  float* __restrict__ y) {
@@ -101,7 +101,9 @@ __device__ __forceinline__ void CopyAsync16(uint32_t dst, const void* src) {
 __device__ __forceinline__ void CopyAsync8(uint32_t dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(dst), "l"(src) : "memory");
 }
-__device__ __forceinline__ void CopyCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void CopyCommit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
 template <int kPending>
 __device__ __forceinline__ void CopyWait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
@@ -242,8 +244,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   };
 
   // One group h of the 16-row tile staged at `st`, with its x (xv) and sums of x (sxv).
-  auto group = [&](const unsigned char* st, int h, const uint4 (&xv)[4][kNt], const float2 (&sxv)[kNt][2],
-                   float (&acc)[kNt][4]) {
+  auto group = [&](const unsigned char* st, int h, const uint4 (&xv)[4][kNt],
+                   const float2 (&sxv)[kNt][2], float (&acc)[kNt][4]) {
     const uint32_t chunk = static_cast<uint32_t>(((h * 4 + t) ^ ((g & 1) << 2)) << 4);
     const uint4 ca = *reinterpret_cast<const uint4*>(st + g * 128 + chunk);
     const uint4 cb = *reinterpret_cast<const uint4*>(st + (g + 8) * 128 + chunk);
