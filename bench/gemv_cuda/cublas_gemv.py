@@ -1,7 +1,8 @@
 """cuBLAS F16 GEMV baseline for bench/gemv_cuda: y = x W^T through PyTorch (fp16 weights and
 activations, torch.nn.functional.linear), timed like hyperc-gemv-cuda: a CUDA graph of back-to-back
 calls cycling over enough weight copies to exceed the L2 cache, median of 9 timed replays.
-Also the device-to-device copy bandwidth (bytes read + written), the practical ceiling.
+Also the device-to-device copy bandwidth (bytes read + written), the practical ceiling, and one
+LLaMA-7B layer's 7 linears at batch 1 in one graph.
 
   python3 cublas_gemv.py [--json FILE] [--shapes 4096x4096,11008x4096]
 """
@@ -80,6 +81,16 @@ def main():
                   "copies": copies, "max_err_over_rms": err})
         del ws
         torch.cuda.empty_cache()
+    # One LLaMA-7B layer's 7 linears (q, k, v, o, gate, up, down), batch 1, back to back in one
+    # graph over two copies of the layer (the same as hyperc-gemv-cuda --layer).
+    layer = [(4096, 4096)] * 4 + [(11008, 4096)] * 2 + [(4096, 11008)]
+    ws = [torch.randn(r, c, dtype=torch.float16, device=dev) * 0.02 for _ in range(2) for r, c in layer]
+    xs = [torch.randn(1, w.shape[1], dtype=torch.float16, device=dev) for w in ws]
+    n = len(ws)
+    us = time_graph(lambda i: torch.nn.functional.linear(xs[i % n], ws[i % n]), 8 * n) * 7
+    nbytes = sum(r * c * 2 + 2 * (r + c) for r, c in layer)
+    emit({"time": "layer7_cublas_f16", "batch": 1, "us": us, "bytes": nbytes,
+          "GBps": nbytes / (us * 1e3), "frac_4800": nbytes / (us * 1e3) / 4800, "copies": 2})
     if out:
         out.close()
 

@@ -1,7 +1,7 @@
 // hyperc-gemv-cuda: checks and times the fused decode + GEMV kernels of
 // core/infer/cuda/hc_gemv_cuda.cuh on the GPU. Standalone (CUDA runtime only).
 //
-//   hyperc-gemv-cuda [--vectors FILE] [--check-only] [--json FILE] [--shapes R1xC1,R2xC2]
+//   hyperc-gemv-cuda [--vectors FILE] [--check-only] [--layer] [--json FILE] [--shapes R1xC1,...]
 //
 // 1. With --vectors (written by hyperc-gemv-vectors from the real hc2 fixed / rtn encoders): each
 //    record's y is computed on the GPU for batch 1, 4 and 16 and compared with the record's y_ref
@@ -11,6 +11,7 @@
 //    against this file's host decode-then-multiply in double, batch 1, 4, 16.
 // 3. Timings (unless --check-only): CUDA graphs of back-to-back launches cycling over enough
 //    weight copies to exceed the L2 cache, median over trials; one JSON object per line.
+// 4. With --layer: a LLaMA-7B layer's 7 matrices in rtn through RtnGemvMma in one graph (RunLayer).
 // Error metric: max_i |y_i - ref_i| / rms(ref). Exit codes: 0 all checks passed, 1 a check failed
 // or a CUDA error, 77 no CUDA device (ctest reports the test as skipped).
 #include <cuda_fp16.h>
@@ -25,6 +26,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/infer/cuda/hc_gemv_cuda.cuh"
@@ -175,11 +177,20 @@ void Free(DeviceMatrix& d) {
 
 struct Variant {
   const char* name;
-  int kind;  // 0 hc2, 1 rtn
+  int kind;  // 0 hc2, 1 rtn (float32 CUDA cores), 2 rtn on the tensor cores (RtnGemvMma)
   Hc2Lut lut;
+  int MatrixKind() const { return kind == 0 ? 0 : 1; }
+  // The column multiple the variant takes for `bits`.
+  int64_t ColumnStep(int bits) const { return kind == 2 ? 256 : hc::cuda::ColumnStep(bits); }
+  // Tolerance of the max-error metric: float32 rounding, or an F16 codebook / F16 activations.
+  double Tol() const {
+    return kind == 2 || (kind == 0 && lut == Hc2Lut::kF16x16) ? kTolF16 : kTolF32;
+  }
 };
-constexpr Variant kVariants[] = {
-    {"hc2_f16x16", 0, Hc2Lut::kF16x16}, {"hc2_f32", 0, Hc2Lut::kF32}, {"rtn", 1, Hc2Lut::kF32}};
+constexpr Variant kVariants[] = {{"hc2_f16x16", 0, Hc2Lut::kF16x16},
+                                 {"hc2_f32", 0, Hc2Lut::kF32},
+                                 {"rtn", 1, Hc2Lut::kF32},
+                                 {"rtn_mma", 2, Hc2Lut::kF32}};
 
 // y = W x on the GPU for the variant (the full fused path for hc2: rotation, then the GEMV).
 void RunGpu(const Variant& v, const DeviceMatrix& d, const hc::cuda::Hc2DeviceCodebook& cb,
@@ -188,8 +199,11 @@ void RunGpu(const Variant& v, const DeviceMatrix& d, const hc::cuda::Hc2DeviceCo
   o.lut = v.lut;
   if (v.kind == 0) {
     CHECK_CUDA(hc::cuda::Hc2Gemv(d.hc2(), cb, x, batch, scratch, y, o, s));
-  } else {
+  } else if (v.kind == 1) {
     CHECK_CUDA(hc::cuda::RtnGemv(d.rtn(), x, batch, y, s));
+  } else {
+    // scratch holds batch * cols floats, more than RtnMmaScratchBytes(batch, cols).
+    CHECK_CUDA(hc::cuda::RtnGemvMma(d.rtn(), x, batch, scratch, y, {}, s));
   }
 }
 
@@ -284,12 +298,11 @@ void CheckVectors(const std::vector<Record>& recs) {
     Report("vectors_host_decoder", r.m.kind == 0 ? "hc2" : "rtn", r.m.bits, r.m.rows, r.m.cols,
            r.batch, RelMaxErr(hostf.data(), r.yref.data(), host.size()), 1e-5);
     for (const Variant& v : kVariants) {
-      if (v.kind != r.m.kind) continue;
-      for (int batch : {1, 4, 16}) {
-        if (batch > r.batch) continue;
+      if (v.MatrixKind() != r.m.kind) continue;
+      for (int batch : {1, 3, 4, 9, 16}) {
+        if (batch > r.batch || (v.kind != 2 && batch != 1 && batch != 4 && batch != 16)) continue;
         const double err = CheckGpu(v, d, cb, r.x, batch, r.yref.data());
-        Report("vectors_gpu", v.name, r.m.bits, r.m.rows, r.m.cols, batch, err,
-               v.lut == Hc2Lut::kF16x16 && v.kind == 0 ? kTolF16 : kTolF32);
+        Report("vectors_gpu", v.name, r.m.bits, r.m.rows, r.m.cols, batch, err, v.Tol());
       }
     }
     Free(d);
@@ -312,6 +325,64 @@ __global__ void ReadKernel(const uint4* __restrict__ p, size_t n, uint32_t* __re
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   if (acc == 0x12345678u) out[0] = acc;  // keeps the loads
+}
+
+// The same read with all of a thread's loads issued before the first use (kLoads 16-byte loads a
+// thread, one pass, no grid-stride loop): the most memory-level parallelism per thread.
+template <int kLoads>
+__global__ void ReadAllKernel(const uint4* __restrict__ p, size_t n, uint32_t* __restrict__ out) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const size_t i0 = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  uint4 v[kLoads];
+#pragma unroll
+  for (int k = 0; k < kLoads; ++k) {
+    v[k] = i0 + k * stride < n ? __ldcs(p + i0 + k * stride) : uint4{};
+  }
+  uint32_t acc = 0;
+#pragma unroll
+  for (int k = 0; k < kLoads; ++k) acc ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
+  if (acc == 0x12345678u) out[0] = acc;
+}
+
+// The rtn codes read in the first RtnGemvMma version's pattern (registers, no shared staging) and
+// nothing else: 16 warps per SM, each warp a balanced run of 16-row x 128-column units, lane
+// 4 g + t loading 16 bytes of rows g and g + 8 per unit (64 contiguous bytes per row), 4 units in
+// flight. Against ReadAllKernel it shows what that access pattern costs.
+__global__ void __launch_bounds__(512, 1)
+    ReadMmaPatternKernel(const uint4* __restrict__ codes, int64_t rows, int64_t cols,
+                         uint32_t* __restrict__ out) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t groups = cols / 128, units = (rows + 15) / 16 * groups;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * 16;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * 16 + (threadIdx.x >> 5);
+  const int64_t u0 = units * gw / warps, u1 = units * (gw + 1) / warps;
+  uint32_t acc = 0;
+  constexpr int kStages = 4;
+  uint4 st[kStages][2];
+  auto ptr = [&](int64_t u, int r) {
+    const int64_t tile = u / groups, grp = u % groups;
+    return codes + min(tile * 16 + g + r, rows - 1) * (cols / 32) + grp * 4 + t;
+  };
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    if (u0 + s < u1) {
+      st[s][0] = __ldcs(ptr(u0 + s, 0));
+      st[s][1] = __ldcs(ptr(u0 + s, 8));
+    }
+  }
+  for (int64_t b = u0; b < u1; b += kStages) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      if (b + s < u1) {
+        acc ^= st[s][0].x ^ st[s][0].y ^ st[s][1].z ^ st[s][1].w;
+        if (b + s + kStages < u1) {
+          st[s][0] = __ldcs(ptr(b + s + kStages, 0));
+          st[s][1] = __ldcs(ptr(b + s + kStages, 8));
+        }
+      }
+    }
+  }
+  if (acc == 0x12345678u) out[0] = acc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,6 +467,54 @@ void EmitTime(const char* variant, int bits, int64_t rows, int64_t cols, int bat
   Emit(buf);
 }
 
+// rtn_mma at batch 1: the other launch shapes (warps per block, stages), without PDL, and the
+// GEMV alone on x prepared once (so the prologue's cost is the difference).
+void TimeRtnMmaVariants(const std::vector<DeviceMatrix>& ds, const float* dx, float* scratch,
+                        float* dy, int batch, double bytes, int per_graph) {
+  const DeviceMatrix& d = ds[0];
+  const int copies = static_cast<int>(ds.size());
+  char name[64];
+  for (const auto& [tiles, warps, stages, pdl] :
+       {std::tuple{1, 16, 6, true}, std::tuple{2, 16, 3, true}, std::tuple{2, 8, 6, true},
+        std::tuple{1, 16, 4, false}}) {
+    hc::cuda::RtnMmaOptions o;
+    o.tiles = tiles;
+    o.warps = warps;
+    o.stages = stages;
+    o.pdl = pdl;
+    const double us = TimeUs(
+        [&](int i, cudaStream_t s) {
+          CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), dx, batch, scratch, dy, o, s));
+        },
+        copies, per_graph, 9);
+    std::snprintf(name, sizeof(name), "rtn_mma_t%d_w%d_s%d%s", tiles, warps, stages,
+                  pdl ? "" : "_nopdl");
+    EmitTime(name, 4, d.rows, d.cols, batch, us, bytes, copies);
+  }
+  CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, false, 0));
+  CHECK_CUDA(cudaDeviceSynchronize());
+  hc::cuda::RtnMmaOptions o;
+  o.pdl = false;
+  const double us = TimeUs(
+      [&](int i, cudaStream_t s) {
+        CHECK_CUDA(hc::cuda::RtnGemvMmaPrepared(ds[i].rtn(), batch, scratch, dy, o, s));
+      },
+      copies, per_graph, 9);
+  EmitTime("rtn_mma_gemv_only", 4, d.rows, d.cols, batch, us, bytes, copies);
+  const double us_p = TimeUs(
+      [&](int, cudaStream_t s) {
+        CHECK_CUDA(hc::cuda::RtnMmaPrepare(dx, batch, d.cols, d.rows, scratch, dy, false, s));
+      },
+      1, 256, 9);
+  EmitTime("rtn_mma_prep_only", 4, d.rows, d.cols, batch, us_p, 0.0, 1);
+}
+
+// Whether variant v runs on a random matrix of this kind (0 hc2, 1 rtn), bits and column count.
+bool Runs(const Variant& v, int kind, int bits, int64_t cols) {
+  return v.MatrixKind() == kind && cols % v.ColumnStep(bits) == 0 &&
+         (bits == 4 || v.lut == Hc2Lut::kF16x16);
+}
+
 void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
               const std::vector<float>& cb2, bool time_it, std::mt19937_64& rng) {
   for (int kind : {0, 1}) {
@@ -409,13 +528,13 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
       const std::vector<double> ref = HostGemv(m, cbh, x, 16);
       DeviceMatrix d0 = Upload(m);
       for (const Variant& v : kVariants) {
-        if (v.kind != kind || (bits == 2 && v.lut != Hc2Lut::kF16x16)) continue;
+        if (!Runs(v, kind, bits, cols)) continue;
         for (int batch : {1, 4, 16}) {
           // ref is [16][rows]: its prefix is the reference of the first `batch` vectors.
           std::vector<double> rb(static_cast<size_t>(batch) * rows);
           std::copy(ref.begin(), ref.begin() + rb.size(), rb.begin());
           Report("random_gpu", v.name, bits, rows, cols, batch, CheckGpu(v, d0, cb, x, batch, rb.data()),
-                 v.lut == Hc2Lut::kF16x16 && v.kind == 0 ? kTolF16 : kTolF32);
+                 v.Tol());
         }
       }
       if (time_it) {
@@ -449,15 +568,40 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
               copies, per_graph, 9);
           EmitTime("read_codes_only", bits, rows, cols, 1, us_r,
                    static_cast<double>(m.codes.size()), copies);
+          const size_t n16 = m.codes.size() / 16;
+          const unsigned grid_all = static_cast<unsigned>((n16 + 4 * 1024 - 1) / (4 * 1024));
+          const double us_a = TimeUs(
+              [&](int i, cudaStream_t s) {
+                ReadAllKernel<4><<<grid_all, 1024, 0, s>>>(
+                    reinterpret_cast<const uint4*>(ds[i].codes), n16,
+                    reinterpret_cast<uint32_t*>(dy));
+              },
+              copies, per_graph, 9);
+          EmitTime("read_codes_all_in_flight", bits, rows, cols, 1, us_a,
+                   static_cast<double>(m.codes.size()), copies);
         }
         for (int batch : {1, 4, 16}) {
           const double bytes = static_cast<double>(d0.bytes()) + 4.0 * batch * (cols + rows);
           for (const Variant& v : kVariants) {
-            if (v.kind != kind || (bits == 2 && v.lut != Hc2Lut::kF16x16)) continue;
+            if (!Runs(v, kind, bits, cols)) continue;
             const double us = TimeUs(
                 [&](int i, cudaStream_t s) { RunGpu(v, ds[i], cb, dx, dxr, batch, dy, s); },
                 copies, per_graph, 9);
             EmitTime(v.name, bits, rows, cols, batch, us, bytes, copies);
+            if (v.kind == 2 && batch == 1) {
+              TimeRtnMmaVariants(ds, dx, dxr, dy, batch, bytes, per_graph);
+              int sms = 0;
+              CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+              const double us_p = TimeUs(
+                  [&](int i, cudaStream_t s) {
+                    ReadMmaPatternKernel<<<sms, 512, 0, s>>>(
+                        reinterpret_cast<const uint4*>(ds[i].codes), rows, cols,
+                        reinterpret_cast<uint32_t*>(dy));
+                  },
+                  copies, per_graph, 9);
+              EmitTime("read_codes_64B_row_chunks", 4, rows, cols, 1, us_p,
+                       static_cast<double>(m.codes.size()), copies);
+            }
             if (kind == 0) {
               hc::cuda::GemvOptions o;
               o.lut = v.lut;
@@ -491,12 +635,69 @@ void RunShape(int64_t rows, int64_t cols, const std::vector<float>& cb4,
   }
 }
 
+// One LLaMA-7B layer's 7 weight matrices in rtn 4/128 (q, k, v, o 4096x4096; gate, up
+// 11008x4096; down 4096x11008), each multiplied by its own vector with RtnGemvMma (prologue +
+// GEMV), back to back in one CUDA graph cycling over two copies of the layer (206 MB, over 3x the
+// L2). First each matrix's batch-1 result is checked against the host decode-then-multiply.
+void RunLayer(std::mt19937_64& rng) {
+  const std::pair<int64_t, int64_t> shapes[7] = {{4096, 4096},  {4096, 4096},  {4096, 4096},
+                                                 {4096, 4096},  {11008, 4096}, {11008, 4096},
+                                                 {4096, 11008}};
+  const Variant v = kVariants[3];
+  constexpr int kCopies = 2;
+  std::vector<DeviceMatrix> ds;
+  std::vector<float*> xs, ys;
+  void* scratch = nullptr;
+  CHECK_CUDA(cudaMalloc(&scratch, hc::cuda::RtnMmaScratchBytes(1, 11008)));
+  double layer_bytes = 0;
+  for (int c = 0; c < kCopies; ++c) {
+    for (const auto& [rows, cols] : shapes) {
+      const HostMatrix m = RandomMatrix(1, 4, rows, cols, rng);
+      const std::vector<float> x = RandomX(1, cols, rng);
+      DeviceMatrix d = Upload(m);
+      float *dx = nullptr, *dy = nullptr;
+      CHECK_CUDA(cudaMalloc(&dx, cols * 4));
+      CHECK_CUDA(cudaMalloc(&dy, rows * 4));
+      CHECK_CUDA(cudaMemcpy(dx, x.data(), cols * 4, cudaMemcpyHostToDevice));
+      if (c == 0) {
+        const std::vector<double> ref = HostGemv(m, {}, x, 1);
+        hc::cuda::Hc2DeviceCodebook none;
+        Report("layer_gpu", v.name, 4, rows, cols, 1, CheckGpu(v, d, none, x, 1, ref.data()),
+               v.Tol());
+        layer_bytes += static_cast<double>(d.bytes()) + 4.0 * (rows + cols);
+      }
+      ds.push_back(d);
+      xs.push_back(dx);
+      ys.push_back(dy);
+    }
+  }
+  const int n = static_cast<int>(ds.size());
+  for (bool pdl : {true, false}) {
+    const double us = TimeUs(
+        [&](int i, cudaStream_t s) {
+          hc::cuda::RtnMmaOptions o;
+          o.pdl = pdl;
+          CHECK_CUDA(hc::cuda::RtnGemvMma(ds[i].rtn(), xs[i], 1, scratch, ys[i], o, s));
+        },
+        n, 8 * n, 9);
+    EmitTime(pdl ? "layer7_rtn_mma" : "layer7_rtn_mma_nopdl", 4, 0, 0, 1, 7 * us, layer_bytes,
+             kCopies);
+  }
+  for (int i = 0; i < n; ++i) {
+    Free(ds[i]);
+    CHECK_CUDA(cudaFree(xs[i]));
+    CHECK_CUDA(cudaFree(ys[i]));
+  }
+  CHECK_CUDA(cudaFree(scratch));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* vectors = nullptr;
   const char* json = nullptr;
   bool check_only = false;
+  bool layer = false;
   std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -506,6 +707,8 @@ int main(int argc, char** argv) {
       json = argv[++i];
     } else if (a == "--check-only") {
       check_only = true;
+    } else if (a == "--layer") {
+      layer = true;
     } else if (a == "--shapes" && i + 1 < argc) {
       shapes.clear();
       std::string s = argv[++i];
@@ -517,7 +720,9 @@ int main(int argc, char** argv) {
         p = q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--vectors FILE] [--check-only] [--json FILE] [--shapes RxC,...]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--vectors FILE] [--check-only] [--layer] [--json FILE] "
+                   "[--shapes RxC,...]\n",
                    argv[0]);
       return 2;
     }
@@ -558,6 +763,7 @@ int main(int argc, char** argv) {
     if (r.m.kind == 0 && r.m.bits == 2) cb2 = r.cb;
   }
   for (const auto& [rows, cols] : shapes) RunShape(rows, cols, cb4, cb2, !check_only, rng);
+  if (layer) RunLayer(rng);
   std::snprintf(buf, sizeof(buf), "{\"failures\":%d}", g_failures);
   Emit(buf);
   if (g_json != nullptr) std::fclose(g_json);

@@ -9,6 +9,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,cl
 t0=$(date +%s)
 nvcc -std=c++17 -O3 -gencode=arch=compute_90,code=sm_90 -I"$src" -Xptxas -v \
   -o /tmp/gemvb/hyperc-gemv-cuda "$src/bench/gemv_cuda/main.cu" "$src/core/infer/cuda/hc_gemv_cuda.cu" \
+  "$src/core/infer/cuda/rtn_gemv_mma.cu" \
   > "$out/ptxas.txt" 2>&1 || { tail -50 "$out/ptxas.txt"; exit 1; }
 echo "build_s=$(( $(date +%s) - t0 ))"
 /tmp/gemvb/hyperc-gemv-cuda --vectors "$vec" --json "$out/fused.jsonl" "${@:4}" 2>&1 | tee "$out/fused.log" | grep -v '"check"' || true

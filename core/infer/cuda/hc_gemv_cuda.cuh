@@ -110,8 +110,72 @@ cudaError_t Hc2GemvRotated(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, cons
 cudaError_t Hc2Gemv(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const float* x, int batch,
                     float* scratch, float* y, const GemvOptions& options, cudaStream_t stream);
 
-/// y = W x for rtn 4-bit group-128 weights: sum over groups of s * sum(q x) + m * sum(x).
+/// y = W x for rtn 4-bit group-128 weights: sum over groups of s * sum(q x) + m * sum(x), all in
+/// float32 on the CUDA cores (the reference-precision path; slower than RtnGemvMma).
 cudaError_t RtnGemv(const RtnMatrix& w, const float* x, int batch, float* y, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// rtn 4-bit group-128 on the tensor cores (rtn_gemv_mma.cu).
+//
+// A small prologue kernel (RtnMmaPrepare) converts x to F16 in the order the decoded weights come
+// out (odd columns pre-divided by 16, see below), computes two sums per group of 128 columns and
+// vector (below), and zeroes y; the GEMV kernel is chained to it with programmatic dependent
+// launch, so its first weight loads overlap it. The GEMV decodes 8 nibbles of a 32-bit word into 4
+// half2 with one shift and four LOP3 and no subtraction: (word & 0x000F000F) | 0x64006400 is the
+// half2 (1024 + q0, 1024 + q4), and (word & 0x00F000F0) | 0x64006400 is (1024 + 16 q1,
+// 1024 + 16 q5), whose x partners are stored divided by 16. mma.m16n8k16 (F16 in, float32
+// accumulate; a product of two F16 values is exact in float32) then gives per row, vector and group
+//   C = sum_even (1024 + q) x + sum_odd (1024 + 16 q) x / 16,
+// and the group adds s * (C - K) + (m + 8 s) * sum(x) with the prologue's
+// K = sum_even 1032 x + sum_odd 1152 x / 16: C - K = sum (q - 8) x, so the sum is exactly
+// sum ((q s + m) x). The only rounding beyond float32 is x to F16 (relative 2^-12 at most; sum(x)
+// and K are of the F16 values too), so |x| must stay below 65504; the float32 accumulation of the
+// offset 1024 x inside the mma cost nothing measurable (same errors as an exact (q - 8) decode with
+// four more HADD2 per word, session 5). y is accumulated with float atomics (the order of the few
+// partial sums per output may vary between runs, at float32 rounding level).
+//
+// Work split: units of 16 rows x 256 columns (2 KiB of codes) are dealt to all warps of the grid in
+// contiguous balanced runs; each warp copies its next `stages` - 1 units into its own ring of
+// shared-memory stages with cp.async (4 rows x 128 contiguous bytes per copy instruction), and
+// reads them in the mma layout (thread (g, t) = lane 4 g + t takes rows g and g + 8).
+
+/// Bytes of the scratch the tensor-core rtn GEMV needs for `batch` vectors of `cols` columns.
+inline constexpr int64_t RtnMmaScratchBytes(int batch, int64_t cols) {
+  return int64_t{2} * batch * cols + (cols / 128) * kMaxBatch * 8;
+}
+
+/// Launch shape of the tensor-core rtn GEMV (the defaults are the tuned ones; the bench sweeps the
+/// others). Valid (tiles, warps per block, stages): (1, 16, 4), (1, 16, 6), (2, 16, 3), (2, 8, 6);
+/// shared memory per block: tiles x warps x stages x 2176 bytes.
+struct RtnMmaOptions {
+  /// 16-row tiles per unit: 2 shares each x load between 32 rows.
+  int tiles = 1;
+  int warps = 16;
+  int stages = 4;
+  /// Programmatic dependent launch: the GEMV is chained to its prologue (its weight copies start
+  /// before the prologue ends), and the prologue to the preceding kernel in the stream (it waits
+  /// for that kernel's end before it reads x or writes, so a GEMV that feeds the next one's x is
+  /// safe; the next GEMV's first weight copies then overlap this one's last blocks).
+  bool pdl = true;
+  bool Valid() const;
+};
+
+/// The prologue alone: x ([batch][cols] float32) into `scratch` (RtnMmaScratchBytes(batch, cols)
+/// bytes, 16-byte aligned), and y ([batch][rows]) zeroed; `pdl` as in RtnMmaOptions.
+cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows, void* scratch,
+                          float* y, bool pdl, cudaStream_t stream);
+
+/// The GEMV alone: y += W x for the x prepared in `scratch` by RtnMmaPrepare (same batch and
+/// cols); y must hold zeros (or partial sums to add to).
+cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratch, float* y,
+                               const RtnMmaOptions& options, cudaStream_t stream);
+
+/// y = W x for rtn 4-bit group-128 weights on the tensor cores: RtnMmaPrepare, then
+/// RtnGemvMmaPrepared (two launches, any batch 1..16). cols must be a multiple of 256 (any
+/// rows >= 1); `scratch` holds RtnMmaScratchBytes(batch, cols) bytes, 16-byte aligned. Equal to
+/// decode-then-multiply up to the F16 rounding of x and float32 rounding.
+cudaError_t RtnGemvMma(const RtnMatrix& w, const float* x, int batch, void* scratch, float* y,
+                       const RtnMmaOptions& options, cudaStream_t stream);
 
 }  // namespace hc::cuda
 
