@@ -128,9 +128,10 @@ void CodesAvx2(const float* x, int n, float m, float inv, float top, uint32_t* q
 #endif
 
 // One group: its range, the scale (hi - lo) / qmax and zero lo rounded to F16 (stored
-// little-endian at sz[0..4)), and the codes. Returns false when the scale or zero is beyond
+// little-endian at sz[0..4), and as floats in *scale and *zero), and the codes. Returns false when the scale or zero is beyond
 // F16.
-bool QuantiseGroup(const float* x, int n, uint32_t qmax, uint32_t* q, uint8_t* sz) {
+bool QuantiseGroup(const float* x, int n, uint32_t qmax, uint32_t* q, uint8_t* sz,
+                   float* scale, float* zero) {
   const bool simd = RtnAvx2();
   float lo, hi;
   (simd ? RangeAvx2 : RangeScalar)(x, n, &lo, &hi);
@@ -143,6 +144,8 @@ bool QuantiseGroup(const float* x, int n, uint32_t qmax, uint32_t* q, uint8_t* s
   sz[1] = static_cast<uint8_t>(sh >> 8);
   sz[2] = static_cast<uint8_t>(mh);
   sz[3] = static_cast<uint8_t>(mh >> 8);
+  *scale = s;
+  *zero = m;
   return std::isfinite(s) && std::isfinite(m);
 }
 
@@ -232,12 +235,22 @@ class RtnCodec final : public Codec {
         special.store(true, std::memory_order_relaxed);
         return;
       }
+      // With `report`, each group is also reconstructed as the decoder will (the same codes
+      // and F16 scale and zero) while it is in cache, for the statistics.
+      thread_local std::vector<float> ys;
+      if (report && ys.size() < e - b) ys.resize(e - b);
+      const bool simd = RtnAvx2();
       for (uint64_t gb = b; gb < e; gb += g) {
         const uint64_t ge = std::min(e, gb + g);
         const uint64_t gi = gb / g;
+        float sc = 0, m = 0;
         if (!QuantiseGroup(x + (gb - b), static_cast<int>(ge - gb), qmax, qs.data() + (gb - b),
-                           scales.bytes.data() + 4 * gi)) {
+                           scales.bytes.data() + 4 * gi, &sc, &m)) {
           overflow.store(true, std::memory_order_relaxed);
+        }
+        if (report) {
+          (simd ? DequantAvx2 : DequantScalar)(qs.data() + (gb - b), ge - gb, sc, m,
+                                               ys.data() + (gb - b));
         }
       }
       const uint64_t byte0 = b * static_cast<uint64_t>(o_.bits) / 8;
@@ -245,19 +258,6 @@ class RtnCodec final : public Codec {
       PackLsbFirst(absl::MakeConstSpan(qs.data(), e - b), o_.bits,
                    absl::MakeSpan(codes.bytes.data() + byte0, nbytes));
       if (report) {
-        // The decoder's values for this unit (= one statistics chunk), from the same codes and
-        // stored F16 scales, while the input is still in cache.
-        thread_local std::vector<float> ys;
-        if (ys.size() < e - b) ys.resize(e - b);
-        const bool simd = RtnAvx2();
-        for (uint64_t gb = b; gb < e; gb += g) {
-          const uint64_t ge = std::min(e, gb + g);
-          const uint8_t* sz = scales.bytes.data() + 4 * (gb / g);
-          const float sc = HalfToFloat(static_cast<uint16_t>(sz[0] | (sz[1] << 8)));
-          const float m = HalfToFloat(static_cast<uint16_t>(sz[2] | (sz[3] << 8)));
-          (simd ? DequantAvx2 : DequantScalar)(qs.data() + (gb - b), ge - gb, sc, m,
-                                               ys.data() + (gb - b));
-        }
         hooks.chunk_reconstructed(static_cast<uint64_t>(u), absl::MakeConstSpan(x, e - b),
                                   absl::MakeSpan(ys.data(), e - b));
       }
