@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -72,12 +75,12 @@ class GridEncoder {
   GridResult Run();
 
  private:
-  // The inner pairs at offsets idx[0..n) from pair b.
-  void InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s);
-  // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b; writes the
-  // codes of trial `write` (-1: none).
-  void OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr, int write,
-                  TrialStats* s);
+  // The inner pairs at offsets idx[0..n) from pair b; x holds the unit's values from pair b.
+  void InnerPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n, InnerStats& s);
+  // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b (values in x,
+  // from pair b); writes the codes of trial `write` (-1: none).
+  void OuterPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n, const Rings* rings,
+                  int nr, int write, TrialStats* s);
   // One pass over units [u0, u1): inner pairs too if `inner` is set, then trials rings[0..nr).
   void Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
             std::vector<InnerStats>* in, std::vector<TrialStats>* ts);
@@ -91,13 +94,14 @@ class GridEncoder {
   const int64_t units_;
   const OuterTrialFn trial_;
   const InnerFn inner_;
-  std::vector<uint32_t> codes_;
+  PairCodes codes_;
 };
 
 // Inner pairs, in blocks of kLookahead: the block's values are gathered, the kernel (hc1_simd.h)
 // looks each pair up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0), then
 // the errors are summed per pair (x + y), plainly within a block and in pair order.
-void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerStats& s) {
+void GridEncoder::InnerPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n,
+                             InnerStats& s) {
   CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
   alignas(64) float px[kLookahead], py[kLookahead];
@@ -107,15 +111,15 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
   for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
     const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
     for (int k = 0; k < cnt; ++k) {
-      const int64_t i = b + idx[k0 + k];
-      px[k] = g_.x[2 * i];
-      py[k] = g_.x[2 * i + 1];
+      const int64_t o = idx[k0 + k];
+      px[k] = x[2 * o];
+      py[k] = x[2 * o + 1];
     }
     inner_(cb_, px, py, cnt, g_.cx, g_.cy, out);
     double acc0 = 0, acc1 = 0;  // plain sums per block, compensated across blocks
     for (int k = 0; k < cnt; ++k) {
       const int64_t i = b + idx[k0 + k];
-      codes_[i] = j[k];
+      codes_.Set(i, j[k]);
       max0 = std::max(max0, j[k]);
       if (jb[k] != j[k]) [[unlikely]] {
         s.patches.emplace_back(i, jb[k]);
@@ -143,8 +147,8 @@ void GridEncoder::InnerPairs(int64_t b, const uint16_t* idx, int64_t n, InnerSta
 // (hc1_simd.h: ring, pulled-in point, lookup, reconstruction (CB[j] - c) * (1 / f) + c, within an
 // ulp of the reference's division; they only feed the mean error), then the errors of every
 // trial summed plainly within the block, in pair order.
-void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Rings* rings, int nr,
-                             int write, TrialStats* s) {
+void GridEncoder::OuterPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n,
+                             const Rings* rings, int nr, int write, TrialStats* s) {
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
   double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
@@ -155,8 +159,9 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
     const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
     int pad = -1;  // the block position of the pair holding the padding element, if here
     for (int k = 0; k < cnt; ++k) {
-      const int64_t i = b + idx[k0 + k];
-      const float px = g_.x[2 * i], py = g_.x[2 * i + 1];
+      const int64_t o = idx[k0 + k];
+      const int64_t i = b + o;
+      const float px = x[2 * o], py = x[2 * o + 1];
       const float dx = px - g_.cx, dy = py - g_.cy;
       bi[k] = i;
       bdx[k] = dx;
@@ -182,7 +187,7 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
       fin[t].Add(acc);
       mx[t] = m;
       if (t == write) {
-        for (int k = 0; k < cnt; ++k) codes_[bi[k]] = ct[k];
+        for (int k = 0; k < cnt; ++k) codes_.Set(bi[k], ct[k]);
       }
     }
   }
@@ -194,20 +199,30 @@ void GridEncoder::OuterPairs(int64_t b, const uint16_t* idx, int64_t n, const Ri
 
 void GridEncoder::Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
                        std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
+  // Per unit: its values (widened into a unit-sized scratch unless read in place), the
+  // inner/outer order, then the pairs.
   ex_.ParallelFor(u1 - u0, [&](int64_t v) {
     const int64_t u = u0 + v;
     const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
-    const uint16_t* order = g_.order.data() + b;
-    const int64_t ni = g_.unit_inner[u];
-    if (inner) InnerPairs(b, order, ni, (*in)[u]);
-    if (nr > 0) OuterPairs(b, order + ni, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
+    struct Scratch {
+      float x[2 * kUnitPairs];
+      uint16_t order[kUnitPairs];
+    };
+    const std::unique_ptr<Scratch> scratch(new Scratch);  // every entry used is written first
+    const float* x = g_.src.Read(b, e, scratch->x);
+    const uint16_t* order = scratch->order;
+    const int64_t ni = g_.Split(x, e - b, scratch->order);
+    if (inner) InnerPairs(b, x, order, ni, (*in)[u]);
+    if (nr > 0) {
+      OuterPairs(b, x, order + ni, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
+    }
   });
 }
 
 GridResult GridEncoder::Run() {
   GridResult res;
   res.n = static_cast<int64_t>(stride_) - 1;
-  codes_.assign(g_.M, 0);
+  codes_ = PairCodes(g_.M, WideCodes(o_));  // every pair's code is written below
   const double numel = static_cast<double>(g_.numel);
   std::vector<InnerStats> in(units_);
   std::vector<TrialStats> ts(units_ * kBatch);
@@ -310,7 +325,7 @@ GridResult GridEncoder::Run() {
     Pass(0, units_, false, &rings, 1, 0, nullptr, &ts);
   }
   for (const InnerStats& s : in) {
-    for (const auto& [i, jb] : s.patches) codes_[i] = jb;
+    for (const auto& [i, jb] : s.patches) codes_.Set(i, jb);
   }
   res.K = K;
   fin1.Add(best_stats.fin);
@@ -321,6 +336,121 @@ GridResult GridEncoder::Run() {
 }
 
 }  // namespace
+
+const float* PairSource::Read(int64_t b, int64_t e, float* scratch) const {
+  const int64_t e0 = 2 * b, e1 = std::min(2 * e, numel);  // real elements [e0, e1)
+  if (dtype == DType::kF32 && e1 == 2 * e && reinterpret_cast<uintptr_t>(data) % 4 == 0) {
+    return reinterpret_cast<const float*>(data) + e0;
+  }
+  const size_t esize = DTypeSize(dtype);
+  WidenToF32(dtype, data + e0 * esize, static_cast<size_t>(e1 - e0), scratch);
+  if (e1 < 2 * e) scratch[e1 - e0] = pad;
+  return scratch;
+}
+
+int64_t Geometry::Split(const float* x, int64_t n, uint16_t* order) const {
+  uint16_t outer_idx[kUnitPairs];
+  uint32_t ni = 0, no = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool in = Inner(x[2 * i], x[2 * i + 1]);
+    order[ni] = outer_idx[no] = static_cast<uint16_t>(i);
+    ni += in;
+    no += !in;
+  }
+  std::memcpy(order + ni, outer_idx, no * sizeof(uint16_t));
+  return ni;
+}
+
+namespace {
+
+// The idle buffers of PairCodes, largest kept first when over the limits.
+struct CodePool {
+  std::mutex mu;
+  std::vector<std::pair<uint8_t*, size_t>> idle;  // buffer, capacity
+  size_t bytes = 0;
+};
+
+CodePool& Pool() {
+  static CodePool* pool = new CodePool;
+  return *pool;
+}
+
+}  // namespace
+
+PairCodes::PairCodes(int64_t size, bool wide) : size_(size), wide_(wide) {
+  const size_t need = static_cast<size_t>(size) * (wide ? 4 : 2);
+  CodePool& pool = Pool();
+  {
+    // The smallest idle buffer that fits.
+    std::lock_guard<std::mutex> lock(pool.mu);
+    size_t pick = pool.idle.size();
+    for (size_t k = 0; k < pool.idle.size(); ++k) {
+      if (pool.idle[k].second >= need &&
+          (pick == pool.idle.size() || pool.idle[k].second < pool.idle[pick].second)) {
+        pick = k;
+      }
+    }
+    if (pick < pool.idle.size()) {
+      data_ = pool.idle[pick].first;
+      capacity_ = pool.idle[pick].second;
+      pool.bytes -= capacity_;
+      pool.idle.erase(pool.idle.begin() + static_cast<std::ptrdiff_t>(pick));
+      return;
+    }
+  }
+  data_ = new uint8_t[need];  // no zero fill: every code is written before it is read
+  capacity_ = need;
+}
+
+PairCodes& PairCodes::operator=(PairCodes&& o) noexcept {
+  if (this != &o) {
+    Release();
+    data_ = std::exchange(o.data_, nullptr);
+    capacity_ = std::exchange(o.capacity_, 0);
+    size_ = std::exchange(o.size_, 0);
+    wide_ = o.wide_;
+  }
+  return *this;
+}
+
+PairCodes::~PairCodes() { Release(); }
+
+// Back to the pool; the smallest idle buffers are freed while the pool is over its limits.
+void PairCodes::Release() {
+  if (data_ == nullptr) return;
+  std::vector<uint8_t*> drop;
+  if (capacity_ > kPoolBytes) {
+    drop.push_back(data_);
+  } else {
+    CodePool& pool = Pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    pool.idle.emplace_back(data_, capacity_);
+    pool.bytes += capacity_;
+    while (pool.bytes > kPoolBytes || pool.idle.size() > kPoolBuffers) {
+      auto smallest = std::min_element(pool.idle.begin(), pool.idle.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+      drop.push_back(smallest->first);
+      pool.bytes -= smallest->second;
+      pool.idle.erase(smallest);
+    }
+  }
+  for (uint8_t* p : drop) delete[] p;  // outside the lock
+  data_ = nullptr;
+  capacity_ = 0;
+  size_ = 0;
+}
+
+size_t PairCodes::PoolIdleBytes() {
+  CodePool& pool = Pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  return pool.bytes;
+}
+
+bool WideCodes(const Hc1Options& o) {
+  int64_t n_max = 1;
+  for (int64_t n : o.n) n_max = std::max(n_max, n);
+  return (n_max + 1) * (o.class_max + 1) - 1 > 65535;
+}
 
 GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
                       Executor& ex) {
