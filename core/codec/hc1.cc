@@ -265,21 +265,15 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     uint32_t inner = 0;
   };
   std::vector<Far> fars(units);
+  const hc1::ScanFn scan = hc1::BestScan();
   ex.ParallelFor(units, [&](int64_t u) {
     Far& f = fars[u];
     const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
     std::unique_ptr<float[]> scratch(new float[2 * kUnitPairs]);
     const float* x = g.src.Read(b, e, scratch.get());
-    uint32_t ni = 0;
-    float smax = -1;
-    for (int64_t i = 0; i < e - b; ++i) {
-      const float px = x[2 * i], py = x[2 * i + 1];
-      const float dx = px - g.cx, dy = py - g.cy;
-      smax = std::max(smax, dx * dx + dy * dy);
-      ni += g.Inner(px, py);
-    }
-    f.s = smax;
-    f.inner = ni;
+    int64_t ni = 0;
+    scan(x, e - b, g.cx, g.cy, g.square(), &f.s, &ni);
+    f.inner = static_cast<uint32_t>(ni);
   });
   float smax = -1;
   for (const Far& f : fars) {

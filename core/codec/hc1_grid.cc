@@ -57,6 +57,24 @@ struct TrialStats {
 // Class trials computed per pass over the data (the presets need one pass).
 constexpr int kBatch = 4;
 
+// One unit's working arrays, one set per thread (a pass body runs no other pass body on its
+// thread, so one is never used twice at once): the widened values, then the inner and outer
+// pairs as arrays with their offsets.
+struct UnitScratch {
+  alignas(64) float x[2 * kUnitPairs];
+  alignas(64) float ix[kUnitPairs];
+  alignas(64) float iy[kUnitPairs];
+  alignas(64) float ox[kUnitPairs];
+  alignas(64) float oy[kUnitPairs];
+  alignas(64) uint16_t ii[kUnitPairs];
+  alignas(64) uint16_t oi[kUnitPairs];
+
+  static UnitScratch& Get() {
+    thread_local std::unique_ptr<UnitScratch> s(new UnitScratch);
+    return *s;
+  }
+};
+
 // Encodes the tensor with one codebook size: the inner pairs, the class-count search over the
 // outer pairs, the final codes.
 class GridEncoder {
@@ -70,17 +88,19 @@ class GridEncoder {
         stride_(static_cast<uint32_t>(n + 1)),
         units_(g.units()),
         trial_(BestOuterTrial()),
-        inner_(BestInner()) {}
+        inner_(BestInner()),
+        split_(BestSplit()) {}
 
   GridResult Run();
 
  private:
-  // The inner pairs at offsets idx[0..n) from pair b; x holds the unit's values from pair b.
-  void InnerPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n, InnerStats& s);
-  // Runs trials rings[0..nr) on the outer pairs at offsets idx[0..n) from pair b (values in x,
-  // from pair b); writes the codes of trial `write` (-1: none).
-  void OuterPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n, const Rings* rings,
-                  int nr, int write, TrialStats* s);
+  // The n inner pairs (xs[k], ys[k]) at offsets idx[k] from pair b.
+  void InnerPairs(int64_t b, const float* xs, const float* ys, const uint16_t* idx, int64_t n,
+                  InnerStats& s);
+  // Runs trials rings[0..nr) on the n outer pairs (xs[k], ys[k]) at offsets idx[k] from pair b;
+  // writes the codes of trial `write` (-1: none).
+  void OuterPairs(int64_t b, const float* xs, const float* ys, const uint16_t* idx, int64_t n,
+                  const Rings* rings, int nr, int write, TrialStats* s);
   // One pass over units [u0, u1): inner pairs too if `inner` is set, then trials rings[0..nr).
   void Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
             std::vector<InnerStats>* in, std::vector<TrialStats>* ts);
@@ -94,28 +114,23 @@ class GridEncoder {
   const int64_t units_;
   const OuterTrialFn trial_;
   const InnerFn inner_;
+  const SplitFn split_;
   PairCodes codes_;
 };
 
-// Inner pairs, in blocks of kLookahead: the block's values are gathered, the kernel (hc1_simd.h)
+// Inner pairs, in blocks of kLookahead: the kernel (hc1_simd.h)
 // looks each pair up at p itself (class trials, K = 0) and at float32(p - c) + c (K > 0), then
 // the errors are summed per pair (x + y), plainly within a block and in pair order.
-void GridEncoder::InnerPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n,
-                             InnerStats& s) {
+void GridEncoder::InnerPairs(int64_t b, const float* xs, const float* ys, const uint16_t* idx,
+                             int64_t n, InnerStats& s) {
   CSum fin0, fin1;
   uint32_t max0 = 0, max1 = 0;
-  alignas(64) float px[kLookahead], py[kLookahead];
   alignas(64) uint32_t j[kLookahead], jb[kLookahead];
   alignas(64) double ex0[kLookahead], ey0[kLookahead], ex1[kLookahead], ey1[kLookahead];
   const InnerOut out{j, jb, ex0, ey0, ex1, ey1};
   for (int64_t k0 = 0; k0 < n; k0 += kLookahead) {
     const int cnt = static_cast<int>(std::min<int64_t>(kLookahead, n - k0));
-    for (int k = 0; k < cnt; ++k) {
-      const int64_t o = idx[k0 + k];
-      px[k] = x[2 * o];
-      py[k] = x[2 * o + 1];
-    }
-    inner_(cb_, px, py, cnt, g_.cx, g_.cy, out);
+    inner_(cb_, xs + k0, ys + k0, cnt, g_.cx, g_.cy, out);
     double acc0 = 0, acc1 = 0;  // plain sums per block, compensated across blocks
     for (int k = 0; k < cnt; ++k) {
       const int64_t i = b + idx[k0 + k];
@@ -147,8 +162,8 @@ void GridEncoder::InnerPairs(int64_t b, const float* x, const uint16_t* idx, int
 // (hc1_simd.h: ring, pulled-in point, lookup, reconstruction (CB[j] - c) * (1 / f) + c, within an
 // ulp of the reference's division; they only feed the mean error), then the errors of every
 // trial summed plainly within the block, in pair order.
-void GridEncoder::OuterPairs(int64_t b, const float* x, const uint16_t* idx, int64_t n,
-                             const Rings* rings, int nr, int write, TrialStats* s) {
+void GridEncoder::OuterPairs(int64_t b, const float* xs, const float* ys, const uint16_t* idx,
+                             int64_t n, const Rings* rings, int nr, int write, TrialStats* s) {
   CSum fin[kBatch];
   uint32_t mx[kBatch] = {};
   double bdx[kBlock], bdy[kBlock], bd[kBlock], bpx[kBlock], bpy[kBlock];
@@ -159,9 +174,8 @@ void GridEncoder::OuterPairs(int64_t b, const float* x, const uint16_t* idx, int
     const int cnt = static_cast<int>(std::min<int64_t>(kBlock, n - k0));
     int pad = -1;  // the block position of the pair holding the padding element, if here
     for (int k = 0; k < cnt; ++k) {
-      const int64_t o = idx[k0 + k];
-      const int64_t i = b + o;
-      const float px = x[2 * o], py = x[2 * o + 1];
+      const int64_t i = b + idx[k0 + k];
+      const float px = xs[k0 + k], py = ys[k0 + k];
       const float dx = px - g_.cx, dy = py - g_.cy;
       bi[k] = i;
       bdx[k] = dx;
@@ -199,22 +213,18 @@ void GridEncoder::OuterPairs(int64_t b, const float* x, const uint16_t* idx, int
 
 void GridEncoder::Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, int nr, int write,
                        std::vector<InnerStats>* in, std::vector<TrialStats>* ts) {
-  // Per unit: its values (widened into a unit-sized scratch unless read in place), the
-  // inner/outer order, then the pairs.
+  // Per unit: its values (widened into a unit-sized scratch unless read in place), split into
+  // inner and outer pairs (hc1_simd.h), then each kind.
   ex_.ParallelFor(u1 - u0, [&](int64_t v) {
     const int64_t u = u0 + v;
     const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
-    struct Scratch {
-      float x[2 * kUnitPairs];
-      uint16_t order[kUnitPairs];
-    };
-    const std::unique_ptr<Scratch> scratch(new Scratch);  // every entry used is written first
-    const float* x = g_.src.Read(b, e, scratch->x);
-    const uint16_t* order = scratch->order;
-    const int64_t ni = g_.Split(x, e - b, scratch->order);
-    if (inner) InnerPairs(b, x, order, ni, (*in)[u]);
+    UnitScratch& sc = UnitScratch::Get();
+    const float* x = g_.src.Read(b, e, sc.x);
+    const SplitOut so{sc.ix, sc.iy, sc.ox, sc.oy, sc.ii, sc.oi};
+    const int64_t ni = split_(x, e - b, g_.square(), so);
+    if (inner) InnerPairs(b, sc.ix, sc.iy, sc.ii, ni, (*in)[u]);
     if (nr > 0) {
-      OuterPairs(b, x, order + ni, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
+      OuterPairs(b, sc.ox, sc.oy, sc.oi, e - b - ni, rings, nr, write, ts->data() + u * kBatch);
     }
   });
 }
@@ -346,19 +356,6 @@ const float* PairSource::Read(int64_t b, int64_t e, float* scratch) const {
   WidenToF32(dtype, data + e0 * esize, static_cast<size_t>(e1 - e0), scratch);
   if (e1 < 2 * e) scratch[e1 - e0] = pad;
   return scratch;
-}
-
-int64_t Geometry::Split(const float* x, int64_t n, uint16_t* order) const {
-  uint16_t outer_idx[kUnitPairs];
-  uint32_t ni = 0, no = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const bool in = Inner(x[2 * i], x[2 * i + 1]);
-    order[ni] = outer_idx[no] = static_cast<uint16_t>(i);
-    ni += in;
-    no += !in;
-  }
-  std::memcpy(order + ni, outer_idx, no * sizeof(uint16_t));
-  return ni;
 }
 
 namespace {

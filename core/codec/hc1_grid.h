@@ -61,9 +61,8 @@ struct Geometry {
   }
   /// Whether element 2i+1 is real (not the padding).
   bool YReal(int64_t i) const { return 2 * i + 1 < numel; }
-  /// Orders the `n` <= kUnitPairs pairs of `x` (2n floats): order[0..inner) lists the inner
-  /// pairs, then order[inner..n) the outer ones, each ascending. Returns the inner count.
-  int64_t Split(const float* x, int64_t n, uint16_t* order) const;
+  /// The inner square as the kernels take it.
+  Square square() const { return {lox, hix, loy, hiy}; }
 };
 
 /// Every pair's index I, as uint16 when every index the options allow fits (`wide` false),

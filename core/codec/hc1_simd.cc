@@ -63,6 +63,37 @@ void InnerScalar(const Codebook& cb, const float* px, const float* py, int cnt, 
   }
 }
 
+int64_t SplitScalar(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  int64_t ni = 0, no = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float px = x[2 * i], py = x[2 * i + 1];
+    if ((sq.lox <= px) & (px <= sq.hix) & (sq.loy <= py) & (py <= sq.hiy)) {
+      out.ix[ni] = px;
+      out.iy[ni] = py;
+      out.ii[ni++] = static_cast<uint16_t>(i);
+    } else {
+      out.ox[no] = px;
+      out.oy[no] = py;
+      out.oi[no++] = static_cast<uint16_t>(i);
+    }
+  }
+  return ni;
+}
+
+void ScanScalar(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner) {
+  float m = -1;
+  int64_t ni = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float px = x[2 * i], py = x[2 * i + 1];
+    const float dx = px - cx, dy = py - cy;
+    m = std::max(m, dx * dx + dy * dy);
+    ni += (sq.lox <= px) & (px <= sq.hix) & (sq.loy <= py) & (py <= sq.hiy);
+  }
+  *smax = m;
+  *inner = ni;
+}
+
 #if defined(__x86_64__)
 
 #define HC1_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
@@ -343,8 +374,88 @@ HC1_AVX512 void InnerAvx512(
   }
 }
 
+// The inner test of 16 pairs: x in pairs k..k+7 from `a`, k+8..k+15 from `b` (interleaved),
+// deinterleaved into xs and ys (lane l: pair l).
+HC1_AVX512 inline __mmask16 InnerMask(__m512 a, __m512 b, const Square& sq, __m512* xs,
+                                      __m512* ys) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  *xs = _mm512_permutex2var_ps(a, even, b);
+  *ys = _mm512_permutex2var_ps(a, odd, b);
+  return _mm512_cmp_ps_mask(*xs, _mm512_set1_ps(sq.lox), _CMP_GE_OQ) &
+         _mm512_cmp_ps_mask(*xs, _mm512_set1_ps(sq.hix), _CMP_LE_OQ) &
+         _mm512_cmp_ps_mask(*ys, _mm512_set1_ps(sq.loy), _CMP_GE_OQ) &
+         _mm512_cmp_ps_mask(*ys, _mm512_set1_ps(sq.hiy), _CMP_LE_OQ);
+}
+
+// 16 pairs per step: deinterleave, the inner mask, then each list's lanes compressed in a
+// register and stored whole at the list's end (a list never holds more than the pairs done, so
+// the 16 lanes stay inside the block's room); offsets compressed as int32 and narrowed to
+// uint16. The tail goes through the scalar reference.
+HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  int64_t ni = 0, no = 0, i = 0;
+  __m512i off = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  for (; i + 16 <= n; i += 16) {
+    __m512 xs, ys;
+    const __mmask16 in =
+        InnerMask(_mm512_loadu_ps(x + 2 * i), _mm512_loadu_ps(x + 2 * i + 16), sq, &xs, &ys);
+    const __mmask16 out_m = static_cast<__mmask16>(~in);
+    _mm512_storeu_ps(out.ix + ni, _mm512_maskz_compress_ps(in, xs));
+    _mm512_storeu_ps(out.iy + ni, _mm512_maskz_compress_ps(in, ys));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.ii + ni),
+                        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(in, off)));
+    _mm512_storeu_ps(out.ox + no, _mm512_maskz_compress_ps(out_m, xs));
+    _mm512_storeu_ps(out.oy + no, _mm512_maskz_compress_ps(out_m, ys));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.oi + no),
+                        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(out_m, off)));
+    const int c = __builtin_popcount(in);
+    ni += c;
+    no += 16 - c;
+    off = _mm512_add_epi32(off, step);
+  }
+  if (i < n) {
+    const SplitOut rest{out.ix + ni, out.iy + ni, out.ox + no, out.oy + no, out.ii + ni,
+                        out.oi + no};
+    const int64_t tail_inner = SplitScalar(x + 2 * i, n - i, sq, rest);
+    for (int64_t k = 0; k < tail_inner; ++k) rest.ii[k] = static_cast<uint16_t>(rest.ii[k] + i);
+    for (int64_t k = 0; k < n - i - tail_inner; ++k) {
+      rest.oi[k] = static_cast<uint16_t>(rest.oi[k] + i);
+    }
+    ni += tail_inner;
+  }
+  return ni;
+}
+
+// 16 pairs per step: the same float32 products and sum per lane as the scalar reference, a
+// running lane-wise max (exact, any order) and the inner count by popcount.
+HC1_AVX512 void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
+                           float* smax, int64_t* inner) {
+  __m512 m = _mm512_set1_ps(-1.0f);
+  const __m512 vcx = _mm512_set1_ps(cx), vcy = _mm512_set1_ps(cy);
+  int64_t ni = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 xs, ys;
+    const __mmask16 in =
+        InnerMask(_mm512_loadu_ps(x + 2 * i), _mm512_loadu_ps(x + 2 * i + 16), sq, &xs, &ys);
+    const __m512 dx = _mm512_sub_ps(xs, vcx), dy = _mm512_sub_ps(ys, vcy);
+    m = _mm512_maskz_max_ps(0xffff, m, _mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)));
+    ni += __builtin_popcount(in);
+  }
+  float tail_max = -1;
+  int64_t tail_inner = 0;
+  ScanScalar(x + 2 * i, n - i, cx, cy, sq, &tail_max, &tail_inner);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, m);
+  for (float v : lanes) tail_max = std::max(tail_max, v);
+  *smax = tail_max;
+  *inner = ni + tail_inner;
+}
+
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
 InnerFn BestInner() { return HaveAvx512() ? InnerAvx512 : InnerScalar; }
+SplitFn BestSplit() { return HaveAvx512() ? SplitAvx512 : SplitScalar; }
+ScanFn BestScan() { return HaveAvx512() ? ScanAvx512 : ScanScalar; }
 
 #else  // not x86-64: the scalar kernel only
 
@@ -359,6 +470,15 @@ void InnerAvx512(const Codebook& cb, const float* px, const float* py, int cnt, 
   InnerScalar(cb, px, py, cnt, cx, cy, out);
 }
 InnerFn BestInner() { return InnerScalar; }
+int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  return SplitScalar(x, n, sq, out);
+}
+SplitFn BestSplit() { return SplitScalar; }
+void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner) {
+  ScanScalar(x, n, cx, cy, sq, smax, inner);
+}
+ScanFn BestScan() { return ScanScalar; }
 
 #endif
 
