@@ -33,46 +33,6 @@ constexpr int64_t kMaxN = 65536;
 constexpr int kMaxClass = hc1::kMaxRings;
 constexpr size_t kMaxNList = 16;
 
-// Packs codes MSB-first after z zero bits, in parallel units. Units whose first byte is shared
-// with the previous unit keep that byte aside; it is ORed in afterwards, in unit order.
-template <typename T>
-void PackCodes(const T* codes, int64_t M, int w, int z, std::vector<uint8_t>& out, Executor& ex) {
-  const int64_t units = (M + kUnitPairs - 1) / kUnitPairs;
-  std::vector<uint8_t> shared(units, 0);
-  ex.ParallelFor(units, [&](int64_t u) {
-    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
-    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(b) * w;
-    uint64_t byte = bit0 >> 3;
-    int nbits = static_cast<int>(bit0 & 7);
-    const bool first_shared = u > 0 && nbits != 0;
-    bool first = true;
-    uint64_t acc = 0;
-    auto emit = [&](uint8_t v) {
-      if (first && first_shared) {
-        shared[u] = v;
-      } else {
-        out[byte] = v;
-      }
-      first = false;
-      ++byte;
-    };
-    for (int64_t i = b; i < e; ++i) {
-      acc = (acc << w) | codes[i];
-      nbits += w;
-      while (nbits >= 8) {
-        nbits -= 8;
-        emit(static_cast<uint8_t>(acc >> nbits));
-      }
-      acc &= (uint64_t{1} << nbits) - 1;
-    }
-    if (nbits > 0) emit(static_cast<uint8_t>(acc << (8 - nbits)));
-  });
-  for (int64_t u = 1; u < units; ++u) {
-    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(u * kUnitPairs) * w;
-    if (bit0 & 7) out[bit0 >> 3] |= shared[u];
-  }
-}
-
 int BitLength(uint32_t v) { return v == 0 ? 1 : 32 - std::countl_zero(v); }
 
 // The decoder: a table of every index's float32 output, then one lookup per element.
@@ -351,9 +311,9 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   EncodedPart codes{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(M, w, z))};
   codes.shape = {static_cast<int64_t>(codes.bytes.size())};
   if (chosen.codes.wide()) {
-    PackCodes(chosen.codes.u32(), M, w, z, codes.bytes, ex);
+    hc1::PackCodes(chosen.codes.u32(), M, w, z, absl::MakeSpan(codes.bytes), ex);
   } else {
-    PackCodes(chosen.codes.u16(), M, w, z, codes.bytes, ex);
+    hc1::PackCodes(chosen.codes.u16(), M, w, z, absl::MakeSpan(codes.bytes), ex);
   }
   chosen.codes.Reset();
   EncodedPart side{"side", DType::kF32, {4}, std::vector<uint8_t>(16)};

@@ -449,6 +449,89 @@ bool WideCodes(const Hc1Options& o) {
   return (n_max + 1) * (o.class_max + 1) - 1 > 65535;
 }
 
+namespace {
+
+// One unit of PackCodes: codes c[0..n) from bit bit0. The unit's first byte goes to
+// *first_byte (the caller's side slot when that byte is shared with the previous unit); then
+// whole bytes one by one until the accumulator holds under 8 bits, then 4 bytes at a time
+// (big-endian stores of a 64-bit accumulator's top bits), then the rest.
+template <typename T>
+void PackUnit(const T* c, int64_t n, int w, uint64_t bit0, uint8_t* out, uint8_t* first_byte) {
+  uint64_t byte = bit0 >> 3;
+  int nb = static_cast<int>(bit0 & 7);
+  uint64_t acc = 0;  // nb pending bits
+  int64_t i = 0;
+  bool first = true;
+  while (i < n && first) {
+    acc = (acc << w) | c[i++];
+    nb += w;
+    if (nb >= 8) {
+      nb -= 8;
+      *first_byte = static_cast<uint8_t>(acc >> nb);
+      ++byte;
+      first = false;
+      while (nb >= 8) {
+        nb -= 8;
+        out[byte++] = static_cast<uint8_t>(acc >> nb);
+      }
+      acc &= (uint64_t{1} << nb) - 1;
+    }
+  }
+  for (; i < n; ++i) {  // nb < 32 here, so nb + w <= 63
+    acc = (acc << w) | c[i];
+    nb += w;
+    if (nb >= 32) {
+      nb -= 32;
+      const uint32_t v = __builtin_bswap32(static_cast<uint32_t>(acc >> nb));  // little-endian
+      std::memcpy(out + byte, &v, 4);
+      byte += 4;
+      acc &= (uint64_t{1} << nb) - 1;
+    }
+  }
+  while (nb >= 8) {
+    nb -= 8;
+    out[byte++] = static_cast<uint8_t>(acc >> nb);
+  }
+  if (nb > 0) {
+    const uint8_t v = static_cast<uint8_t>(acc << (8 - nb));
+    if (first) {
+      *first_byte = v;
+    } else {
+      out[byte] = v;
+    }
+  }
+}
+
+// Units whose first byte is shared with the previous unit keep that byte aside; it is ORed in
+// afterwards, in unit order.
+template <typename T>
+void PackAll(const T* codes, int64_t M, int w, int z, absl::Span<uint8_t> out, Executor& ex) {
+  const int64_t units = (M + kUnitPairs - 1) / kUnitPairs;
+  std::vector<uint8_t> shared(units, 0);
+  ex.ParallelFor(units, [&](int64_t u) {
+    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
+    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(b) * w;
+    const bool first_shared = u > 0 && (bit0 & 7) != 0;
+    PackUnit(codes + b, e - b, w, bit0, out.data(),
+             first_shared ? &shared[u] : out.data() + (bit0 >> 3));
+  });
+  for (int64_t u = 1; u < units; ++u) {
+    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(u * kUnitPairs) * w;
+    if (bit0 & 7) out[bit0 >> 3] |= shared[u];
+  }
+}
+
+}  // namespace
+
+void PackCodes(const uint16_t* codes, int64_t M, int w, int z, absl::Span<uint8_t> out,
+               Executor& ex) {
+  PackAll(codes, M, w, z, out, ex);
+}
+void PackCodes(const uint32_t* codes, int64_t M, int w, int z, absl::Span<uint8_t> out,
+               Executor& ex) {
+  PackAll(codes, M, w, z, out, ex);
+}
+
 GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
                       Executor& ex) {
   return GridEncoder(g, n, o, raw_above, ex).Run();

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "core/base/dtype.h"
 #include "core/base/parallel.h"
 #include "core/codec/hc1.h"
@@ -147,6 +148,14 @@ struct GridResult {
 /// result comes back.
 GridResult EncodeGrid(const Geometry& g, int64_t n, const Hc1Options& o, double raw_above,
                       Executor& ex);
+
+/// Packs codes[0..M) MSB-first at `w` bits (1..32; every code < 2^w) after `z` zero bits into
+/// `out` (PackedBytes(M, w, z) bytes, every byte written), as core/io/bit_pack.h's PackMsbFirst
+/// does, in parallel units of kUnitPairs codes: the same bytes whatever the executor.
+void PackCodes(const uint16_t* codes, int64_t M, int w, int z, absl::Span<uint8_t> out,
+               Executor& ex);
+void PackCodes(const uint32_t* codes, int64_t M, int w, int z, absl::Span<uint8_t> out,
+               Executor& ex);
 
 /// Rounds of the early-stopping first pass: round r (1-based) ends at unit
 /// ceil(r * units / min(units, kRounds)).
