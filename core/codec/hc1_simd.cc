@@ -121,11 +121,11 @@ HC1_AVX512 inline __m256i LocateCells(const Codebook::Locator& loc, __m512d qx, 
 }
 
 // The kSlots candidates of each lane's cell: slots 0-1 and 2-3 gathered as one 64-bit element
-// each (little-endian: the lower slot in the low half), slot 4 alone. Returns the lanes whose
-// cell does not overflow (the others take the scalar way).
+// each (little-endian: the lower slot in the low half). Returns the lanes whose cell does not
+// overflow (the others take the scalar way).
 HC1_AVX512 inline __mmask8 GatherSlots(const int* slots, __m256i cell, __mmask8 on_grid,
                                        __m256i* s) {
-  static_assert(Layout::kSlots == 5);
+  static_assert(Layout::kSlots == 4);
   const __m512i s01 =
       _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell, slots, 4);
   const __m512i s23 = _mm512_mask_i32gather_epi64(
@@ -134,8 +134,6 @@ HC1_AVX512 inline __mmask8 GatherSlots(const int* slots, __m256i cell, __mmask8 
   s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
   s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
   s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
-  s[4] = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), on_grid,
-                                      _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
   const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
   return on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
 }
