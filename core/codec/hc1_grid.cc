@@ -477,6 +477,26 @@ void PackUnit(const T* c, int64_t n, int w, uint64_t bit0, uint8_t* out, uint8_t
       acc &= (uint64_t{1} << nb) - 1;
     }
   }
+  if (w <= 15) {
+    // Groups of 8 codes: exactly w whole bytes each (8w bits above the nb < 8 pending ones), so
+    // a fixed, branch-free step: 8 codes into a 128-bit accumulator (nb + 8w <= 127 bits), the
+    // top 8w bits out big-endian. A 16-byte store while it stays inside the unit's bytes (the
+    // last partial byte included), else exactly w bytes.
+    const uint64_t end_byte = (bit0 + static_cast<uint64_t>(n) * w + 7) >> 3;  // past the unit
+    for (; i + 8 <= n; i += 8) {
+      unsigned __int128 v = acc;
+      for (int k = 0; k < 8; ++k) v = (v << w) | c[i + k];
+      const unsigned __int128 top = (v >> nb) << (128 - 8 * w);
+      const unsigned __int128 be = __builtin_bswap128(top);  // little-endian host
+      if (byte + 16 <= end_byte) {
+        std::memcpy(out + byte, &be, 16);
+      } else {
+        std::memcpy(out + byte, &be, static_cast<size_t>(w));
+      }
+      byte += static_cast<uint64_t>(w);
+      acc = static_cast<uint64_t>(v) & ((uint64_t{1} << nb) - 1);
+    }
+  }
   for (; i < n; ++i) {  // nb < 32 here, so nb + w <= 63
     acc = (acc << w) | c[i];
     nb += w;
