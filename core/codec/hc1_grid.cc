@@ -483,18 +483,26 @@ void PackUnit(const T* c, int64_t n, int w, uint64_t bit0, uint8_t* out, uint8_t
     // top 8w bits out big-endian. A 16-byte store while it stays inside the unit's bytes (the
     // last partial byte included), else exactly w bytes.
     const uint64_t end_byte = (bit0 + static_cast<uint64_t>(n) * w + 7) >> 3;  // past the unit
+    const int w2 = 2 * w, w3 = 3 * w, w4 = 4 * w, w8 = 8 * w;
+    const uint64_t mask = (uint64_t{1} << nb) - 1;  // nb is the same after every group
     for (; i + 8 <= n; i += 8) {
-      unsigned __int128 v = acc;
-      for (int k = 0; k < 8; ++k) v = (v << w) | c[i + k];
-      const unsigned __int128 top = (v >> nb) << (128 - 8 * w);
-      const unsigned __int128 be = __builtin_bswap128(top);  // little-endian host
+      // Two halves of 4 codes (4w <= 60 bits each), shifts independent of each other.
+      const T* g = c + i;
+      const uint64_t hi = (uint64_t{g[0]} << w3) | (uint64_t{g[1]} << w2) |
+                          (uint64_t{g[2]} << w) | uint64_t{g[3]};
+      const uint64_t lo = (uint64_t{g[4]} << w3) | (uint64_t{g[5]} << w2) |
+                          (uint64_t{g[6]} << w) | uint64_t{g[7]};
+      const unsigned __int128 v = (static_cast<unsigned __int128>(acc) << w8) |
+                                  (static_cast<unsigned __int128>(hi) << w4) | lo;
+      // The group's first bit to bit 127; the nb bits left below the w bytes stored are kept.
+      const unsigned __int128 be = __builtin_bswap128(v << (128 - nb - w8));  // little-endian
       if (byte + 16 <= end_byte) {
         std::memcpy(out + byte, &be, 16);
       } else {
         std::memcpy(out + byte, &be, static_cast<size_t>(w));
       }
       byte += static_cast<uint64_t>(w);
-      acc = static_cast<uint64_t>(v) & ((uint64_t{1} << nb) - 1);
+      acc = static_cast<uint64_t>(v) & mask;
     }
   }
   for (; i < n; ++i) {  // nb < 32 here, so nb + w <= 63
