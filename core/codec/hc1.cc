@@ -229,10 +229,13 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   ex.ParallelFor(units, [&](int64_t u) {
     Far& f = fars[u];
     const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
-    std::unique_ptr<float[]> scratch(new float[2 * kUnitPairs]);
-    const float* x = g.src.Read(b, e, scratch.get());
     int64_t ni = 0;
-    scan(x, e - b, g.cx, g.cy, g.square(), &f.s, &ni);
+    if (const uint16_t* h = g.src.F16(b, e); h != nullptr) {
+      hc1::ScanF16Avx512(h, e - b, g.cx, g.cy, g.square(), &f.s, &ni);
+    } else {
+      std::unique_ptr<float[]> scratch(new float[2 * kUnitPairs]);
+      scan(g.src.Read(b, e, scratch.get()), e - b, g.cx, g.cy, g.square(), &f.s, &ni);
+    }
     f.inner = static_cast<uint32_t>(ni);
   });
   float smax = -1;

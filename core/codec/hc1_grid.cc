@@ -219,9 +219,10 @@ void GridEncoder::Pass(int64_t u0, int64_t u1, bool inner, const Rings* rings, i
     const int64_t u = u0 + v;
     const int64_t b = u * kUnitPairs, e = std::min(g_.M, b + kUnitPairs);
     UnitScratch& sc = UnitScratch::Get();
-    const float* x = g_.src.Read(b, e, sc.x);
     const SplitOut so{sc.ix, sc.iy, sc.ox, sc.oy, sc.ii, sc.oi};
-    const int64_t ni = split_(x, e - b, g_.square(), so);
+    const uint16_t* h = g_.src.F16(b, e);
+    const int64_t ni = h != nullptr ? SplitF16Avx512(h, e - b, g_.square(), so)
+                                    : split_(g_.src.Read(b, e, sc.x), e - b, g_.square(), so);
     if (inner) InnerPairs(b, sc.ix, sc.iy, sc.ii, ni, (*in)[u]);
     if (nr > 0) {
       OuterPairs(b, sc.ox, sc.oy, sc.oi, e - b - ni, rings, nr, write, ts->data() + u * kBatch);

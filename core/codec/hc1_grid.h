@@ -33,6 +33,13 @@ struct PairSource {
   /// Pairs [b, e) (e <= ceil(numel / 2)) as 2 (e - b) floats: a pointer into `data` when the
   /// range is aligned F32 without the padding, else `scratch` (room for 2 (e - b) floats) filled.
   const float* Read(int64_t b, int64_t e, float* scratch) const;
+  /// Pairs [b, e) as F16 bits to read in place when the input is F16, the range holds no
+  /// padding and the AVX-512 kernels run (they widen in-register); else nullptr.
+  const uint16_t* F16(int64_t b, int64_t e) const {
+    return dtype == DType::kF16 && 2 * e <= numel && HaveAvx512()
+               ? reinterpret_cast<const uint16_t*>(data) + 2 * b
+               : nullptr;
+  }
 };
 
 /// The tensor plus everything that does not depend on n (filled by the codec).

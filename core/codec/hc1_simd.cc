@@ -1,9 +1,11 @@
 #include "core/codec/hc1_simd.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#include "core/base/dtype.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -386,18 +388,37 @@ HC1_AVX512 inline __mmask16 InnerMask(__m512 a, __m512 b, const Square& sq, __m5
          _mm512_cmp_ps_mask(*ys, _mm512_set1_ps(sq.hiy), _CMP_LE_OQ);
 }
 
+// Where the AVX-512 split and scan read 16 values (8 pairs) at element i: float32 as is, or
+// F16 widened in-register (exact for the finite values these kernels are given).
+struct F32Values {
+  const float* x;
+  HC1_AVX512 __m512 Load(int64_t i) const { return _mm512_loadu_ps(x + i); }
+  const float* Tail(int64_t i, int64_t count, float* tmp) const { return x + i; }
+};
+struct F16Values {
+  const uint16_t* h;
+  HC1_AVX512 __m512 Load(int64_t i) const {
+    return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)));
+  }
+  const float* Tail(int64_t i, int64_t count, float* tmp) const {
+    WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h + i), static_cast<size_t>(count),
+               tmp);
+    return tmp;
+  }
+};
+
 // 16 pairs per step: deinterleave, the inner mask, then each list's lanes compressed in a
 // register and stored whole at the list's end (a list never holds more than the pairs done, so
 // the 16 lanes stay inside the block's room); offsets compressed as int32 and narrowed to
-// uint16. The tail goes through the scalar reference.
-HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+// uint16. The tail (under 16 pairs) goes through the scalar reference.
+template <typename V>
+HC1_AVX512 int64_t SplitImpl(V v, int64_t n, const Square& sq, const SplitOut& out) {
   int64_t ni = 0, no = 0, i = 0;
   __m512i off = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i step = _mm512_set1_epi32(16);
   for (; i + 16 <= n; i += 16) {
     __m512 xs, ys;
-    const __mmask16 in =
-        InnerMask(_mm512_loadu_ps(x + 2 * i), _mm512_loadu_ps(x + 2 * i + 16), sq, &xs, &ys);
+    const __mmask16 in = InnerMask(v.Load(2 * i), v.Load(2 * i + 16), sq, &xs, &ys);
     const __mmask16 out_m = static_cast<__mmask16>(~in);
     _mm512_storeu_ps(out.ix + ni, _mm512_maskz_compress_ps(in, xs));
     _mm512_storeu_ps(out.iy + ni, _mm512_maskz_compress_ps(in, ys));
@@ -405,17 +426,20 @@ HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, cons
                         _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(in, off)));
     _mm512_storeu_ps(out.ox + no, _mm512_maskz_compress_ps(out_m, xs));
     _mm512_storeu_ps(out.oy + no, _mm512_maskz_compress_ps(out_m, ys));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.oi + no),
-                        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(out_m, off)));
+    _mm256_storeu_si256(
+        reinterpret_cast<__m256i*>(out.oi + no),
+        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(out_m, off)));
     const int c = __builtin_popcount(in);
     ni += c;
     no += 16 - c;
     off = _mm512_add_epi32(off, step);
   }
   if (i < n) {
+    float tmp[32];
+    const float* x = v.Tail(2 * i, 2 * (n - i), tmp);
     const SplitOut rest{out.ix + ni, out.iy + ni, out.ox + no, out.oy + no, out.ii + ni,
                         out.oi + no};
-    const int64_t tail_inner = SplitScalar(x + 2 * i, n - i, sq, rest);
+    const int64_t tail_inner = SplitScalar(x, n - i, sq, rest);
     for (int64_t k = 0; k < tail_inner; ++k) rest.ii[k] = static_cast<uint16_t>(rest.ii[k] + i);
     for (int64_t k = 0; k < n - i - tail_inner; ++k) {
       rest.oi[k] = static_cast<uint16_t>(rest.oi[k] + i);
@@ -427,27 +451,45 @@ HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, cons
 
 // 16 pairs per step: the same float32 products and sum per lane as the scalar reference, a
 // running lane-wise max (exact, any order) and the inner count by popcount.
-HC1_AVX512 void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
-                           float* smax, int64_t* inner) {
+template <typename V>
+HC1_AVX512 void ScanImpl(V v, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                         int64_t* inner) {
   __m512 m = _mm512_set1_ps(-1.0f);
   const __m512 vcx = _mm512_set1_ps(cx), vcy = _mm512_set1_ps(cy);
   int64_t ni = 0, i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 xs, ys;
-    const __mmask16 in =
-        InnerMask(_mm512_loadu_ps(x + 2 * i), _mm512_loadu_ps(x + 2 * i + 16), sq, &xs, &ys);
+    const __mmask16 in = InnerMask(v.Load(2 * i), v.Load(2 * i + 16), sq, &xs, &ys);
     const __m512 dx = _mm512_sub_ps(xs, vcx), dy = _mm512_sub_ps(ys, vcy);
-    m = _mm512_maskz_max_ps(0xffff, m, _mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)));
+    m = _mm512_maskz_max_ps(0xffff, m,
+                            _mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)));
     ni += __builtin_popcount(in);
   }
   float tail_max = -1;
   int64_t tail_inner = 0;
-  ScanScalar(x + 2 * i, n - i, cx, cy, sq, &tail_max, &tail_inner);
+  float tmp[32];
+  ScanScalar(v.Tail(2 * i, 2 * (n - i), tmp), n - i, cx, cy, sq, &tail_max, &tail_inner);
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, m);
-  for (float v : lanes) tail_max = std::max(tail_max, v);
+  for (float l : lanes) tail_max = std::max(tail_max, l);
   *smax = tail_max;
   *inner = ni + tail_inner;
+}
+
+HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  return SplitImpl(F32Values{x}, n, sq, out);
+}
+HC1_AVX512 int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq,
+                                  const SplitOut& out) {
+  return SplitImpl(F16Values{h}, n, sq, out);
+}
+HC1_AVX512 void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
+                           float* smax, int64_t* inner) {
+  ScanImpl(F32Values{x}, n, cx, cy, sq, smax, inner);
+}
+HC1_AVX512 void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                              float* smax, int64_t* inner) {
+  ScanImpl(F16Values{h}, n, cx, cy, sq, smax, inner);
 }
 
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
@@ -477,6 +519,17 @@ void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
   ScanScalar(x, n, cx, cy, sq, smax, inner);
 }
 ScanFn BestScan() { return ScanScalar; }
+int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq, const SplitOut& out) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  return SplitScalar(x.data(), n, sq, out);
+}
+void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                   float* smax, int64_t* inner) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  ScanScalar(x.data(), n, cx, cy, sq, smax, inner);
+}
 
 #endif
 

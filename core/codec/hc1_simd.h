@@ -110,6 +110,9 @@ int64_t SplitScalar(const float* x, int64_t n, const Square& sq, const SplitOut&
 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out);
 /// The best split kernel for this CPU.
 SplitFn BestSplit();
+/// SplitAvx512 reading the pairs as F16 bits (2n values, each finite: widened exactly
+/// in-register); call only when HaveAvx512(). Same output as SplitScalar on the widened values.
+int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq, const SplitOut& out);
 
 /// Over the `n` pairs of `x` (2n finite floats): the largest float32 squared distance
 /// (px - cx)^2 + (py - cy)^2 (each product and the sum rounded to float32; -1 when n is 0) and
@@ -124,6 +127,9 @@ void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
                 int64_t* inner);
 /// The best scan kernel for this CPU.
 ScanFn BestScan();
+/// ScanAvx512 reading the pairs as F16 bits (2n finite values); call only when HaveAvx512().
+void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                   float* smax, int64_t* inner);
 
 }  // namespace hc::hc1
 

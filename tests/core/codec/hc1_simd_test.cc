@@ -328,6 +328,48 @@ TEST(Hc1Simd, ScanMatchesScalar) {
   }
 }
 
+TEST(Hc1Simd, F16SplitAndScanMatchScalarOnTheWidenedValues) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  // Bounds that are F16 values, so that pairs land exactly on the edges too; subnormals and the
+  // largest finite half included.
+  const Square sq{-0.0500488f, 0.0500488f, -0.0400085f, 0.0599976f};
+  for (int64_t n : {0, 1, 15, 16, 17, 100, 4096}) {
+    std::vector<float> x = SplitInput(n, sq, static_cast<uint32_t>(n) + 3);
+    if (n > 20) {
+      x[3] = 65504.0f;
+      x[5] = 5.96e-8f;
+      x[6] = -6.1e-5f;
+    }
+    std::vector<uint8_t> h(2 * x.size());
+    NarrowFromF32(DType::kF16, x.data(), x.size(), h.data());
+    WidenToF32(DType::kF16, h.data(), x.size(), x.data());
+    const uint16_t* hp = reinterpret_cast<const uint16_t*>(h.data());
+    std::vector<float> f[2][4];
+    std::vector<uint16_t> idx[2][2];
+    int64_t ni[2];
+    for (int k = 0; k < 2; ++k) {
+      for (auto& v : f[k]) v.assign(n, -7.0f);
+      for (auto& v : idx[k]) v.assign(n, 9999);
+      const SplitOut out{f[k][0].data(), f[k][1].data(), f[k][2].data(),
+                         f[k][3].data(), idx[k][0].data(), idx[k][1].data()};
+      ni[k] = k == 0 ? SplitScalar(x.data(), n, sq, out) : SplitF16Avx512(hp, n, sq, out);
+    }
+    ASSERT_EQ(ni[0], ni[1]) << n;
+    for (int a = 0; a < 4; ++a) {
+      const int64_t len = a < 2 ? ni[0] : n - ni[0];
+      for (int64_t i = 0; i < len; ++i) ASSERT_EQ(Bits(f[0][a][i]), Bits(f[1][a][i])) << n;
+    }
+    for (int64_t i = 0; i < ni[0]; ++i) ASSERT_EQ(idx[0][0][i], idx[1][0][i]);
+    for (int64_t i = 0; i < n - ni[0]; ++i) ASSERT_EQ(idx[0][1][i], idx[1][1][i]);
+    float m0 = 0, m1 = 0;
+    int64_t i0 = 0, i1 = 0;
+    ScanScalar(x.data(), n, 0.001f, -0.002f, sq, &m0, &i0);
+    ScanF16Avx512(hp, n, 0.001f, -0.002f, sq, &m1, &i1);
+    EXPECT_EQ(Bits(m0), Bits(m1)) << n;
+    EXPECT_EQ(i0, i1) << n;
+  }
+}
+
 TEST(Hc1Grid, PackCodesMatchesPackMsbFirst) {
   std::mt19937 rng(5);
   InlineExecutor ex;
