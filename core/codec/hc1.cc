@@ -184,6 +184,10 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   std::vector<uint8_t> finite(cchunks, 1);
   ex.ParallelFor(cchunks, [&](int64_t c) {
     const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, M - b);
+    if (const uint16_t* h = g.src.F16(b, b + n); h != nullptr) {
+      finite[c] = hc1::PairSumsF16Avx512(h, n, &sx[c], &sy[c]);
+      return;
+    }
     std::unique_ptr<float[]> scratch(new float[2 * hc1::kNumpyChunk]);
     const float* x = g.src.Read(b, b + n, scratch.get());
     sx[c] = hc1::PairwiseSumF32(x, n, 2);

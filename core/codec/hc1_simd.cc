@@ -492,6 +492,75 @@ HC1_AVX512 void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, 
   ScanImpl(F16Values{h}, n, cx, cy, sq, smax, inner);
 }
 
+// PairwiseSumF32 of the x and the y lane at once: in its 8-accumulator case the accumulators
+// r[0..7] of both lanes are the 16 lanes of one register (x_j at lane 2j, y_j at 2j + 1), so
+// each step of 8 pairs is one vector add, in the same order as the scalar code; the final
+// combination and the remainder follow it exactly. `special` collects the lanes holding an
+// infinity or NaN (an all-ones float32 exponent).
+HC1_AVX512 void PairSumsRec(const uint16_t* h, int64_t n, float* sx, float* sy,
+                            __mmask16* special) {
+  const F16Values v{h};
+  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+  auto check = [&](__m512 a) HC1_AVX512 {
+    *special |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(a), exp_mask),
+                                        exp_mask);
+  };
+  if (n < 8) {
+    float tmp[16];
+    const float* x = v.Tail(0, 2 * n, tmp);
+    float rx = 0.0f, ry = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      rx += x[2 * i];
+      ry += x[2 * i + 1];
+    }
+    for (int64_t i = 0; i < 2 * n; ++i) {
+      *special |= static_cast<__mmask16>(!std::isfinite(x[i]));
+    }
+    *sx = rx;
+    *sy = ry;
+    return;
+  }
+  if (n <= 128) {
+    __m512 r = v.Load(0);
+    check(r);
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8) {
+      const __m512 a = v.Load(2 * i);
+      check(a);
+      r = _mm512_add_ps(r, a);
+    }
+    alignas(64) float l[16];
+    _mm512_store_ps(l, r);
+    float rx = ((l[0] + l[2]) + (l[4] + l[6])) + ((l[8] + l[10]) + (l[12] + l[14]));
+    float ry = ((l[1] + l[3]) + (l[5] + l[7])) + ((l[9] + l[11]) + (l[13] + l[15]));
+    float tmp[16];
+    const float* x = v.Tail(2 * i, 2 * (n - i), tmp);
+    for (int64_t k = 0; k < n - i; ++k) {
+      rx += x[2 * k];
+      ry += x[2 * k + 1];
+    }
+    for (int64_t k = 0; k < 2 * (n - i); ++k) {
+      *special |= static_cast<__mmask16>(!std::isfinite(x[k]));
+    }
+    *sx = rx;
+    *sy = ry;
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  float ax = 0, ay = 0, bx = 0, by = 0;
+  PairSumsRec(h, n2, &ax, &ay, special);
+  PairSumsRec(h + 2 * n2, n - n2, &bx, &by, special);
+  *sx = ax + bx;
+  *sy = ay + by;
+}
+
+HC1_AVX512 bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy) {
+  __mmask16 special = 0;
+  PairSumsRec(h, n, sx, sy, &special);
+  return special == 0;
+}
+
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
 InnerFn BestInner() { return HaveAvx512() ? InnerAvx512 : InnerScalar; }
 SplitFn BestSplit() { return HaveAvx512() ? SplitAvx512 : SplitScalar; }
@@ -519,6 +588,16 @@ void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
   ScanScalar(x, n, cx, cy, sq, smax, inner);
 }
 ScanFn BestScan() { return ScanScalar; }
+bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  *sx = PairwiseSumF32(x.data(), n, 2);
+  *sy = PairwiseSumF32(x.data() + 1, n, 2);
+  for (float f : x) {
+    if (!std::isfinite(f)) return false;
+  }
+  return true;
+}
 int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq, const SplitOut& out) {
   std::vector<float> x(2 * n);
   WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());

@@ -131,6 +131,12 @@ ScanFn BestScan();
 void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
                    float* smax, int64_t* inner);
 
+/// The centre pass over `n` pairs given as F16 bits (2n values, read in place and widened
+/// in-register); call only when HaveAvx512(). Sets *sx and *sy to exactly PairwiseSumF32 (hc1_geometry.h)
+/// of the widened x lane and y lane (stride 2), and returns whether every value is finite.
+/// When some value is not finite the sums are unspecified.
+bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy);
+
 }  // namespace hc::hc1
 
 #endif  // HC_CORE_CODEC_HC1_SIMD_H_

@@ -370,6 +370,32 @@ TEST(Hc1Simd, F16SplitAndScanMatchScalarOnTheWidenedValues) {
   }
 }
 
+TEST(Hc1Simd, F16PairSumsMatchPairwiseSumBitForBit) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> gauss(0.001f, 0.03f);
+  for (int64_t n : {1, 7, 8, 9, 15, 127, 128, 129, 136, 1000, 4099, 8192}) {
+    std::vector<float> x(2 * n);
+    for (float& f : x) f = gauss(rng);
+    std::vector<uint8_t> h(2 * x.size());
+    NarrowFromF32(DType::kF16, x.data(), x.size(), h.data());
+    WidenToF32(DType::kF16, h.data(), x.size(), x.data());
+    const uint16_t* hp = reinterpret_cast<uint16_t*>(h.data());
+    float sx = 0, sy = 0;
+    EXPECT_TRUE(PairSumsF16Avx512(hp, n, &sx, &sy));
+    EXPECT_EQ(Bits(sx), Bits(PairwiseSumF32(x.data(), n, 2))) << n;
+    EXPECT_EQ(Bits(sy), Bits(PairwiseSumF32(x.data() + 1, n, 2))) << n;
+    // An infinity or a NaN anywhere (vector body or remainder) is reported.
+    for (int64_t at : {int64_t{0}, n - 1, 2 * n - 1}) {
+      for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfe01}}) {
+        std::vector<uint16_t> hb(hp, hp + 2 * n);
+        hb[at] = bad;
+        EXPECT_FALSE(PairSumsF16Avx512(hb.data(), n, &sx, &sy)) << n << " " << at;
+      }
+    }
+  }
+}
+
 TEST(Hc1Grid, PackCodesMatchesPackMsbFirst) {
   std::mt19937 rng(5);
   InlineExecutor ex;
