@@ -57,9 +57,9 @@ struct TrialStats {
 // Class trials computed per pass over the data (the presets need one pass).
 constexpr int kBatch = 4;
 
-// One unit's working arrays, one set per thread (a pass body runs no other pass body on its
-// thread, so one is never used twice at once): the widened values, then the inner and outer
-// pairs as arrays with their offsets.
+// One unit's working arrays (112 KiB), one set per thread, kept for the thread's life (a pass
+// body runs no other pass body on its thread, so one is never used twice at once): the widened
+// values, then the inner and outer pairs as arrays with their offsets.
 struct UnitScratch {
   alignas(64) float x[2 * kUnitPairs];
   alignas(64) float ix[kUnitPairs];
@@ -396,7 +396,9 @@ PairCodes::PairCodes(int64_t size, bool wide) : size_(size), wide_(wide) {
       return;
     }
   }
-  data_ = new uint8_t[need];  // no zero fill: every code is written before it is read
+  // Raw storage (the codes are created in it as uint16 or uint32); no zero fill: every code
+  // is written before it is read.
+  data_ = static_cast<uint8_t*>(::operator new(need));
   capacity_ = need;
 }
 
@@ -432,7 +434,7 @@ void PairCodes::Release() {
       pool.idle.erase(smallest);
     }
   }
-  for (uint8_t* p : drop) delete[] p;  // outside the lock
+  for (uint8_t* p : drop) ::operator delete(p);  // outside the lock
   data_ = nullptr;
   capacity_ = 0;
   size_ = 0;

@@ -88,8 +88,10 @@ class PairCodes {
   PairCodes(const PairCodes&) = delete;
   PairCodes& operator=(const PairCodes&) = delete;
 
+  /// Pairs, and whether the codes are stored as uint32 (else uint16).
   int64_t size() const { return size_; }
   bool wide() const { return wide_; }
+  /// Pair i's code (v < 2^16 unless wide()).
   void Set(int64_t i, uint32_t v) {
     if (wide_) {
       reinterpret_cast<uint32_t*>(data_)[i] = v;
@@ -97,6 +99,7 @@ class PairCodes {
       reinterpret_cast<uint16_t*>(data_)[i] = static_cast<uint16_t>(v);
     }
   }
+  /// Pair i's code, as set.
   uint32_t Get(int64_t i) const {
     return wide_ ? reinterpret_cast<const uint32_t*>(data_)[i]
                  : reinterpret_cast<const uint16_t*>(data_)[i];
