@@ -29,6 +29,7 @@
 #include "core/base/simd.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc1_geometry.h"
+#include "core/codec/hc1_grid.h"
 #include "core/codec/hc1_simd.h"
 #include "core/codec/hc2_entropy.h"
 #include "core/codec/hc2_fixed.h"
@@ -526,6 +527,75 @@ void BM_Hc1Inner(benchmark::State& state) {
   SetThroughput(state, 2 * pairs, 0);
 }
 BENCHMARK(BM_Hc1Inner)->Apply(SimdArgs);
+
+// hc1's per-unit split into inner and outer pair arrays and the scan for the farthest distance
+// and inner count (hc1_simd.h), on units of 4096 pairs of Gaussian weights scaled as in
+// BM_Hc1Inner (about half the pairs outer). Args: {weights, simd}; items are weights.
+void Hc1UnitBench(benchmark::State& state, bool split) {
+  const int64_t n = state.range(0);
+  const bool simd = state.range(1) != 0;
+  if (simd && !hc1::HaveAvx512()) return state.SkipWithError("no AVX-512 on this CPU");
+  const std::vector<float>& w = Weights(n);
+  const float h = static_cast<float>(kHc1L / 2), scale = h / kSigma;
+  std::vector<float> x(w.size());
+  for (size_t i = 0; i < w.size(); ++i) x[i] = w[i] * scale;
+  const hc1::Square sq{-h, h, -h, h};
+  const int64_t pairs = n / 2;
+  std::vector<float> a(4 * hc1::kUnitPairs);
+  std::vector<uint16_t> idx(2 * hc1::kUnitPairs);
+  const hc1::SplitOut out{a.data(), a.data() + hc1::kUnitPairs, a.data() + 2 * hc1::kUnitPairs,
+                          a.data() + 3 * hc1::kUnitPairs, idx.data(),
+                          idx.data() + hc1::kUnitPairs};
+  const hc1::SplitFn split_fn = simd ? hc1::SplitAvx512 : hc1::SplitScalar;
+  const hc1::ScanFn scan_fn = simd ? hc1::ScanAvx512 : hc1::ScanScalar;
+  for (auto _ : state) {
+    for (int64_t b = 0; b < pairs; b += hc1::kUnitPairs) {
+      const int64_t cnt = std::min(hc1::kUnitPairs, pairs - b);
+      if (split) {
+        benchmark::DoNotOptimize(split_fn(x.data() + 2 * b, cnt, sq, out));
+      } else {
+        float smax = 0;
+        int64_t inner = 0;
+        scan_fn(x.data() + 2 * b, cnt, 1e-5f, -2e-5f, sq, &smax, &inner);
+        benchmark::DoNotOptimize(smax);
+        benchmark::DoNotOptimize(inner);
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  SetThroughput(state, 2 * pairs, 0);
+}
+void BM_Hc1Split(benchmark::State& state) { Hc1UnitBench(state, true); }
+void BM_Hc1Scan(benchmark::State& state) { Hc1UnitBench(state, false); }
+BENCHMARK(BM_Hc1Split)->Apply(SimdArgs);
+BENCHMARK(BM_Hc1Scan)->Apply(SimdArgs);
+
+// hc1's code packing (hc1_grid.h PackCodes: uint16 codes, 13 bits, the width of preset llm's
+// codes) against core/io's general PackMsbFirst (uint32 codes). Items are codes (pairs).
+void BM_Hc1PackCodes(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  constexpr int kWidth = 13;
+  std::mt19937 rng(3);
+  std::vector<uint16_t> c16(n);
+  for (auto& c : c16) c = static_cast<uint16_t>(rng() >> (32 - kWidth));
+  const std::vector<uint32_t> c32(c16.begin(), c16.end());
+  const int z = static_cast<int>((8 - (static_cast<uint64_t>(n) * kWidth) % 8) % 8);
+  std::vector<uint8_t> out(PackedBytes(n, kWidth, z));
+  InlineExecutor ex;
+  const bool general = state.range(1) != 0;
+  for (auto _ : state) {
+    if (general) {
+      PackMsbFirst(c32, kWidth, z, absl::MakeSpan(out));
+    } else {
+      hc1::PackCodes(c16.data(), n, kWidth, z, absl::MakeSpan(out), ex);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  SetThroughput(state, n, 0);
+}
+BENCHMARK(BM_Hc1PackCodes)->Apply([](benchmark::internal::Benchmark* b) {
+  SizeFlagArgs(b, "pack_msb_first", benchmark::kMicrosecond);
+});
 
 }  // namespace
 }  // namespace hc

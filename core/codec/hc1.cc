@@ -33,47 +33,6 @@ constexpr int64_t kMaxN = 65536;
 constexpr int kMaxClass = hc1::kMaxRings;
 constexpr size_t kMaxNList = 16;
 
-// Packs codes MSB-first after z zero bits, in parallel units. Units whose first byte is shared
-// with the previous unit keep that byte aside; it is ORed in afterwards, in unit order.
-void PackCodes(const std::vector<uint32_t>& codes, int w, int z, std::vector<uint8_t>& out,
-               Executor& ex) {
-  const int64_t M = static_cast<int64_t>(codes.size());
-  const int64_t units = (M + kUnitPairs - 1) / kUnitPairs;
-  std::vector<uint8_t> shared(units, 0);
-  ex.ParallelFor(units, [&](int64_t u) {
-    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
-    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(b) * w;
-    uint64_t byte = bit0 >> 3;
-    int nbits = static_cast<int>(bit0 & 7);
-    const bool first_shared = u > 0 && nbits != 0;
-    bool first = true;
-    uint64_t acc = 0;
-    auto emit = [&](uint8_t v) {
-      if (first && first_shared) {
-        shared[u] = v;
-      } else {
-        out[byte] = v;
-      }
-      first = false;
-      ++byte;
-    };
-    for (int64_t i = b; i < e; ++i) {
-      acc = (acc << w) | codes[i];
-      nbits += w;
-      while (nbits >= 8) {
-        nbits -= 8;
-        emit(static_cast<uint8_t>(acc >> nbits));
-      }
-      acc &= (uint64_t{1} << nbits) - 1;
-    }
-    if (nbits > 0) emit(static_cast<uint8_t>(acc << (8 - nbits)));
-  });
-  for (int64_t u = 1; u < units; ++u) {
-    const uint64_t bit0 = static_cast<uint64_t>(z) + static_cast<uint64_t>(u * kUnitPairs) * w;
-    if (bit0 & 7) out[bit0 >> 3] |= shared[u];
-  }
-}
-
 int BitLength(uint32_t v) { return v == 0 ? 1 : 32 - std::countl_zero(v); }
 
 // The decoder: a table of every index's float32 output, then one lookup per element.
@@ -164,12 +123,16 @@ class Hc1Codec final : public Codec {
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
                                        Executor& ex, const EncodeHooks& hooks) const override;
 
-  // Peak while the grid encodes: the pair order (2 bytes a pair) and the codes (4 bytes a pair),
-  // plus the float32 copy (8 bytes a pair) unless the input is used in place.
+  // Peak while packing: the codes (2 bytes a pair, 4 when an index can exceed 16 bits) and
+  // the packed stream (at most the widest index the options allow). The input is read in
+  // place, a unit at a time. Idle code buffers kept between tensors (hc1::PairCodes, at most
+  // PairCodes::kPoolBytes for the process) are not counted.
   uint64_t EncodeMemory(const TensorInfo& info) const override {
     const uint64_t pairs = (info.numel + 1) / 2;
-    const bool in_place = info.dtype == DType::kF32 && info.numel % 2 == 0;
-    return pairs * (in_place ? 6 : 14);
+    int64_t n_max = 1;
+    for (int64_t n : o_.n) n_max = std::max(n_max, n);
+    const uint32_t top = static_cast<uint32_t>((n_max + 1) * (o_.class_max + 1) - 1);
+    return pairs * (hc1::WideCodes(o_) ? 4 : 2) + (pairs * BitLength(top) + 7) / 8;
   }
 
   absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
@@ -196,29 +159,22 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   g.M = (g.numel + 1) / 2;
   const int64_t M = g.M;
 
-  // Values as float32 (F16/BF16 widened exactly), padded to 2M with numpy's float32 mean.
-  std::unique_ptr<float[]> buf;  // every element is written below: no zero fill
-  const bool direct = info.dtype == DType::kF32 && g.numel % 2 == 0 &&
-                      reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0;
-  if (direct) {
-    g.x = reinterpret_cast<const float*>(data.data());
-  } else {
-    buf.reset(new float[2 * M]);
+  // Values read per range as float32 (F16/BF16 widened exactly, into small scratch buffers);
+  // an odd length is padded with numpy's float32 mean (chunk sums in parallel, added in order).
+  g.src = {data.data(), info.dtype, g.numel, 0.0f};
+  if (g.numel % 2 == 1) {
     const size_t esize = DTypeSize(info.dtype);
     const int64_t chunks = (g.numel + hc1::kNumpyChunk - 1) / hc1::kNumpyChunk;
     std::vector<float> sums(chunks);
     ex.ParallelFor(chunks, [&](int64_t c) {
       const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, g.numel - b);
-      WidenToF32(info.dtype, data.data() + b * esize, n, buf.get() + b);
-      sums[c] = hc1::PairwiseSumF32(buf.get() + b, n, 1);
+      std::unique_ptr<float[]> x(new float[hc1::kNumpyChunk]);
+      WidenToF32(info.dtype, data.data() + b * esize, n, x.get());
+      sums[c] = hc1::PairwiseSumF32(x.get(), n, 1);
     });
-    if (g.numel % 2 == 1) {
-      float s = 0.0f;
-      for (float v : sums) s += v;
-      buf[g.numel] = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
-    }
-    g.x = buf.get();
-    if (hooks.input_copied) hooks.input_copied();
+    float s = 0.0f;
+    for (float v : sums) s += v;
+    g.src.pad = static_cast<float>(static_cast<double>(s) / static_cast<double>(g.numel));
   }
 
   // Centre: numpy's mean of the x lane and of the y lane (chunk sums in parallel, added in
@@ -228,12 +184,18 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   std::vector<uint8_t> finite(cchunks, 1);
   ex.ParallelFor(cchunks, [&](int64_t c) {
     const int64_t b = c * hc1::kNumpyChunk, n = std::min(hc1::kNumpyChunk, M - b);
-    sx[c] = hc1::PairwiseSumF32(g.x + 2 * b, n, 2);
-    sy[c] = hc1::PairwiseSumF32(g.x + 2 * b + 1, n, 2);
+    if (const uint16_t* h = g.src.F16(b, b + n); h != nullptr) {
+      finite[c] = hc1::PairSumsF16Avx512(h, n, &sx[c], &sy[c]);
+      return;
+    }
+    std::unique_ptr<float[]> scratch(new float[2 * hc1::kNumpyChunk]);
+    const float* x = g.src.Read(b, b + n, scratch.get());
+    sx[c] = hc1::PairwiseSumF32(x, n, 2);
+    sy[c] = hc1::PairwiseSumF32(x + 1, n, 2);
     uint32_t special = 0;  // an all-ones exponent: infinity or NaN
-    for (int64_t i = 2 * b; i < 2 * (b + n); ++i) {
+    for (int64_t i = 0; i < 2 * n; ++i) {
       uint32_t bits;
-      std::memcpy(&bits, g.x + i, 4);
+      std::memcpy(&bits, x + i, 4);
       special |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
     }
     finite[c] = special == 0;
@@ -258,8 +220,8 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   g.loy = static_cast<float>(static_cast<double>(g.cy) - h);
   g.hiy = static_cast<float>(static_cast<double>(g.cy) + h);
 
-  // Distances to the centre (float32): the farthest pair and the inner/outer split. The maximum
-  // is taken on squared distances (sqrt is monotonic); the first pair whose rounded distance
+  // Distances to the centre (float32): the farthest pair and the inner count. The maximum is
+  // taken on squared distances (sqrt is monotonic); the first pair whose rounded distance
   // equals D is then looked for in the first unit that reaches it.
   const int64_t units = g.units();
   struct Far {
@@ -267,28 +229,18 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     uint32_t inner = 0;
   };
   std::vector<Far> fars(units);
-  g.order.resize(M);
-  g.unit_inner.resize(units);
+  const hc1::ScanFn scan = hc1::BestScan();
   ex.ParallelFor(units, [&](int64_t u) {
     Far& f = fars[u];
     const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
-    uint16_t* order = g.order.data() + b;
-    std::vector<uint16_t> outer(e - b);
-    uint32_t ni = 0, no = 0;
-    float smax = -1;
-    for (int64_t i = b; i < e; ++i) {
-      const float px = g.x[2 * i], py = g.x[2 * i + 1];
-      const float dx = px - g.cx, dy = py - g.cy;
-      smax = std::max(smax, dx * dx + dy * dy);
-      const bool in = g.Inner(px, py);
-      order[ni] = outer[no] = static_cast<uint16_t>(i - b);
-      ni += in;
-      no += !in;
+    int64_t ni = 0;
+    if (const uint16_t* h = g.src.F16(b, e); h != nullptr) {
+      hc1::ScanF16Avx512(h, e - b, g.cx, g.cy, g.square(), &f.s, &ni);
+    } else {
+      std::unique_ptr<float[]> scratch(new float[2 * kUnitPairs]);
+      scan(g.src.Read(b, e, scratch.get()), e - b, g.cx, g.cy, g.square(), &f.s, &ni);
     }
-    std::copy(outer.begin(), outer.begin() + no, order + ni);
-    f.s = smax;
-    f.inner = ni;
-    g.unit_inner[u] = ni;
+    f.inner = static_cast<uint32_t>(ni);
   });
   float smax = -1;
   for (const Far& f : fars) {
@@ -302,12 +254,18 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     enc.raw_reason = "non-finite values";
     return enc;
   }
+  float far_xy[2] = {0, 0};
   for (int64_t u = 0; u < units; ++u) {
     if (std::sqrt(fars[u].s) != g.D) continue;
-    for (int64_t i = u * kUnitPairs;; ++i) {
-      const float dx = g.x[2 * i] - g.cx, dy = g.x[2 * i + 1] - g.cy;
+    const int64_t b = u * kUnitPairs, e = std::min(M, b + kUnitPairs);
+    std::unique_ptr<float[]> scratch(new float[2 * kUnitPairs]);
+    const float* x = g.src.Read(b, e, scratch.get());
+    for (int64_t i = 0;; ++i) {
+      const float dx = x[2 * i] - g.cx, dy = x[2 * i + 1] - g.cy;
       if (std::sqrt(dx * dx + dy * dy) == g.D) {
-        g.far = i;
+        g.far = b + i;
+        far_xy[0] = x[2 * i];
+        far_xy[1] = x[2 * i + 1];
         break;
       }
     }
@@ -338,6 +296,8 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     }
     if (within) break;
   }
+  // The input is not read again.
+  if (hooks.input_copied) hooks.input_copied();
 
   if (chosen.above) {
     enc.raw = true;
@@ -352,17 +312,17 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     return enc;
   }
 
-  // The float32 copy and the pair order are done with: free them before packing.
-  const float sv[4] = {g.cx, g.cy, g.x[2 * g.far], g.x[2 * g.far + 1]};
-  buf.reset();
-  g.x = nullptr;
-  std::vector<uint16_t>().swap(g.order);
+  const float sv[4] = {g.cx, g.cy, far_xy[0], far_xy[1]};
   const int w = BitLength(chosen.max_index);
   const int z = static_cast<int>((8 - (static_cast<uint64_t>(M) * w) % 8) % 8);
   EncodedPart codes{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(M, w, z))};
   codes.shape = {static_cast<int64_t>(codes.bytes.size())};
-  PackCodes(chosen.codes, w, z, codes.bytes, ex);
-  std::vector<uint32_t>().swap(chosen.codes);
+  if (chosen.codes.wide()) {
+    hc1::PackCodes(chosen.codes.u32(), M, w, z, absl::MakeSpan(codes.bytes), ex);
+  } else {
+    hc1::PackCodes(chosen.codes.u16(), M, w, z, absl::MakeSpan(codes.bytes), ex);
+  }
+  chosen.codes.Reset();
   EncodedPart side{"side", DType::kF32, {4}, std::vector<uint8_t>(16)};
   std::memcpy(side.bytes.data(), sv, 16);
 

@@ -76,11 +76,13 @@ class Layout {
     *count = start_[c + 1] - start_[c];
     return cand_.data() + start_[c];
   }
-  /// Set in slot 3 of a cell whose list is longer than kSlots.
+  /// Set in the last slot of a cell whose list is longer than kSlots.
   static constexpr uint32_t kOverflow = uint32_t{1} << 31;
   /// Candidates kept inline per cell: the list, padded with row n + 1, a dummy at infinity that
   /// never wins, so a lookup evaluates exactly kSlots rows without a data-dependent loop.
-  static constexpr int kSlots = 5;
+  /// Four: for every codebook size the presets use (n = 225, 1600) the lists hold 2 to 4 rows
+  /// in all but a handful of cells, so a fifth slot would almost always hold the dummy.
+  static constexpr int kSlots = 4;
   /// The kSlots inline candidates of cell (cx, cy).
   const uint32_t* slots(int cx, int cy) const {
     return slots_.data() + (static_cast<size_t>(cy) * cells_ + cx) * kSlots;

@@ -1,9 +1,11 @@
 #include "core/codec/hc1_simd.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#include "core/base/dtype.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -63,6 +65,37 @@ void InnerScalar(const Codebook& cb, const float* px, const float* py, int cnt, 
   }
 }
 
+int64_t SplitScalar(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  int64_t ni = 0, no = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float px = x[2 * i], py = x[2 * i + 1];
+    if ((sq.lox <= px) & (px <= sq.hix) & (sq.loy <= py) & (py <= sq.hiy)) {
+      out.ix[ni] = px;
+      out.iy[ni] = py;
+      out.ii[ni++] = static_cast<uint16_t>(i);
+    } else {
+      out.ox[no] = px;
+      out.oy[no] = py;
+      out.oi[no++] = static_cast<uint16_t>(i);
+    }
+  }
+  return ni;
+}
+
+void ScanScalar(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner) {
+  float m = -1;
+  int64_t ni = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float px = x[2 * i], py = x[2 * i + 1];
+    const float dx = px - cx, dy = py - cy;
+    m = std::max(m, dx * dx + dy * dy);
+    ni += (sq.lox <= px) & (px <= sq.hix) & (sq.loy <= py) & (py <= sq.hiy);
+  }
+  *smax = m;
+  *inner = ni;
+}
+
 #if defined(__x86_64__)
 
 #define HC1_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
@@ -90,11 +123,11 @@ HC1_AVX512 inline __m256i LocateCells(const Codebook::Locator& loc, __m512d qx, 
 }
 
 // The kSlots candidates of each lane's cell: slots 0-1 and 2-3 gathered as one 64-bit element
-// each (little-endian: the lower slot in the low half), slot 4 alone. Returns the lanes whose
-// cell does not overflow (the others take the scalar way).
+// each (little-endian: the lower slot in the low half). Returns the lanes whose cell does not
+// overflow (the others take the scalar way).
 HC1_AVX512 inline __mmask8 GatherSlots(const int* slots, __m256i cell, __mmask8 on_grid,
                                        __m256i* s) {
-  static_assert(Layout::kSlots == 5);
+  static_assert(Layout::kSlots == 4);
   const __m512i s01 =
       _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), on_grid, cell, slots, 4);
   const __m512i s23 = _mm512_mask_i32gather_epi64(
@@ -103,8 +136,6 @@ HC1_AVX512 inline __mmask8 GatherSlots(const int* slots, __m256i cell, __mmask8 
   s[1] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s01, 32));
   s[2] = _mm512_maskz_cvtepi64_epi32(0xff, s23);
   s[3] = _mm512_maskz_cvtepi64_epi32(0xff, _mm512_maskz_srli_epi64(0xff, s23, 32));
-  s[4] = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), on_grid,
-                                      _mm256_add_epi32(cell, _mm256_set1_epi32(4)), slots, 4);
   const __m256i overflow = _mm256_set1_epi32(static_cast<int>(Layout::kOverflow));
   return on_grid & ~_mm256_test_epi32_mask(s[Layout::kSlots - 1], overflow);
 }
@@ -343,8 +374,197 @@ HC1_AVX512 void InnerAvx512(
   }
 }
 
+// The inner test of 16 pairs: x in pairs k..k+7 from `a`, k+8..k+15 from `b` (interleaved),
+// deinterleaved into xs and ys (lane l: pair l).
+HC1_AVX512 inline __mmask16 InnerMask(__m512 a, __m512 b, const Square& sq, __m512* xs,
+                                      __m512* ys) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  *xs = _mm512_permutex2var_ps(a, even, b);
+  *ys = _mm512_permutex2var_ps(a, odd, b);
+  return _mm512_cmp_ps_mask(*xs, _mm512_set1_ps(sq.lox), _CMP_GE_OQ) &
+         _mm512_cmp_ps_mask(*xs, _mm512_set1_ps(sq.hix), _CMP_LE_OQ) &
+         _mm512_cmp_ps_mask(*ys, _mm512_set1_ps(sq.loy), _CMP_GE_OQ) &
+         _mm512_cmp_ps_mask(*ys, _mm512_set1_ps(sq.hiy), _CMP_LE_OQ);
+}
+
+// Where the AVX-512 split and scan read 16 values (8 pairs) at element i: float32 as is, or
+// F16 widened in-register (exact for the finite values these kernels are given).
+struct F32Values {
+  const float* x;
+  HC1_AVX512 __m512 Load(int64_t i) const { return _mm512_loadu_ps(x + i); }
+  const float* Tail(int64_t i, int64_t count, float* tmp) const { return x + i; }
+};
+struct F16Values {
+  const uint16_t* h;
+  HC1_AVX512 __m512 Load(int64_t i) const {
+    return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)));
+  }
+  const float* Tail(int64_t i, int64_t count, float* tmp) const {
+    WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h + i), static_cast<size_t>(count),
+               tmp);
+    return tmp;
+  }
+};
+
+// 16 pairs per step: deinterleave, the inner mask, then each list's lanes compressed in a
+// register and stored whole at the list's end (a list never holds more than the pairs done, so
+// the 16 lanes stay inside the block's room); offsets compressed as int32 and narrowed to
+// uint16. The tail (under 16 pairs) goes through the scalar reference.
+template <typename V>
+HC1_AVX512 int64_t SplitImpl(V v, int64_t n, const Square& sq, const SplitOut& out) {
+  int64_t ni = 0, no = 0, i = 0;
+  __m512i off = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  for (; i + 16 <= n; i += 16) {
+    __m512 xs, ys;
+    const __mmask16 in = InnerMask(v.Load(2 * i), v.Load(2 * i + 16), sq, &xs, &ys);
+    const __mmask16 out_m = static_cast<__mmask16>(~in);
+    _mm512_storeu_ps(out.ix + ni, _mm512_maskz_compress_ps(in, xs));
+    _mm512_storeu_ps(out.iy + ni, _mm512_maskz_compress_ps(in, ys));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.ii + ni),
+                        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(in, off)));
+    _mm512_storeu_ps(out.ox + no, _mm512_maskz_compress_ps(out_m, xs));
+    _mm512_storeu_ps(out.oy + no, _mm512_maskz_compress_ps(out_m, ys));
+    _mm256_storeu_si256(
+        reinterpret_cast<__m256i*>(out.oi + no),
+        _mm512_maskz_cvtepi32_epi16(0xffff, _mm512_maskz_compress_epi32(out_m, off)));
+    const int c = __builtin_popcount(in);
+    ni += c;
+    no += 16 - c;
+    off = _mm512_add_epi32(off, step);
+  }
+  if (i < n) {
+    float tmp[32];
+    const float* x = v.Tail(2 * i, 2 * (n - i), tmp);
+    const SplitOut rest{out.ix + ni, out.iy + ni, out.ox + no, out.oy + no, out.ii + ni,
+                        out.oi + no};
+    const int64_t tail_inner = SplitScalar(x, n - i, sq, rest);
+    for (int64_t k = 0; k < tail_inner; ++k) rest.ii[k] = static_cast<uint16_t>(rest.ii[k] + i);
+    for (int64_t k = 0; k < n - i - tail_inner; ++k) {
+      rest.oi[k] = static_cast<uint16_t>(rest.oi[k] + i);
+    }
+    ni += tail_inner;
+  }
+  return ni;
+}
+
+// 16 pairs per step: the same float32 products and sum per lane as the scalar reference, a
+// running lane-wise max (exact, any order) and the inner count by popcount.
+template <typename V>
+HC1_AVX512 void ScanImpl(V v, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                         int64_t* inner) {
+  __m512 m = _mm512_set1_ps(-1.0f);
+  const __m512 vcx = _mm512_set1_ps(cx), vcy = _mm512_set1_ps(cy);
+  int64_t ni = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 xs, ys;
+    const __mmask16 in = InnerMask(v.Load(2 * i), v.Load(2 * i + 16), sq, &xs, &ys);
+    const __m512 dx = _mm512_sub_ps(xs, vcx), dy = _mm512_sub_ps(ys, vcy);
+    m = _mm512_maskz_max_ps(0xffff, m,
+                            _mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)));
+    ni += __builtin_popcount(in);
+  }
+  float tail_max = -1;
+  int64_t tail_inner = 0;
+  float tmp[32];
+  ScanScalar(v.Tail(2 * i, 2 * (n - i), tmp), n - i, cx, cy, sq, &tail_max, &tail_inner);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, m);
+  for (float l : lanes) tail_max = std::max(tail_max, l);
+  *smax = tail_max;
+  *inner = ni + tail_inner;
+}
+
+HC1_AVX512 int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  return SplitImpl(F32Values{x}, n, sq, out);
+}
+HC1_AVX512 int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq,
+                                  const SplitOut& out) {
+  return SplitImpl(F16Values{h}, n, sq, out);
+}
+HC1_AVX512 void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq,
+                           float* smax, int64_t* inner) {
+  ScanImpl(F32Values{x}, n, cx, cy, sq, smax, inner);
+}
+HC1_AVX512 void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                              float* smax, int64_t* inner) {
+  ScanImpl(F16Values{h}, n, cx, cy, sq, smax, inner);
+}
+
+// PairwiseSumF32 of the x and the y lane at once: in its 8-accumulator case the accumulators
+// r[0..7] of both lanes are the 16 lanes of one register (x_j at lane 2j, y_j at 2j + 1), so
+// each step of 8 pairs is one vector add, in the same order as the scalar code; the final
+// combination and the remainder follow it exactly. `special` collects the lanes holding an
+// infinity or NaN (an all-ones float32 exponent).
+HC1_AVX512 void PairSumsRec(const uint16_t* h, int64_t n, float* sx, float* sy,
+                            __mmask16* special) {
+  const F16Values v{h};
+  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+  auto check = [&](__m512 a) HC1_AVX512 {
+    *special |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(a), exp_mask),
+                                        exp_mask);
+  };
+  if (n < 8) {
+    float tmp[16];
+    const float* x = v.Tail(0, 2 * n, tmp);
+    float rx = 0.0f, ry = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      rx += x[2 * i];
+      ry += x[2 * i + 1];
+    }
+    for (int64_t i = 0; i < 2 * n; ++i) {
+      *special |= static_cast<__mmask16>(!std::isfinite(x[i]));
+    }
+    *sx = rx;
+    *sy = ry;
+    return;
+  }
+  if (n <= 128) {
+    __m512 r = v.Load(0);
+    check(r);
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8) {
+      const __m512 a = v.Load(2 * i);
+      check(a);
+      r = _mm512_add_ps(r, a);
+    }
+    alignas(64) float l[16];
+    _mm512_store_ps(l, r);
+    float rx = ((l[0] + l[2]) + (l[4] + l[6])) + ((l[8] + l[10]) + (l[12] + l[14]));
+    float ry = ((l[1] + l[3]) + (l[5] + l[7])) + ((l[9] + l[11]) + (l[13] + l[15]));
+    float tmp[16];
+    const float* x = v.Tail(2 * i, 2 * (n - i), tmp);
+    for (int64_t k = 0; k < n - i; ++k) {
+      rx += x[2 * k];
+      ry += x[2 * k + 1];
+    }
+    for (int64_t k = 0; k < 2 * (n - i); ++k) {
+      *special |= static_cast<__mmask16>(!std::isfinite(x[k]));
+    }
+    *sx = rx;
+    *sy = ry;
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  float ax = 0, ay = 0, bx = 0, by = 0;
+  PairSumsRec(h, n2, &ax, &ay, special);
+  PairSumsRec(h + 2 * n2, n - n2, &bx, &by, special);
+  *sx = ax + bx;
+  *sy = ay + by;
+}
+
+HC1_AVX512 bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy) {
+  __mmask16 special = 0;
+  PairSumsRec(h, n, sx, sy, &special);
+  return special == 0;
+}
+
 OuterTrialFn BestOuterTrial() { return HaveAvx512() ? OuterTrialAvx512 : OuterTrialScalar; }
 InnerFn BestInner() { return HaveAvx512() ? InnerAvx512 : InnerScalar; }
+SplitFn BestSplit() { return HaveAvx512() ? SplitAvx512 : SplitScalar; }
+ScanFn BestScan() { return HaveAvx512() ? ScanAvx512 : ScanScalar; }
 
 #else  // not x86-64: the scalar kernel only
 
@@ -359,6 +579,36 @@ void InnerAvx512(const Codebook& cb, const float* px, const float* py, int cnt, 
   InnerScalar(cb, px, py, cnt, cx, cy, out);
 }
 InnerFn BestInner() { return InnerScalar; }
+int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out) {
+  return SplitScalar(x, n, sq, out);
+}
+SplitFn BestSplit() { return SplitScalar; }
+void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner) {
+  ScanScalar(x, n, cx, cy, sq, smax, inner);
+}
+ScanFn BestScan() { return ScanScalar; }
+bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  *sx = PairwiseSumF32(x.data(), n, 2);
+  *sy = PairwiseSumF32(x.data() + 1, n, 2);
+  for (float f : x) {
+    if (!std::isfinite(f)) return false;
+  }
+  return true;
+}
+int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq, const SplitOut& out) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  return SplitScalar(x.data(), n, sq, out);
+}
+void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                   float* smax, int64_t* inner) {
+  std::vector<float> x(2 * n);
+  WidenToF32(DType::kF16, reinterpret_cast<const uint8_t*>(h), x.size(), x.data());
+  ScanScalar(x.data(), n, cx, cy, sq, smax, inner);
+}
 
 #endif
 

@@ -88,6 +88,55 @@ void InnerAvx512(const Codebook& cb, const float* px, const float* py, int cnt, 
 /// The best inner kernel for this CPU.
 InnerFn BestInner();
 
+/// The inner square in float32: a pair is inner when lox <= px <= hix and loy <= py <= hiy.
+struct Square {
+  float lox = 0, hix = 0, loy = 0, hiy = 0;
+};
+
+/// Where the split kernel writes a block's inner and outer pairs (structure of arrays), each
+/// array with room for all the block's pairs.
+struct SplitOut {
+  float *ix, *iy, *ox, *oy;
+  uint16_t *ii, *oi;
+};
+
+/// Splits the `n` pairs of `x` (2n floats, interleaved; n <= 65536): the inner pairs' x, y and
+/// offset (0..n-1), ascending, to ix, iy, ii; the outer ones to ox, oy, oi. Returns the inner
+/// count. Exact (comparisons and copies only): both kernels give identical output.
+using SplitFn = int64_t (*)(const float* x, int64_t n, const Square& sq, const SplitOut& out);
+/// The scalar reference.
+int64_t SplitScalar(const float* x, int64_t n, const Square& sq, const SplitOut& out);
+/// The AVX-512 kernel, 16 pairs at a time; call only when HaveAvx512().
+int64_t SplitAvx512(const float* x, int64_t n, const Square& sq, const SplitOut& out);
+/// The best split kernel for this CPU.
+SplitFn BestSplit();
+/// SplitAvx512 reading the pairs as F16 bits (2n values, each finite: widened exactly
+/// in-register); call only when HaveAvx512(). Same output as SplitScalar on the widened values.
+int64_t SplitF16Avx512(const uint16_t* h, int64_t n, const Square& sq, const SplitOut& out);
+
+/// Over the `n` pairs of `x` (2n finite floats): the largest float32 squared distance
+/// (px - cx)^2 + (py - cy)^2 (each product and the sum rounded to float32; -1 when n is 0) and
+/// the number of inner pairs. Exact: both kernels give identical output.
+using ScanFn = void (*)(const float* x, int64_t n, float cx, float cy, const Square& sq,
+                        float* smax, int64_t* inner);
+/// The scalar reference.
+void ScanScalar(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner);
+/// The AVX-512 kernel, 16 pairs at a time; call only when HaveAvx512().
+void ScanAvx512(const float* x, int64_t n, float cx, float cy, const Square& sq, float* smax,
+                int64_t* inner);
+/// The best scan kernel for this CPU.
+ScanFn BestScan();
+/// ScanAvx512 reading the pairs as F16 bits (2n finite values); call only when HaveAvx512().
+void ScanF16Avx512(const uint16_t* h, int64_t n, float cx, float cy, const Square& sq,
+                   float* smax, int64_t* inner);
+
+/// The centre pass over `n` pairs given as F16 bits (2n values, read in place and widened
+/// in-register); call only when HaveAvx512(). Sets *sx and *sy to exactly PairwiseSumF32 (hc1_geometry.h)
+/// of the widened x lane and y lane (stride 2), and returns whether every value is finite.
+/// When some value is not finite the sums are unspecified.
+bool PairSumsF16Avx512(const uint16_t* h, int64_t n, float* sx, float* sy);
+
 }  // namespace hc::hc1
 
 #endif  // HC_CORE_CODEC_HC1_SIMD_H_

@@ -1,6 +1,8 @@
 // hc1's vector kernels against their scalar references (core/codec/hc1_simd.h): bit-identical
 // codes and errors on random queries, cell edges, the centre's overflowing cells, queries off the
-// grid, every ring count, and the exact F16 widening.
+// grid, every ring count, and the exact F16 widening; the split and scan kernels; and the
+// encoder's per-unit helpers (core/codec/hc1_grid.h): code packing against core/io's
+// PackMsbFirst, the code-buffer pool, the per-range input reader.
 #include "core/codec/hc1_simd.h"
 
 #include <algorithm>
@@ -11,6 +13,9 @@
 #include <vector>
 
 #include "core/base/dtype.h"
+#include "core/base/parallel.h"
+#include "core/codec/hc1_grid.h"
+#include "core/io/bit_pack.h"
 #include "core/codec/hc1_geometry.h"
 #include "gtest/gtest.h"
 
@@ -247,6 +252,215 @@ TEST(Hc1Simd, ScalarInnerFindsTheNearestRows) {
     ASSERT_EQ(Bits(r.ex0[i]), Bits(std::abs(cb.x(r.j[i]) - qx))) << i;
     ASSERT_EQ(Bits(r.ey1[i]), Bits(std::abs((cb.y(r.jb[i]) - cb.cy()) + cb.cy() - qy))) << i;
   }
+}
+
+// Pairs for the split and scan kernels: random values around the square, values exactly on
+// its four edges, and the square's float32 bounds' neighbours.
+std::vector<float> SplitInput(int64_t n, const Square& sq, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(sq.lox - 0.05f, sq.hix + 0.05f);
+  std::vector<float> x(2 * n);
+  const float edges[] = {sq.lox, sq.hix, sq.loy, sq.hiy,
+                         std::nextafter(sq.lox, -1.0f), std::nextafter(sq.hix, 1.0f),
+                         std::nextafter(sq.loy, -1.0f), std::nextafter(sq.hiy, 1.0f)};
+  for (int64_t i = 0; i < 2 * n; ++i) {
+    x[i] = rng() % 4 == 0 ? edges[rng() % 8] : u(rng);
+  }
+  return x;
+}
+
+TEST(Hc1Simd, SplitMatchesScalar) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  const Square sq{-0.05f, 0.05f, -0.04f, 0.06f};
+  for (int64_t n : {0, 1, 15, 16, 17, 100, 4096}) {
+    const std::vector<float> x = SplitInput(n, sq, static_cast<uint32_t>(n) + 7);
+    std::vector<float> f[2][4];
+    std::vector<uint16_t> idx[2][2];
+    int64_t ni[2];
+    for (int k = 0; k < 2; ++k) {
+      for (auto& v : f[k]) v.assign(n, -7.0f);
+      for (auto& v : idx[k]) v.assign(n, 9999);
+      const SplitOut out{f[k][0].data(), f[k][1].data(), f[k][2].data(),
+                         f[k][3].data(), idx[k][0].data(), idx[k][1].data()};
+      ni[k] = (k == 0 ? SplitScalar : SplitAvx512)(x.data(), n, sq, out);
+    }
+    ASSERT_EQ(ni[0], ni[1]) << n;
+    for (int a = 0; a < 4; ++a) {
+      const int64_t len = a < 2 ? ni[0] : n - ni[0];
+      for (int64_t i = 0; i < len; ++i) ASSERT_EQ(f[0][a][i], f[1][a][i]) << n << " " << a;
+    }
+    for (int64_t i = 0; i < ni[0]; ++i) ASSERT_EQ(idx[0][0][i], idx[1][0][i]);
+    for (int64_t i = 0; i < n - ni[0]; ++i) ASSERT_EQ(idx[0][1][i], idx[1][1][i]);
+    // The reference itself: every offset once, inner ones first, each list ascending.
+    std::vector<int> seen(n, 0);
+    for (int64_t i = 0; i < ni[0]; ++i) {
+      const uint16_t o = idx[0][0][i];
+      ++seen[o];
+      EXPECT_TRUE(sq.lox <= x[2 * o] && x[2 * o] <= sq.hix && sq.loy <= x[2 * o + 1] &&
+                  x[2 * o + 1] <= sq.hiy);
+      if (i > 0) {
+        EXPECT_LT(idx[0][0][i - 1], o);
+      }
+    }
+    for (int64_t i = 0; i < n - ni[0]; ++i) ++seen[idx[0][1][i]];
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), n);
+  }
+}
+
+TEST(Hc1Simd, ScanMatchesScalar) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  const Square sq{-0.05f, 0.05f, -0.04f, 0.06f};
+  for (int64_t n : {0, 1, 15, 16, 33, 4096}) {
+    std::vector<float> x = SplitInput(n, sq, static_cast<uint32_t>(n) + 11);
+    if (n > 20) x[37] = 3e19f;  // its squared distance overflows to infinity
+    float m0 = 0, m1 = 0;
+    int64_t i0 = 0, i1 = 0;
+    ScanScalar(x.data(), n, 0.001f, -0.002f, sq, &m0, &i0);
+    ScanAvx512(x.data(), n, 0.001f, -0.002f, sq, &m1, &i1);
+    EXPECT_EQ(Bits(m0), Bits(m1)) << n;
+    EXPECT_EQ(i0, i1) << n;
+    if (n == 0) {
+      EXPECT_EQ(m0, -1.0f);
+    }
+    if (n > 20) {
+      EXPECT_TRUE(std::isinf(m0));
+    }
+  }
+}
+
+TEST(Hc1Simd, F16SplitAndScanMatchScalarOnTheWidenedValues) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  // Bounds that are F16 values, so that pairs land exactly on the edges too; subnormals and the
+  // largest finite half included.
+  const Square sq{-0.0500488f, 0.0500488f, -0.0400085f, 0.0599976f};
+  for (int64_t n : {0, 1, 15, 16, 17, 100, 4096}) {
+    std::vector<float> x = SplitInput(n, sq, static_cast<uint32_t>(n) + 3);
+    if (n > 20) {
+      x[3] = 65504.0f;
+      x[5] = 5.96e-8f;
+      x[6] = -6.1e-5f;
+    }
+    std::vector<uint8_t> h(2 * x.size());
+    NarrowFromF32(DType::kF16, x.data(), x.size(), h.data());
+    WidenToF32(DType::kF16, h.data(), x.size(), x.data());
+    const uint16_t* hp = reinterpret_cast<const uint16_t*>(h.data());
+    std::vector<float> f[2][4];
+    std::vector<uint16_t> idx[2][2];
+    int64_t ni[2];
+    for (int k = 0; k < 2; ++k) {
+      for (auto& v : f[k]) v.assign(n, -7.0f);
+      for (auto& v : idx[k]) v.assign(n, 9999);
+      const SplitOut out{f[k][0].data(), f[k][1].data(), f[k][2].data(),
+                         f[k][3].data(), idx[k][0].data(), idx[k][1].data()};
+      ni[k] = k == 0 ? SplitScalar(x.data(), n, sq, out) : SplitF16Avx512(hp, n, sq, out);
+    }
+    ASSERT_EQ(ni[0], ni[1]) << n;
+    for (int a = 0; a < 4; ++a) {
+      const int64_t len = a < 2 ? ni[0] : n - ni[0];
+      for (int64_t i = 0; i < len; ++i) ASSERT_EQ(Bits(f[0][a][i]), Bits(f[1][a][i])) << n;
+    }
+    for (int64_t i = 0; i < ni[0]; ++i) ASSERT_EQ(idx[0][0][i], idx[1][0][i]);
+    for (int64_t i = 0; i < n - ni[0]; ++i) ASSERT_EQ(idx[0][1][i], idx[1][1][i]);
+    float m0 = 0, m1 = 0;
+    int64_t i0 = 0, i1 = 0;
+    ScanScalar(x.data(), n, 0.001f, -0.002f, sq, &m0, &i0);
+    ScanF16Avx512(hp, n, 0.001f, -0.002f, sq, &m1, &i1);
+    EXPECT_EQ(Bits(m0), Bits(m1)) << n;
+    EXPECT_EQ(i0, i1) << n;
+  }
+}
+
+TEST(Hc1Simd, F16PairSumsMatchPairwiseSumBitForBit) {
+  if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> gauss(0.001f, 0.03f);
+  for (int64_t n : {1, 7, 8, 9, 15, 127, 128, 129, 136, 1000, 4099, 8192}) {
+    std::vector<float> x(2 * n);
+    for (float& f : x) f = gauss(rng);
+    std::vector<uint8_t> h(2 * x.size());
+    NarrowFromF32(DType::kF16, x.data(), x.size(), h.data());
+    WidenToF32(DType::kF16, h.data(), x.size(), x.data());
+    const uint16_t* hp = reinterpret_cast<uint16_t*>(h.data());
+    float sx = 0, sy = 0;
+    EXPECT_TRUE(PairSumsF16Avx512(hp, n, &sx, &sy));
+    EXPECT_EQ(Bits(sx), Bits(PairwiseSumF32(x.data(), n, 2))) << n;
+    EXPECT_EQ(Bits(sy), Bits(PairwiseSumF32(x.data() + 1, n, 2))) << n;
+    // An infinity or a NaN anywhere (vector body or remainder) is reported.
+    for (int64_t at : {int64_t{0}, n - 1, 2 * n - 1}) {
+      for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfe01}}) {
+        std::vector<uint16_t> hb(hp, hp + 2 * n);
+        hb[at] = bad;
+        EXPECT_FALSE(PairSumsF16Avx512(hb.data(), n, &sx, &sy)) << n << " " << at;
+      }
+    }
+  }
+}
+
+TEST(Hc1Grid, PackCodesMatchesPackMsbFirst) {
+  std::mt19937 rng(5);
+  InlineExecutor ex;
+  for (int w = 1; w <= 32; ++w) {
+    for (int64_t M : {int64_t{1}, int64_t{7}, int64_t{9}, kUnitPairs - 3, 3 * kUnitPairs + 5}) {
+      const int z = static_cast<int>((8 - (static_cast<uint64_t>(M) * w) % 8) % 8);
+      std::vector<uint32_t> c32(M);
+      for (auto& c : c32) c = static_cast<uint32_t>(rng() >> (32 - w));
+      std::vector<uint8_t> want(PackedBytes(M, w, z)), got(want.size(), 0xa5);
+      PackMsbFirst(c32, w, z, absl::MakeSpan(want));
+      PackCodes(c32.data(), M, w, z, absl::MakeSpan(got), ex);
+      ASSERT_EQ(got, want) << "uint32 w " << w << " M " << M;
+      if (w <= 16) {
+        std::vector<uint16_t> c16(c32.begin(), c32.end());
+        std::fill(got.begin(), got.end(), 0x5a);
+        PackCodes(c16.data(), M, w, z, absl::MakeSpan(got), ex);
+        ASSERT_EQ(got, want) << "uint16 w " << w << " M " << M;
+      }
+    }
+  }
+}
+
+TEST(Hc1Grid, PairCodesReuseIdleBuffersWithinTheBound) {
+  {
+    PairCodes warm(1000, false);  // reaches the pool when it goes
+  }
+  const size_t idle0 = PairCodes::PoolIdleBytes();
+  EXPECT_LE(idle0, PairCodes::kPoolBytes);
+  {
+    PairCodes a(500, false);  // the idle buffer of >= 2000 bytes serves it: it leaves the pool
+    EXPECT_LE(PairCodes::PoolIdleBytes() + 2000, idle0);
+    a.Set(499, 65535);
+    EXPECT_EQ(a.Get(499), 65535u);
+    PairCodes b(10, true);
+    b.Set(9, 0xfffffffeu);
+    EXPECT_EQ(b.Get(9), 0xfffffffeu);
+    PairCodes c = std::move(b);
+    EXPECT_EQ(c.Get(9), 0xfffffffeu);
+    EXPECT_EQ(b.size(), 0);
+  }
+  EXPECT_LE(PairCodes::PoolIdleBytes(), PairCodes::kPoolBytes);
+  {
+    // Larger than the bound: freed, never kept.
+    PairCodes big(static_cast<int64_t>(PairCodes::kPoolBytes / 2) + 1, false);
+  }
+  EXPECT_LE(PairCodes::PoolIdleBytes(), PairCodes::kPoolBytes);
+}
+
+TEST(Hc1Grid, PairSourceReadsEveryDtypeAndThePadding) {
+  std::vector<float> v(11);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.25f * static_cast<float>(i) - 1.0f;
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    std::vector<uint8_t> raw(v.size() * DTypeSize(t) + 4);
+    uint8_t* data = raw.data() + (t == DType::kF32 ? 2 : 0);  // F32 unaligned: widened copy
+    NarrowFromF32(t, v.data(), v.size(), data);
+    const PairSource src{data, t, static_cast<int64_t>(v.size()), 42.0f};
+    float scratch[12];
+    const float* x = src.Read(1, 6, scratch);  // pairs 1..5: elements 2..10, then the pad
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(x[i], v[2 + i]) << DTypeName(t);
+    EXPECT_EQ(x[9], 42.0f);
+  }
+  // Aligned F32 without the padding is read in place.
+  const PairSource src{reinterpret_cast<const uint8_t*>(v.data()), DType::kF32, 11, 0.0f};
+  float scratch[4];
+  EXPECT_EQ(src.Read(2, 4, scratch), v.data() + 4);
 }
 
 }  // namespace
