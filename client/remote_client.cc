@@ -15,10 +15,11 @@
 #include <grpcpp/security/credentials.h>
 
 #include "absl/strings/ascii.h"
-#include "client/mapped_upload.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/artifact_sink.h"
+#include "client/mapped_upload.h"
 #include "core/base/status_macros.h"
 #include "core/io/safetensors_file.h"
 #include "core/io/shard_index.h"
@@ -96,77 +97,6 @@ const std::string& MethodPath(absl::string_view method) {
       new std::string(absl::StrCat("/", hyperc::v1::Compressor::service_full_name(), "/SubmitJob"));
   return method == "Compress" ? *compress : *submit;
 }
-
-// Collects artifact chunks into "<final>.part" files and renames them at the end.
-class ArtifactSink {
- public:
-  ArtifactSink(std::string output, bool directory) : output_(std::move(output)), dir_(directory) {}
-  ~ArtifactSink() {
-    for (auto& [name, f] : files_) {
-      if (f.fd >= 0) ::close(f.fd);
-      if (!committed_) ::unlink(f.part.c_str());
-    }
-  }
-  absl::Status Write(const hyperc::v1::ArtifactChunk& c) {
-    auto it = files_.find(c.file());
-    if (it == files_.end()) {
-      if (c.file().empty() || absl::StrContains(c.file(), "/")) return absl::DataLossError("bad artifact file name");
-      if (!dir_ && !files_.empty()) return absl::DataLossError("several artifact files for a single-file model");
-      if (dir_) fs::create_directories(output_);
-      File f;
-      f.final_path = dir_ ? output_ + "/" + c.file() : output_;
-      f.part = f.final_path + ".part";
-      f.fd = ::open(f.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (f.fd < 0) return absl::UnavailableError(absl::StrCat(f.part, ": ", std::strerror(errno)));
-      f.size = c.file_size();
-      it = files_.emplace(c.file(), f).first;
-    }
-    File& f = it->second;
-    if (c.offset() != f.written) return absl::DataLossError("artifact chunks out of order");
-    const std::string& d = c.data();
-    if (::pwrite(f.fd, d.data(), d.size(), static_cast<off_t>(c.offset())) != static_cast<ssize_t>(d.size())) {
-      return absl::UnavailableError(absl::StrCat(f.part, ": write failed"));
-    }
-    f.written += d.size();
-    return absl::OkStatus();
-  }
-  absl::Status Commit(const hyperc::v1::Summary& summary) {
-    if (static_cast<size_t>(summary.files_size()) != files_.size()) {
-      return absl::DataLossError(absl::StrCat("the server announced ", summary.files_size(),
-                                              " artifact files and sent ", files_.size()));
-    }
-    for (const auto& sf : summary.files()) {
-      auto it = files_.find(sf.name());
-      if (it == files_.end() || it->second.written != sf.size()) {
-        return absl::DataLossError(absl::StrCat("artifact file ", sf.name(), " is missing or incomplete"));
-      }
-    }
-    for (auto& [name, f] : files_) {
-      if (f.written != f.size) return absl::DataLossError(absl::StrCat("artifact ", name, " is incomplete"));
-      ::fsync(f.fd);
-      ::close(f.fd);
-      f.fd = -1;
-    }
-    for (auto& [name, f] : files_) {
-      if (::rename(f.part.c_str(), f.final_path.c_str()) != 0) {
-        return absl::UnavailableError(absl::StrCat(f.final_path, ": rename failed"));
-      }
-    }
-    committed_ = true;
-    return absl::OkStatus();
-  }
-
- private:
-  struct File {
-    std::string final_path, part;
-    int fd = -1;
-    uint64_t size = 0, written = 0;
-  };
-  std::string output_;
-  bool dir_;
-  std::map<std::string, File> files_;
-  bool committed_ = false;
-};
 
 }  // namespace
 

@@ -1,11 +1,13 @@
 #include "server/job_manager.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -150,6 +152,54 @@ absl::StatusOr<TensorCompressor::Result> DecodeCheckpoint(const std::string& byt
   r.record = std::move(rec);
   return r;
 }
+
+// One tensor's input as handed to a FileCompressor: a heap copy, or a read-only mapping of its
+// bytes in the job's spool file. A mapping's pages can be dropped as soon as the codec has
+// copied them (they come back from the page cache if read again), as in local mode. Freed once
+// the tensor is written.
+class TensorInput {
+ public:
+  static std::unique_ptr<TensorInput> Heap(uint64_t n) {
+    std::unique_ptr<TensorInput> in(new TensorInput());
+    in->heap_.reset(new uint8_t[std::max<uint64_t>(n, 1)]);  // not zero-filled: every byte is copied in
+    in->data_ = in->heap_.get();
+    in->size_ = n;
+    return in;
+  }
+  // Bytes [offset, offset + n) of `fd`, which must all be in the file.
+  static absl::StatusOr<std::unique_ptr<TensorInput>> Map(int fd, uint64_t offset, uint64_t n,
+                                                          const std::string& name) {
+    if (n == 0) return Heap(0);
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    std::unique_ptr<TensorInput> in(new TensorInput());
+    const uint64_t start = offset / page * page;
+    in->map_len_ = offset + n - start;
+    void* p = ::mmap(nullptr, in->map_len_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+    if (p == MAP_FAILED) return absl::UnavailableError(absl::StrCat("spool: mapping ", name, ": ", std::strerror(errno)));
+    in->map_ = p;
+    in->data_ = static_cast<uint8_t*>(p) + (offset - start);
+    in->size_ = n;
+    return in;
+  }
+  ~TensorInput() {
+    if (map_ != nullptr) ::munmap(map_, map_len_);
+  }
+  uint8_t* data() const { return data_; }
+  absl::Span<const uint8_t> span() const { return absl::MakeConstSpan(data_, size_); }
+  bool mapped() const { return map_ != nullptr; }
+  // A mapping only: drops its pages from the process.
+  void Drop() const {
+    if (map_ != nullptr) ::madvise(map_, map_len_, MADV_DONTNEED);
+  }
+
+ private:
+  TensorInput() = default;
+  std::unique_ptr<uint8_t[]> heap_;
+  void* map_ = nullptr;
+  uint64_t map_len_ = 0;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
 
 absl::Status WaitFailed(const std::string& file) {
   return absl::InvalidArgumentError(absl::StrCat("upload of ", file, " ended early"));
@@ -1086,24 +1136,43 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     return absl::OkStatus();
   };
   const std::string path = job.dir + "/upload/" + name;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A held upload's large tensors are staged into the spool file's hole (see below).
+  int fd = ::open(path.c_str(), (job.held ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  // A held upload's tensor data: copied out of memory as it arrives and freed as it goes (a
-  // large tensor is not held twice), letting the upload go on.
+  // A held upload's tensor data: copied out of memory as it arrives (into `dst`, or with `dst`
+  // null into the spool file at its own offset) and freed as it goes (a large tensor is not
+  // held twice), letting the upload go on.
   auto take_held = [&](uint8_t* dst, uint64_t begin, uint64_t end) -> absl::Status {
+    std::vector<uint8_t> bounce;
     uint64_t pos = begin;
     while (pos < end) {
       HC_RETURN_IF_ERROR(wait_for(pos + 1));
+      uint64_t upto = pos;
       {
         std::lock_guard<std::mutex> lock(job.mu);
         Job::File& f = job.files[k];
-        const uint64_t upto = std::min(end, f.received);
-        HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
-        pos = upto;
+        upto = std::min(end, f.received);
+        if (dst != nullptr) {
+          HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
+        } else {
+          upto = std::min(upto, pos + (uint64_t{8} << 20));  // a bounded bounce buffer
+          bounce.resize(upto - pos);
+          HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(bounce)));
+        }
+      }
+      if (dst == nullptr && ::pwrite(fd, bounce.data(), bounce.size(), static_cast<off_t>(pos)) !=
+                                static_cast<ssize_t>(bounce.size())) {
+        std::string msg = absl::StrCat("spool: writing ", name, ": ", std::strerror(errno));
+        return errno == ENOSPC ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+      }
+      pos = upto;
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        Job::File& f = job.files[k];
         const uint64_t before = f.held.held();
         f.held.DropBefore(pos);
         job.held_bytes -= before - f.held.held();
@@ -1148,6 +1217,9 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   FileCompressor::Options fopt;
   fopt.memory_budget = options_.memory_budget;
   fopt.sync = options_.sync && !job.snap.request.ephemeral;
+  // Release drops a mapped input's pages (they come back on demand); heap inputs are freed in
+  // on_done below, once written, so their release does nothing.
+  fopt.release_keeps_data = true;
   fopt.cancel = &job.cancel;
   const bool checkpoint = !job.snap.request.ephemeral;
   const std::string ckpt_dir = absl::StrCat(job.dir, "/done/", k);
@@ -1161,7 +1233,11 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     };
   }
   uint64_t reused = 0;
+  // The inputs of the tensors added and not yet written, oldest first (tensors are written in
+  // order); declared before the FileCompressor so that they outlive its in-flight work.
+  std::deque<std::unique_ptr<TensorInput>> inputs;
   auto on_done = [&](const TensorRecord& r, uint64_t bytes, double seconds) {
+    if (!inputs.empty()) inputs.pop_front();
     if (options_.observer.on_tensor) options_.observer.on_tensor(r, bytes, seconds);
     {
       std::lock_guard<std::mutex> lock(job.mu);
@@ -1181,15 +1257,28 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
                                                       job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
-    // Not zero-filled: every byte is copied in below.
-    std::shared_ptr<uint8_t[]> buf(new uint8_t[std::max<uint64_t>(t.nbytes(), 1)]);
-    if (job.held) {
-      HC_RETURN_IF_ERROR(take_held(buf.get(), header.data_start() + t.begin, header.data_start() + t.end));
+    // The input: a spooled upload's tensor is mapped from the spool file. A held upload's
+    // tensor is copied into memory, except one larger than half the memory budget (e.g. the
+    // embedding and LM head of an LLM): that one is staged into the spool file's hole and
+    // mapped, so that its pages leave the server's memory once the codec has copied them and
+    // while it waits for the budget, as a mapped file does in local mode.
+    const uint64_t begin = header.data_start() + t.begin, end = header.data_start() + t.end;
+    std::unique_ptr<TensorInput> in;
+    if (job.held && t.nbytes() <= options_.memory_budget / 2) {
+      in = TensorInput::Heap(t.nbytes());
+      HC_RETURN_IF_ERROR(take_held(in->data(), begin, end));
     } else {
-      HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
-      HC_RETURN_IF_ERROR(read_at(buf.get(), t.nbytes(), header.data_start() + t.begin));
+      if (job.held) {
+        HC_RETURN_IF_ERROR(take_held(nullptr, begin, end));
+      } else {
+        HC_RETURN_IF_ERROR(wait_for(end));
+      }
+      HC_ASSIGN_OR_RETURN(in, TensorInput::Map(fd, begin, t.nbytes(), name));
     }
-    auto release = [buf]() mutable { buf.reset(); };
+    const absl::Span<const uint8_t> data = in->span();
+    std::function<void()> release;
+    if (in->mapped()) release = [p = in.get()] { p->Drop(); };
+    inputs.push_back(std::move(in));
     // A tensor finished before a restart is taken from its checkpoint, not recomputed.
     if (checkpoint) {
       auto text = ReadFileToString(absl::StrCat(ckpt_dir, "/", i), uint64_t{1} << 40);
@@ -1197,12 +1286,12 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
         auto r = DecodeCheckpoint(*text, t);
         if (r.ok()) {
           ++reused;
-          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(buf.get(), t.nbytes()), release, *std::move(r)));
+          HC_RETURN_IF_ERROR(fc->AddPrecomputed(data, release, *std::move(r)));
           continue;
         }
       }
     }
-    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(buf.get(), t.nbytes()), release));
+    HC_RETURN_IF_ERROR(fc->Add(data, release));
   }
   HC_ASSIGN_OR_RETURN(*records, fc->Finish());
   if (reused > 0) {
