@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -153,15 +154,52 @@ absl::StatusOr<TensorCompressor::Result> DecodeCheckpoint(const std::string& byt
   return r;
 }
 
-// One tensor's input as handed to a FileCompressor: a heap copy, or a read-only mapping of its
-// bytes in the job's spool file. A mapping's pages can be dropped as soon as the codec has
-// copied them (they come back from the page cache if read again), as in local mode. Freed once
-// the tensor is written.
+// Heap buffers of tensor inputs, kept for reuse once their tensor is written: a model repeats a
+// few shapes, and a fresh buffer costs page faults and zeroing on every tensor. Holds at most
+// `limit` bytes. Used by one job thread.
+class BufferPool {
+ public:
+  explicit BufferPool(uint64_t limit) : limit_(limit) {}
+  // A buffer of at least `n` bytes (and not much larger), and its capacity.
+  std::unique_ptr<uint8_t[]> Take(uint64_t n, uint64_t* capacity) {
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].first >= n && free_[i].first <= n + n / 4) {
+        *capacity = free_[i].first;
+        std::unique_ptr<uint8_t[]> p = std::move(free_[i].second);
+        held_ -= free_[i].first;
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+        return p;
+      }
+    }
+    *capacity = std::max<uint64_t>(n, 1);
+    return std::unique_ptr<uint8_t[]>(new uint8_t[*capacity]);  // not zero-filled: every byte is copied in
+  }
+  // Keeps `p` if it fits the limit (the newest first), else frees it.
+  void Give(std::unique_ptr<uint8_t[]> p, uint64_t capacity) {
+    while (!free_.empty() && held_ + capacity > limit_) {
+      held_ -= free_.front().first;
+      free_.erase(free_.begin());
+    }
+    if (capacity > limit_) return;
+    held_ += capacity;
+    free_.emplace_back(capacity, std::move(p));
+  }
+
+ private:
+  uint64_t limit_, held_ = 0;
+  std::vector<std::pair<uint64_t, std::unique_ptr<uint8_t[]>>> free_;  // oldest first
+};
+
+// One tensor's input as handed to a FileCompressor: a heap buffer (from a BufferPool, returned
+// to it), or a read-only mapping of its bytes in the job's spool file. A mapping's pages can be
+// dropped as soon as the codec has copied them (they come back from the page cache if read
+// again), as in local mode. Freed once the tensor is written.
 class TensorInput {
  public:
-  static std::unique_ptr<TensorInput> Heap(uint64_t n) {
+  static std::unique_ptr<TensorInput> Heap(uint64_t n, BufferPool* pool) {
     std::unique_ptr<TensorInput> in(new TensorInput());
-    in->heap_.reset(new uint8_t[std::max<uint64_t>(n, 1)]);  // not zero-filled: every byte is copied in
+    in->heap_ = pool->Take(n, &in->capacity_);
+    in->pool_ = pool;
     in->data_ = in->heap_.get();
     in->size_ = n;
     return in;
@@ -169,9 +207,11 @@ class TensorInput {
   // Bytes [offset, offset + n) of `fd`, which must all be in the file.
   static absl::StatusOr<std::unique_ptr<TensorInput>> Map(int fd, uint64_t offset, uint64_t n,
                                                           const std::string& name) {
-    if (n == 0) return Heap(0);
     static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    static uint8_t empty = 0;  // an empty tensor: a valid pointer, never read
     std::unique_ptr<TensorInput> in(new TensorInput());
+    in->data_ = &empty;
+    if (n == 0) return in;
     const uint64_t start = offset / page * page;
     in->map_len_ = offset + n - start;
     void* p = ::mmap(nullptr, in->map_len_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
@@ -183,6 +223,7 @@ class TensorInput {
   }
   ~TensorInput() {
     if (map_ != nullptr) ::munmap(map_, map_len_);
+    if (heap_ != nullptr) pool_->Give(std::move(heap_), capacity_);
   }
   uint8_t* data() const { return data_; }
   absl::Span<const uint8_t> span() const { return absl::MakeConstSpan(data_, size_); }
@@ -195,6 +236,8 @@ class TensorInput {
  private:
   TensorInput() = default;
   std::unique_ptr<uint8_t[]> heap_;
+  uint64_t capacity_ = 0;
+  BufferPool* pool_ = nullptr;
   void* map_ = nullptr;
   uint64_t map_len_ = 0;
   uint8_t* data_ = nullptr;
@@ -1050,7 +1093,7 @@ absl::Status JobManager::RunJob(Job& job) {
 
 bool JobManager::HasRoom(const Job& job) const {
   const bool wanted = job.starved && (job.want_file >= job.files.size() || job.files[job.want_file].received < job.want);
-  return job.held_bytes < options_.memory_budget / 8 || wanted || job.cancel || job.upload_failed ||
+  return job.held_bytes < options_.memory_budget / 16 || wanted || job.cancel || job.upload_failed ||
          IsFinal(job.snap.state) || stopping_;
 }
 
@@ -1159,7 +1202,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
         if (dst != nullptr) {
           HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
         } else {
-          upto = std::min(upto, pos + (uint64_t{8} << 20));  // a bounded bounce buffer
+          upto = std::min(upto, pos + (uint64_t{1} << 20));  // a bounded bounce buffer
           bounce.resize(upto - pos);
           HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(bounce)));
         }
@@ -1234,7 +1277,9 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   }
   uint64_t reused = 0;
   // The inputs of the tensors added and not yet written, oldest first (tensors are written in
-  // order); declared before the FileCompressor so that they outlive its in-flight work.
+  // order); declared before the FileCompressor so that they outlive its in-flight work. Their
+  // heap buffers go back to `pool` (at most half the budget kept).
+  BufferPool pool(options_.memory_budget / 2);
   std::deque<std::unique_ptr<TensorInput>> inputs;
   auto on_done = [&](const TensorRecord& r, uint64_t bytes, double seconds) {
     if (!inputs.empty()) inputs.pop_front();
@@ -1258,14 +1303,17 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
     // The input: a spooled upload's tensor is mapped from the spool file. A held upload's
-    // tensor is copied into memory, except one larger than half the memory budget (e.g. the
-    // embedding and LM head of an LLM): that one is staged into the spool file's hole and
-    // mapped, so that its pages leave the server's memory once the codec has copied them and
-    // while it waits for the budget, as a mapped file does in local mode.
+    // tensor is copied into memory, except one larger than half the memory budget whose codec
+    // needs more than the whole budget to encode it (e.g. hc1 on the embedding or LM head of an
+    // LLM): that one is staged into the spool file's hole and mapped, so that its pages leave
+    // the server's memory while it waits for the budget and once the codec has copied them, as
+    // a mapped file's do in local mode. (Staging costs a page-cache write, so it is kept for
+    // the tensors where the memory matters.)
     const uint64_t begin = header.data_start() + t.begin, end = header.data_start() + t.end;
+    const bool stage = t.nbytes() > options_.memory_budget / 2 && compressor.EncodeMemory(t) > options_.memory_budget;
     std::unique_ptr<TensorInput> in;
-    if (job.held && t.nbytes() <= options_.memory_budget / 2) {
-      in = TensorInput::Heap(t.nbytes());
+    if (job.held && !stage) {
+      in = TensorInput::Heap(t.nbytes(), &pool);
       HC_RETURN_IF_ERROR(take_held(in->data(), begin, end));
     } else {
       if (job.held) {
@@ -1275,6 +1323,10 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
       }
       HC_ASSIGN_OR_RETURN(in, TensorInput::Map(fd, begin, t.nbytes(), name));
     }
+    // Such a tensor runs alone and sets the job's memory peak: first give the allocator's
+    // retained free memory back (each thread's malloc arena keeps what it has freed, e.g. the
+    // upload chunks a gRPC thread received; together about 100 MiB).
+    if (stage) ::malloc_trim(0);
     const absl::Span<const uint8_t> data = in->span();
     std::function<void()> release;
     if (in->mapped()) release = [p = in.get()] { p->Drop(); };

@@ -143,7 +143,7 @@ class Upload {
 /// Uploads are spooled to disk, except a Compress call's (ephemeral) upload without a target
 /// rate, which is "held": each file's safetensors header (and an index file) goes to the spool,
 /// the tensor data stays in memory until the job has read it (the spool file keeps a hole
-/// there). A held upload asks for no more than memory_budget / 8 bytes ahead of the job, or
+/// there). A held upload asks for no more than memory_budget / 16 bytes ahead of the job, or
 /// the one tensor the job waits for (Upload::ReadyForMore), so it is bounded and is never
 /// written to disk; it is not resumable, like every Compress call's job. Ephemeral jobs also
 /// skip fsync: their artifact lives until the call has sent it.
