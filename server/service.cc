@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,32 +73,39 @@ class UploadSession {
   bool ended_ = false;
 };
 
-// Reads an artifact file in chunks for a streaming response.
+// Reads an artifact file in chunks for a streaming response. The job wrote the artifact with
+// O_DIRECT, so it is not in the page cache, and a buffered read would fill fresh page-cache
+// pages (on this VM 1.5-1.9 s of CPU per GB, against 0.1 s for a direct read): the file is read
+// with O_DIRECT in aligned blocks into a staging buffer, and each chunk copied from there.
+// Where the file system refuses O_DIRECT, the same reads are buffered.
 class ArtifactCursor {
  public:
+  static constexpr size_t kBlock = size_t{4} << 20;  // >= kChunkBytes + kAlign
+  static constexpr size_t kAlign = 4096;
+  static_assert(kBlock >= kChunkBytes + kAlign, "a chunk must fit in one block read");
+
   ~ArtifactCursor() { Close(); }
   absl::Status Open(const std::string& path, std::string name, uint64_t offset) {
     Close();
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    direct_ = fd_ >= 0;
+    if (fd_ < 0) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) return absl::UnavailableError(absl::StrCat("cannot open artifact ", name));
     size_ = static_cast<uint64_t>(::lseek(fd_, 0, SEEK_END));
-    // The artifact was written with O_DIRECT (not in the page cache): read it ahead of the
-    // chunks, so that the sends do not wait for the disk one read at a time.
-    ::posix_fadvise(fd_, static_cast<off_t>(offset), 0, POSIX_FADV_SEQUENTIAL);
-    ::posix_fadvise(fd_, static_cast<off_t>(offset), 0, POSIX_FADV_WILLNEED);
     if (offset > size_) return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of ", name, " (", size_, " bytes)"));
     name_ = std::move(name);
     offset_ = offset;
+    buf_begin_ = buf_end_ = 0;
     return absl::OkStatus();
   }
   bool done() const { return fd_ < 0 || offset_ >= size_; }
   // Fills `chunk` with the next piece. Errors on read failure.
   absl::Status Next(hyperc::v1::ArtifactChunk* chunk) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, size_ - offset_));
-    std::string* data = chunk->mutable_data();
-    data->resize(n);
-    ssize_t r = ::pread(fd_, data->data(), n, static_cast<off_t>(offset_));
-    if (r != static_cast<ssize_t>(n)) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed"));
+    if (offset_ < buf_begin_ || offset_ + n > buf_end_) {
+      if (absl::Status s = Fill(); !s.ok()) return s;
+    }
+    chunk->mutable_data()->assign(reinterpret_cast<const char*>(buf_.get()) + (offset_ - buf_begin_), n);
     chunk->set_file(name_);
     chunk->set_file_size(size_);
     chunk->set_offset(offset_);
@@ -108,9 +118,43 @@ class ArtifactCursor {
   }
 
  private:
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  // Reads the aligned block that starts at or just before offset_ (to the end of the file at
+  // most) into buf_.
+  absl::Status Fill() {
+    if (buf_ == nullptr) buf_.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBlock)));
+    if (buf_ == nullptr) return absl::ResourceExhaustedError("no memory for the artifact read buffer");
+    const uint64_t begin = offset_ / kAlign * kAlign;
+    size_t got = 0;
+    while (got < kBlock) {
+      const ssize_t r = ::pread(fd_, buf_.get() + got, kBlock - got, static_cast<off_t>(begin + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && errno == EINVAL && direct_) {
+        // Refused by the file system after all: buffered from here on.
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+        direct_ = false;
+        continue;
+      }
+      if (r < 0) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed: ", std::strerror(errno)));
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    buf_begin_ = begin;
+    buf_end_ = begin + got;
+    const uint64_t want = std::min<uint64_t>(kChunkBytes, size_ - offset_);
+    if (offset_ + want > buf_end_) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed: short read"));
+    return absl::OkStatus();
+  }
+
   int fd_ = -1;
+  bool direct_ = false;
   std::string name_;
   uint64_t size_ = 0, offset_ = 0;
+  std::unique_ptr<uint8_t, FreeDeleter> buf_;
+  uint64_t buf_begin_ = 0, buf_end_ = 0;  // file range held in buf_
 };
 
 class CompressReactor;
