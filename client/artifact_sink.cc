@@ -23,6 +23,7 @@ void DirectOff(int fd) {
 
 ArtifactSink::~ArtifactSink() {
   for (auto& [name, f] : files_) {
+    if (f.pending.valid()) f.pending.wait();
     if (f.fd >= 0) ::close(f.fd);
     if (!committed_) ::unlink(f.part.c_str());
   }
@@ -47,15 +48,26 @@ absl::Status ArtifactSink::WriteAt(File& f, const uint8_t* p, size_t n, uint64_t
 }
 
 absl::Status ArtifactSink::FlushStage(File& f, bool all) {
-  if (all && f.direct) {
+  if (f.pending.valid()) HC_RETURN_IF_ERROR(f.pending.get());
+  if (!all) {
+    // The stage is full (a whole number of blocks): write it on another thread.
+    if (f.spare == nullptr) f.spare.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kStageBytes)));
+    if (f.spare == nullptr) return absl::ResourceExhaustedError("no memory for the artifact stage");
+    std::swap(f.stage, f.spare);
+    f.pending = std::async(std::launch::async, [&f, p = f.spare.get(), n = f.staged, at = f.stage_offset] {
+      return WriteAt(f, p, n, at);
+    });
+    f.stage_offset += f.staged;
+    f.staged = 0;
+    return absl::OkStatus();
+  }
+  if (f.direct) {
     DirectOff(f.fd);  // the tail is not a whole block
     f.direct = false;
   }
-  const size_t n = all ? f.staged : f.staged / kAlign * kAlign;
-  HC_RETURN_IF_ERROR(WriteAt(f, f.stage.get(), n, f.stage_offset));
-  std::memmove(f.stage.get(), f.stage.get() + n, f.staged - n);
-  f.staged -= n;
-  f.stage_offset += n;
+  HC_RETURN_IF_ERROR(WriteAt(f, f.stage.get(), f.staged, f.stage_offset));
+  f.stage_offset += f.staged;
+  f.staged = 0;
   return absl::OkStatus();
 }
 
@@ -102,6 +114,7 @@ absl::Status ArtifactSink::Write(const hyperc::v1::ArtifactChunk& c) {
   if (f.written == f.size) {
     HC_RETURN_IF_ERROR(FlushStage(f, /*all=*/true));
     f.stage.reset();
+    f.spare.reset();
   }
   return absl::OkStatus();
 }

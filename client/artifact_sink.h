@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,9 +31,10 @@ class ArtifactSink {
   ArtifactSink(const ArtifactSink&) = delete;
   ArtifactSink& operator=(const ArtifactSink&) = delete;
 
-  /// Appends a chunk. The data is staged and written with O_DIRECT in aligned blocks where the
-  /// file system allows it (fresh page-cache pages are slow on virtual machines, and the client
-  /// does not read the artifact back), otherwise with plain writes: the bytes are the same.
+  /// Appends a chunk. The data is staged and written with O_DIRECT in aligned blocks, on a
+  /// second thread while the next stage fills, where the file system allows it (fresh
+  /// page-cache pages are slow on virtual machines, and the client does not read the artifact
+  /// back), otherwise with plain writes: the bytes are the same.
   /// Errors: DataLoss for a bad file name, a second file of a single-file model or chunks out
   /// of order; Unavailable when writing fails.
   absl::Status Write(const hyperc::v1::ArtifactChunk& chunk);
@@ -50,11 +52,14 @@ class ArtifactSink {
     int fd = -1;
     uint64_t size = 0, written = 0;  // written: bytes received (staged or on disk)
     bool direct = false;             // fd has O_DIRECT; stage_ holds the bytes after stage_offset
-    std::unique_ptr<uint8_t, FreeDeleter> stage;
+    std::unique_ptr<uint8_t, FreeDeleter> stage, spare;  // spare: being written by `pending`
     uint64_t stage_offset = 0;  // file offset of stage[0]
     size_t staged = 0;
+    std::future<absl::Status> pending;  // the previous full stage's write, on another thread
   };
-  // Writes the stage's whole blocks (direct) or everything (`all`, after turning O_DIRECT off).
+  // A full stage: handed to another thread to write (after the previous one is written), so
+  // that receiving goes on meanwhile. With `all`: waits for that write, then writes what is
+  // staged (O_DIRECT off: the tail is not a whole block).
   absl::Status FlushStage(File& f, bool all);
   static absl::Status WriteAt(File& f, const uint8_t* p, size_t n, uint64_t offset);
 
