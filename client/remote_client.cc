@@ -10,12 +10,16 @@
 #include <thread>
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/impl/rpc_method.h>
+#include <grpcpp/support/sync_stream.h>
 #include <grpcpp/security/credentials.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/artifact_sink.h"
+#include "client/mapped_upload.h"
 #include "core/base/status_macros.h"
 #include "core/io/safetensors_file.h"
 #include "core/io/shard_index.h"
@@ -54,120 +58,45 @@ void ToProto(const CompressOptions& o, hyperc::v1::CompressOptions* p) {
   for (const std::string& s : o.overrides) p->add_overrides(s);
 }
 
-// Sends Start, every file (header + chunks) and End. Returns false if the stream broke.
+// Sends Start, every file (header + chunks) and End. Returns false if the stream broke. Each
+// file is mapped and sent from the mapping without a copy (mapped_upload.h), in messages of
+// `chunk_bytes`; `w` writes grpc::ByteBuffer messages.
 template <typename Writer>
 bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::string& model_name,
                 const CompressOptions& options, size_t chunk_bytes, absl::Status* error) {
   CompressRequest req;
   req.mutable_start()->set_model_name(model_name);
   ToProto(options, req.mutable_start()->mutable_options());
-  if (!w->Write(req)) return false;
+  if (!w->Write(MessageBuffer(req))) return false;
   for (const std::string& path : files) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      *error = absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+    absl::StatusOr<std::shared_ptr<const MappedFile>> file = MappedFile::Open(path);
+    if (!file.ok()) {
+      *error = file.status();
       return false;
     }
-    struct stat st;
-    ::fstat(fd, &st);
     req.Clear();
     req.mutable_file()->set_name(BaseName(path));
-    req.mutable_file()->set_size(static_cast<uint64_t>(st.st_size));
-    bool ok = w->Write(req);
-    // The file is read straight into the request's chunk, reused from message to message.
-    req.Clear();
-    std::string* chunk = req.mutable_chunk();
-    while (ok) {
-      chunk->resize(chunk_bytes);
-      ssize_t r = ::read(fd, chunk->data(), chunk_bytes);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        *error = absl::UnavailableError(absl::StrCat(path, ": read failed"));
-        ok = false;
-        break;
-      }
-      if (r == 0) break;
-      chunk->resize(static_cast<size_t>(r));
-      ok = w->Write(req);
+    req.mutable_file()->set_size((*file)->size());
+    if (!w->Write(MessageBuffer(req))) return false;
+    for (uint64_t off = 0; off < (*file)->size(); off += chunk_bytes) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes, (*file)->size() - off);
+      (*file)->Prefault(off, n);
+      if (!w->Write(ChunkMessage(*file, off, n))) return false;
     }
-    ::close(fd);
-    if (!ok) return false;
   }
   req.Clear();
   req.mutable_end();
-  return w->Write(req);
+  return w->Write(MessageBuffer(req));
 }
 
-// Collects artifact chunks into "<final>.part" files and renames them at the end.
-class ArtifactSink {
- public:
-  ArtifactSink(std::string output, bool directory) : output_(std::move(output)), dir_(directory) {}
-  ~ArtifactSink() {
-    for (auto& [name, f] : files_) {
-      if (f.fd >= 0) ::close(f.fd);
-      if (!committed_) ::unlink(f.part.c_str());
-    }
-  }
-  absl::Status Write(const hyperc::v1::ArtifactChunk& c) {
-    auto it = files_.find(c.file());
-    if (it == files_.end()) {
-      if (c.file().empty() || absl::StrContains(c.file(), "/")) return absl::DataLossError("bad artifact file name");
-      if (!dir_ && !files_.empty()) return absl::DataLossError("several artifact files for a single-file model");
-      if (dir_) fs::create_directories(output_);
-      File f;
-      f.final_path = dir_ ? output_ + "/" + c.file() : output_;
-      f.part = f.final_path + ".part";
-      f.fd = ::open(f.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (f.fd < 0) return absl::UnavailableError(absl::StrCat(f.part, ": ", std::strerror(errno)));
-      f.size = c.file_size();
-      it = files_.emplace(c.file(), f).first;
-    }
-    File& f = it->second;
-    if (c.offset() != f.written) return absl::DataLossError("artifact chunks out of order");
-    const std::string& d = c.data();
-    if (::pwrite(f.fd, d.data(), d.size(), static_cast<off_t>(c.offset())) != static_cast<ssize_t>(d.size())) {
-      return absl::UnavailableError(absl::StrCat(f.part, ": write failed"));
-    }
-    f.written += d.size();
-    return absl::OkStatus();
-  }
-  absl::Status Commit(const hyperc::v1::Summary& summary) {
-    if (static_cast<size_t>(summary.files_size()) != files_.size()) {
-      return absl::DataLossError(absl::StrCat("the server announced ", summary.files_size(),
-                                              " artifact files and sent ", files_.size()));
-    }
-    for (const auto& sf : summary.files()) {
-      auto it = files_.find(sf.name());
-      if (it == files_.end() || it->second.written != sf.size()) {
-        return absl::DataLossError(absl::StrCat("artifact file ", sf.name(), " is missing or incomplete"));
-      }
-    }
-    for (auto& [name, f] : files_) {
-      if (f.written != f.size) return absl::DataLossError(absl::StrCat("artifact ", name, " is incomplete"));
-      ::fsync(f.fd);
-      ::close(f.fd);
-      f.fd = -1;
-    }
-    for (auto& [name, f] : files_) {
-      if (::rename(f.part.c_str(), f.final_path.c_str()) != 0) {
-        return absl::UnavailableError(absl::StrCat(f.final_path, ": rename failed"));
-      }
-    }
-    committed_ = true;
-    return absl::OkStatus();
-  }
-
- private:
-  struct File {
-    std::string final_path, part;
-    int fd = -1;
-    uint64_t size = 0, written = 0;
-  };
-  std::string output_;
-  bool dir_;
-  std::map<std::string, File> files_;
-  bool committed_ = false;
-};
+// The method paths of the streaming upload calls, for the raw (ByteBuffer) writers above.
+const std::string& MethodPath(absl::string_view method) {
+  static const std::string* compress =
+      new std::string(absl::StrCat("/", hyperc::v1::Compressor::service_full_name(), "/Compress"));
+  static const std::string* submit =
+      new std::string(absl::StrCat("/", hyperc::v1::Compressor::service_full_name(), "/SubmitJob"));
+  return method == "Compress" ? *compress : *submit;
+}
 
 }  // namespace
 
@@ -198,7 +127,7 @@ absl::StatusOr<std::unique_ptr<RemoteClient>> RemoteClient::Connect(RemoteOption
   std::unique_ptr<RemoteClient> c(new RemoteClient(std::move(options)));
   for (absl::string_view target : absl::StrSplit(c->options_.server, ',', absl::SkipWhitespace())) {
     auto channel = grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(target)), creds, args);
-    c->spread_.push_back(hyperc::v1::Compressor::NewStub(channel));
+    c->spread_.push_back(channel);
   }
   if (c->spread_.empty()) return absl::InvalidArgumentError("--server names no address");
   c->round_robin_ = absl::StrContains(c->options_.server, ":///");
@@ -208,9 +137,10 @@ absl::StatusOr<std::unique_ptr<RemoteClient>> RemoteClient::Connect(RemoteOption
   job_args.SetMaxReceiveMessageSize(8 << 20);
   job_args.SetMaxSendMessageSize(8 << 20);
   job_args.SetLoadBalancingPolicyName("pick_first");
-  c->stub_ = hyperc::v1::Compressor::NewStub(grpc::CreateCustomChannel(
+  c->channel_ = grpc::CreateCustomChannel(
       std::string(absl::StripAsciiWhitespace(c->options_.server.substr(0, c->options_.server.find(',')))), creds,
-      job_args));
+      job_args);
+  c->stub_ = hyperc::v1::Compressor::NewStub(c->channel_);
   return c;
 }
 
@@ -227,10 +157,10 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
   if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_)) {
     return CompressSpread(input, output, options, progress);
   }
-  return CompressOne(stub_.get(), input, output, IsShardIndexPath(input), options, progress);
+  return CompressOne(channel_, input, output, IsShardIndexPath(input), options, progress);
 }
 
-absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(hyperc::v1::Compressor::Stub* stub,
+absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_ptr<grpc::Channel>& channel,
                                                               const std::string& input,
                                                               const std::string& output, bool directory,
                                                               const CompressOptions& options,
@@ -238,7 +168,12 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(hyperc::v1::Compre
   HC_ASSIGN_OR_RETURN(std::vector<std::string> files, UploadFiles(input));
   grpc::ClientContext ctx;
   Prepare(&ctx, options_.stream_timeout_seconds);
-  auto stream = stub->Compress(&ctx);
+  // The typed stub would serialise (copy) every chunk: the upload goes through a raw writer.
+  const grpc::internal::RpcMethod method(MethodPath("Compress").c_str(), grpc::internal::RpcMethod::BIDI_STREAMING,
+                                         channel);
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, CompressResponse>> stream(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, CompressResponse>::Create(channel.get(), method,
+                                                                                           &ctx));
   absl::Status upload_error;
   std::thread uploader([&] {
     if (SendUpload(stream.get(), files, ModelName(input), options, options_.chunk_bytes, &upload_error)) {
@@ -292,8 +227,7 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressSpread(const std::stri
   std::vector<std::thread> threads;
   for (size_t i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      hyperc::v1::Compressor::Stub* stub = spread_[i % spread_.size()].get();
-      results[i] = CompressOne(stub, index.ShardPath(i), absl::StrCat(output, "/", ArtifactShardName(index.shards[i])),
+      results[i] = CompressOne(spread_[i % spread_.size()], index.ShardPath(i), absl::StrCat(output, "/", ArtifactShardName(index.shards[i])),
                                /*directory=*/false, options, [&](const hyperc::v1::Progress& p) {
                                  if (!progress) return;
                                  std::lock_guard<std::mutex> lock(mu);
@@ -361,7 +295,10 @@ absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, c
   grpc::ClientContext ctx;
   Prepare(&ctx, options_.stream_timeout_seconds);
   hyperc::v1::Job job;
-  auto writer = stub_->SubmitJob(&ctx, &job);
+  const grpc::internal::RpcMethod method(MethodPath("SubmitJob").c_str(), grpc::internal::RpcMethod::CLIENT_STREAMING,
+                                         channel_);
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method, &ctx, &job));
   absl::Status upload_error;
   if (SendUpload(writer.get(), files, ModelName(input), options, options_.chunk_bytes, &upload_error)) {
     writer->WritesDone();

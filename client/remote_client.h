@@ -31,8 +31,10 @@ struct RemoteOptions {
   double unary_timeout_seconds = 60;
   /// Attempts of an idempotent call (Get, List, Fetch) on UNAVAILABLE. Default: 4.
   int attempts = 4;
-  /// Upload chunk size in bytes. Default: 1 MiB.
-  size_t chunk_bytes = 1 << 20;
+  /// Upload chunk size in bytes, at most 4 MiB. Default: 4 MiB (fewer, larger messages: the
+  /// upload is sent from the mapped file without a copy, so a message costs its count, not
+  /// its size).
+  size_t chunk_bytes = 4 << 20;
 
   absl::Status Validate() const;
 };
@@ -67,7 +69,7 @@ class RemoteClient {
  private:
   explicit RemoteClient(RemoteOptions o) : options_(std::move(o)) {}
   void Prepare(grpc::ClientContext* ctx, double timeout) const;
-  absl::StatusOr<hyperc::v1::Summary> CompressOne(hyperc::v1::Compressor::Stub* stub,
+  absl::StatusOr<hyperc::v1::Summary> CompressOne(const std::shared_ptr<grpc::Channel>& channel,
                                                   const std::string& input, const std::string& output,
                                                   bool directory, const CompressOptions& options,
                                                   const RemoteProgress& progress);
@@ -77,8 +79,9 @@ class RemoteClient {
   absl::Status FetchFile(const std::string& id, const std::string& file, uint64_t size,
                          const std::string& path);
   RemoteOptions options_;
-  std::unique_ptr<hyperc::v1::Compressor::Stub> stub_;  // the first server
-  std::vector<std::unique_ptr<hyperc::v1::Compressor::Stub>> spread_;  // every server
+  std::shared_ptr<grpc::Channel> channel_;               // the first server (pick_first)
+  std::unique_ptr<hyperc::v1::Compressor::Stub> stub_;  // over channel_
+  std::vector<std::shared_ptr<grpc::Channel>> spread_;  // every server
   bool round_robin_ = false;  // a resolver target: one channel balancing over its records
 };
 

@@ -1,11 +1,14 @@
 #include "server/job_manager.h"
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -150,6 +153,96 @@ absl::StatusOr<TensorCompressor::Result> DecodeCheckpoint(const std::string& byt
   r.record = std::move(rec);
   return r;
 }
+
+// Heap buffers of tensor inputs, kept for reuse once their tensor is written: a model repeats a
+// few shapes, and a fresh buffer costs page faults and zeroing on every tensor. Holds at most
+// `limit` bytes. Used by one job thread.
+class BufferPool {
+ public:
+  explicit BufferPool(uint64_t limit) : limit_(limit) {}
+  // A buffer of at least `n` bytes (and not much larger), and its capacity.
+  std::unique_ptr<uint8_t[]> Take(uint64_t n, uint64_t* capacity) {
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].first >= n && free_[i].first <= n + n / 4) {
+        *capacity = free_[i].first;
+        std::unique_ptr<uint8_t[]> p = std::move(free_[i].second);
+        held_ -= free_[i].first;
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+        return p;
+      }
+    }
+    *capacity = std::max<uint64_t>(n, 1);
+    return std::unique_ptr<uint8_t[]>(new uint8_t[*capacity]);  // not zero-filled: every byte is copied in
+  }
+  // Keeps `p` if it fits the limit (the newest first), else frees it.
+  void Give(std::unique_ptr<uint8_t[]> p, uint64_t capacity) {
+    while (!free_.empty() && held_ + capacity > limit_) {
+      held_ -= free_.front().first;
+      free_.erase(free_.begin());
+    }
+    if (capacity > limit_) return;
+    held_ += capacity;
+    free_.emplace_back(capacity, std::move(p));
+  }
+
+ private:
+  uint64_t limit_, held_ = 0;
+  std::vector<std::pair<uint64_t, std::unique_ptr<uint8_t[]>>> free_;  // oldest first
+};
+
+// One tensor's input as handed to a FileCompressor: a heap buffer (from a BufferPool, returned
+// to it), or a read-only mapping of its bytes in the job's spool file. A mapping's pages can be
+// dropped as soon as the codec has copied them (they come back from the page cache if read
+// again), as in local mode. Freed once the tensor is written.
+class TensorInput {
+ public:
+  static std::unique_ptr<TensorInput> Heap(uint64_t n, BufferPool* pool) {
+    std::unique_ptr<TensorInput> in(new TensorInput());
+    in->heap_ = pool->Take(n, &in->capacity_);
+    in->pool_ = pool;
+    in->data_ = in->heap_.get();
+    in->size_ = n;
+    return in;
+  }
+  // Bytes [offset, offset + n) of `fd`, which must all be in the file.
+  static absl::StatusOr<std::unique_ptr<TensorInput>> Map(int fd, uint64_t offset, uint64_t n,
+                                                          const std::string& name) {
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    static uint8_t empty = 0;  // an empty tensor: a valid pointer, never read
+    std::unique_ptr<TensorInput> in(new TensorInput());
+    in->data_ = &empty;
+    if (n == 0) return in;
+    const uint64_t start = offset / page * page;
+    in->map_len_ = offset + n - start;
+    void* p = ::mmap(nullptr, in->map_len_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+    if (p == MAP_FAILED) return absl::UnavailableError(absl::StrCat("spool: mapping ", name, ": ", std::strerror(errno)));
+    in->map_ = p;
+    in->data_ = static_cast<uint8_t*>(p) + (offset - start);
+    in->size_ = n;
+    return in;
+  }
+  ~TensorInput() {
+    if (map_ != nullptr) ::munmap(map_, map_len_);
+    if (heap_ != nullptr) pool_->Give(std::move(heap_), capacity_);
+  }
+  uint8_t* data() const { return data_; }
+  absl::Span<const uint8_t> span() const { return absl::MakeConstSpan(data_, size_); }
+  bool mapped() const { return map_ != nullptr; }
+  // A mapping only: drops its pages from the process.
+  void Drop() const {
+    if (map_ != nullptr) ::madvise(map_, map_len_, MADV_DONTNEED);
+  }
+
+ private:
+  TensorInput() = default;
+  std::unique_ptr<uint8_t[]> heap_;
+  uint64_t capacity_ = 0;
+  BufferPool* pool_ = nullptr;
+  void* map_ = nullptr;
+  uint64_t map_len_ = 0;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
 
 absl::Status WaitFailed(const std::string& file) {
   return absl::InvalidArgumentError(absl::StrCat("upload of ", file, " ended early"));
@@ -1000,7 +1093,7 @@ absl::Status JobManager::RunJob(Job& job) {
 
 bool JobManager::HasRoom(const Job& job) const {
   const bool wanted = job.starved && (job.want_file >= job.files.size() || job.files[job.want_file].received < job.want);
-  return job.held_bytes < options_.memory_budget / 8 || wanted || job.cancel || job.upload_failed ||
+  return job.held_bytes < options_.memory_budget / 16 || wanted || job.cancel || job.upload_failed ||
          IsFinal(job.snap.state) || stopping_;
 }
 
@@ -1086,24 +1179,43 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     return absl::OkStatus();
   };
   const std::string path = job.dir + "/upload/" + name;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A held upload's large tensors are staged into the spool file's hole (see below).
+  int fd = ::open(path.c_str(), (job.held ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  // A held upload's tensor data: copied out of memory as it arrives and freed as it goes (a
-  // large tensor is not held twice), letting the upload go on.
+  // A held upload's tensor data: copied out of memory as it arrives (into `dst`, or with `dst`
+  // null into the spool file at its own offset) and freed as it goes (a large tensor is not
+  // held twice), letting the upload go on.
   auto take_held = [&](uint8_t* dst, uint64_t begin, uint64_t end) -> absl::Status {
+    std::vector<uint8_t> bounce;
     uint64_t pos = begin;
     while (pos < end) {
       HC_RETURN_IF_ERROR(wait_for(pos + 1));
+      uint64_t upto = pos;
       {
         std::lock_guard<std::mutex> lock(job.mu);
         Job::File& f = job.files[k];
-        const uint64_t upto = std::min(end, f.received);
-        HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
-        pos = upto;
+        upto = std::min(end, f.received);
+        if (dst != nullptr) {
+          HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(dst + (pos - begin), upto - pos)));
+        } else {
+          upto = std::min(upto, pos + (uint64_t{1} << 20));  // a bounded bounce buffer
+          bounce.resize(upto - pos);
+          HC_RETURN_IF_ERROR(f.held.CopyOut(pos, absl::MakeSpan(bounce)));
+        }
+      }
+      if (dst == nullptr && ::pwrite(fd, bounce.data(), bounce.size(), static_cast<off_t>(pos)) !=
+                                static_cast<ssize_t>(bounce.size())) {
+        std::string msg = absl::StrCat("spool: writing ", name, ": ", std::strerror(errno));
+        return errno == ENOSPC ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+      }
+      pos = upto;
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        Job::File& f = job.files[k];
         const uint64_t before = f.held.held();
         f.held.DropBefore(pos);
         job.held_bytes -= before - f.held.held();
@@ -1148,6 +1260,9 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
   FileCompressor::Options fopt;
   fopt.memory_budget = options_.memory_budget;
   fopt.sync = options_.sync && !job.snap.request.ephemeral;
+  // Release drops a mapped input's pages (they come back on demand); heap inputs are freed in
+  // on_done below, once written, so their release does nothing.
+  fopt.release_keeps_data = true;
   fopt.cancel = &job.cancel;
   const bool checkpoint = !job.snap.request.ephemeral;
   const std::string ckpt_dir = absl::StrCat(job.dir, "/done/", k);
@@ -1161,7 +1276,13 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     };
   }
   uint64_t reused = 0;
+  // The inputs of the tensors added and not yet written, oldest first (tensors are written in
+  // order); declared before the FileCompressor so that they outlive its in-flight work. Their
+  // heap buffers go back to `pool` (at most half the budget kept).
+  BufferPool pool(options_.memory_budget / 2);
+  std::deque<std::unique_ptr<TensorInput>> inputs;
   auto on_done = [&](const TensorRecord& r, uint64_t bytes, double seconds) {
+    if (!inputs.empty()) inputs.pop_front();
     if (options_.observer.on_tensor) options_.observer.on_tensor(r, bytes, seconds);
     {
       std::lock_guard<std::mutex> lock(job.mu);
@@ -1181,15 +1302,35 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
                                                       job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
-    // Not zero-filled: every byte is copied in below.
-    std::shared_ptr<uint8_t[]> buf(new uint8_t[std::max<uint64_t>(t.nbytes(), 1)]);
-    if (job.held) {
-      HC_RETURN_IF_ERROR(take_held(buf.get(), header.data_start() + t.begin, header.data_start() + t.end));
+    // The input: a spooled upload's tensor is mapped from the spool file. A held upload's
+    // tensor is copied into memory, except one larger than half the memory budget whose codec
+    // needs more than the whole budget to encode it (e.g. hc1 on the embedding or LM head of an
+    // LLM): that one is staged into the spool file's hole and mapped, so that its pages leave
+    // the server's memory while it waits for the budget and once the codec has copied them, as
+    // a mapped file's do in local mode. (Staging costs a page-cache write, so it is kept for
+    // the tensors where the memory matters.)
+    const uint64_t begin = header.data_start() + t.begin, end = header.data_start() + t.end;
+    const bool stage = t.nbytes() > options_.memory_budget / 2 && compressor.EncodeMemory(t) > options_.memory_budget;
+    std::unique_ptr<TensorInput> in;
+    if (job.held && !stage) {
+      in = TensorInput::Heap(t.nbytes(), &pool);
+      HC_RETURN_IF_ERROR(take_held(in->data(), begin, end));
     } else {
-      HC_RETURN_IF_ERROR(wait_for(header.data_start() + t.end));
-      HC_RETURN_IF_ERROR(read_at(buf.get(), t.nbytes(), header.data_start() + t.begin));
+      if (job.held) {
+        HC_RETURN_IF_ERROR(take_held(nullptr, begin, end));
+      } else {
+        HC_RETURN_IF_ERROR(wait_for(end));
+      }
+      HC_ASSIGN_OR_RETURN(in, TensorInput::Map(fd, begin, t.nbytes(), name));
     }
-    auto release = [buf]() mutable { buf.reset(); };
+    // Such a tensor runs alone and sets the job's memory peak: first give the allocator's
+    // retained free memory back (each thread's malloc arena keeps what it has freed, e.g. the
+    // upload chunks a gRPC thread received; together about 100 MiB).
+    if (stage) ::malloc_trim(0);
+    const absl::Span<const uint8_t> data = in->span();
+    std::function<void()> release;
+    if (in->mapped()) release = [p = in.get()] { p->Drop(); };
+    inputs.push_back(std::move(in));
     // A tensor finished before a restart is taken from its checkpoint, not recomputed.
     if (checkpoint) {
       auto text = ReadFileToString(absl::StrCat(ckpt_dir, "/", i), uint64_t{1} << 40);
@@ -1197,12 +1338,12 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
         auto r = DecodeCheckpoint(*text, t);
         if (r.ok()) {
           ++reused;
-          HC_RETURN_IF_ERROR(fc->AddPrecomputed(absl::MakeSpan(buf.get(), t.nbytes()), release, *std::move(r)));
+          HC_RETURN_IF_ERROR(fc->AddPrecomputed(data, release, *std::move(r)));
           continue;
         }
       }
     }
-    HC_RETURN_IF_ERROR(fc->Add(absl::MakeSpan(buf.get(), t.nbytes()), release));
+    HC_RETURN_IF_ERROR(fc->Add(data, release));
   }
   HC_ASSIGN_OR_RETURN(*records, fc->Finish());
   if (reused > 0) {

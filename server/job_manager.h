@@ -143,10 +143,18 @@ class Upload {
 /// Uploads are spooled to disk, except a Compress call's (ephemeral) upload without a target
 /// rate, which is "held": each file's safetensors header (and an index file) goes to the spool,
 /// the tensor data stays in memory until the job has read it (the spool file keeps a hole
-/// there). A held upload asks for no more than memory_budget / 8 bytes ahead of the job, or
-/// the one tensor the job waits for (Upload::ReadyForMore), so it is bounded and is never
-/// written to disk; it is not resumable, like every Compress call's job. Ephemeral jobs also
-/// skip fsync: their artifact lives until the call has sent it.
+/// there). A held upload asks for no more than memory_budget / 16 bytes ahead of the job, or
+/// the one tensor the job waits for (Upload::ReadyForMore), so it is bounded; it is not
+/// resumable, like every Compress call's job. Ephemeral jobs also skip fsync: their artifact
+/// lives until the call has sent it.
+///
+/// Memory of a running job: each tensor's input is a heap copy (buffers reused, at most
+/// memory_budget / 2 kept idle) counted in the budget once handed to the FileCompressor, plus
+/// the next tensor's copy while it waits for room. A held tensor larger than memory_budget / 2
+/// whose codec needs more than memory_budget to encode it (e.g. hc1 on an LLM's embedding or
+/// LM head) is instead written into the spool file's hole and mapped, like every tensor of a
+/// spooled upload: its pages leave the process once the codec has copied them, as a mapped
+/// model's do in local mode.
 class JobManager {
  public:
   /// Opens the spool directory (creating it), restores jobs and resumes unfinished ones.

@@ -4,6 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,28 +74,40 @@ class UploadSession {
   bool ended_ = false;
 };
 
-// Reads an artifact file in chunks for a streaming response.
+// Reads an artifact file in chunks for a streaming response. The job wrote the artifact with
+// O_DIRECT, so it is not in the page cache, and a buffered read would fill fresh page-cache
+// pages (on this VM 1.5-1.9 s of CPU per GB, against 0.1 s for a direct read): the file is read
+// with O_DIRECT in aligned blocks into a staging buffer (the next block read ahead on another
+// thread), and each chunk copied from there.
+// Where the file system refuses O_DIRECT, the same reads are buffered.
 class ArtifactCursor {
  public:
+  static constexpr size_t kBlock = size_t{4} << 20;  // >= kChunkBytes + kAlign
+  static constexpr size_t kAlign = 4096;
+  static_assert(kBlock >= kChunkBytes + kAlign, "a chunk must fit in one block read");
+
   ~ArtifactCursor() { Close(); }
   absl::Status Open(const std::string& path, std::string name, uint64_t offset) {
     Close();
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    direct_ = fd_ >= 0;
+    if (fd_ < 0) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) return absl::UnavailableError(absl::StrCat("cannot open artifact ", name));
     size_ = static_cast<uint64_t>(::lseek(fd_, 0, SEEK_END));
     if (offset > size_) return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of ", name, " (", size_, " bytes)"));
     name_ = std::move(name);
     offset_ = offset;
+    buf_begin_ = buf_end_ = 0;
     return absl::OkStatus();
   }
   bool done() const { return fd_ < 0 || offset_ >= size_; }
   // Fills `chunk` with the next piece. Errors on read failure.
   absl::Status Next(hyperc::v1::ArtifactChunk* chunk) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, size_ - offset_));
-    std::string* data = chunk->mutable_data();
-    data->resize(n);
-    ssize_t r = ::pread(fd_, data->data(), n, static_cast<off_t>(offset_));
-    if (r != static_cast<ssize_t>(n)) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed"));
+    if (offset_ < buf_begin_ || offset_ + n > buf_end_) {
+      if (absl::Status s = Fill(); !s.ok()) return s;
+    }
+    chunk->mutable_data()->assign(reinterpret_cast<const char*>(buf_.get()) + (offset_ - buf_begin_), n);
     chunk->set_file(name_);
     chunk->set_file_size(size_);
     chunk->set_offset(offset_);
@@ -99,14 +115,75 @@ class ArtifactCursor {
     return absl::OkStatus();
   }
   void Close() {
+    if (next_.valid()) next_.wait();  // the read ahead uses fd_
+    next_ = {};
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
 
  private:
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  // Reads up to kBlock bytes at `begin` (aligned) into `buf`; fewer at the end of the file.
+  absl::StatusOr<size_t> ReadBlock(uint8_t* buf, uint64_t begin) {
+    size_t got = 0;
+    while (got < kBlock) {
+      const ssize_t r = ::pread(fd_, buf + got, kBlock - got, static_cast<off_t>(begin + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && errno == EINVAL && direct_) {
+        // Refused by the file system after all: buffered from here on.
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+        direct_ = false;
+        continue;
+      }
+      if (r < 0) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed: ", std::strerror(errno)));
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+  // Makes buf_ hold the aligned block that starts at or just before offset_: the block read
+  // ahead if it is that one, else read now; then starts reading the following block on another
+  // thread, so that the disk works while the chunks go out.
+  absl::Status Fill() {
+    for (auto* b : {&buf_, &next_buf_}) {
+      if (*b == nullptr) b->reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBlock)));
+      if (*b == nullptr) return absl::ResourceExhaustedError("no memory for the artifact read buffers");
+    }
+    const uint64_t begin = offset_ / kAlign * kAlign;
+    absl::StatusOr<size_t> got = size_t{0};
+    if (next_.valid()) {
+      got = next_.get();
+      if (next_begin_ == begin) {
+        std::swap(buf_, next_buf_);
+      } else {
+        got = ReadBlock(buf_.get(), begin);
+      }
+    } else {
+      got = ReadBlock(buf_.get(), begin);
+    }
+    if (!got.ok()) return got.status();
+    buf_begin_ = begin;
+    buf_end_ = begin + *got;
+    const uint64_t want = std::min<uint64_t>(kChunkBytes, size_ - offset_);
+    if (offset_ + want > buf_end_) return absl::UnavailableError(absl::StrCat("reading artifact ", name_, " failed: short read"));
+    if (buf_end_ < size_) {
+      next_begin_ = buf_end_;
+      next_ = std::async(std::launch::async, [this, b = next_begin_] { return ReadBlock(next_buf_.get(), b); });
+    }
+    return absl::OkStatus();
+  }
+
   int fd_ = -1;
+  bool direct_ = false;
   std::string name_;
   uint64_t size_ = 0, offset_ = 0;
+  std::unique_ptr<uint8_t, FreeDeleter> buf_, next_buf_;
+  uint64_t buf_begin_ = 0, buf_end_ = 0;  // file range held in buf_
+  std::future<absl::StatusOr<size_t>> next_;  // reading the block at next_begin_ into next_buf_
+  uint64_t next_begin_ = 0;
 };
 
 class CompressReactor;

@@ -200,6 +200,30 @@ TEST_F(FaultsTest, HeldUploadUnderBackpressureGivesTheLocalArtifact) {
   EXPECT_TRUE(WaitUntil([&] { return SpoolJobs() == 0; }));
 }
 
+// With a 2 MiB budget the two movenet tensors over 1 MiB (half the budget) are staged into the
+// spool file and mapped; the others are copied into memory. hc1 copies its input and drops a
+// mapped one early. Through Compress (held upload) and SubmitJob (spooled upload, every tensor
+// mapped) the artifact is still local mode's, byte for byte.
+TEST_F(FaultsTest, StagedAndMappedTensorsGiveTheLocalArtifact) {
+  Start(/*budget=*/2 << 20);
+  const std::string model = testing::ModelPath("movenet-thunder-f16.safetensors");
+  CompressOptions o;
+  o.codec = "hc1";
+  HC_ASSERT_OK(client_->Compress(model, dir_ + "/held.hyc", o).status());
+  auto job = client_->Submit(model, o);
+  HC_ASSERT_OK(job.status());
+  auto done = client_->Watch(job->id());
+  HC_ASSERT_OK(done.status());
+  ASSERT_EQ(done->state(), hyperc::v1::Job::SUCCEEDED) << done->error();
+  HC_ASSERT_OK(client_->Fetch(job->id(), dir_ + "/spooled.hyc"));
+  CompressOptions local = o;
+  local.sync = false;
+  HC_ASSERT_OK(CompressModel(model, dir_ + "/local.hyc", local).status());
+  const std::string want = testing::ReadAll(dir_ + "/local.hyc");
+  EXPECT_TRUE(testing::ReadAll(dir_ + "/held.hyc") == want) << "held upload: artifact differs from local mode";
+  EXPECT_TRUE(testing::ReadAll(dir_ + "/spooled.hyc") == want) << "spooled upload: artifact differs from local mode";
+}
+
 // A call whose reads the server has paused (its job waits for the only worker slot, so nothing
 // takes the held bytes) and whose client then goes away: the job is freed, the call holding
 // the slot is not disturbed, and the server goes on.
