@@ -32,11 +32,17 @@ constexpr float kInfF = std::numeric_limits<float>::infinity();
 struct BlockPlan : hc2::Blocks {
   using Blocks::Blocks;
   int64_t chunks() const { return (blocks + kChunkBlocks - 1) / kChunkBlocks; }
-  // States of the chunk: 4 when it holds >= 4096 weights.
-  int states(int64_t c) const {
+  // Weights of chunk c.
+  int64_t chunk_elems(int64_t c) const {
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(blocks, b0 + kChunkBlocks);
-    return std::min(numel, b1 * kBlock) - b0 * kBlock >= 4096 ? 4 : 1;
+    return std::min(numel, b1 * kBlock) - b0 * kBlock;
   }
+  // Revision 1: rANS states of the chunk, 4 when it holds >= 4096 weights.
+  int states(int64_t c) const { return chunk_elems(c) >= 4096 ? 4 : 1; }
+  // Revision 2: whether chunk c is a lane stream (else a one-state revision-1 stream).
+  bool lane_chunk(int64_t c) const { return chunk_elems(c) >= hc2::kMinLaneChunk; }
+  // States at the start of chunk c's stream.
+  int stream_states(int64_t c) const { return lane_chunk(c) ? hc2::kLanes : 1; }
 };
 
 // Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
@@ -138,7 +144,11 @@ class GaussEntropy {
   double h_[kN];
 };
 
-// Decodes the coefficients of one block (class, tokens, extra bits, signs) times `step`.
+// The ec stream revision this encoder writes (params "stream"; absent means 1).
+constexpr int kEcStream = 2;
+
+// Revision 1: decodes the coefficients of one block (class, tokens, extra bits, signs) times
+// `step`.
 void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, bool tcq,
                  float* z) {
   const int c = static_cast<int>(d.Raw(5));
@@ -167,10 +177,10 @@ void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float st
 
 class EcDecoder final : public TensorDecoder {
  public:
-  EcDecoder(BlockPlan plan, float step, bool tcq, absl::Span<const uint8_t> data,
+  EcDecoder(BlockPlan plan, int revision, float step, bool tcq, absl::Span<const uint8_t> data,
             std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, uint64_t row_len)
-      : plan_(plan), step_(step), tcq_(tcq), data_(data), ends_(std::move(ends)), rows_(rows),
-        row_len_(row_len) {}
+      : plan_(plan), revision_(revision), step_(step), tcq_(tcq), data_(data),
+        ends_(std::move(ends)), rows_(rows), row_len_(row_len) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
     constexpr uint64_t kChunk = kChunkBlocks * kBlock;
@@ -202,9 +212,19 @@ class EcDecoder final : public TensorDecoder {
   void DecodeChunk(int64_t c, float* out) const {
     const hc2::ClassTables& t = hc2::ClassTables::Get();
     const uint64_t s = c == 0 ? 0 : ends_[c - 1];
-    hc2::RansDecoder d(data_.subspan(s, ends_[c] - s), plan_.states(c));
+    const absl::Span<const uint8_t> stream = data_.subspan(s, ends_[c] - s);
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
     float z[kBlock];
+    if (revision_ == 2 && plan_.lane_chunk(c)) {
+      hc2::LaneDecoder d(stream);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int n = plan_.n(b);
+        d.DecodeBlock(n, step_, tcq_, z);
+        hc2::Unrotate(z, plan_.r(b), n, out + (b - b0) * kBlock);
+      }
+      return;
+    }
+    hc2::RansDecoder d(stream, revision_ == 1 ? plan_.states(c) : 1);
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
       DecodeBlock(d, t, n, step_, tcq_, z);
@@ -213,6 +233,7 @@ class EcDecoder final : public TensorDecoder {
   }
 
   BlockPlan plan_;
+  int revision_;
   float step_;
   bool tcq_;
   absl::Span<const uint8_t> data_;
@@ -448,7 +469,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
   // (the estimate below counts each chunk's states and end offset; the coder adds a byte or two)
   // Fixed costs: class fields, chunk ends, states.
   double fixed_bits = 5.0 * nb + 32.0 * nc;
-  for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
+  for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.stream_states(c);
   const GaussEntropy& H = GaussEntropy::Get();
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
@@ -547,7 +568,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
       });
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
-      cbits[c] = 32.0 * plan.states(c) + 32.0 +
+      cbits[c] = 32.0 * plan.stream_states(c) + 32.0 +
                  (sampled > 0 ? bits * static_cast<double>(all) / sampled : 0.0);
     });
     double total = 0;
@@ -584,7 +605,11 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
             reuse && j < done.size() && done[j] == b ? old[j++] : fresh[f++];
         coded.push_back({qb.q, plan.n(b), qb.cls});
       }
-      hc2::RansEncodeBlocks(coded, plan.states(c), chunks[c]);
+      if (plan.lane_chunk(c)) {
+        hc2::LaneEncodeBlocks(coded, chunks[c]);
+      } else {
+        hc2::RansEncodeBlocks(coded, 1, chunks[c]);
+      }
     });
     uint64_t bits = 0;
     for (const auto& ch : chunks) bits += 8 * (ch.size() + 4);
@@ -663,7 +688,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
     enc.raw_reason = "stream over 4 GiB";
     return enc;
   }
-  EncodedPart dpart{"data", DType::kU8, {}, {}};
+  EncodedPart dpart{"stream", DType::kU8, {}, {}};
   EncodedPart ipart{"index", DType::kU32, {nc}, std::vector<uint8_t>(4 * nc)};
   uint64_t total = 0;
   for (int64_t c = 0; c < nc; ++c) {
@@ -678,6 +703,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
   }
   dpart.shape = {static_cast<int64_t>(dpart.bytes.size())};
   enc.params.Add("mode", JsonValue::String("ec"))
+      .Add("stream", JsonValue::Int(kEcStream))
       .Add("step", JsonValue::Number(best.step))
       .Add("tcq", JsonValue::Bool(o_.tcq))
       .Add("target_bpw", JsonValue::Number(o_.bpw));
@@ -720,11 +746,23 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   if (!(step > 0) || !std::isfinite(step) || static_cast<double>(step) != sv->number()) {
     return absl::DataLossError("hc2: step must be a finite positive float32");
   }
-  const PartView* data = FindPart(parts, "data");
+  // Revision 1 streams (no "stream" key) are in part "data", revision 2 ones in part "stream"
+  // (which decoders of revision 1 reject as a missing "data").
+  const JsonValue* rv = params.Find("stream");
+  int revision = 1;
+  if (rv != nullptr) {
+    if (!rv->is_number() || rv->number() != kEcStream) {
+      return absl::DataLossError(
+          absl::StrCat("hc2: unknown ec stream revision (this decoder reads 1 and ", kEcStream, ")"));
+    }
+    revision = kEcStream;
+  }
+  const char* data_name = revision == 1 ? "data" : "stream";
+  const PartView* data = FindPart(parts, data_name);
   const PartView* index = FindPart(parts, "index");
   const int64_t nc = plan.chunks();
   if (data == nullptr || data->dtype != DType::kU8) {
-    return absl::DataLossError("hc2: missing U8 part \"data\"");
+    return absl::DataLossError(absl::StrCat("hc2: missing U8 part \"", data_name, "\""));
   }
   if (index == nullptr || index->dtype != DType::kU32 ||
       index->bytes.size() != 4 * static_cast<uint64_t>(nc)) {
@@ -734,7 +772,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   uint64_t prev = 0;
   for (int64_t c = 0; c < nc; ++c) {
     ends[c] = LoadU32(index->bytes.data() + 4 * c);
-    if (ends[c] < prev + 4 * static_cast<uint64_t>(plan.states(c))) {
+    const int states = revision == 1 ? plan.states(c) : plan.stream_states(c);
+    if (ends[c] < prev + 4 * static_cast<uint64_t>(states)) {
       return absl::DataLossError(absl::StrCat("hc2: chunk ", c, " is shorter than its states"));
     }
     prev = ends[c];
@@ -745,7 +784,7 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   const JsonValue* tv = params.Find("tcq");
   if (tv == nullptr || !tv->is_bool()) return absl::DataLossError("hc2: params need a bool tcq");
   return std::unique_ptr<TensorDecoder>(
-      new EcDecoder(plan, step, tv->bool_value(), data->bytes, std::move(ends),
+      new EcDecoder(plan, revision, step, tv->bool_value(), data->bytes, std::move(ends),
                     rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(),
                     R > 0 ? plan.numel / R : 1));
 }
