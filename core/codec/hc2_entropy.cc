@@ -332,7 +332,8 @@ void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>&
 }
 
 LaneDecoder::LaneDecoder(absl::Span<const uint8_t> stream)
-    : p_(stream.data() + std::min<size_t>(stream.size(), 4 * kLanes)),
+    : begin_(stream.data() + std::min<size_t>(stream.size(), 4 * kLanes)),
+      p_(begin_),
       end_(stream.data() + stream.size()),
       bits_(p_, end_) {
   for (int l = 0; l < kLanes && 4 * static_cast<size_t>(l + 1) <= stream.size(); ++l) {

@@ -182,7 +182,11 @@ class LaneDecoder {
   /// spec-hc2.md 5.2). With `allow_simd` (and SimdAllowed()) on an AVX-512 CPU, blocks of >= 16
   /// coefficients decode with vector code; the result is the same bit for bit.
   void DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd = true);
-  bool overrun() const { return overrun_ || bits_.overrun(); }
+  /// Whether the words and the bits read so far need more bytes than the stream holds (they
+  /// are read from its two ends). Informative: a corrupt stream may decode garbage unflagged.
+  bool overrun() const {
+    return overrun_ || 8 * static_cast<uint64_t>(p_ - begin_) + bits_.read() > bits_.size();
+  }
 
   /// An LSB-first bit stream stored byte-reversed below `end`, never read below `begin`.
   class BitReader {
@@ -197,8 +201,9 @@ class LaneDecoder {
       read_ += static_cast<uint64_t>(bits);
       return v;
     }
-    /// Whether more bits were read than the stream holds.
-    bool overrun() const { return read_ > size_; }
+    /// Bits read so far, and the stream's size in bits.
+    uint64_t read() const { return read_; }
+    uint64_t size() const { return size_; }
 
    private:
     // Keeps at least 56 bits in buf_: the next 8 stream bytes (byte-swapped: the stream runs
@@ -244,6 +249,7 @@ class LaneDecoder {
     return w;
   }
   uint32_t x_[kLanes] = {};
+  const uint8_t* begin_;  // the words' start (past the states)
   const uint8_t* p_;
   const uint8_t* end_;
   BitReader bits_;
