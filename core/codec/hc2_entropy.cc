@@ -363,7 +363,7 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
     uint32_t v[kGroup];
     int tok[kGroup];
     for (int i = 0; i < gn; ++i) {
-      uint32_t& x = x_[i];
+      uint32_t& x = x_[(g / kGroup) % (kLanes / kGroup) * kGroup + i];
       const uint32_t e = dec[x & ((1u << kFreqBits) - 1)];
       tok[i] = static_cast<int>(e >> 25);
       x = (e & 0x1fff) * (x >> kFreqBits) + ((e >> 13) & 0xfff);
@@ -392,76 +392,102 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
 // known false "may be used uninitialized".
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// 16 lanes in one register; per group: gather the slots' entries, update the states, refill
-// the lanes under 2^16 with the next words (expanded into their lanes in order), deposit the
-// next signs onto the non-zero lanes (pdep), fix the rare large tokens' extra bits in scalar
-// code, find the TCQ quantisers 8 coefficients per table look-up, and scale.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,bmi2,popcnt")))
-void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
-  const ClassTables& t = ClassTables::Get();
-  const TcqSteps& ts = GetTcqSteps();
-  const uint32_t* dec = t.dec[bits_.Read(5)];
-  __m512i x = _mm512_loadu_si512(x_);
-  const __m512i fmask = _mm512_set1_epi32(0x1fff), bmask = _mm512_set1_epi32(0xfff);
-  const __m512i low = _mm512_set1_epi32(static_cast<int>(kLow)), one = _mm512_set1_epi32(1);
-  const __m512i sixteen = _mm512_set1_epi32(16);
-  const __m512 vstep = _mm512_set1_ps(step);
-  const __m512i signbit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
-  const uint8_t* p = p_;
-  int state = 0;
-  for (int g = 0; g < n; g += kGroup) {
-    const __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, bmask), dec, 4);
-    const __m512i tok = _mm512_srli_epi32(e, 25);
-    x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(e, fmask), _mm512_srli_epi32(x, 12)),
-                         _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask));
-    const __mmask16 need = _mm512_cmplt_epu32_mask(x, low);
-    __m256i raw;
-    if (end_ - p >= 32) {
-      raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    } else {
-      alignas(32) uint8_t tail[32] = {};
-      std::memcpy(tail, p, static_cast<size_t>(end_ - p));
-      raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
-    }
-    const __m512i words = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(raw));
-    x = _mm512_mask_or_epi32(x, need, _mm512_slli_epi32(x, 16), words);
-    const int used = 2 * _mm_popcnt_u32(need);
-    if (end_ - p >= used) {
-      p += used;
-    } else {
-      p = end_;
-      overrun_ = true;
-    }
-    const __mmask16 nz = _mm512_test_epi32_mask(tok, tok);
-    const __mmask16 neg =
-        static_cast<__mmask16>(_pdep_u32(static_cast<uint32_t>(bits_.Read(_mm_popcnt_u32(nz))), nz));
-    __m512i v = tok;
-    const __mmask16 big = _mm512_cmpge_epu32_mask(tok, sixteen);
-    if (big != 0) {
-      alignas(64) uint32_t tv[kGroup];
-      _mm512_store_si512(tv, tok);
-      for (uint32_t m = big; m != 0; m &= m - 1) {
-        const int i = __builtin_ctz(m);
-        const int tk = static_cast<int>(tv[i]);
-        tv[i] = TokenBase(tk) | static_cast<uint32_t>(bits_.Read(TokenExtraBits(tk)));
-      }
-      v = _mm512_load_si512(tv);
-    }
-    __m512i level = v;
-    if (tcq) {
-      const uint32_t par = _mm512_test_epi32_mask(v, one);
-      const uint32_t lo = ts.v[state][par & 0xff];
-      const uint32_t hi = ts.v[lo >> 8][par >> 8];
-      state = static_cast<int>(hi >> 8);
-      const __mmask16 q1 = static_cast<__mmask16>(((lo & 0xff) | ((hi & 0xff) << 8)) & nz);
-      level = _mm512_mask_sub_epi32(_mm512_slli_epi32(v, 1), q1, _mm512_slli_epi32(v, 1), one);
-    }
-    const __m512 m = _mm512_mul_ps(_mm512_cvtepi32_ps(level), vstep);
-    _mm512_storeu_ps(z + g, _mm512_castsi512_ps(_mm512_mask_xor_epi32(
-                                 _mm512_castps_si512(m), neg, _mm512_castps_si512(m), signbit)));
+#define HC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,bmi2,popcnt")))
+
+// What the groups of a block share: the tables, the word pointer, the bit reader, the TCQ state.
+struct GroupContext {
+  const uint32_t* dec;
+  const TcqSteps* ts;
+  const uint8_t* p;
+  const uint8_t* end;
+  LaneDecoder::BitReader* bits;
+  float step;
+  bool tcq;
+  bool overrun;
+  int state;
+};
+
+// One group of 16 coefficients on the 16 lanes in `x`: gather the slots' entries, update the
+// states, refill the lanes under 2^16 with the next words (expanded into their lanes in
+// order), deposit the next signs onto the non-zero lanes (pdep), fix the rare large tokens'
+// extra bits in scalar code, find the TCQ quantisers 8 coefficients per table look-up, scale.
+HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
+                                                                      GroupContext& c, float* z) {
+  const __m512i bmask = _mm512_set1_epi32(0xfff), one = _mm512_set1_epi32(1);
+  const __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, bmask), c.dec, 4);
+  const __m512i tok = _mm512_srli_epi32(e, 25);
+  x = _mm512_add_epi32(
+      _mm512_mullo_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x1fff)), _mm512_srli_epi32(x, 12)),
+      _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask));
+  const __mmask16 need =
+      _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(LaneDecoder::kLow)));
+  __m256i raw;
+  if (c.end - c.p >= 32) {
+    raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.p));
+  } else {
+    alignas(32) uint8_t tail[32] = {};
+    std::memcpy(tail, c.p, static_cast<size_t>(c.end - c.p));
+    raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
   }
-  _mm512_storeu_si512(x_, x);
-  p_ = p;
+  const __m512i words = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(raw));
+  x = _mm512_mask_or_epi32(x, need, _mm512_slli_epi32(x, 16), words);
+  const int used = 2 * _mm_popcnt_u32(need);
+  if (c.end - c.p >= used) {
+    c.p += used;
+  } else {
+    c.p = c.end;
+    c.overrun = true;
+  }
+  const __mmask16 nz = _mm512_test_epi32_mask(tok, tok);
+  const __mmask16 neg = static_cast<__mmask16>(
+      _pdep_u32(static_cast<uint32_t>(c.bits->Read(_mm_popcnt_u32(nz))), nz));
+  __m512i v = tok;
+  const __mmask16 big = _mm512_cmpge_epu32_mask(tok, _mm512_set1_epi32(16));
+  if (big != 0) {
+    alignas(64) uint32_t tv[kGroup];
+    _mm512_store_si512(tv, tok);
+    for (uint32_t m = big; m != 0; m &= m - 1) {
+      const int i = __builtin_ctz(m);
+      const int tk = static_cast<int>(tv[i]);
+      tv[i] = TokenBase(tk) | static_cast<uint32_t>(c.bits->Read(TokenExtraBits(tk)));
+    }
+    v = _mm512_load_si512(tv);
+  }
+  __m512i level = v;
+  if (c.tcq) {
+    const uint32_t par = _mm512_test_epi32_mask(v, one);
+    const uint32_t lo = c.ts->v[c.state][par & 0xff];
+    const uint32_t hi = c.ts->v[lo >> 8][par >> 8];
+    c.state = static_cast<int>(hi >> 8);
+    const __mmask16 q1 = static_cast<__mmask16>(((lo & 0xff) | ((hi & 0xff) << 8)) & nz);
+    level = _mm512_mask_sub_epi32(_mm512_slli_epi32(v, 1), q1, _mm512_slli_epi32(v, 1), one);
+  }
+  const __m512i m =
+      _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(level), _mm512_set1_ps(c.step)));
+  _mm512_storeu_si512(
+      z, _mm512_mask_xor_epi32(m, neg, m, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
+
+// Lanes 0..15 and 16..31 in two registers, taking the groups in turn: two independent
+// dependency chains through the gathers.
+HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
+  const ClassTables& t = ClassTables::Get();
+  GroupContext c{t.dec[bits_.Read(5)], &GetTcqSteps(), p_, end_, &bits_, step, tcq, false, 0};
+  if constexpr (kLanes == kGroup) {
+    __m512i xa = _mm512_loadu_si512(x_);
+    for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(xa, c, z + g);
+    _mm512_storeu_si512(x_, xa);
+  } else {
+    __m512i xa = _mm512_loadu_si512(x_), xb = _mm512_loadu_si512(x_ + kGroup);
+    for (int g = 0; g < n; g += 2 * kGroup) {
+      DecodeGroupAvx512(xa, c, z + g);
+      if (g + kGroup < n) DecodeGroupAvx512(xb, c, z + g + kGroup);
+    }
+    _mm512_storeu_si512(x_, xa);
+    _mm512_storeu_si512(x_ + kGroup, xb);
+  }
+  p_ = c.p;
+  overrun_ = overrun_ || c.overrun;
 }
 #pragma GCC diagnostic pop
 #else
