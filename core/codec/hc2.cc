@@ -39,10 +39,10 @@ struct BlockPlan : hc2::Blocks {
   }
   // Revision 1: rANS states of the chunk, 4 when it holds >= 4096 weights.
   int states(int64_t c) const { return chunk_elems(c) >= 4096 ? 4 : 1; }
-  // Revision 2: whether chunk c is a lane stream (else a one-state revision-1 stream).
+  // Revision 2: whether chunk c is a lane stream (else coded as in revision 1).
   bool lane_chunk(int64_t c) const { return chunk_elems(c) >= hc2::kMinLaneChunk; }
-  // States at the start of chunk c's stream.
-  int stream_states(int64_t c) const { return lane_chunk(c) ? hc2::kLanes : 1; }
+  // States at the start of chunk c's stream in revision 2.
+  int stream_states(int64_t c) const { return lane_chunk(c) ? hc2::kLanes : states(c); }
 };
 
 // Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
@@ -225,7 +225,7 @@ class EcDecoder final : public TensorDecoder {
       }
       return;
     }
-    hc2::RansDecoder d(stream, revision_ == 1 ? plan_.states(c) : 1);
+    hc2::RansDecoder d(stream, plan_.states(c));
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
       DecodeBlock(d, t, n, step_, tcq_, z);
@@ -467,10 +467,14 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
     return enc;
   }
   const double budget = o_.bpw * static_cast<double>(plan.numel) - side_bits;  // bits
+  // The estimates below charge each chunk revision 1's state words (plan.states), not the lane
+  // stream's: the search then settles on the steps revision 1 chose, i.e. the same quantisation
+  // and SNR; the lane stream's 48 more bytes per chunk (0.006 bits per weight) come on top, and
+  // the final encode still holds the stream to the budget.
   // (the estimate below counts each chunk's states and end offset; the coder adds a byte or two)
   // Fixed costs: class fields, chunk ends, states.
   double fixed_bits = 5.0 * nb + 32.0 * nc;
-  for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.stream_states(c);
+  for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
   const GaussEntropy& H = GaussEntropy::Get();
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
@@ -569,7 +573,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
       });
       int64_t all = 0;
       for (int64_t b = b0; b < b1; ++b) all += plan.n(b);
-      cbits[c] = 32.0 * plan.stream_states(c) + 32.0 +
+      cbits[c] = 32.0 * plan.states(c) + 32.0 +
                  (sampled > 0 ? bits * static_cast<double>(all) / sampled : 0.0);
     });
     double total = 0;
@@ -609,7 +613,7 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
       if (plan.lane_chunk(c)) {
         hc2::LaneEncodeBlocks(coded, chunks[c]);
       } else {
-        hc2::RansEncodeBlocks(coded, 1, chunks[c]);
+        hc2::RansEncodeBlocks(coded, plan.states(c), chunks[c]);
       }
     });
     uint64_t bits = 0;
