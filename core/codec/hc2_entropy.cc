@@ -472,7 +472,8 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
 // dependency chains through the gathers.
 HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
   const ClassTables& t = ClassTables::Get();
-  GroupContext c{t.dec[bits_.Read(5)], &GetTcqSteps(), p_, end_, &bits_, step, tcq, false, 0};
+  BitReader bits = bits_;  // a local copy: its fields stay in registers
+  GroupContext c{t.dec[bits.Read(5)], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
   if constexpr (kLanes == kGroup) {
     __m512i xa = _mm512_loadu_si512(x_);
     for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(xa, c, z + g);
@@ -487,6 +488,7 @@ HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float
     _mm512_storeu_si512(x_ + kGroup, xb);
   }
   p_ = c.p;
+  bits_ = bits;
   overrun_ = overrun_ || c.overrun;
 }
 #pragma GCC diagnostic pop
