@@ -206,30 +206,36 @@ class EcDecoder final : public TensorDecoder {
       }
       e = std::min(end, c1);
     }
-    ApplyRows(rows_, row_len_, begin, out);
   }
 
  private:
+  // Decodes chunk c into out[0..chunk_elems(c)), row multipliers applied.
   void DecodeChunk(int64_t c, float* out) const {
     const hc2::ClassTables& t = hc2::ClassTables::Get();
     const uint64_t s = c == 0 ? 0 : ends_[c - 1];
     const absl::Span<const uint8_t> stream = data_.subspan(s, ends_[c] - s);
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
     float z[kBlock];
+    // Each block gets its row multipliers while it is in L1 (the same products as a pass over
+    // the chunk).
     if (revision_ == 2 && plan_.lane_chunk(c)) {
       hc2::LaneDecoder d(stream);
       for (int64_t b = b0; b < b1; ++b) {
         const int n = plan_.n(b);
+        float* const o = out + (b - b0) * kBlock;
         d.DecodeBlock(n, step_, tcq_, z);
-        hc2::Unrotate(z, plan_.r(b), n, out + (b - b0) * kBlock);
+        hc2::Unrotate(z, plan_.r(b), n, o);
+        ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
       }
       return;
     }
     hc2::RansDecoder d(stream, plan_.states(c));
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
+      float* const o = out + (b - b0) * kBlock;
       DecodeBlock(d, t, n, step_, tcq_, z);
-      hc2::Unrotate(z, plan_.r(b), n, out + (b - b0) * kBlock);
+      hc2::Unrotate(z, plan_.r(b), n, o);
+      ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
     }
   }
 
