@@ -208,26 +208,41 @@ RansDecoder::RansDecoder(absl::Span<const uint8_t> stream, int states)
 
 namespace {
 
-// An LSB-first bit writer; the chunk stores its bytes reversed.
+// An LSB-first bit writer into a buffer of `capacity` bytes (room for every bit put plus 8); the
+// chunk stores its bytes reversed.
 class BitWriter {
  public:
+  explicit BitWriter(size_t capacity) : bytes_(new uint8_t[capacity]) {}
   void Put(uint64_t v, int bits) {  // bits <= 32
     buf_ |= v << count_;
     count_ += bits;
-    while (count_ >= 8) {
-      bytes_.push_back(static_cast<uint8_t>(buf_));
-      buf_ >>= 8;
-      count_ -= 8;
-    }
+    Flush32();
   }
-  // Flushes the last partial byte (zero-padded) and appends the bytes reversed to `out`.
+  // Puts one bit if `put` (branch-free: signs of zero indices are not coded).
+  void PutIf(bool put, uint32_t bit) {
+    buf_ |= static_cast<uint64_t>(bit & put) << count_;
+    count_ += put;
+  }
+  // Moves 32 bits to the buffer once there are as many (keeps count_ < 32 between fields).
+  void Flush32() {
+    if (count_ < 32) return;
+    const uint32_t low = static_cast<uint32_t>(buf_);
+    for (int k = 0; k < 4; ++k) bytes_[size_ + k] = static_cast<uint8_t>(low >> (8 * k));
+    size_ += 4;
+    buf_ >>= 32;
+    count_ -= 32;
+  }
+  // Flushes the last partial bytes (zero-padded) and appends the bytes reversed to `out`.
   void AppendReversed(std::vector<uint8_t>& out) {
-    if (count_ > 0) bytes_.push_back(static_cast<uint8_t>(buf_));
-    out.insert(out.end(), bytes_.rbegin(), bytes_.rend());
+    for (; count_ > 0; count_ -= 8, buf_ >>= 8) bytes_[size_++] = static_cast<uint8_t>(buf_);
+    const size_t at = out.size();
+    out.resize(at + size_);
+    std::reverse_copy(bytes_.get(), bytes_.get() + size_, out.data() + at);
   }
 
  private:
-  std::vector<uint8_t> bytes_;
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t size_ = 0;
   uint64_t buf_ = 0;
   int count_ = 0;
 };
@@ -274,24 +289,29 @@ bool CpuHasAvx512() {
 // half of a 64x64-bit product with the token's reciprocal.
 void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>& out) {
   const ClassTables& t = ClassTables::Get();
-  BitWriter bw;
   size_t total = 0;
+  for (const CodedBlock& b : blocks) total += static_cast<size_t>(b.n);
+  // At most 5 bits per block and 24 per index (a sign, 23 extra bits).
+  BitWriter bw((5 * blocks.size() + 24 * total) / 8 + 16);
   for (const CodedBlock& b : blocks) {
     bw.Put(static_cast<uint32_t>(b.cls), 5);
     for (int g = 0; g < b.n; g += kGroup) {
       const int ge = std::min(b.n, g + kGroup);
+      uint32_t large = 0;
       for (int i = g; i < ge; ++i) {
-        if (b.q[i] != 0) bw.Put(b.q[i] < 0 ? 1u : 0u, 1);
+        bw.PutIf(b.q[i] != 0, b.q[i] < 0);
+        large |= static_cast<uint32_t>(b.q[i] >= 16 || b.q[i] <= -16);
       }
-      for (int i = g; i < ge; ++i) {
+      bw.Flush32();
+      for (int i = g; i < ge && large != 0; ++i) {
         const uint32_t v = static_cast<uint32_t>(std::abs(b.q[i]));
         if (v < 16) continue;
         const TokenSplit sp = SplitMagnitude(v);
         bw.Put(sp.extra, sp.nextra);
       }
     }
-    total += static_cast<size_t>(b.n);
   }
+  // One spare slot below the words: the renormalisation stores a word unconditionally.
   std::unique_ptr<uint16_t[]> words(new uint16_t[total + 1]);
   uint16_t* const wend = words.get() + total + 1;
   uint16_t* w = wend;
@@ -308,10 +328,10 @@ void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>&
       const ClassTables::EncSymbol& e = sym[tok];
       uint32_t& s = x[j % kLanes];
       uint32_t v = s;
-      if ((v >> 20) >= e.freq) {
-        *--w = static_cast<uint16_t>(v);
-        v >>= 16;
-      }
+      const uint32_t renorm = (v >> 20) >= e.freq;  // branch-free: it is unpredictable
+      w[-1] = static_cast<uint16_t>(v);
+      w -= renorm;
+      v >>= 16 * renorm;
       const uint32_t q = e.freq == 1 ? v
                                      : static_cast<uint32_t>(
                                            (static_cast<unsigned __int128>(v) * rcp[tok]) >> 64);
