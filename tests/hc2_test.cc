@@ -377,7 +377,8 @@ TEST(Hc2EntropyTest, CorruptLaneStreamsAreSafeAndBothPathsAgree) {
       bool over_scalar = false, over_simd = false;
       const std::vector<float> a =
           LaneDecodeAll(view, nblocks, last_n, 1.0f, tcq, false, &over_scalar);
-      const std::vector<float> b = LaneDecodeAll(view, nblocks, last_n, 1.0f, tcq, true, &over_simd);
+      const std::vector<float> b =
+          LaneDecodeAll(view, nblocks, last_n, 1.0f, tcq, true, &over_simd);
       ASSERT_EQ(std::memcmp(a.data(), b.data(), 4 * a.size()), 0);
       EXPECT_EQ(over_scalar, over_simd);
       if (bad.size() < 4 * hc2::kLanes) {

@@ -763,8 +763,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   int revision = 1;
   if (rv != nullptr) {
     if (!rv->is_number() || rv->number() != kEcStream) {
-      return absl::DataLossError(
-          absl::StrCat("hc2: unknown ec stream revision (this decoder reads 1 and ", kEcStream, ")"));
+      return absl::DataLossError(absl::StrCat(
+          "hc2: unknown ec stream revision (this decoder reads 1 and ", kEcStream, ")"));
     }
     revision = kEcStream;
   }

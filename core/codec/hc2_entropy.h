@@ -162,11 +162,11 @@ inline constexpr int kLanes = 16;
 inline constexpr int kGroup = 16;
 
 /// Appends one revision-2 lane stream coding `blocks` (in order) with kLanes rANS lanes
-/// (coefficient j of the chunk on lane j mod kLanes): the lanes' final states (4 bytes little-endian each, lane 0 first), the 16-bit
-/// renormalisation words (little-endian) in the order the decoder reads them, then the bit
-/// stream's bytes in reverse order (the decoder reads it from the chunk's end backwards). Every
-/// block's tokens must have a non-zero frequency under its class; every block but the last has
-/// a multiple of kGroup indices.
+/// (coefficient j of the chunk on lane j mod kLanes): the lanes' final states (4 bytes
+/// little-endian each, lane 0 first), the 16-bit renormalisation words (little-endian) in the
+/// order the decoder reads them, then the bit stream's bytes in reverse order (the decoder
+/// reads it from the chunk's end backwards). Every block's tokens must have a non-zero
+/// frequency under its class; every block but the last has a multiple of kGroup indices.
 void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>& out);
 
 /// Reads a revision-2 chunk stream block by block. Reading past either end of the stream (only
