@@ -1078,6 +1078,49 @@ TEST(Hc2CodecTest, DecodeRangeWithRowMultipliers) {
   }
 }
 
+// The decoder still reads revision 1 records (no "stream" key, part "data"): the same blocks
+// coded as a revision 1 stream (4 states) and as a lane stream decode to the same bits.
+TEST(Hc2CodecTest, RevisionOneRecordsStillDecode) {
+  std::mt19937 rng(31);
+  constexpr int kBlocks = 512;  // one full chunk: a lane stream in revision 2
+  std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(kBlocks, hc2::kBlock, rng);
+  // Indices in the encoder's range (|k| <= kMaxQ): beyond 2^23, revision 1's decoder computes
+  // 2 float(k) - 1, which rounds differently from the spec's binary32(2k - 1) (revision 2).
+  const int32_t kMax = static_cast<int32_t>(hc2::kMaxQ);
+  for (hc2::QuantBlock& qb : qbs) {
+    for (int32_t& q : qb.q) q = std::clamp(q, -kMax, kMax);
+    hc2::PriceBlock(hc2::kBlock, hc2::ClassTables::Get(), qb);
+  }
+  const std::vector<hc2::CodedBlock> blocks = ToCoded(qbs, hc2::kBlock);
+  std::vector<uint8_t> v1, v2;
+  hc2::RansEncodeBlocks(blocks, 4, v1);
+  hc2::LaneEncodeBlocks(blocks, v2);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, int64_t{kBlocks} * hc2::kBlock);
+  auto codec = CreateCodec("hc2", {});
+  ASSERT_TRUE(codec.ok());
+  auto decode = [&](const std::vector<uint8_t>& stream, bool revision2) {
+    const uint32_t end = static_cast<uint32_t>(stream.size());
+    std::vector<uint8_t> index(4);
+    std::memcpy(index.data(), &end, 4);
+    const std::vector<PartView> parts = {
+        {revision2 ? "stream" : "data", DType::kU8, {static_cast<int64_t>(end)}, stream},
+        {"index", DType::kU32, {1}, index}};
+    JsonValue params = JsonValue::Object()
+                           .Add("mode", JsonValue::String("ec"))
+                           .Add("step", JsonValue::Number(0.0009765625))  // 2^-10
+                           .Add("tcq", JsonValue::Bool(true));
+    if (revision2) params.Add("stream", JsonValue::Int(2));
+    std::vector<float> out(info.numel);
+    auto dec = (*codec)->PrepareDecoder(info, params, parts);
+    EXPECT_THAT(dec, IsOk());
+    if (dec.ok()) (*dec)->DecodeRange(0, absl::MakeSpan(out));
+    return out;
+  };
+  const std::vector<float> a = decode(v1, false), b = decode(v2, true);
+  ASSERT_EQ(std::memcmp(a.data(), b.data(), 4 * a.size()), 0);
+  EXPECT_NE(v1, v2);
+}
+
 TEST(Hc2CodecTest, ConstantTensors) {
   InlineExecutor ex;
   for (const CodecOptions& o : {Ec(4.25), Ec(1.0), Ec(12.0), Fixed(4), Fixed(2)}) {
