@@ -150,11 +150,11 @@ class RansDecoder {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Revision 2: the lane stream (spec-hc2.md 5.3).
+// Revision 2: the lane stream (spec-hc2.md 5.3b).
 
 /// Revision 2 codes chunks of >= this many weights as lane streams and smaller ones (small
 /// tensors, a tensor's short last chunk) exactly as revision 1: the lane stream's 48 more bytes
-/// of states would cost them over 0.012 bits per weight.
+/// of states would cost them 0.012 bits per weight or more.
 inline constexpr int64_t kMinLaneChunk = 32768;
 /// rANS lanes of a lane stream, and coefficients per group: a block's signs and extra bits
 /// follow its tokens group by group.
@@ -169,9 +169,9 @@ inline constexpr int kGroup = 16;
 /// frequency under its class; every block but the last has a multiple of kGroup indices.
 void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>& out);
 
-/// Reads a revision-2 chunk stream block by block. Reading past either end of the stream (only
-/// a corrupt or truncated one gets there) reads zeros and sets overrun(); decoding stays
-/// memory-safe and terminates, and the scalar and SIMD paths still agree bit for bit.
+/// Reads a revision-2 lane stream block by block. Words past the stream's end and bits below
+/// its states (only a corrupt or truncated stream gets there) read as zeros: decoding any input
+/// stays in bounds and terminates, and the scalar and SIMD paths still agree bit for bit.
 class LaneDecoder {
  public:
   static constexpr uint32_t kLow = uint32_t{1} << 16;
