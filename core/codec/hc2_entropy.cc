@@ -383,7 +383,7 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
     uint32_t v[kGroup];
     int tok[kGroup];
     for (int i = 0; i < gn; ++i) {
-      uint32_t& x = x_[(g / kGroup) % (kLanes / kGroup) * kGroup + i];
+      uint32_t& x = x_[i];  // lane (g + i) mod kLanes, g a multiple of kLanes
       const uint32_t e = dec[x & ((1u << kFreqBits) - 1)];
       tok[i] = static_cast<int>(e >> 25);
       x = (e & 0x1fff) * (x >> kFreqBits) + ((e >> 13) & 0xfff);
@@ -488,25 +488,15 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
       z, _mm512_mask_xor_epi32(m, neg, m, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
 }
 
-// Lanes 0..15 and 16..31 in two registers, taking the groups in turn: two independent
-// dependency chains through the gathers.
+// The 16 lane states in one register, one group per step. (Two registers of 16 lanes, for two
+// independent gather chains, measured no faster on AMD Zen 4: docs/perf-hc2-decode.md.)
 HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
   const ClassTables& t = ClassTables::Get();
   BitReader bits = bits_;  // a local copy: its fields stay in registers
   GroupContext c{t.dec[bits.Read(5)], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
-  if constexpr (kLanes == kGroup) {
-    __m512i xa = _mm512_loadu_si512(x_);
-    for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(xa, c, z + g);
-    _mm512_storeu_si512(x_, xa);
-  } else {
-    __m512i xa = _mm512_loadu_si512(x_), xb = _mm512_loadu_si512(x_ + kGroup);
-    for (int g = 0; g < n; g += 2 * kGroup) {
-      DecodeGroupAvx512(xa, c, z + g);
-      if (g + kGroup < n) DecodeGroupAvx512(xb, c, z + g + kGroup);
-    }
-    _mm512_storeu_si512(x_, xa);
-    _mm512_storeu_si512(x_ + kGroup, xb);
-  }
+  __m512i x = _mm512_loadu_si512(x_);
+  for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(x, c, z + g);
+  _mm512_storeu_si512(x_, x);
   p_ = c.p;
   bits_ = bits;
   overrun_ = overrun_ || c.overrun;

@@ -160,6 +160,7 @@ inline constexpr int64_t kMinLaneChunk = 32768;
 /// follow its tokens group by group.
 inline constexpr int kLanes = 16;
 inline constexpr int kGroup = 16;
+static_assert(kLanes == kGroup, "a group is one step of every lane");
 
 /// Appends one revision-2 lane stream coding `blocks` (in order) with kLanes rANS lanes
 /// (coefficient j of the chunk on lane j mod kLanes): the lanes' final states (4 bytes
