@@ -422,6 +422,37 @@ void BM_Hc2Fwht128(benchmark::State& state) {
   SetThroughput(state, n, n * 4);
 }
 
+// hc2's lane stream decoder alone (tokens, signs, TCQ levels; no rotation): one chunk of 512
+// blocks of indices ~ round(N(0, 4.6^2)) (about 4.1 bits each, the 4.25 bpw regime), decoded
+// block by block. Args: {simd}.
+void BM_Hc2LaneDecode(benchmark::State& state) {
+  const bool simd = state.range(0) != 0;
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0.0f, 4.6f);
+  constexpr int kBlocks = 512;
+  std::vector<hc2::QuantBlock> qbs(kBlocks);
+  std::vector<hc2::CodedBlock> blocks;
+  for (hc2::QuantBlock& qb : qbs) {
+    for (int i = 0; i < hc2::kBlock; ++i) qb.q[i] = static_cast<int32_t>(std::lround(g(rng)));
+    hc2::PriceBlock(hc2::kBlock, t, qb);
+    blocks.push_back({qb.q, hc2::kBlock, qb.cls});
+  }
+  std::vector<uint8_t> stream;
+  hc2::LaneEncodeBlocks(blocks, stream);
+  std::vector<float> z(hc2::kBlock);
+  for (auto _ : state) {
+    hc2::LaneDecoder d(stream);
+    for (int b = 0; b < kBlocks; ++b) {
+      d.DecodeBlock(hc2::kBlock, 0.01f, true, z.data(), simd);
+      benchmark::DoNotOptimize(z.data());
+    }
+  }
+  SetThroughput(state, int64_t{kBlocks} * hc2::kBlock, 0);
+  state.counters["bpw"] = 8.0 * static_cast<double>(stream.size()) / (kBlocks * hc2::kBlock);
+}
+BENCHMARK(BM_Hc2LaneDecode)->ArgName("simd")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 BENCHMARK(BM_Hc2TrellisSearch4)
     ->ArgNames({"n", "simd"})
     ->ArgsProduct({{kSmall}, {0, 1}})

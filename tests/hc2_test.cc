@@ -253,6 +253,141 @@ TEST(Hc2EntropyTest, RansEncodeBlocksEqualsTheOpsReference) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Revision 2: the lane stream.
+
+// `nblocks` random blocks of kBlock indices, the last one of `last_n` (zeros, small, wide and
+// huge magnitudes, as above), each priced so that its class codes it.
+std::vector<hc2::QuantBlock> RandomQuantBlocks(int nblocks, int last_n, std::mt19937& rng) {
+  const hc2::ClassTables& t = hc2::ClassTables::Get();
+  std::vector<hc2::QuantBlock> qbs(nblocks);
+  for (int b = 0; b < nblocks; ++b) {
+    hc2::QuantBlock& qb = qbs[b];
+    const int n = b + 1 == nblocks ? last_n : hc2::kBlock;
+    const int shape = static_cast<int>(rng() % 5);  // zeros, small, wide, huge, Gaussian-like
+    for (int i = 0; i < n; ++i) {
+      uint32_t v = 0;
+      if (shape == 1) v = rng() % 20;
+      if (shape == 2) v = rng() >> (rng() % 32);
+      if (shape == 3) v = rng() % 5 == 0 ? hc2::kMaxMagnitude - rng() % 3 : rng() % 300000;
+      if (shape == 4) v = (rng() % 7) * (rng() % 3);
+      v = std::min(v, hc2::kMaxMagnitude);
+      qb.q[i] = (rng() & 1) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+    }
+    hc2::PriceBlock(n, t, qb);
+  }
+  return qbs;
+}
+
+std::vector<hc2::CodedBlock> ToCoded(const std::vector<hc2::QuantBlock>& qbs, int last_n) {
+  std::vector<hc2::CodedBlock> blocks;
+  for (size_t b = 0; b < qbs.size(); ++b) {
+    blocks.push_back({qbs[b].q, b + 1 == qbs.size() ? last_n : hc2::kBlock, qbs[b].cls});
+  }
+  return blocks;
+}
+
+// Decodes every block of a lane stream with or without SIMD: the coefficients, in order.
+std::vector<float> LaneDecodeAll(absl::Span<const uint8_t> stream, int nblocks, int last_n,
+                                 float step, bool tcq, bool simd, bool* overrun) {
+  hc2::LaneDecoder d(stream);
+  std::vector<float> z(static_cast<size_t>(nblocks) * hc2::kBlock, 0.0f);
+  for (int b = 0; b < nblocks; ++b) {
+    d.DecodeBlock(b + 1 == nblocks ? last_n : hc2::kBlock, step, tcq, z.data() + b * hc2::kBlock,
+                  simd);
+  }
+  *overrun = d.overrun();
+  return z;
+}
+
+// Lane streams of random blocks (every last-block length) decode to the coefficients of the
+// spec (section 5.2) on the scalar path and on the SIMD path, bit for bit, without overrun.
+TEST(Hc2EntropyTest, LaneStreamRoundTripsOnBothPaths) {
+  std::mt19937 rng(9);
+  for (int round = 0; round < 200; ++round) {
+    const int nblocks = 1 + static_cast<int>(rng() % 40);
+    const int last_n = round % 2 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+    const std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(nblocks, last_n, rng);
+    std::vector<uint8_t> stream = {7, 7};
+    hc2::LaneEncodeBlocks(ToCoded(qbs, last_n), stream);
+    stream.erase(stream.begin(), stream.begin() + 2);  // it appends
+    ASSERT_GE(stream.size(), 4u * hc2::kLanes);
+    for (bool tcq : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("round ", round, " blocks ", nblocks, " last ", last_n, " tcq ",
+                                tcq));
+      const float step = 0.37f;
+      std::vector<float> want(static_cast<size_t>(nblocks) * hc2::kBlock, 0.0f);
+      for (int b = 0; b < nblocks; ++b) {
+        int state = 0;
+        for (int i = 0; i < (b + 1 == nblocks ? last_n : hc2::kBlock); ++i) {
+          const int32_t k = qbs[b].q[i];
+          float m;
+          if (tcq) {
+            const int32_t a = std::abs(k);
+            const int32_t level = 2 * a - (state >= 2 && a != 0 ? 1 : 0);
+            m = static_cast<float>(level) * step;
+            state = hc2::kTrans[state][a & 1];
+          } else {
+            m = static_cast<float>(std::abs(k)) * step;
+          }
+          want[b * hc2::kBlock + i] = k < 0 ? -m : m;
+        }
+      }
+      for (bool simd : {false, true}) {
+        bool overrun = true;
+        const std::vector<float> got =
+            LaneDecodeAll(stream, nblocks, last_n, step, tcq, simd, &overrun);
+        EXPECT_FALSE(overrun) << "simd " << simd;
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), 4 * want.size()), 0) << "simd " << simd;
+      }
+    }
+  }
+}
+
+// Corrupt lane streams (byte flips anywhere, truncation inside the states, the words or the
+// bits, random junk) decode without reading out of bounds, and the SIMD path still equals the
+// scalar one bit for bit, overrun flag included; a stream cut inside its states sets the flag.
+TEST(Hc2EntropyTest, CorruptLaneStreamsAreSafeAndBothPathsAgree) {
+  std::mt19937 rng(17);
+  for (int round = 0; round < 300; ++round) {
+    const int nblocks = 1 + static_cast<int>(rng() % 12);
+    const int last_n = round % 2 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+    const std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(nblocks, last_n, rng);
+    std::vector<uint8_t> stream;
+    hc2::LaneEncodeBlocks(ToCoded(qbs, last_n), stream);
+    std::vector<uint8_t> bad;
+    const int kind = round % 3;
+    if (kind == 0) {
+      bad = stream;
+      for (int f = 0; f < 1 + round % 9; ++f) {
+        bad[rng() % bad.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+      }
+    } else if (kind == 1) {
+      bad.assign(stream.begin(), stream.begin() + rng() % stream.size());
+    } else {
+      bad.resize(rng() % 400);
+      for (uint8_t& b : bad) b = static_cast<uint8_t>(rng() % 3 == 0 ? 0 : rng());
+    }
+    SCOPED_TRACE(absl::StrCat("round ", round, " kind ", kind, " size ", bad.size()));
+    // A copy of exactly the stream's size: a sanitizer build catches any read past it.
+    const std::unique_ptr<uint8_t[]> exact(new uint8_t[std::max<size_t>(bad.size(), 1)]);
+    if (!bad.empty()) std::memcpy(exact.get(), bad.data(), bad.size());
+    const absl::Span<const uint8_t> view(exact.get(), bad.size());
+    for (bool tcq : {false, true}) {
+      bool over_scalar = false, over_simd = false;
+      const std::vector<float> a =
+          LaneDecodeAll(view, nblocks, last_n, 1.0f, tcq, false, &over_scalar);
+      const std::vector<float> b =
+          LaneDecodeAll(view, nblocks, last_n, 1.0f, tcq, true, &over_simd);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), 4 * a.size()), 0);
+      EXPECT_EQ(over_scalar, over_simd);
+      if (bad.size() < 4 * hc2::kLanes) {
+        EXPECT_TRUE(over_scalar);
+      }
+    }
+  }
+}
+
 TEST(Hc2EntropyTest, RansEmptyStreamIsJustTheStates) {
   for (int states : {1, 4}) {
     std::vector<uint8_t> stream;
@@ -654,13 +789,14 @@ TEST(Hc2CodecTest, RoundTripEcMode) {
       EXPECT_GE(snr, EcSnrFloor(n));
       EXPECT_LE(bpw, 4.25);
       EXPECT_EQ(c.enc.params.Find("mode")->string_value(), "ec");
-      ASSERT_NE(Part(c.enc, "data"), nullptr);
+      EXPECT_EQ(c.enc.params.Find("stream")->number(), 2);
+      ASSERT_NE(Part(c.enc, "stream"), nullptr);
       ASSERT_NE(Part(c.enc, "index"), nullptr);
       EXPECT_EQ(Part(c.enc, "index")->dtype, DType::kU32);
       EXPECT_EQ(Part(c.enc, "index")->bytes.size(), 4u * ((n + 65535) / 65536));
-      EXPECT_EQ(Part(c.enc, "data")->dtype, DType::kU8);
-      EXPECT_EQ(Part(c.enc, "data")->shape,
-                (std::vector<int64_t>{static_cast<int64_t>(Part(c.enc, "data")->bytes.size())}));
+      EXPECT_EQ(Part(c.enc, "stream")->dtype, DType::kU8);
+      EXPECT_EQ(Part(c.enc, "stream")->shape,
+                (std::vector<int64_t>{static_cast<int64_t>(Part(c.enc, "stream")->bytes.size())}));
     }
   }
 }
@@ -904,6 +1040,85 @@ TEST(Hc2CodecTest, DecodeRangeEqualsTheFullDecode) {
       }
     }
   }
+}
+
+// Row multipliers are applied block by block inside each chunk's decode: ranges that start and
+// end anywhere (rows of 1000 weights cross blocks and chunks; the last chunk is a revision 1
+// one) equal the full decode, whose rows all get about the same relative precision.
+TEST(Hc2CodecTest, DecodeRangeWithRowMultipliers) {
+  InlineExecutor ex;
+  auto codec = MakeHc2(Ec(4.25));
+  ASSERT_NE(codec, nullptr);
+  constexpr int64_t kRows = 270, kCols = 1000, kN = kRows * kCols;
+  TensorInfo info = FlatTensorInfo(DType::kF32, kN);
+  info.shape = {kRows, kCols};
+  std::vector<float> x = Gaussian(kN, 77);
+  for (int64_t r = 0; r < kRows; ++r) {
+    const float scale = std::exp2(static_cast<float>(r % 9) - 4.0f);
+    for (int64_t i = 0; i < kCols; ++i) x[r * kCols + i] *= scale;
+  }
+  const std::vector<uint8_t> bytes = ToBytes(DType::kF32, x);
+  HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
+  ASSERT_FALSE(enc.raw);
+  ASSERT_NE(Part(enc, "rows"), nullptr);
+  HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+  std::vector<float> full(kN);
+  dec->DecodeRange(0, absl::MakeSpan(full));
+  for (int64_t r : {0, 37, 65, 66, 131, 199, 262, 265, 269}) {
+    const std::vector<float> xr(x.begin() + r * kCols, x.begin() + (r + 1) * kCols);
+    const std::vector<float> yr(full.begin() + r * kCols, full.begin() + (r + 1) * kCols);
+    EXPECT_GE(SnrDb(xr, yr), 20.0) << "row " << r;
+  }
+  for (const auto& [b, e] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 1000}, {999, 1001}, {65000, 70000}, {65536, 131072}, {100, 262200},
+           {262143, 262145}, {262144, kN}, {kN - 3, kN}}) {
+    std::vector<float> part(e - b);
+    dec->DecodeRange(b, absl::MakeSpan(part));
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), full.begin() + b)) << b << ".." << e;
+  }
+}
+
+// The decoder still reads revision 1 records (no "stream" key, part "data"): the same blocks
+// coded as a revision 1 stream (4 states) and as a lane stream decode to the same bits.
+TEST(Hc2CodecTest, RevisionOneRecordsStillDecode) {
+  std::mt19937 rng(31);
+  constexpr int kBlocks = 512;  // one full chunk: a lane stream in revision 2
+  std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(kBlocks, hc2::kBlock, rng);
+  // Indices in the encoder's range (|k| <= kMaxQ): beyond 2^23, revision 1's decoder computes
+  // 2 float(k) - 1, which rounds differently from the spec's binary32(2k - 1) (revision 2).
+  const int32_t kMax = static_cast<int32_t>(hc2::kMaxQ);
+  for (hc2::QuantBlock& qb : qbs) {
+    for (int32_t& q : qb.q) q = std::clamp(q, -kMax, kMax);
+    hc2::PriceBlock(hc2::kBlock, hc2::ClassTables::Get(), qb);
+  }
+  const std::vector<hc2::CodedBlock> blocks = ToCoded(qbs, hc2::kBlock);
+  std::vector<uint8_t> v1, v2;
+  hc2::RansEncodeBlocks(blocks, 4, v1);
+  hc2::LaneEncodeBlocks(blocks, v2);
+  const TensorInfo info = FlatTensorInfo(DType::kF32, int64_t{kBlocks} * hc2::kBlock);
+  auto codec = CreateCodec("hc2", {});
+  ASSERT_TRUE(codec.ok());
+  auto decode = [&](const std::vector<uint8_t>& stream, bool revision2) {
+    const uint32_t end = static_cast<uint32_t>(stream.size());
+    std::vector<uint8_t> index(4);
+    std::memcpy(index.data(), &end, 4);
+    const std::vector<PartView> parts = {
+        {revision2 ? "stream" : "data", DType::kU8, {static_cast<int64_t>(end)}, stream},
+        {"index", DType::kU32, {1}, index}};
+    JsonValue params = JsonValue::Object()
+                           .Add("mode", JsonValue::String("ec"))
+                           .Add("step", JsonValue::Number(0.0009765625))  // 2^-10
+                           .Add("tcq", JsonValue::Bool(true));
+    if (revision2) params.Add("stream", JsonValue::Int(2));
+    std::vector<float> out(info.numel);
+    auto dec = (*codec)->PrepareDecoder(info, params, parts);
+    EXPECT_THAT(dec, IsOk());
+    if (dec.ok()) (*dec)->DecodeRange(0, absl::MakeSpan(out));
+    return out;
+  };
+  const std::vector<float> a = decode(v1, false), b = decode(v2, true);
+  ASSERT_EQ(std::memcmp(a.data(), b.data(), 4 * a.size()), 0);
+  EXPECT_NE(v1, v2);
 }
 
 TEST(Hc2CodecTest, ConstantTensors) {
@@ -1230,6 +1445,7 @@ class Hc2DecoderTest : public ::testing::Test {
   JsonValue EcParams(JsonValue step) {
     return JsonValue::Object()
         .Add("mode", JsonValue::String("ec"))
+        .Add("stream", JsonValue::Int(2))
         .Add("step", std::move(step))
         .Add("tcq", JsonValue::Bool(true));
   }
@@ -1256,8 +1472,8 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
   }
   {
     auto v = good;
-    Find(v, "data")->suffix = "dat";
-    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"data\"")));
+    Find(v, "stream")->suffix = "dat";
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"stream\"")));
   }
   {
     auto v = good;
@@ -1266,8 +1482,8 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
   }
   {
     auto v = good;
-    Find(v, "data")->dtype = DType::kF16;
-    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"data\"")));
+    Find(v, "stream")->dtype = DType::kF16;
+    EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"stream\"")));
   }
   {
     auto v = good;
@@ -1275,7 +1491,7 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
     EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("\"index\"")));
   }
   const PartView* idx = Find(const_cast<std::vector<PartView>&>(good), "index");
-  const PartView* data = Find(const_cast<std::vector<PartView>&>(good), "data");
+  const PartView* data = Find(const_cast<std::vector<PartView>&>(good), "stream");
   ASSERT_EQ(idx->bytes.size(), 16u);
   {
     auto v = good;
@@ -1292,14 +1508,14 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
   // The index does not end at the size of the data.
   {
     auto v = good;
-    Find(v, "data")->bytes = data->bytes.subspan(0, data->bytes.size() - 1);
+    Find(v, "stream")->bytes = data->bytes.subspan(0, data->bytes.size() - 1);
     EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("does not end")));
   }
   {
     std::vector<uint8_t> longer(data->bytes.begin(), data->bytes.end());
     longer.push_back(0);
     auto v = good;
-    Find(v, "data")->bytes = longer;
+    Find(v, "stream")->bytes = longer;
     EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, HasSubstr("does not end")));
   }
   // Chunk ends that go backwards or leave a chunk shorter than its state words.
@@ -1310,6 +1526,23 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
     auto v = good;
     Find(v, "index")->bytes = bad;
     EXPECT_THAT(Prepare(ec_enc_.params, v), StatusIs(kDataLoss, ::testing::_)) << c << " " << value;
+  }
+  // Revision 1 params (no "stream") on a revision 2 stream, as a revision 1 decoder sees it,
+  // and an unknown revision.
+  {
+    JsonValue old = JsonValue::Object()
+                        .Add("mode", JsonValue::String("ec"))
+                        .Add("step", JsonValue::Number(Step()))
+                        .Add("tcq", JsonValue::Bool(true));
+    EXPECT_THAT(Prepare(old, good), StatusIs(kDataLoss, HasSubstr("\"data\"")));
+    for (JsonValue r : {JsonValue::Int(1), JsonValue::Int(3), JsonValue::String("2")}) {
+      JsonValue p = JsonValue::Object()
+                        .Add("mode", JsonValue::String("ec"))
+                        .Add("stream", std::move(r))
+                        .Add("step", JsonValue::Number(Step()))
+                        .Add("tcq", JsonValue::Bool(true));
+      EXPECT_THAT(Prepare(p, good), StatusIs(kDataLoss, HasSubstr("revision")));
+    }
   }
   // Params: mode and step.
   EXPECT_THAT(Prepare(JsonValue::Object(), good), StatusIs(kDataLoss, HasSubstr("mode")));
@@ -1403,7 +1636,8 @@ TEST_F(Hc2DecoderTest, FixedDataLoss) {
 }
 
 TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
-  // Byte flips in the ec data (past each chunk's state words) and in the fixed codes and scales:
+  // Byte flips in the ec stream (anywhere in chunks 0..2, lane streams; past the state of chunk
+  // 3, a one-state revision 1 chunk) and in the fixed codes and scales:
   // wrong values but no out-of-bounds access (sanitizer build) and no crash.
   std::mt19937_64 rng(21);
   std::vector<float> out(kN);
@@ -1411,14 +1645,14 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
   std::vector<uint32_t> chunk_end(4);
   std::memcpy(chunk_end.data(), ends.data(), 16);
   for (int rep = 0; rep < 20; ++rep) {
-    std::vector<uint8_t> data = Part(ec_enc_, "data")->bytes;
+    std::vector<uint8_t> data = Part(ec_enc_, "stream")->bytes;
     for (int f = 0; f < 1 + rep * 5; ++f) {
       const int c = static_cast<int>(rng() % 4);
-      const uint32_t b0 = (c == 0 ? 0 : chunk_end[c - 1]) + 16;
+      const uint32_t b0 = (c == 0 ? 0 : chunk_end[c - 1]) + (c == 3 ? 4 : 0);
       data[b0 + rng() % (chunk_end[c] - b0)] ^= static_cast<uint8_t>(1 + rng() % 255);
     }
     auto v = Views(ec_enc_);
-    Find(v, "data")->bytes = data;
+    Find(v, "stream")->bytes = data;
     auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
     ASSERT_THAT(dec, IsOk());
     (*dec)->DecodeRange(0, absl::MakeSpan(out));
@@ -1426,13 +1660,13 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
   }
   // A shortened last chunk, the index kept consistent: the decoder reads past its bytes.
   {
-    const std::vector<uint8_t>& data = Part(ec_enc_, "data")->bytes;
-    const uint32_t cut = chunk_end[2] + 16 + 100;
+    const std::vector<uint8_t>& data = Part(ec_enc_, "stream")->bytes;
+    const uint32_t cut = chunk_end[2] + 4 + 100;
     std::vector<uint8_t> shortened(data.begin(), data.begin() + cut);
     std::vector<uint8_t> index = ends;
     std::memcpy(index.data() + 12, &cut, 4);
     auto v = Views(ec_enc_);
-    Find(v, "data")->bytes = shortened;
+    Find(v, "stream")->bytes = shortened;
     Find(v, "index")->bytes = index;
     auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
     ASSERT_THAT(dec, IsOk());

@@ -1,9 +1,13 @@
-// hc2's entropy coder: the token split of quantised coefficients and an interleaved byte-wise
-// rANS coder (core/format/spec-hc2.md, section 5). Used by core/codec/hc2.cc; exposed for tests.
+// hc2's entropy coder (core/format/spec-hc2.md, section 5): the token split of quantised
+// coefficients, the lane stream of revision 2 (16 word-renormalised rANS lanes for the tokens, a
+// plain bit stream for classes, signs and extra bits; an AVX-512 decoder) and the byte-wise
+// interleaved rANS stream of revision 1, still decoded. Used by core/codec/hc2.cc; exposed for
+// tests.
 #ifndef HC_CORE_CODEC_HC2_ENTROPY_H_
 #define HC_CORE_CODEC_HC2_ENTROPY_H_
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -56,6 +60,11 @@ struct ClassTables {
     uint32_t shift;
   };
   EncSymbol enc[kClasses][kTokens];
+  /// Revision 2 (lane stream): per class and slot, freq | (slot - cum) << 13 | token << 25.
+  uint32_t dec[kClasses][1 << kFreqBits];
+  /// Revision 2's encoder: ceil(2^64 / f) (0 for f <= 1), so that x / f is the high half of
+  /// x * rcp64 for every 32-bit x.
+  uint64_t rcp64[kClasses][kTokens];
   static const ClassTables& Get();
 };
 
@@ -137,6 +146,114 @@ class RansDecoder {
   uint32_t x_[4] = {kLow, kLow, kLow, kLow};
   int states_;
   int k_ = 0;
+  bool overrun_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Revision 2: the lane stream (spec-hc2.md 5.3b).
+
+/// Revision 2 codes chunks of >= this many weights as lane streams and smaller ones (small
+/// tensors, a tensor's short last chunk) exactly as revision 1: the lane stream's 48 more bytes
+/// of states would cost them 0.012 bits per weight or more.
+inline constexpr int64_t kMinLaneChunk = 32768;
+/// rANS lanes of a lane stream, and coefficients per group: a block's signs and extra bits
+/// follow its tokens group by group.
+inline constexpr int kLanes = 16;
+inline constexpr int kGroup = 16;
+static_assert(kLanes == kGroup, "a group is one step of every lane");
+
+/// Appends one revision-2 lane stream coding `blocks` (in order) with kLanes rANS lanes
+/// (coefficient j of the chunk on lane j mod kLanes): the lanes' final states (4 bytes
+/// little-endian each, lane 0 first), the 16-bit renormalisation words (little-endian) in the
+/// order the decoder reads them, then the bit stream's bytes in reverse order (the decoder
+/// reads it from the chunk's end backwards). Every block's tokens must have a non-zero
+/// frequency under its class; every block but the last has a multiple of kGroup indices.
+void LaneEncodeBlocks(absl::Span<const CodedBlock> blocks, std::vector<uint8_t>& out);
+
+/// Reads a revision-2 lane stream block by block. Words past the stream's end and bits below
+/// its states (only a corrupt or truncated stream gets there) read as zeros: decoding any input
+/// stays in bounds and terminates, and the scalar and SIMD paths still agree bit for bit.
+class LaneDecoder {
+ public:
+  static constexpr uint32_t kLow = uint32_t{1} << 16;
+  /// A stream shorter than the states (4 * kLanes bytes) reads as if zero-padded.
+  explicit LaneDecoder(absl::Span<const uint8_t> stream);
+  /// Decodes the next block of n (a power of two, 2..128) coefficients into z[0..n): the class,
+  /// the tokens, signs and extra bits, then the levels times `step` (TCQ levels with `tcq`,
+  /// spec-hc2.md 5.2). With `allow_simd` (and SimdAllowed()) on an AVX-512 CPU, blocks of >= 16
+  /// coefficients decode with vector code; the result is the same bit for bit.
+  void DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd = true);
+  /// Whether the words and the bits read so far need more bytes than the stream holds (they
+  /// are read from its two ends). Informative: a corrupt stream may decode garbage unflagged.
+  bool overrun() const {
+    return overrun_ || 8 * static_cast<uint64_t>(p_ - begin_) + bits_.read() > bits_.size();
+  }
+
+  /// An LSB-first bit stream stored byte-reversed below `end`, never read below `begin`.
+  class BitReader {
+   public:
+    BitReader(const uint8_t* begin, const uint8_t* end) : begin_(begin), end_(end) {}
+    /// The next `bits` (0..56) bits.
+    uint64_t Read(int bits) {
+      Refill();
+      const uint64_t v = buf_ & ((uint64_t{1} << bits) - 1);
+      buf_ >>= bits;
+      count_ -= bits;
+      read_ += static_cast<uint64_t>(bits);
+      return v;
+    }
+    /// Bits read so far, and the stream's size in bits.
+    uint64_t read() const { return read_; }
+    uint64_t size() const { return size_; }
+
+   private:
+    // Keeps at least 56 bits in buf_: the next 8 stream bytes (byte-swapped: the stream runs
+    // backwards) fill it above what it holds; bytes below begin_ read as zeros.
+    void Refill() {
+      if (count_ >= 56) return;
+      uint64_t w = 0;
+      if (end_ - begin_ >= 8) {
+        std::memcpy(&w, end_ - 8, 8);
+        w = __builtin_bswap64(w);
+      } else {
+        for (const uint8_t* q = end_; q > begin_;) {
+          --q;
+          w |= uint64_t{*q} << (8 * (end_ - 1 - q));
+        }
+      }
+      buf_ |= w << count_;
+      const int take = (63 - count_) >> 3;
+      end_ = end_ - begin_ >= take ? end_ - take : begin_;
+      count_ |= 56;
+    }
+    const uint8_t* begin_;
+    const uint8_t* end_;
+    uint64_t size_ = 8 * static_cast<uint64_t>(end_ - begin_);
+    uint64_t buf_ = 0;
+    uint64_t read_ = 0;
+    int count_ = 0;
+  };
+
+ private:
+  void DecodeBlockScalar(int n, float step, bool tcq, float* z);
+  void DecodeBlockAvx512(int n, float step, bool tcq, float* z);
+  // The next 16-bit word; bytes past the end read as zeros.
+  uint32_t Word() {
+    if (end_ - p_ >= 2) {
+      const uint32_t w = p_[0] | (uint32_t{p_[1]} << 8);
+      p_ += 2;
+      return w;
+    }
+    overrun_ = true;
+    const uint32_t w = p_ < end_ ? p_[0] : 0;
+    p_ = end_;
+    return w;
+  }
+  uint32_t x_[kLanes] = {};
+  const uint8_t* begin_;  // the words' start (past the states)
+  const uint8_t* p_;
+  const uint8_t* end_;
+  BitReader bits_;
   bool overrun_ = false;
 };
 
