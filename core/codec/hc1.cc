@@ -127,6 +127,9 @@ class Hc1Codec final : public Codec {
   // the packed stream (at most the widest index the options allow). The input is read in
   // place, a unit at a time. Idle code buffers kept between tensors (hc1::PairCodes, at most
   // PairCodes::kPoolBytes for the process) are not counted.
+  // The centre pass checks every value (and tiny tensors are checked before they go raw).
+  bool ChecksNonFinite() const override { return true; }
+
   uint64_t EncodeMemory(const TensorInfo& info) const override {
     const uint64_t pairs = (info.numel + 1) / 2;
     int64_t n_max = 1;
@@ -150,7 +153,8 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
   EncodedTensor enc;
   if (info.numel < kMinNumel) {
     enc.raw = true;
-    enc.raw_reason = "numel<10";
+    enc.raw_reason = HasNonFiniteValues(info.dtype, data.data(), info.numel) ? "non-finite values"
+                                                                             : "numel<10";
     return enc;
   }
   Geometry g;

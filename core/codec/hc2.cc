@@ -283,7 +283,8 @@ class ValueSource {
   int64_t row_len_;
 };
 
-// True if every value is finite (an all-ones exponent in the raw bits is infinity or NaN).
+// True if every value is finite (an all-ones exponent in the raw bits is infinity or NaN), in
+// parallel chunks.
 bool AllFinite(DType dtype, absl::Span<const uint8_t> data, Executor& ex) {
   const size_t es = DTypeSize(dtype);
   const int64_t numel = static_cast<int64_t>(data.size() / es);
@@ -291,21 +292,7 @@ bool AllFinite(DType dtype, absl::Span<const uint8_t> data, Executor& ex) {
   std::vector<uint8_t> bad(pieces, 0);
   ex.ParallelFor(pieces, [&](int64_t p) {
     const int64_t b = p * kChunkElems, e = std::min<int64_t>(numel, b + kChunkElems);
-    uint32_t special = 0;
-    if (dtype == DType::kF32) {
-      for (int64_t i = b; i < e; ++i) {
-        uint32_t u;
-        std::memcpy(&u, data.data() + 4 * i, 4);
-        special |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
-      }
-    } else {
-      const uint16_t mask = dtype == DType::kF16 ? 0x7c00u : 0x7f80u;
-      for (int64_t i = b; i < e; ++i) {
-        const uint16_t h = static_cast<uint16_t>(data[2 * i] | (data[2 * i + 1] << 8));
-        special |= static_cast<uint32_t>((h & mask) == mask);
-      }
-    }
-    bad[p] = special != 0;
+    bad[p] = HasNonFiniteValues(dtype, data.data() + b * es, static_cast<size_t>(e - b));
   });
   return std::find(bad.begin(), bad.end(), 1) == bad.end();
 }
@@ -327,6 +314,7 @@ class Hc2Codec final : public Codec {
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
                                        Executor& ex, const EncodeHooks& hooks) const override;
   uint64_t EncodeMemory(const TensorInfo& info) const override;
+  bool ChecksNonFinite() const override { return true; }
   absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareDecoder(
       const TensorInfo& info, const JsonValue& params,
       absl::Span<const PartView> parts) const override;
@@ -357,17 +345,18 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
                                                const EncodeHooks& /*hooks*/) const {
   HC_RETURN_IF_ERROR(CheckEncodeInput("hc2", info, data));
   EncodedTensor enc;
+  // The pipeline relies on this check (ChecksNonFinite): it comes first.
+  if (!AllFinite(info.dtype, data, ex)) {
+    enc.raw = true;
+    enc.raw_reason = "non-finite values";
+    return enc;
+  }
   if (info.numel < kHc2MinNumel) {
     enc.raw = true;
     enc.raw_reason = absl::StrCat("numel<", kHc2MinNumel);
     return enc;
   }
   const BlockPlan plan(static_cast<int64_t>(info.numel));
-  if (!AllFinite(info.dtype, data, ex)) {
-    enc.raw = true;
-    enc.raw_reason = "non-finite values";
-    return enc;
-  }
   if (o_.mode == "fixed") {
     // The fixed-rate trellis reads the whole tensor as float32.
     std::vector<float> buf;

@@ -275,18 +275,35 @@ TEST(PipelineTest, NonFiniteAnywhereKeepsTheTensorRaw) {
     }
     ASSERT_THAT(w->Finish({}), IsOk());
   }
-  // rtn checks its own (widened) input per unit; hc2 relies on the pipeline's parallel check.
+  // rtn, hc1 and hc2 check their own input (Codec::ChecksNonFinite) and the pipeline skips its
+  // pass; with every tensor overridden raw there is no codec and the pipeline's own parallel
+  // check must find them.
   CompressOptions hc2 = Rtn4(2);
   hc2.codec = "hc2";
   hc2.codec_options = {{"mode", "fixed"}, {"bits", "4"}};
+  CompressOptions hc1 = Rtn4(2);
+  hc1.codec = "hc1";
+  hc1.codec_options = {};
+  CompressOptions none = Rtn4(2);
+  none.overrides = {".=raw"};
   HC_ASSERT_OK_AND_ASSIGN(RunSummary s2, CompressModel(in, dir + "/b.hyc", hc2));
+  HC_ASSERT_OK_AND_ASSIGN(RunSummary s1, CompressModel(in, dir + "/c.hyc", hc1));
+  HC_ASSERT_OK_AND_ASSIGN(RunSummary s0, CompressModel(in, dir + "/d.hyc", none));
   HC_ASSERT_OK_AND_ASSIGN(RunSummary s, CompressModel(in, dir + "/a.hyc", Rtn4(2)));
-  for (const RunSummary* run : {&s, &s2}) {
+  const std::pair<const RunSummary*, const char*> runs[] = {
+      {&s, "rtn"}, {&s2, "hc2"}, {&s1, "hc1"}, {&s0, "raw"}};
+  for (const auto& [run, codec] : runs) {
+    SCOPED_TRACE(codec);
     ASSERT_EQ(run->tensors.size(), cases.size());
     for (size_t k = 0; k < cases.size(); ++k) {
       SCOPED_TRACE(cases[k].name);
       const bool clean = cases[k].at < 0;
-      EXPECT_EQ(run->tensors[k].codec, clean ? (run == &s ? "rtn" : "hc2") : "raw");
+      if (clean && run == &s1) {
+        // hc1's default preset may keep a clean tensor raw for its error: not for NaN.
+        EXPECT_NE(run->tensors[k].raw_reason, "non-finite values");
+      } else {
+        EXPECT_EQ(run->tensors[k].codec, clean ? codec : "raw");
+      }
       if (!clean) {
         EXPECT_EQ(run->tensors[k].raw_reason, "non-finite values");
       }
