@@ -109,72 +109,8 @@ uint32_t LoadU32(const uint8_t* p) {
 // ---------------------------------------------------------------------------------------------
 // Entropy-coded mode.
 
-// Entropy in bits of round(N(0, rho^2)) (sign included), tabulated over log2(rho) in 1/8 steps
-// from -12 to 28; the encoder's model for its first step guess.
-class GaussEntropy {
- public:
-  static const GaussEntropy& Get() {
-    static const GaussEntropy* g = new GaussEntropy;
-    return *g;
-  }
-  double operator()(double log2rho) const {
-    const double t = std::clamp((log2rho + 12.0) * 8.0, 0.0, kN - 1.001);
-    const int i = static_cast<int>(t);
-    return h_[i] + (h_[i + 1] - h_[i]) * (t - i);
-  }
-
- private:
-  static constexpr int kN = 40 * 8 + 1;
-  GaussEntropy() {
-    for (int i = 0; i < kN; ++i) {
-      const double rho = std::exp2(i / 8.0 - 12.0);
-      if (rho > 64) {
-        h_[i] = std::log2(rho * std::sqrt(2 * M_PI * M_E));
-        continue;
-      }
-      double h = 0;
-      const int kmax = static_cast<int>(rho * 12) + 2;
-      for (int k = -kmax; k <= kmax; ++k) {
-        const double p = 0.5 * (std::erfc((k - 0.5) / (rho * M_SQRT2)) -
-                                std::erfc((k + 0.5) / (rho * M_SQRT2)));
-        if (p > 0) h -= p * std::log2(p);
-      }
-      h_[i] = h;
-    }
-  }
-  double h_[kN];
-};
-
 // The ec stream revision this encoder writes (params "stream"; absent means 1).
 constexpr int kEcStream = 2;
-
-// Revision 1: decodes the coefficients of one block (class, tokens, extra bits, signs) times
-// `step`.
-void DecodeBlock(hc2::RansDecoder& d, const hc2::ClassTables& t, int n, float step, bool tcq,
-                 float* z) {
-  const int c = static_cast<int>(d.Raw(5));
-  int state = 0;
-  for (int i = 0; i < n; ++i) {
-    const int tok = d.Token(t, c);
-    uint32_t v = hc2::TokenBase(tok);
-    const int ne = hc2::TokenExtraBits(tok);
-    if (ne > 16) {
-      v |= d.Raw(ne - 16) << 16;
-      v |= d.Raw(16);
-    } else if (ne > 0) {
-      v |= d.Raw(ne);
-    }
-    const bool neg = v != 0 && d.Raw(1);
-    if (tcq) {
-      const int32_t k = neg ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
-      z[i] = hc2::TcqLevel(state, k) * step;
-      state = hc2::kTrans[state][v & 1];
-    } else {
-      const float m = static_cast<float>(v) * step;
-      z[i] = neg ? -m : m;
-    }
-  }
-}
 
 class EcDecoder final : public TensorDecoder {
  public:
@@ -233,7 +169,7 @@ class EcDecoder final : public TensorDecoder {
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
       float* const o = out + (b - b0) * kBlock;
-      DecodeBlock(d, t, n, step_, tcq_, z);
+      hc2::DecodeBlockRev1(d, t, n, step_, tcq_, z);
       hc2::Unrotate(z, plan_.r(b), n, o);
       ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
     }
@@ -470,11 +406,10 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
   // Fixed costs: class fields, chunk ends, states.
   double fixed_bits = 5.0 * nb + 32.0 * nc;
   for (int64_t c = 0; c < nc; ++c) fixed_bits += 32.0 * plan.states(c);
-  const GaussEntropy& H = GaussEntropy::Get();
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
     for (int64_t b = 0; b < nb; ++b) {
-      if (rms[b] > 0) bits += plan.n(b) * H(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
+      if (rms[b] > 0) bits += plan.n(b) * hc2::GaussianIndexBits(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
     }
     return bits;
   };

@@ -508,4 +508,30 @@ void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
 }
 #endif
 
+void DecodeBlockRev1(RansDecoder& d, const ClassTables& t, int n, float step, bool tcq,
+                     float* z) {
+  const int c = static_cast<int>(d.Raw(5));
+  int state = 0;
+  for (int i = 0; i < n; ++i) {
+    const int tok = d.Token(t, c);
+    uint32_t v = TokenBase(tok);
+    const int ne = TokenExtraBits(tok);
+    if (ne > 16) {
+      v |= d.Raw(ne - 16) << 16;
+      v |= d.Raw(16);
+    } else if (ne > 0) {
+      v |= d.Raw(ne);
+    }
+    const bool neg = v != 0 && d.Raw(1);
+    if (tcq) {
+      const int32_t k = neg ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+      z[i] = TcqLevel(state, k) * step;
+      state = kTrans[state][v & 1];
+    } else {
+      const float m = static_cast<float>(v) * step;
+      z[i] = neg ? -m : m;
+    }
+  }
+}
+
 }  // namespace hc::hc2

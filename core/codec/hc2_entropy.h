@@ -149,6 +149,11 @@ class RansDecoder {
   bool overrun_ = false;
 };
 
+/// Revision 1 (spec-hc2.md 5.2, 5.3): decodes one block of n coefficients from `d` (the class
+/// field, then per coefficient its token, extra bits and sign), dequantised with `step` (and
+/// the trellis levels with `tcq`) into z[0..n).
+void DecodeBlockRev1(RansDecoder& d, const ClassTables& t, int n, float step, bool tcq, float* z);
+
 // ---------------------------------------------------------------------------------------------
 // Revision 2: the lane stream (spec-hc2.md 5.3b).
 

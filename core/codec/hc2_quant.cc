@@ -539,4 +539,43 @@ void QuantiseTcq8(const float* const z[8], float step, float mu, const ClassTabl
   QuantiseTcqLanes(z, n, 8, step, mu, t, qb, allow_simd);
 }
 
+namespace {
+// The table behind GaussianIndexBits: log2(rho) from -12 to 28 in 1/8 steps.
+class GaussEntropyTable {
+ public:
+  static const GaussEntropyTable& Get() {
+    static const GaussEntropyTable* g = new GaussEntropyTable;
+    return *g;
+  }
+  double operator()(double log2rho) const {
+    const double t = std::clamp((log2rho + 12.0) * 8.0, 0.0, kN - 1.001);
+    const int i = static_cast<int>(t);
+    return h_[i] + (h_[i + 1] - h_[i]) * (t - i);
+  }
+
+ private:
+  static constexpr int kN = 40 * 8 + 1;
+  GaussEntropyTable() {
+    for (int i = 0; i < kN; ++i) {
+      const double rho = std::exp2(i / 8.0 - 12.0);
+      if (rho > 64) {
+        h_[i] = std::log2(rho * std::sqrt(2 * M_PI * M_E));
+        continue;
+      }
+      double h = 0;
+      const int kmax = static_cast<int>(rho * 12) + 2;
+      for (int k = -kmax; k <= kmax; ++k) {
+        const double p = 0.5 * (std::erfc((k - 0.5) / (rho * M_SQRT2)) -
+                                std::erfc((k + 0.5) / (rho * M_SQRT2)));
+        if (p > 0) h -= p * std::log2(p);
+      }
+      h_[i] = h;
+    }
+  }
+  double h_[kN];
+};
+}  // namespace
+
+double GaussianIndexBits(double log2rho) { return GaussEntropyTable::Get()(log2rho); }
+
 }  // namespace hc::hc2

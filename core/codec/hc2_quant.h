@@ -53,6 +53,11 @@ void QuantiseTcqLanes(const float* const z[], const int n[], int lanes, float st
 void QuantiseTcq8(const float* const z[8], float step, float mu, const ClassTables& t,
                   QuantBlock* qb, bool allow_simd = true);
 
+/// Entropy in bits of round(N(0, rho^2)) (sign included) at log2(rho) = `log2rho`, linearly
+/// interpolated in a table over [-12, 28] in 1/8 steps (clamped outside): the ec encoder's model
+/// for its first step guess.
+double GaussianIndexBits(double log2rho);
+
 }  // namespace hc::hc2
 
 #endif  // HC_CORE_CODEC_HC2_QUANT_H_
