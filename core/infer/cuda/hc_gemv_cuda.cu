@@ -1,4 +1,5 @@
 #include "core/infer/cuda/hc_gemv_cuda.cuh"
+#include "core/infer/cuda/launch.cuh"
 
 #include <cuda_fp16.h>
 
@@ -456,19 +457,10 @@ cudaError_t LaunchHc2(const Hc2Matrix& w, const Hc2DeviceCodebook& cb, const flo
   const cudaError_t e =
       LaunchShape(reinterpret_cast<const void*>(kernel), kThreads, lut, w.rows, B, &grid, &smem);
   if (e != cudaSuccess) return e;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, reinterpret_cast<const uint32_t*>(w.codes),
-                            reinterpret_cast<const unsigned short*>(w.scales), w.rows, w.cols,
-                            static_cast<const float*>(cb.f32), cb.f16, xr, y);
+  return cuda_internal::LaunchMaybePdl(kernel, dim3(grid), dim3(kThreads), smem, stream, pdl,
+                                       reinterpret_cast<const uint32_t*>(w.codes),
+                                       reinterpret_cast<const unsigned short*>(w.scales), w.rows,
+                                       w.cols, static_cast<const float*>(cb.f32), cb.f16, xr, y);
 }
 
 template <int K, int B>

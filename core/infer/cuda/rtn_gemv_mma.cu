@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/infer/cuda/hc_gemv_cuda.cuh"
+#include "core/infer/cuda/launch.cuh"
 
 namespace hc::cuda {
 namespace {
@@ -341,19 +342,9 @@ cudaError_t LaunchRtnMmaT(const RtnMatrix& w, int batch, const uint4* xh, const 
     e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   }
   if (e != cudaSuccess) return e;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(sms);
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.dynamicSmemBytes = kSmem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, w.codes,
-                            reinterpret_cast<const uint32_t*>(w.scales), w.rows, w.cols, batch,
-                            xh, gs, y);
+  return cuda_internal::LaunchMaybePdl(kernel, dim3(sms), dim3(kWarps * 32), kSmem, stream, pdl,
+                                       w.codes, reinterpret_cast<const uint32_t*>(w.scales),
+                                       w.rows, w.cols, batch, xh, gs, y);
 }
 
 template <int kNt, bool kOne>
@@ -389,16 +380,9 @@ cudaError_t RtnMmaPrepare(const float* x, int batch, int64_t cols, int64_t rows,
   float2* gs = reinterpret_cast<float2*>(static_cast<char*>(scratch) + int64_t{2} * batch * cols);
   const int64_t work = std::max<int64_t>(batch * cols / 8, (batch * rows + 7) / 8);
   constexpr int kPrepThreads = 256;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads));
-  cfg.blockDim = dim3(kPrepThreads);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, &RtnMmaPrepKernel, x, batch, cols, rows, xh, gs, y);
+  return cuda_internal::LaunchMaybePdl(
+      &RtnMmaPrepKernel, dim3(static_cast<unsigned>((work + kPrepThreads - 1) / kPrepThreads)),
+      dim3(kPrepThreads), 0, stream, pdl, x, batch, cols, rows, xh, gs, y);
 }
 
 cudaError_t RtnGemvMmaPrepared(const RtnMatrix& w, int batch, const void* scratch, float* y,

@@ -269,40 +269,56 @@ std::vector<float> SplitInput(int64_t n, const Square& sq, uint32_t seed) {
   return x;
 }
 
+// One split's outputs, filled with sentinels first (-7 and 9999) so that untouched slots show.
+struct SplitResult {
+  std::vector<float> f[4];       // ix, iy, ox, oy
+  std::vector<uint16_t> idx[2];  // ii, oi
+  int64_t inner = 0;
+};
+template <typename Split>
+SplitResult RunSplit(int64_t n, Split split) {
+  SplitResult r;
+  for (auto& v : r.f) v.assign(n, -7.0f);
+  for (auto& v : r.idx) v.assign(n, 9999);
+  const SplitOut out{r.f[0].data(), r.f[1].data(), r.f[2].data(),
+                     r.f[3].data(), r.idx[0].data(), r.idx[1].data()};
+  r.inner = split(out);
+  return r;
+}
+// The same inner count, the same values bit for bit and the same offsets in every written slot.
+void ExpectSameSplit(const SplitResult& a, const SplitResult& b, int64_t n) {
+  ASSERT_EQ(a.inner, b.inner) << n;
+  for (int k = 0; k < 4; ++k) {
+    const int64_t len = k < 2 ? a.inner : n - a.inner;
+    for (int64_t i = 0; i < len; ++i) ASSERT_EQ(Bits(a.f[k][i]), Bits(b.f[k][i])) << n << " " << k;
+  }
+  for (int64_t i = 0; i < a.inner; ++i) ASSERT_EQ(a.idx[0][i], b.idx[0][i]);
+  for (int64_t i = 0; i < n - a.inner; ++i) ASSERT_EQ(a.idx[1][i], b.idx[1][i]);
+}
+
 TEST(Hc1Simd, SplitMatchesScalar) {
   if (!HaveAvx512()) GTEST_SKIP() << "no AVX-512";
   const Square sq{-0.05f, 0.05f, -0.04f, 0.06f};
   for (int64_t n : {0, 1, 15, 16, 17, 100, 4096}) {
     const std::vector<float> x = SplitInput(n, sq, static_cast<uint32_t>(n) + 7);
-    std::vector<float> f[2][4];
-    std::vector<uint16_t> idx[2][2];
-    int64_t ni[2];
-    for (int k = 0; k < 2; ++k) {
-      for (auto& v : f[k]) v.assign(n, -7.0f);
-      for (auto& v : idx[k]) v.assign(n, 9999);
-      const SplitOut out{f[k][0].data(), f[k][1].data(), f[k][2].data(),
-                         f[k][3].data(), idx[k][0].data(), idx[k][1].data()};
-      ni[k] = (k == 0 ? SplitScalar : SplitAvx512)(x.data(), n, sq, out);
-    }
-    ASSERT_EQ(ni[0], ni[1]) << n;
-    for (int a = 0; a < 4; ++a) {
-      const int64_t len = a < 2 ? ni[0] : n - ni[0];
-      for (int64_t i = 0; i < len; ++i) ASSERT_EQ(f[0][a][i], f[1][a][i]) << n << " " << a;
-    }
-    for (int64_t i = 0; i < ni[0]; ++i) ASSERT_EQ(idx[0][0][i], idx[1][0][i]);
-    for (int64_t i = 0; i < n - ni[0]; ++i) ASSERT_EQ(idx[0][1][i], idx[1][1][i]);
+    const SplitResult ref =
+        RunSplit(n, [&](const SplitOut& o) { return SplitScalar(x.data(), n, sq, o); });
+    const SplitResult vec =
+        RunSplit(n, [&](const SplitOut& o) { return SplitAvx512(x.data(), n, sq, o); });
+    ASSERT_NO_FATAL_FAILURE(ExpectSameSplit(ref, vec, n));
     // The reference itself: every offset once, inner ones first, each list ascending.
+    const int64_t ni = ref.inner;
     std::vector<int> seen(n, 0);
-    for (int64_t i = 0; i < ni[0]; ++i) {
-      const uint16_t o = idx[0][0][i];
+    for (int64_t i = 0; i < ni; ++i) {
+      const uint16_t o = ref.idx[0][i];
       ++seen[o];
       EXPECT_TRUE(sq.lox <= x[2 * o] && x[2 * o] <= sq.hix && sq.loy <= x[2 * o + 1] &&
                   x[2 * o + 1] <= sq.hiy);
       if (i > 0) {
-        EXPECT_LT(idx[0][0][i - 1], o);
+        EXPECT_LT(ref.idx[0][i - 1], o);
       }
     }
-    for (int64_t i = 0; i < n - ni[0]; ++i) ++seen[idx[0][1][i]];
+    for (int64_t i = 0; i < n - ni; ++i) ++seen[ref.idx[1][i]];
     EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), n);
   }
 }
@@ -344,23 +360,11 @@ TEST(Hc1Simd, F16SplitAndScanMatchScalarOnTheWidenedValues) {
     NarrowFromF32(DType::kF16, x.data(), x.size(), h.data());
     WidenToF32(DType::kF16, h.data(), x.size(), x.data());
     const uint16_t* hp = reinterpret_cast<const uint16_t*>(h.data());
-    std::vector<float> f[2][4];
-    std::vector<uint16_t> idx[2][2];
-    int64_t ni[2];
-    for (int k = 0; k < 2; ++k) {
-      for (auto& v : f[k]) v.assign(n, -7.0f);
-      for (auto& v : idx[k]) v.assign(n, 9999);
-      const SplitOut out{f[k][0].data(), f[k][1].data(), f[k][2].data(),
-                         f[k][3].data(), idx[k][0].data(), idx[k][1].data()};
-      ni[k] = k == 0 ? SplitScalar(x.data(), n, sq, out) : SplitF16Avx512(hp, n, sq, out);
-    }
-    ASSERT_EQ(ni[0], ni[1]) << n;
-    for (int a = 0; a < 4; ++a) {
-      const int64_t len = a < 2 ? ni[0] : n - ni[0];
-      for (int64_t i = 0; i < len; ++i) ASSERT_EQ(Bits(f[0][a][i]), Bits(f[1][a][i])) << n;
-    }
-    for (int64_t i = 0; i < ni[0]; ++i) ASSERT_EQ(idx[0][0][i], idx[1][0][i]);
-    for (int64_t i = 0; i < n - ni[0]; ++i) ASSERT_EQ(idx[0][1][i], idx[1][1][i]);
+    const SplitResult ref =
+        RunSplit(n, [&](const SplitOut& o) { return SplitScalar(x.data(), n, sq, o); });
+    const SplitResult vec =
+        RunSplit(n, [&](const SplitOut& o) { return SplitF16Avx512(hp, n, sq, o); });
+    ASSERT_NO_FATAL_FAILURE(ExpectSameSplit(ref, vec, n));
     float m0 = 0, m1 = 0;
     int64_t i0 = 0, i1 = 0;
     ScanScalar(x.data(), n, 0.001f, -0.002f, sq, &m0, &i0);
