@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/base/simd.h"
 
@@ -287,6 +288,19 @@ bool HasNonFiniteValues(DType dtype, const uint8_t* src, size_t n) {
     default:
       return false;
   }
+}
+
+bool HasNonFiniteValues(DType dtype, absl::Span<const uint8_t> data, Executor& executor) {
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  const size_t esize = DTypeSize(dtype);
+  const uint64_t n = data.size() / esize;
+  const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+  std::vector<uint8_t> found(chunks, 0);
+  executor.ParallelFor(chunks, [&](int64_t c) {
+    const uint64_t b = static_cast<uint64_t>(c) * kChunk;
+    found[c] = HasNonFiniteValues(dtype, data.data() + b * esize, std::min(n, b + kChunk) - b);
+  });
+  return std::find(found.begin(), found.end(), 1) != found.end();
 }
 
 }  // namespace hc

@@ -9,6 +9,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/types/span.h"
+#include "core/base/parallel.h"
 
 namespace hc {
 
@@ -54,6 +55,9 @@ void NarrowFromF32(DType dtype, const float* src, size_t n, uint8_t* dst);
 /// True if any of the `n` elements of `dtype` (F32, F16 or BF16; little-endian, any alignment)
 /// at `src` is a NaN or an infinity (its exponent bits all ones). Reads every element.
 bool HasNonFiniteValues(DType dtype, const uint8_t* src, size_t n);
+/// The same over all of `data` (whole elements of `dtype`), in parallel chunks of 2^20
+/// elements on `executor` (the answer does not depend on the chunking).
+bool HasNonFiniteValues(DType dtype, absl::Span<const uint8_t> data, Executor& executor);
 /// Rounds each value in place to the nearest value representable in `dtype` (identity for F32).
 void RoundTripThroughDType(DType dtype, absl::Span<float> values);
 

@@ -196,13 +196,7 @@ absl::StatusOr<EncodedTensor> Hc1Codec::Encode(const TensorInfo& info,
     const float* x = g.src.Read(b, b + n, scratch.get());
     sx[c] = hc1::PairwiseSumF32(x, n, 2);
     sy[c] = hc1::PairwiseSumF32(x + 1, n, 2);
-    uint32_t special = 0;  // an all-ones exponent: infinity or NaN
-    for (int64_t i = 0; i < 2 * n; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, 4);
-      special |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    finite[c] = special == 0;
+    finite[c] = !HasNonFiniteValues(DType::kF32, reinterpret_cast<const uint8_t*>(x), 2 * n);
   });
   float tx = 0.0f, ty = 0.0f;
   bool all_finite = true;

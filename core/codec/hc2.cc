@@ -219,20 +219,6 @@ class ValueSource {
   int64_t row_len_;
 };
 
-// True if every value is finite (an all-ones exponent in the raw bits is infinity or NaN), in
-// parallel chunks.
-bool AllFinite(DType dtype, absl::Span<const uint8_t> data, Executor& ex) {
-  const size_t es = DTypeSize(dtype);
-  const int64_t numel = static_cast<int64_t>(data.size() / es);
-  const int64_t pieces = (numel + kChunkElems - 1) / kChunkElems;
-  std::vector<uint8_t> bad(pieces, 0);
-  ex.ParallelFor(pieces, [&](int64_t p) {
-    const int64_t b = p * kChunkElems, e = std::min<int64_t>(numel, b + kChunkElems);
-    bad[p] = HasNonFiniteValues(dtype, data.data() + b * es, static_cast<size_t>(e - b));
-  });
-  return std::find(bad.begin(), bad.end(), 1) == bad.end();
-}
-
 class Hc2Codec final : public Codec {
  public:
   explicit Hc2Codec(Hc2Options o) : o_(std::move(o)) {}
@@ -282,7 +268,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
   HC_RETURN_IF_ERROR(CheckEncodeInput("hc2", info, data));
   EncodedTensor enc;
   // The pipeline relies on this check (ChecksNonFinite): it comes first.
-  if (!AllFinite(info.dtype, data, ex)) {
+  if (HasNonFiniteValues(info.dtype, data, ex)) {
     enc.raw = true;
     enc.raw_reason = "non-finite values";
     return enc;

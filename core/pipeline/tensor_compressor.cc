@@ -16,25 +16,6 @@
 namespace hc {
 namespace {
 
-// Elements per task of HasNonFinite (fixed; the answer does not depend on it).
-constexpr uint64_t kFiniteChunk = uint64_t{1} << 20;
-
-// True if any element is NaN or infinite (checked on the raw bits: exponent all ones), in
-// parallel chunks.
-bool HasNonFinite(DType dtype, absl::Span<const uint8_t> data, Executor& executor) {
-  const size_t esize = DTypeSize(dtype);
-  const uint64_t n = data.size() / esize;
-  const int64_t chunks = static_cast<int64_t>((n + kFiniteChunk - 1) / kFiniteChunk);
-  std::vector<uint8_t> found(chunks, 0);
-  executor.ParallelFor(chunks, [&](int64_t c) {
-    const uint64_t b = static_cast<uint64_t>(c) * kFiniteChunk;
-    const uint64_t m = std::min(n, b + kFiniteChunk) - b;
-    const uint8_t* p = data.data() + b * esize;
-    found[c] = HasNonFiniteValues(dtype, p, m);
-  });
-  return std::find(found.begin(), found.end(), 1) != found.end();
-}
-
 TensorRecord BaseRecord(const TensorInfo& info) {
   TensorRecord r;
   r.name = info.name;
@@ -272,7 +253,7 @@ absl::StatusOr<TensorCompressor::Result> TensorCompressor::Compress(
     return absl::FailedPreconditionError("a target bits per weight needs Plan() before Compress()");
   }
   const Codec* codec = CodecFor(info);
-  if ((codec == nullptr || !codec->ChecksNonFinite()) && HasNonFinite(info.dtype, data, executor)) {
+  if ((codec == nullptr || !codec->ChecksNonFinite()) && HasNonFiniteValues(info.dtype, data, executor)) {
     return make_raw("non-finite values");
   }
   if (codec == nullptr) {
