@@ -10,17 +10,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/io/safetensors_file.h"
 
 namespace hc::client {
-namespace {
-
-void DirectOff(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_DIRECT);
-}
-
-}  // namespace
-
 ArtifactSink::~ArtifactSink() {
   for (auto& [name, f] : files_) {
     if (f.pending.valid()) f.pending.wait();
@@ -35,7 +27,7 @@ absl::Status ArtifactSink::WriteAt(File& f, const uint8_t* p, size_t n, uint64_t
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno == EINVAL && f.direct) {
       // The file system refused a direct write: everything from here on is buffered.
-      DirectOff(f.fd);
+      SetDirectIo(f.fd, false);
       f.direct = false;
       continue;
     }
@@ -62,7 +54,7 @@ absl::Status ArtifactSink::FlushStage(File& f, bool all) {
     return absl::OkStatus();
   }
   if (f.direct) {
-    DirectOff(f.fd);  // the tail is not a whole block
+    SetDirectIo(f.fd, false);  // the tail is not a whole block
     f.direct = false;
   }
   HC_RETURN_IF_ERROR(WriteAt(f, f.stage.get(), f.staged, f.stage_offset));
@@ -85,9 +77,8 @@ absl::Status ArtifactSink::Write(const hyperc::v1::ArtifactChunk& c) {
     f.size = c.file_size();
     // Direct writes only pay off for files larger than the stage.
     if (f.size > kStageBytes) {
-      const int flags = ::fcntl(f.fd, F_GETFL);
       f.stage.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kStageBytes)));
-      f.direct = f.stage != nullptr && flags >= 0 && ::fcntl(f.fd, F_SETFL, flags | O_DIRECT) == 0;
+      f.direct = f.stage != nullptr && SetDirectIo(f.fd, true);
     }
     it = files_.emplace(c.file(), std::move(f)).first;
   }

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/io/safetensors_file.h"
 #include "server/grpc_status.h"
 #include "server/proto_convert.h"
 
@@ -133,8 +134,7 @@ class ArtifactCursor {
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && errno == EINVAL && direct_) {
         // Refused by the file system after all: buffered from here on.
-        const int flags = ::fcntl(fd_, F_GETFL);
-        if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+        SetDirectIo(fd_, false);
         direct_ = false;
         continue;
       }

@@ -112,6 +112,11 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
   return absl::OkStatus();
 }
 
+bool SetDirectIo(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0;
+}
+
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "cannot open", path);

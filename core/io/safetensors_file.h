@@ -52,6 +52,10 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
 /// Reads a whole small file into a string (used for JSON index files). Errors name the path.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 
+/// Turns O_DIRECT on or off for the open file `fd` (fcntl). Returns false, changing nothing,
+/// where the file system refuses it.
+bool SetDirectIo(int fd, bool on);
+
 }  // namespace hc
 
 #endif  // HC_CORE_IO_SAFETENSORS_FILE_H_

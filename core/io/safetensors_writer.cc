@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/json.h"
 #include "core/base/status_macros.h"
+#include "core/io/safetensors_file.h"
 
 namespace hc {
 namespace {
@@ -75,9 +76,8 @@ absl::Status SafetensorsWriter::WriteAll(int fd, const uint8_t* p, size_t n, uin
 absl::Status SafetensorsWriter::Spill() {
   spilled_ = true;
   if (options_.direct_io) {
-    const int flags = ::fcntl(fd_, F_GETFL);
     void* mem = std::aligned_alloc(kDirectAlign, kDirectBlock);
-    if (flags >= 0 && mem != nullptr && ::fcntl(fd_, F_SETFL, flags | O_DIRECT) == 0) {
+    if (mem != nullptr && SetDirectIo(fd_, true)) {
       direct_ = true;
       stage_.reset(static_cast<uint8_t*>(mem));
       stage_offset_ = 0;
@@ -154,8 +154,7 @@ absl::Status SafetensorsWriter::WriteStage(size_t n) {
 
 void SafetensorsWriter::EndDirect() {
   if (!direct_) return;
-  const int flags = ::fcntl(fd_, F_GETFL);
-  if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+  SetDirectIo(fd_, false);
   direct_ = false;
 }
 
