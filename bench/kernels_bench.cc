@@ -398,9 +398,9 @@ void BM_Hc2QuantiseTcq(benchmark::State& state) {
   SetThroughput(state, n, 0);
 }
 
-// The 128-point Walsh-Hadamard transform: Fwht (AVX2 where the CPU has it; it ignores
-// ScopedScalarOnly) against its public scalar reference FwhtScalar. Each block is copied into a
-// local buffer first (both variants), as Rotate does.
+// The 128-point Walsh-Hadamard transform: Fwht (AVX-512, else AVX2, where the CPU has it)
+// against its public scalar reference FwhtScalar. Each block is copied into a local buffer first
+// (both variants), as Rotate does.
 void BM_Hc2Fwht128(benchmark::State& state) {
   const int64_t n = state.range(0);
   const bool simd = state.range(1) != 0;
@@ -418,6 +418,25 @@ void BM_Hc2Fwht128(benchmark::State& state) {
       acc += v[0];
     }
     benchmark::DoNotOptimize(acc);
+  }
+  SetThroughput(state, n, n * 4);
+}
+
+// hc2's inverse rotation of 128-weight blocks as the decoders call it: Unrotate (the fused
+// AVX-512 transform, sign and scale) against its scalar path (ScopedScalarOnly: FwhtScalar,
+// then the sign-and-scale loop). Each block is copied into a scratch buffer first.
+void BM_Hc2Unrotate128(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const ScalarUnless scalar(state.range(1));
+  const std::vector<float>& u = UnitWeights(n);
+  std::vector<float> out(static_cast<size_t>(n));
+  alignas(64) float z[hc2::kBlock];
+  for (auto _ : state) {
+    for (int64_t b = 0; b < n; b += hc2::kBlock) {
+      std::memcpy(z, u.data() + b, sizeof(z));
+      hc2::Unrotate(z, hc2::kBlock, hc2::kBlock, out.data() + b);
+    }
+    benchmark::ClobberMemory();
   }
   SetThroughput(state, n, n * 4);
 }
@@ -460,6 +479,7 @@ BENCHMARK(BM_Hc2TrellisSearch4)
 BENCHMARK(BM_Hc2QuantiseTcq8)->Apply(SimdArgsMs);
 BENCHMARK(BM_Hc2QuantiseTcq)->Apply(SizeArgs)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Hc2Fwht128)->Apply(SimdArgs);
+BENCHMARK(BM_Hc2Unrotate128)->Apply(SimdArgs);
 
 // ---------------------------------------------------------------------------------------------
 // hc1's outer class trial (hc1_simd.h), as hc1_grid.cc calls it: blocks of 128 outer pairs,

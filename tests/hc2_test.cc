@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
+#include "core/base/simd.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc2_entropy.h"
 #include "core/codec/hc2_quant.h"
@@ -625,6 +627,68 @@ TEST(Hc2TransformTest, FwhtTwiceIsNTimesIdentity) {
       hc2::Fwht(v.data(), n);
       for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], n * x[i]) << "n " << n << " i " << i;
     }
+  }
+}
+
+// Random blocks for the SIMD transform tests: Gaussian values of several scales, integers, and
+// edge values (zeros of both signs, subnormals, huge values whose sums overflow, inf, NaN).
+std::vector<float> TransformInput(int kind, std::mt19937_64& rng) {
+  std::vector<float> v(hc2::kBlock);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  const float edge[] = {0.0f, -0.0f, std::numeric_limits<float>::denorm_min(),
+                        -std::numeric_limits<float>::denorm_min(),
+                        std::numeric_limits<float>::min() * 0.75f, 3e38f, -3e38f,
+                        std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::quiet_NaN(), 1.0f, -1.0f};
+  for (float& e : v) {
+    switch (kind) {
+      case 0: e = g(rng); break;
+      case 1: e = 1e-3f * g(rng); break;
+      case 2: e = 3e4f * g(rng); break;
+      case 3: e = static_cast<float>(static_cast<int>(rng() % 2001) - 1000); break;
+      case 4: e = std::numeric_limits<float>::min() * g(rng); break;  // subnormal results
+      default: e = rng() % 4 == 0 ? edge[rng() % std::size(edge)] : g(rng); break;
+    }
+  }
+  return v;
+}
+
+// Bit-equal floats, any NaN matching any NaN: the compiler may swap the operands of an
+// addition, which picks the other NaN's payload (decoded values are finite: spec-hc2.md).
+::testing::AssertionResult SameFloats(const std::vector<float>& a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      return ::testing::AssertionFailure() << "at " << i << ": " << a[i] << " vs " << b[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The AVX-512 (or AVX2) Fwht of 128 points and the fused AVX-512 Unrotate give the scalar
+// references' bits, and Unrotate writes exactly out[0..r).
+TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
+  std::mt19937_64 rng(21);
+  for (int round = 0; round < 600; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const std::vector<float> x = TransformInput(round % 6, rng);
+    std::vector<float> simd = x, scalar = x;
+    hc2::Fwht(simd.data(), hc2::kBlock);
+    hc2::FwhtScalar(scalar.data(), hc2::kBlock);
+    ASSERT_TRUE(SameFloats(simd, scalar));
+    const int r = round % 3 == 0 ? hc2::kBlock : 65 + static_cast<int>(rng() % 64);
+    std::vector<float> z1 = x, z2 = x, z3 = x;
+    std::vector<float> got(hc2::kBlock + 1, 7.0f), want = got, ref = got;
+    hc2::Unrotate(z1.data(), r, hc2::kBlock, got.data());
+    {
+      const ScopedScalarOnly scalar_only;
+      hc2::Unrotate(z2.data(), r, hc2::kBlock, want.data());
+    }
+    hc2::UnrotateScalar(z3.data(), r, hc2::kBlock, ref.data());
+    ASSERT_TRUE(SameFloats(got, want)) << "r " << r;
+    ASSERT_TRUE(SameFloats(got, ref)) << "r " << r;
+    for (int i = r; i <= hc2::kBlock; ++i) ASSERT_EQ(got[i], 7.0f) << "r " << r;
   }
 }
 

@@ -38,6 +38,65 @@ __attribute__((target("avx2"))) void Fwht128Avx2(float* v) {
   for (int i = 0; i < 16; ++i) _mm256_storeu_ps(v + 8 * i, r[i]);
 }
 const bool kHasAvx2 = CpuHasAvx2();
+
+// The same transform on AVX-512, the 128 floats in 8 registers. Stages h = 1, 2, 4, 8 inside a
+// register: w is v with the pairs (j, j + h) swapped; the lower element of a pair gets v + w
+// (= a + b), the upper one w - v (= a - b, a masked subtract over the sum); stages h = 16, 32,
+// 64 pair whole registers. Same operations, same operand order as FwhtScalar: same bits.
+// GCC 12 warns inside its own permute intrinsics (_mm512_undefined_ps): a false positive.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define HC_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+HC_AVX512_TARGET inline __attribute__((always_inline)) void Fwht128Regs(__m512 (&r)[8]) {
+  for (int i = 0; i < 8; ++i) {
+    __m512 w = _mm512_permute_ps(r[i], 0xB1);
+    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xAAAA, w, r[i]);
+    w = _mm512_permute_ps(r[i], 0x4E);
+    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xCCCC, w, r[i]);
+    w = _mm512_shuffle_f32x4(r[i], r[i], 0xB1);
+    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xF0F0, w, r[i]);
+    w = _mm512_shuffle_f32x4(r[i], r[i], 0x4E);
+    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xFF00, w, r[i]);
+  }
+  for (int hv = 1; hv < 8; hv *= 2) {
+    for (int i = 0; i < 8; i += 2 * hv) {
+      for (int j = i; j < i + hv; ++j) {
+        const __m512 a = r[j], b = r[j + hv];
+        r[j] = _mm512_add_ps(a, b);
+        r[j + hv] = _mm512_sub_ps(a, b);
+      }
+    }
+  }
+}
+
+HC_AVX512_TARGET void Fwht128Avx512(float* v) {
+  __m512 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_ps(v + 16 * i);
+  Fwht128Regs(r);
+  for (int i = 0; i < 8; ++i) _mm512_storeu_ps(v + 16 * i, r[i]);
+}
+
+// Unrotate for n = 128 in one pass: the transform in registers, then one multiply by
+// Sign(i) / 128 per element. That equals UnrotateScalar's (Sign(i) * z) * (1 / 128) bit for
+// bit: Sign(i) * z is exact and round-to-nearest is symmetric, so (-z) * c == z * (-c).
+HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scaled_signs,
+                                        float* out) {
+  __m512 v[8];
+  for (int i = 0; i < 8; ++i) v[i] = _mm512_loadu_ps(z + 16 * i);
+  Fwht128Regs(v);
+  for (int i = 0; i < 8; ++i) {
+    const __m512 o = _mm512_mul_ps(v[i], _mm512_loadu_ps(scaled_signs + 16 * i));
+    const int left = r - 16 * i;
+    if (left >= 16) {
+      _mm512_storeu_ps(out + 16 * i, o);
+    } else if (left > 0) {
+      _mm512_mask_storeu_ps(out + 16 * i, static_cast<__mmask16>((1u << left) - 1), o);
+    }
+  }
+}
+#undef HC_AVX512_TARGET
+#pragma GCC diagnostic pop
 #endif
 
 }  // namespace
@@ -58,9 +117,15 @@ void FwhtScalar(float* v, int n) {
 // gives the same bits.
 void Fwht(float* v, int n) {
 #if defined(__x86_64__)
-  if (n == 128 && kHasAvx2) {
-    Fwht128Avx2(v);
-    return;
+  if (n == 128 && SimdAllowed()) {
+    if (CpuHasAvx512()) {
+      Fwht128Avx512(v);
+      return;
+    }
+    if (kHasAvx2) {
+      Fwht128Avx2(v);
+      return;
+    }
   }
 #endif
   FwhtScalar(v, n);
@@ -71,8 +136,12 @@ namespace {
 // products are the same as with Sign(i)).
 struct SignTable {
   float v[kBlock];
-  constexpr SignTable() : v() {
-    for (int i = 0; i < kBlock; ++i) v[i] = Sign(i);
+  float scaled[kBlock];  // Sign(i) / kBlock
+  constexpr SignTable() : v(), scaled() {
+    for (int i = 0; i < kBlock; ++i) {
+      v[i] = Sign(i);
+      scaled[i] = Sign(i) / static_cast<float>(kBlock);
+    }
   }
 };
 constexpr SignTable kSigns;
@@ -85,6 +154,16 @@ void Rotate(const float* x, int r, int n, float* v) {
 }
 
 void Unrotate(float* z, int r, int n, float* out) {
+#if defined(__x86_64__)
+  if (n == kBlock && SimdAllowed() && CpuHasAvx512()) {
+    Unrotate128Avx512(z, r, kSigns.scaled, out);
+    return;
+  }
+#endif
+  UnrotateScalar(z, r, n, out);
+}
+
+void UnrotateScalar(float* z, int r, int n, float* out) {
   Fwht(z, n);
   const float inv = 1.0f / static_cast<float>(n);  // a power of two: exact
   for (int i = 0; i < r; ++i) out[i] = kSigns.v[i] * z[i] * inv;
