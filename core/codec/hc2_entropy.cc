@@ -47,11 +47,32 @@ const ClassTables& ClassTables::Get() {
         }
         t->rcp64[c][k] = f <= 1 ? 0 : static_cast<uint64_t>(
             ((static_cast<unsigned __int128>(1) << 64) + f - 1) / f);
-        for (uint32_t i = 0; i < f; ++i) {
-          t->dec[c][s - f + i] = f | (i << 13) | (static_cast<uint32_t>(k) << 25);
-        }
+        const uint32_t entry = f | ((s - f) << 13) | (static_cast<uint32_t>(k) << 25);
+        for (uint32_t i = 0; i < f; ++i) t->dec[c][s - f + i] = entry;
+        if (k < kLaneEntries) t->lane_entry[c][k] = f == 0 ? 0 : entry;
       }
       t->cum[c][kTokens] = static_cast<uint16_t>(s);
+      for (int b = 0; b < kBuckets; ++b) {
+        const int first = b * kBucketSlots;
+        const uint32_t tok = t->slot_token[c][first];
+        int split = kBucketSlots, boundaries = 0;
+        for (int i = 1; i < kBucketSlots; ++i) {
+          if (t->slot_token[c][first + i] != t->slot_token[c][first + i - 1]) {
+            if (boundaries++ == 0) split = i;
+          }
+        }
+        const uint32_t last = t->slot_token[c][first + kBucketSlots - 1];
+        const bool mixed =
+            b + 1 == kBuckets
+                ? last >= kLaneEntries  // the tail table resolves any boundaries
+                : boundaries > 1 || last >= kLaneEntries ||
+                      (boundaries == 1 && t->slot_token[c][first + split] != tok + 1);
+        t->bucket[c][b] = static_cast<uint16_t>((tok << 7) + 128 - split) |
+                          (mixed ? kMixedBucket : uint16_t{0});
+      }
+      for (int i = 0; i < kBucketSlots; ++i) {
+        t->tail[c][i] = t->slot_token[c][(kBuckets - 1) * kBucketSlots + i];
+      }
     }
     return t;
   }();
@@ -384,9 +405,10 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
     int tok[kGroup];
     for (int i = 0; i < gn; ++i) {
       uint32_t& x = x_[i];  // lane (g + i) mod kLanes, g a multiple of kLanes
-      const uint32_t e = dec[x & ((1u << kFreqBits) - 1)];
+      const uint32_t slot = x & ((1u << kFreqBits) - 1);
+      const uint32_t e = dec[slot];
       tok[i] = static_cast<int>(e >> 25);
-      x = (e & 0x1fff) * (x >> kFreqBits) + ((e >> 13) & 0xfff);
+      x = (e & 0x1fff) * (x >> kFreqBits) + slot - ((e >> 13) & 0xfff);
       if (x < kLow) x = (x << 16) | Word();
       v[i] = TokenBase(tok[i]);
     }
@@ -414,8 +436,11 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define HC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,bmi2,popcnt")))
 
-// What the groups of a block share: the tables, the word pointer, the bit reader, the TCQ state.
+// What the groups of a block share: the tables (the class's bucket, tail and entry tables in
+// registers: ClassTables's bucket, tail and lane_entry), the word pointer, the bit reader, the TCQ
+// state.
 struct GroupContext {
+  __m512i bucket_lo, bucket_hi, tail_lo, tail_hi, entry_lo, entry_hi;
   const uint32_t* dec;
   const TcqSteps* ts;
   const uint8_t* p;
@@ -427,18 +452,34 @@ struct GroupContext {
   int state;
 };
 
-// One group of 16 coefficients on the 16 lanes in `x`: gather the slots' entries, update the
-// states, refill the lanes under 2^16 with the next words (expanded into their lanes in
-// order), deposit the next signs onto the non-zero lanes (pdep), fix the rare large tokens'
-// extra bits in scalar code, find the TCQ quantisers 8 coefficients per table look-up, scale.
+// One group of 16 coefficients on the 16 lanes in `x`: find the slots' entries (in registers:
+// the slot's bucket gives its token, the token its entry; a gather from dec only for lanes in
+// mixed buckets), update the states, refill the lanes under 2^16 with the next words (expanded
+// into their lanes in order), deposit the next signs onto the non-zero lanes (pdep), fix the
+// rare large tokens' extra bits in scalar code, find the TCQ quantisers 8 coefficients per
+// table look-up, scale.
 HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
                                                                       GroupContext& c, float* z) {
   const __m512i bmask = _mm512_set1_epi32(0xfff), one = _mm512_set1_epi32(1);
-  const __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, bmask), c.dec, 4);
+  const __m512i slot = _mm512_and_si512(x, bmask);
+  // Word permutes read the low 6 bits of each word: the low word of x >> 6 is the bucket; the
+  // high words (and so the high words of bk) are junk that the steps below never read.
+  const __m512i bk =
+      _mm512_permutex2var_epi16(c.bucket_lo, _mm512_srli_epi32(x, 6), c.bucket_hi);
+  __m512i ti = _mm512_srli_epi32(
+      _mm512_add_epi32(bk, _mm512_and_si512(x, _mm512_set1_epi32(63))), 7);
+  // Slots of the last bucket take the tail table's token (indexed by the low 6 bits of x).
+  constexpr int kTailSlot = (ClassTables::kBuckets - 1) * ClassTables::kBucketSlots;
+  ti = _mm512_mask_mov_epi32(ti, _mm512_cmpge_epu32_mask(slot, _mm512_set1_epi32(kTailSlot)),
+                             _mm512_permutex2var_epi16(c.tail_lo, x, c.tail_hi));
+  __m512i e = _mm512_permutex2var_epi32(c.entry_lo, ti, c.entry_hi);
+  const __mmask16 mixed =
+      _mm512_test_epi32_mask(bk, _mm512_set1_epi32(ClassTables::kMixedBucket));
+  if (__builtin_expect(mixed != 0, 0)) e = _mm512_mask_i32gather_epi32(e, mixed, slot, c.dec, 4);
   const __m512i tok = _mm512_srli_epi32(e, 25);
   x = _mm512_add_epi32(
       _mm512_mullo_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x1fff)), _mm512_srli_epi32(x, 12)),
-      _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask));
+      _mm512_sub_epi32(slot, _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask)));
   const __mmask16 need =
       _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(LaneDecoder::kLow)));
   __m256i raw;
@@ -493,7 +534,14 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
 HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
   const ClassTables& t = ClassTables::Get();
   BitReader bits = bits_;  // a local copy: its fields stay in registers
-  GroupContext c{t.dec[bits.Read(5)], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
+  const int cls = static_cast<int>(bits.Read(5));
+  GroupContext c{_mm512_load_si512(t.bucket[cls]),
+                 _mm512_load_si512(t.bucket[cls] + 32),
+                 _mm512_load_si512(t.tail[cls]),
+                 _mm512_load_si512(t.tail[cls] + 32),
+                 _mm512_load_si512(t.lane_entry[cls]),
+                 _mm512_load_si512(t.lane_entry[cls] + 16),
+                 t.dec[cls], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
   __m512i x = _mm512_loadu_si512(x_);
   for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(x, c, z + g);
   _mm512_storeu_si512(x_, x);

@@ -60,8 +60,27 @@ struct ClassTables {
     uint32_t shift;
   };
   EncSymbol enc[kClasses][kTokens];
-  /// Revision 2 (lane stream): per class and slot, freq | (slot - cum) << 13 | token << 25.
+  /// Revision 2 (lane stream): per class and slot, the slot's token's entry
+  /// freq | cum << 13 | token << 25.
   uint32_t dec[kClasses][1 << kFreqBits];
+  /// Revision 2's AVX-512 decoder finds most slots' entries in registers instead of dec: the
+  /// slots of a class split into kBuckets buckets of kBucketSlots; bucket[c][b] is
+  /// (t << 7) + 128 - s, t the token of the bucket's first slot and s (1..64) the offset of
+  /// the bucket's first slot of token t + 1 (64: none), so that the token of `slot` is
+  /// (bucket[c][slot / 64] + slot % 64) >> 7. The last bucket, where the rare tokens crowd,
+  /// has its own table instead: tail[c][slot % 64] is the token of slot 4032 + slot % 64. A
+  /// token's entry is lane_entry[c][token]. Bit 15 of a bucket marks slots for which none of
+  /// this holds (a bucket with two or more token boundaries, a token >= 32): they are looked up
+  /// in dec.
+  static constexpr int kBuckets = 64;
+  static constexpr int kBucketSlots = (1 << kFreqBits) / kBuckets;
+  static constexpr uint16_t kMixedBucket = 0x8000;
+  static constexpr int kLaneEntries = 32;
+  alignas(64) uint16_t bucket[kClasses][kBuckets];
+  alignas(64) uint16_t tail[kClasses][kBucketSlots];
+  /// Per class, token -> the entry dec holds for the token's slots (tokens < 32; 0 where the
+  /// frequency is 0).
+  alignas(64) uint32_t lane_entry[kClasses][kLaneEntries];
   /// Revision 2's encoder: ceil(2^64 / f) (0 for f <= 1), so that x / f is the high half of
   /// x * rcp64 for every 32-bit x.
   uint64_t rcp64[kClasses][kTokens];
