@@ -155,13 +155,20 @@ class EcDecoder final : public TensorDecoder {
     // Each block gets its row multipliers while it is in L1 (the same products as a pass over
     // the chunk).
     if (revision_ == 2 && plan_.lane_chunk(c)) {
+      // Runs of up to kRun full blocks per decoder call, then their inverse rotations.
+      constexpr int kRun = 8;
+      alignas(64) float zs[kRun * kBlock];
       hc2::LaneDecoder d(stream);
-      for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t b = b0; b < b1;) {
         const int n = plan_.n(b);
-        float* const o = out + (b - b0) * kBlock;
-        d.DecodeBlock(n, step_, tcq_, z);
-        hc2::Unrotate(z, plan_.r(b), n, o);
-        ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
+        int run = 1;
+        while (n == kBlock && run < kRun && b + run < b1 && plan_.n(b + run) == kBlock) ++run;
+        d.DecodeBlocks(run, n, step_, tcq_, zs);
+        for (int i = 0; i < run; ++i, ++b) {
+          float* const o = out + (b - b0) * kBlock;
+          hc2::Unrotate(zs + i * kBlock, plan_.r(b), n, o);
+          ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
+        }
       }
       return;
     }

@@ -384,13 +384,18 @@ LaneDecoder::LaneDecoder(absl::Span<const uint8_t> stream)
 }
 
 void LaneDecoder::DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd) {
+  DecodeBlocks(1, n, step, tcq, z, allow_simd);
+}
+
+void LaneDecoder::DecodeBlocks(int count, int n, float step, bool tcq, float* z,
+                               bool allow_simd) {
 #if defined(__x86_64__)
   if (n >= kGroup && allow_simd && SimdAllowed() && CpuHasAvx512()) {
-    DecodeBlockAvx512(n, step, tcq, z);
+    DecodeBlocksAvx512(count, n, step, tcq, z);
     return;
   }
 #endif
-  DecodeBlockScalar(n, step, tcq, z);
+  for (int i = 0; i < count; ++i) DecodeBlockScalar(n, step, tcq, z + static_cast<ptrdiff_t>(i) * n);
 }
 
 // The reference: per group, the tokens (each lane renormalising right after its symbol), then
@@ -447,7 +452,6 @@ struct GroupContext {
   const uint8_t* end;
   LaneDecoder::BitReader* bits;
   float step;
-  bool tcq;
   bool overrun;
   int state;
 };
@@ -458,6 +462,7 @@ struct GroupContext {
 // into their lanes in order), deposit the next signs onto the non-zero lanes (pdep), fix the
 // rare large tokens' extra bits in scalar code, find the TCQ quantisers 8 coefficients per
 // table look-up, scale.
+template <bool kTcq>
 HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
                                                                       GroupContext& c, float* z) {
   const __m512i bmask = _mm512_set1_epi32(0xfff), one = _mm512_set1_epi32(1);
@@ -515,7 +520,7 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
     v = _mm512_load_si512(tv);
   }
   __m512i level = v;
-  if (c.tcq) {
+  if (kTcq) {
     const uint32_t par = _mm512_test_epi32_mask(v, one);
     const uint32_t lo = c.ts->v[c.state][par & 0xff];
     const uint32_t hi = c.ts->v[lo >> 8][par >> 8];
@@ -531,19 +536,30 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
 
 // The 16 lane states in one register, one group per step. (Two registers of 16 lanes, for two
 // independent gather chains, measured no faster on AMD Zen 4: docs/perf-hc2-decode.md.)
-HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
+HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, bool tcq,
+                                               float* z) {
   const ClassTables& t = ClassTables::Get();
   BitReader bits = bits_;  // a local copy: its fields stay in registers
-  const int cls = static_cast<int>(bits.Read(5));
-  GroupContext c{_mm512_load_si512(t.bucket[cls]),
-                 _mm512_load_si512(t.bucket[cls] + 32),
-                 _mm512_load_si512(t.tail[cls]),
-                 _mm512_load_si512(t.tail[cls] + 32),
-                 _mm512_load_si512(t.lane_entry[cls]),
-                 _mm512_load_si512(t.lane_entry[cls] + 16),
-                 t.dec[cls], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
+  GroupContext c{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                 _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                 nullptr, &GetTcqSteps(), p_, end_, &bits, step, false, 0};
   __m512i x = _mm512_loadu_si512(x_);
-  for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(x, c, z + g);
+  for (int b = 0; b < count; ++b, z += n) {
+    const int cls = static_cast<int>(bits.Read(5));
+    c.bucket_lo = _mm512_load_si512(t.bucket[cls]);
+    c.bucket_hi = _mm512_load_si512(t.bucket[cls] + 32);
+    c.tail_lo = _mm512_load_si512(t.tail[cls]);
+    c.tail_hi = _mm512_load_si512(t.tail[cls] + 32);
+    c.entry_lo = _mm512_load_si512(t.lane_entry[cls]);
+    c.entry_hi = _mm512_load_si512(t.lane_entry[cls] + 16);
+    c.dec = t.dec[cls];
+    c.state = 0;
+    if (tcq) {
+      for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512<true>(x, c, z + g);
+    } else {
+      for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512<false>(x, c, z + g);
+    }
+  }
   _mm512_storeu_si512(x_, x);
   p_ = c.p;
   bits_ = bits;
@@ -551,8 +567,8 @@ HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float
 }
 #pragma GCC diagnostic pop
 #else
-void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
-  DecodeBlockScalar(n, step, tcq, z);
+void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, bool tcq, float* z) {
+  for (int i = 0; i < count; ++i) DecodeBlockScalar(n, step, tcq, z + i * n);
 }
 #endif
 

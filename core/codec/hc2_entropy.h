@@ -207,6 +207,9 @@ class LaneDecoder {
   /// spec-hc2.md 5.2). With `allow_simd` (and SimdAllowed()) on an AVX-512 CPU, blocks of >= 16
   /// coefficients decode with vector code; the result is the same bit for bit.
   void DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd = true);
+  /// The same as `count` calls of DecodeBlock(n, step, tcq, z + i * n, allow_simd), i = 0, 1,
+  /// ..., in one call (the SIMD path keeps its state in registers across the blocks).
+  void DecodeBlocks(int count, int n, float step, bool tcq, float* z, bool allow_simd = true);
   /// Whether the words and the bits read so far need more bytes than the stream holds (they
   /// are read from its two ends). Informative: a corrupt stream may decode garbage unflagged.
   bool overrun() const {
@@ -260,7 +263,7 @@ class LaneDecoder {
 
  private:
   void DecodeBlockScalar(int n, float step, bool tcq, float* z);
-  void DecodeBlockAvx512(int n, float step, bool tcq, float* z);
+  void DecodeBlocksAvx512(int count, int n, float step, bool tcq, float* z);
   // The next 16-bit word; bytes past the end read as zeros.
   uint32_t Word() {
     if (end_ - p_ >= 2) {
