@@ -346,6 +346,39 @@ TEST(Hc2EntropyTest, LaneStreamRoundTripsOnBothPaths) {
   }
 }
 
+// DecodeBlocks over runs of blocks (random run lengths, SIMD and scalar) equals decoding block
+// by block on the scalar path, bit for bit, overrun flag included, on valid and corrupt streams.
+TEST(Hc2EntropyTest, LaneDecodeBlocksEqualsBlockByBlock) {
+  std::mt19937 rng(23);
+  for (int round = 0; round < 200; ++round) {
+    const int nblocks = 1 + static_cast<int>(rng() % 40);
+    const int last_n = round % 2 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+    const std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(nblocks, last_n, rng);
+    std::vector<uint8_t> stream;
+    hc2::LaneEncodeBlocks(ToCoded(qbs, last_n), stream);
+    if (round % 4 == 3) stream[rng() % stream.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+    if (round % 8 == 5) stream.resize(rng() % stream.size());
+    for (bool tcq : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("round ", round, " blocks ", nblocks, " tcq ", tcq));
+      bool want_overrun = false;
+      const std::vector<float> want =
+          LaneDecodeAll(stream, nblocks, last_n, 0.37f, tcq, false, &want_overrun);
+      for (bool simd : {false, true}) {
+        hc2::LaneDecoder d(stream);
+        std::vector<float> got(want.size(), 0.0f);
+        for (int b = 0; b + 1 < nblocks;) {
+          const int run = std::min(nblocks - 1 - b, 1 + static_cast<int>(rng() % 9));
+          d.DecodeBlocks(run, hc2::kBlock, 0.37f, tcq, got.data() + b * hc2::kBlock, simd);
+          b += run;
+        }
+        d.DecodeBlocks(1, last_n, 0.37f, tcq, got.data() + (nblocks - 1) * hc2::kBlock, simd);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), 4 * want.size()), 0) << "simd " << simd;
+        EXPECT_EQ(d.overrun(), want_overrun) << "simd " << simd;
+      }
+    }
+  }
+}
+
 // Corrupt lane streams (byte flips anywhere, truncation inside the states, the words or the
 // bits, random junk) decode without reading out of bounds, and the SIMD path still equals the
 // scalar one bit for bit, overrun flag included; a stream cut inside its states sets the flag.
@@ -535,6 +568,35 @@ TEST(Hc2TablesTest, ClassTablesAreConsistent) {
   // classes widen (token 0's probability falls) as c grows.
   for (int c = 1; c < hc2::kClasses; ++c) {
     EXPECT_LE(hc2::kTokenFreq[c][0], hc2::kTokenFreq[c - 1][0]) << c;
+  }
+}
+
+// The AVX-512 lane decoder's register tables, evaluated as its vector code does (the bucket's
+// token plus one past the split, the tail table for the last bucket): every slot of every class
+// either gets dec's entry or lies in a bucket marked mixed. The classes of the 4.25 bpw regime
+// (up to 12) have no mixed bucket.
+TEST(Hc2TablesTest, LaneRegisterTablesResolveEverySlot) {
+  using T = hc2::ClassTables;
+  const T& t = T::Get();
+  for (int c = 0; c < hc2::kClasses; ++c) {
+    int mixed_slots = 0;
+    for (uint32_t slot = 0; slot < (1u << hc2::kFreqBits); ++slot) {
+      const uint32_t bk = t.bucket[c][slot / T::kBucketSlots];
+      if (bk & T::kMixedBucket) {
+        ++mixed_slots;
+        continue;
+      }
+      uint32_t tok = ((bk + slot % T::kBucketSlots) >> 7) & 0xff;
+      if (slot / T::kBucketSlots == T::kBuckets - 1) tok = t.tail[c][slot % T::kBucketSlots];
+      ASSERT_LT(tok, static_cast<uint32_t>(T::kLaneEntries)) << "class " << c << " slot " << slot;
+      ASSERT_EQ(t.lane_entry[c][tok], t.dec[c][slot]) << "class " << c << " slot " << slot;
+      ASSERT_EQ(t.dec[c][slot] >> 25, t.slot_token[c][slot]);
+      ASSERT_EQ(t.dec[c][slot] & 0x1fff, hc2::kTokenFreq[c][tok]);
+      ASSERT_EQ((t.dec[c][slot] >> 13) & 0xfff, t.cum[c][tok]);
+    }
+    if (c <= 12) {
+      EXPECT_EQ(mixed_slots, 0) << "class " << c;
+    }
   }
 }
 
