@@ -728,8 +728,8 @@ std::vector<float> TransformInput(int kind, std::mt19937_64& rng) {
   return ::testing::AssertionSuccess();
 }
 
-// The AVX-512 (or AVX2) Fwht of 128 points and the fused AVX-512 Unrotate give the scalar
-// references' bits, and Unrotate writes exactly out[0..r).
+// The AVX-512 (or AVX2) Fwht of 128 points and the fused AVX-512 Unrotate and UnrotateScaled
+// give the scalar references' bits, and write exactly out[0..r).
 TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
   std::mt19937_64 rng(21);
   for (int round = 0; round < 600; ++round) {
@@ -751,6 +751,17 @@ TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
     ASSERT_TRUE(SameFloats(got, want)) << "r " << r;
     ASSERT_TRUE(SameFloats(got, ref)) << "r " << r;
     for (int i = r; i <= hc2::kBlock; ++i) ASSERT_EQ(got[i], 7.0f) << "r " << r;
+    // UnrotateScaled: Unrotate's values times m, row multipliers of both extremes included.
+    const float m = std::ldexp(1.18920711f, static_cast<int>(rng() % 16) - 8);
+    std::vector<float> z4 = x, z5 = x, scaled(hc2::kBlock + 1, 7.0f), scaled_ref = scaled;
+    hc2::UnrotateScaled(z4.data(), r, hc2::kBlock, m, scaled.data());
+    {
+      const ScopedScalarOnly scalar_only;
+      hc2::UnrotateScaled(z5.data(), r, hc2::kBlock, m, scaled_ref.data());
+    }
+    for (int i = 0; i < r; ++i) ref[i] *= m;
+    ASSERT_TRUE(SameFloats(scaled, scaled_ref)) << "r " << r << " m " << m;
+    ASSERT_TRUE(SameFloats(scaled, ref)) << "r " << r << " m " << m;
   }
 }
 

@@ -40,24 +40,29 @@ __attribute__((target("avx2"))) void Fwht128Avx2(float* v) {
 const bool kHasAvx2 = CpuHasAvx2();
 
 // The same transform on AVX-512, the 128 floats in 8 registers. Stages h = 1, 2, 4, 8 inside a
-// register: w is v with the pairs (j, j + h) swapped; the lower element of a pair gets v + w
-// (= a + b), the upper one w - v (= a - b, a masked subtract over the sum); stages h = 16, 32,
-// 64 pair whole registers. Same operations, same operand order as FwhtScalar: same bits.
+// register: w is v with the pairs (j, j + h) swapped; every lane gets w + (v with the sign of
+// the pairs' upper elements flipped), i.e. b + a in the lower element (= a + b) and a + (-b) in
+// the upper one (= a - b: IEEE 754 defines x - y as x + (-y)), one addition where a blended
+// add and subtract would take two; stages h = 16, 32, 64 pair whole registers. The same results
+// as FwhtScalar bit for bit (any NaN stays a NaN; its payload may come from the other operand,
+// as the compiler may also swap FwhtScalar's operands).
 // GCC 12 warns inside its own permute intrinsics (_mm512_undefined_ps): a false positive.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define HC_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+HC_AVX512_TARGET inline __attribute__((always_inline)) __m512 UpperSigns(__mmask16 upper) {
+  return _mm512_castsi512_ps(
+      _mm512_maskz_mov_epi32(upper, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
 HC_AVX512_TARGET inline __attribute__((always_inline)) void Fwht128Regs(__m512 (&r)[8]) {
+  const __m512 s1 = UpperSigns(0xAAAA), s2 = UpperSigns(0xCCCC), s4 = UpperSigns(0xF0F0),
+               s8 = UpperSigns(0xFF00);
   for (int i = 0; i < 8; ++i) {
-    __m512 w = _mm512_permute_ps(r[i], 0xB1);
-    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xAAAA, w, r[i]);
-    w = _mm512_permute_ps(r[i], 0x4E);
-    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xCCCC, w, r[i]);
-    w = _mm512_shuffle_f32x4(r[i], r[i], 0xB1);
-    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xF0F0, w, r[i]);
-    w = _mm512_shuffle_f32x4(r[i], r[i], 0x4E);
-    r[i] = _mm512_mask_sub_ps(_mm512_add_ps(r[i], w), 0xFF00, w, r[i]);
+    r[i] = _mm512_add_ps(_mm512_permute_ps(r[i], 0xB1), _mm512_xor_ps(r[i], s1));
+    r[i] = _mm512_add_ps(_mm512_permute_ps(r[i], 0x4E), _mm512_xor_ps(r[i], s2));
+    r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[i], r[i], 0xB1), _mm512_xor_ps(r[i], s4));
+    r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[i], r[i], 0x4E), _mm512_xor_ps(r[i], s8));
   }
   for (int hv = 1; hv < 8; hv *= 2) {
     for (int i = 0; i < 8; i += 2 * hv) {
@@ -78,15 +83,18 @@ HC_AVX512_TARGET void Fwht128Avx512(float* v) {
 }
 
 // Unrotate for n = 128 in one pass: the transform in registers, then one multiply by
-// Sign(i) / 128 per element. That equals UnrotateScalar's (Sign(i) * z) * (1 / 128) bit for
-// bit: Sign(i) * z is exact and round-to-nearest is symmetric, so (-z) * c == z * (-c).
-HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scaled_signs,
+// Sign(i) / 128 per element (and with kScaled one by m). That equals UnrotateScalar's
+// (Sign(i) * z) * (1 / 128) bit for bit: Sign(i) * z is exact and round-to-nearest is
+// symmetric, so (-z) * c == z * (-c).
+template <bool kScaled>
+HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scaled_signs, float m,
                                         float* out) {
   __m512 v[8];
   for (int i = 0; i < 8; ++i) v[i] = _mm512_loadu_ps(z + 16 * i);
   Fwht128Regs(v);
   for (int i = 0; i < 8; ++i) {
-    const __m512 o = _mm512_mul_ps(v[i], _mm512_loadu_ps(scaled_signs + 16 * i));
+    __m512 o = _mm512_mul_ps(v[i], _mm512_loadu_ps(scaled_signs + 16 * i));
+    if (kScaled) o = _mm512_mul_ps(o, _mm512_set1_ps(m));
     const int left = r - 16 * i;
     if (left >= 16) {
       _mm512_storeu_ps(out + 16 * i, o);
@@ -156,11 +164,22 @@ void Rotate(const float* x, int r, int n, float* v) {
 void Unrotate(float* z, int r, int n, float* out) {
 #if defined(__x86_64__)
   if (n == kBlock && SimdAllowed() && CpuHasAvx512()) {
-    Unrotate128Avx512(z, r, kSigns.scaled, out);
+    Unrotate128Avx512<false>(z, r, kSigns.scaled, 1.0f, out);
     return;
   }
 #endif
   UnrotateScalar(z, r, n, out);
+}
+
+void UnrotateScaled(float* z, int r, int n, float m, float* out) {
+#if defined(__x86_64__)
+  if (n == kBlock && SimdAllowed() && CpuHasAvx512()) {
+    Unrotate128Avx512<true>(z, r, kSigns.scaled, m, out);
+    return;
+  }
+#endif
+  UnrotateScalar(z, r, n, out);
+  for (int i = 0; i < r; ++i) out[i] *= m;
 }
 
 void UnrotateScalar(float* z, int r, int n, float* out) {

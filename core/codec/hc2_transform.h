@@ -62,6 +62,9 @@ void Rotate(const float* x, int r, int n, float* v);
 /// n = 128 on an AVX-512 CPU (and SimdAllowed()) one fused kernel does both passes in registers,
 /// with the same bits as UnrotateScalar.
 void Unrotate(float* z, int r, int n, float* out);
+/// Unrotate, then out[i] *= m for i < r (the same float32 operations; one pass for n = 128 on
+/// AVX-512). The ec decoder applies a row's multiplier this way (spec-hc2.md 5.4).
+void UnrotateScaled(float* z, int r, int n, float m, float* out);
 /// The reference of Unrotate: Fwht(z) in place (which may still use a SIMD Fwht, bit-identical),
 /// then the sign-and-scale loop.
 void UnrotateScalar(float* z, int r, int n, float* out);
