@@ -55,30 +55,34 @@ HC_AVX512_TARGET inline __attribute__((always_inline)) __m512 UpperSigns(__mmask
   return _mm512_castsi512_ps(
       _mm512_maskz_mov_epi32(upper, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
 }
+// (a, b) <- (a + b, a - b).
+HC_AVX512_TARGET inline __attribute__((always_inline)) void Butterfly(__m512& a, __m512& b) {
+  const __m512 s = _mm512_add_ps(a, b), d = _mm512_sub_ps(a, b);
+  a = s;
+  b = d;
+}
 HC_AVX512_TARGET inline __attribute__((always_inline)) void Fwht128Regs(__m512 (&r)[8]) {
   const __m512 s1 = UpperSigns(0xAAAA), s2 = UpperSigns(0xCCCC), s4 = UpperSigns(0xF0F0),
                s8 = UpperSigns(0xFF00);
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {
     r[i] = _mm512_add_ps(_mm512_permute_ps(r[i], 0xB1), _mm512_xor_ps(r[i], s1));
     r[i] = _mm512_add_ps(_mm512_permute_ps(r[i], 0x4E), _mm512_xor_ps(r[i], s2));
     r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[i], r[i], 0xB1), _mm512_xor_ps(r[i], s4));
     r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[i], r[i], 0x4E), _mm512_xor_ps(r[i], s8));
   }
-  for (int hv = 1; hv < 8; hv *= 2) {
-    for (int i = 0; i < 8; i += 2 * hv) {
-      for (int j = i; j < i + hv; ++j) {
-        const __m512 a = r[j], b = r[j + hv];
-        r[j] = _mm512_add_ps(a, b);
-        r[j + hv] = _mm512_sub_ps(a, b);
-      }
-    }
-  }
+  // Written out: as loops, GCC keeps r in memory.
+  Butterfly(r[0], r[1]), Butterfly(r[2], r[3]), Butterfly(r[4], r[5]), Butterfly(r[6], r[7]);
+  Butterfly(r[0], r[2]), Butterfly(r[1], r[3]), Butterfly(r[4], r[6]), Butterfly(r[5], r[7]);
+  Butterfly(r[0], r[4]), Butterfly(r[1], r[5]), Butterfly(r[2], r[6]), Butterfly(r[3], r[7]);
 }
 
 HC_AVX512_TARGET void Fwht128Avx512(float* v) {
   __m512 r[8];
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_ps(v + 16 * i);
   Fwht128Regs(r);
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) _mm512_storeu_ps(v + 16 * i, r[i]);
 }
 
@@ -90,8 +94,10 @@ template <bool kScaled>
 HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scaled_signs, float m,
                                         float* out) {
   __m512 v[8];
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) v[i] = _mm512_loadu_ps(z + 16 * i);
   Fwht128Regs(v);
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {
     __m512 o = _mm512_mul_ps(v[i], _mm512_loadu_ps(scaled_signs + 16 * i));
     if (kScaled) o = _mm512_mul_ps(o, _mm512_set1_ps(m));
