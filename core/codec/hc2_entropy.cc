@@ -270,27 +270,18 @@ class BitWriter {
 
 int TokenOf(uint32_t v) { return v < 16 ? static_cast<int>(v) : SplitMagnitude(v).token; }
 
-// For 8 coefficients from TCQ state s with parities in the bits of p: bits 0..7 tell which
-// coefficients are in states 2 or 3 (quantiser Q1), bits 8..9 the state after them.
-struct TcqSteps {
-  uint16_t v[4][256];
-  TcqSteps() {
-    for (int s0 = 0; s0 < 4; ++s0) {
-      for (int p = 0; p < 256; ++p) {
-        int s = s0, q1 = 0;
-        for (int i = 0; i < 8; ++i) {
-          q1 |= (s >= 2) << i;
-          s = kTrans[s][(p >> i) & 1];
-        }
-        v[s0][p] = static_cast<uint16_t>(q1 | (s << 8));
-      }
+// The TCQ state machine is a 2-bit shift register: state s = 2 b1 + b0 moves to
+// 2 (b0 xor parity) + b1 (the vector decoder relies on it), and a coefficient is coded with
+// quantiser Q1 where b1 = 1 (states 2 and 3).
+constexpr bool TcqIsAShiftRegister() {
+  for (int s = 0; s < 4; ++s) {
+    for (int p = 0; p < 2; ++p) {
+      if (kTrans[s][p] != ((((s & 1) ^ p) << 1) | (s >> 1))) return false;
     }
   }
-};
-const TcqSteps& GetTcqSteps() {
-  static const TcqSteps* t = new TcqSteps;
-  return *t;
+  return true;
 }
+static_assert(TcqIsAShiftRegister(), "the lane decoder's TCQ step assumes this kTrans");
 
 #if defined(__x86_64__)
 bool CpuHasAvx512() {
@@ -447,21 +438,37 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
 struct GroupContext {
   __m512i bucket_lo, bucket_hi, tail_lo, tail_hi, entry_lo, entry_hi;
   const uint32_t* dec;
-  const TcqSteps* ts;
   const uint8_t* p;
   const uint8_t* end;
   LaneDecoder::BitReader* bits;
   float step;
   bool overrun;
-  int state;
+  // The TCQ state at the next group, as the mask TcqMasks xors in (0: state 0).
+  uint32_t tcq_base;
 };
+
+// TCQ for 16 coefficients with parities `par` (bit i: coefficient i's |index| is odd), from the
+// state that `base` encodes. With the shift register above, b1 at coefficient i + 1 is b1 at
+// coefficient i - 1 xor parity i, so the b1 bits (the Q1 mask) are a stride-2 prefix xor of the
+// parities, xor the start state (b1 on even positions, b0 on odd ones): three shifts and xors
+// that do not depend on the state, then one xor that does. Bits 15 and 16 of the result are
+// b1 of the last coefficient and of the next group's first: the next state. Returns the Q1 mask
+// and updates base.
+inline uint32_t TcqMasks(uint32_t par, uint32_t& base) {
+  uint32_t s = par << 1;
+  s ^= s << 2;
+  s ^= s << 4;
+  s ^= s << 8;
+  const uint32_t b = s ^ base;
+  base = ((0u - ((b >> 16) & 1)) & 0x15555u) ^ ((0u - ((b >> 15) & 1)) & 0xAAAAu);
+  return b & 0xffff;
+}
 
 // One group of 16 coefficients on the 16 lanes in `x`: find the slots' entries (in registers:
 // the slot's bucket gives its token, the token its entry; a gather from dec only for lanes in
 // mixed buckets), update the states, refill the lanes under 2^16 with the next words (expanded
 // into their lanes in order), deposit the next signs onto the non-zero lanes (pdep), fix the
-// rare large tokens' extra bits in scalar code, find the TCQ quantisers 8 coefficients per
-// table look-up, scale.
+// rare large tokens' extra bits in scalar code, find the TCQ quantisers (TcqMasks), scale.
 template <bool kTcq>
 HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
                                                                       GroupContext& c, float* z) {
@@ -521,11 +528,8 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
   }
   __m512i level = v;
   if (kTcq) {
-    const uint32_t par = _mm512_test_epi32_mask(v, one);
-    const uint32_t lo = c.ts->v[c.state][par & 0xff];
-    const uint32_t hi = c.ts->v[lo >> 8][par >> 8];
-    c.state = static_cast<int>(hi >> 8);
-    const __mmask16 q1 = static_cast<__mmask16>(((lo & 0xff) | ((hi & 0xff) << 8)) & nz);
+    const __mmask16 q1 = static_cast<__mmask16>(
+        TcqMasks(_mm512_test_epi32_mask(v, one), c.tcq_base) & nz);
     level = _mm512_mask_sub_epi32(_mm512_slli_epi32(v, 1), q1, _mm512_slli_epi32(v, 1), one);
   }
   const __m512i m =
@@ -542,7 +546,7 @@ HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, boo
   BitReader bits = bits_;  // a local copy: its fields stay in registers
   GroupContext c{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                  _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                 nullptr, &GetTcqSteps(), p_, end_, &bits, step, false, 0};
+                 nullptr, p_, end_, &bits, step, false, 0};
   __m512i x = _mm512_loadu_si512(x_);
   for (int b = 0; b < count; ++b, z += n) {
     const int cls = static_cast<int>(bits.Read(5));
@@ -553,7 +557,7 @@ HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, boo
     c.entry_lo = _mm512_load_si512(t.lane_entry[cls]);
     c.entry_hi = _mm512_load_si512(t.lane_entry[cls] + 16);
     c.dec = t.dec[cls];
-    c.state = 0;
+    c.tcq_base = 0;
     if (tcq) {
       for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512<true>(x, c, z + g);
     } else {
