@@ -219,45 +219,57 @@ class LaneDecoder {
   /// An LSB-first bit stream stored byte-reversed below `end`, never read below `begin`.
   class BitReader {
    public:
-    BitReader(const uint8_t* begin, const uint8_t* end) : begin_(begin), end_(end) {}
+    BitReader(const uint8_t* begin, const uint8_t* end) : begin_(begin), end_(end), end0_(end) {}
     /// The next `bits` (0..56) bits.
     uint64_t Read(int bits) {
       Refill();
       const uint64_t v = buf_ & ((uint64_t{1} << bits) - 1);
       buf_ >>= bits;
       count_ -= bits;
-      read_ += static_cast<uint64_t>(bits);
       return v;
     }
-    /// Bits read so far, and the stream's size in bits.
-    uint64_t read() const { return read_; }
-    uint64_t size() const { return size_; }
+    /// Bits read so far (every byte moved into buf_, zeros below begin_ included, less the bits
+    /// still there), and the stream's size in bits.
+    uint64_t read() const {
+      return 8 * (static_cast<uint64_t>(end0_ - end_) + zeros_) - static_cast<uint64_t>(count_);
+    }
+    uint64_t size() const { return 8 * static_cast<uint64_t>(end0_ - begin_); }
 
    private:
     // Keeps at least 56 bits in buf_: the next 8 stream bytes (byte-swapped: the stream runs
-    // backwards) fill it above what it holds; bytes below begin_ read as zeros.
+    // backwards) fill it above what it holds, and the pointer moves past the whole bytes that
+    // fit. Branch-free while 8 bytes remain (the bits above count_ are then the stream's next
+    // ones already, or zeros); bytes below begin_ read as zeros.
     void Refill() {
+      if (end_ - begin_ >= 8) [[likely]] {
+        uint64_t w;
+        std::memcpy(&w, end_ - 8, 8);
+        buf_ |= __builtin_bswap64(w) << count_;
+        end_ -= (63 - count_) >> 3;
+        count_ |= 56;
+        return;
+      }
       if (count_ >= 56) return;
       uint64_t w = 0;
-      if (end_ - begin_ >= 8) {
-        std::memcpy(&w, end_ - 8, 8);
-        w = __builtin_bswap64(w);
-      } else {
-        for (const uint8_t* q = end_; q > begin_;) {
-          --q;
-          w |= uint64_t{*q} << (8 * (end_ - 1 - q));
-        }
+      for (const uint8_t* q = end_; q > begin_;) {
+        --q;
+        w |= uint64_t{*q} << (8 * (end_ - 1 - q));
       }
       buf_ |= w << count_;
       const int take = (63 - count_) >> 3;
-      end_ = end_ - begin_ >= take ? end_ - take : begin_;
+      if (end_ - begin_ >= take) {
+        end_ -= take;
+      } else {
+        zeros_ += static_cast<uint64_t>(take - (end_ - begin_));
+        end_ = begin_;
+      }
       count_ |= 56;
     }
     const uint8_t* begin_;
     const uint8_t* end_;
-    uint64_t size_ = 8 * static_cast<uint64_t>(end_ - begin_);
+    const uint8_t* end0_;
     uint64_t buf_ = 0;
-    uint64_t read_ = 0;
+    uint64_t zeros_ = 0;  // bytes read below begin_
     int count_ = 0;
   };
 
