@@ -440,7 +440,7 @@ struct GroupContext {
   const uint32_t* dec;
   const uint8_t* p;
   const uint8_t* end;
-  LaneDecoder::BitReader* bits;
+  LaneDecoder::BitReader bits;
   float step;
   bool overrun;
   // The TCQ state at the next group, as the mask TcqMasks xors in (0: state 0).
@@ -513,7 +513,7 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
   }
   const __mmask16 nz = _mm512_test_epi32_mask(tok, tok);
   const __mmask16 neg = static_cast<__mmask16>(
-      _pdep_u32(static_cast<uint32_t>(c.bits->Read(_mm_popcnt_u32(nz))), nz));
+      _pdep_u32(static_cast<uint32_t>(c.bits.Read(_mm_popcnt_u32(nz))), nz));
   __m512i v = tok;
   const __mmask16 big = _mm512_cmpge_epu32_mask(tok, _mm512_set1_epi32(16));
   if (big != 0) {
@@ -522,7 +522,7 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
     for (uint32_t m = big; m != 0; m &= m - 1) {
       const int i = __builtin_ctz(m);
       const int tk = static_cast<int>(tv[i]);
-      tv[i] = TokenBase(tk) | static_cast<uint32_t>(c.bits->Read(TokenExtraBits(tk)));
+      tv[i] = TokenBase(tk) | static_cast<uint32_t>(c.bits.Read(TokenExtraBits(tk)));
     }
     v = _mm512_load_si512(tv);
   }
@@ -543,13 +543,13 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
 HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, bool tcq,
                                                float* z) {
   const ClassTables& t = ClassTables::Get();
-  BitReader bits = bits_;  // a local copy: its fields stay in registers
+  // A local copy of the decoder's state (the bit reader too): its fields stay in registers.
   GroupContext c{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                  _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                 nullptr, p_, end_, &bits, step, false, 0};
+                 nullptr, p_, end_, bits_, step, false, 0};
   __m512i x = _mm512_loadu_si512(x_);
   for (int b = 0; b < count; ++b, z += n) {
-    const int cls = static_cast<int>(bits.Read(5));
+    const int cls = static_cast<int>(c.bits.Read(5));
     c.bucket_lo = _mm512_load_si512(t.bucket[cls]);
     c.bucket_hi = _mm512_load_si512(t.bucket[cls] + 32);
     c.tail_lo = _mm512_load_si512(t.tail[cls]);
@@ -566,7 +566,7 @@ HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, boo
   }
   _mm512_storeu_si512(x_, x);
   p_ = c.p;
-  bits_ = bits;
+  bits_ = c.bits;
   overrun_ = overrun_ || c.overrun;
 }
 #pragma GCC diagnostic pop

@@ -249,21 +249,27 @@ class LaneDecoder {
         count_ |= 56;
         return;
       }
-      if (count_ >= 56) return;
+      *this = RefillTail(*this);
+    }
+    // Refill's last bytes. Out of line (it is rare; inlined, it costs the hot loops registers)
+    // and by value, so that no reader's address escapes and its fields can live in registers.
+    __attribute__((noinline, cold)) static BitReader RefillTail(BitReader r) {
+      if (r.count_ >= 56) return r;
       uint64_t w = 0;
-      for (const uint8_t* q = end_; q > begin_;) {
+      for (const uint8_t* q = r.end_; q > r.begin_;) {
         --q;
-        w |= uint64_t{*q} << (8 * (end_ - 1 - q));
+        w |= uint64_t{*q} << (8 * (r.end_ - 1 - q));
       }
-      buf_ |= w << count_;
-      const int take = (63 - count_) >> 3;
-      if (end_ - begin_ >= take) {
-        end_ -= take;
+      r.buf_ |= w << r.count_;
+      const int take = (63 - r.count_) >> 3;
+      if (r.end_ - r.begin_ >= take) {
+        r.end_ -= take;
       } else {
-        zeros_ += static_cast<uint64_t>(take - (end_ - begin_));
-        end_ = begin_;
+        r.zeros_ += static_cast<uint64_t>(take - (r.end_ - r.begin_));
+        r.end_ = r.begin_;
       }
-      count_ |= 56;
+      r.count_ |= 56;
+      return r;
     }
     const uint8_t* begin_;
     const uint8_t* end_;
