@@ -386,7 +386,9 @@ void LaneDecoder::DecodeBlocks(int count, int n, float step, bool tcq, float* z,
     return;
   }
 #endif
-  for (int i = 0; i < count; ++i) DecodeBlockScalar(n, step, tcq, z + static_cast<ptrdiff_t>(i) * n);
+  for (int i = 0; i < count; ++i) {
+    DecodeBlockScalar(n, step, tcq, z + static_cast<ptrdiff_t>(i) * n);
+  }
 }
 
 // The reference: per group, the tokens (each lane renormalising right after its symbol), then
