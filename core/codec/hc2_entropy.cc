@@ -447,6 +447,9 @@ struct GroupContext {
   bool overrun;
   // The TCQ state at the next group, as the mask TcqMasks xors in (0: state 0).
   uint32_t tcq_base;
+  // Constants, set once per call (built inside the group step, GCC rebuilds them every group).
+  __m512i k_fff, k_one, k_63, k_tail, k_mixed, k_1fff, k_low, k_16, k_sign;
+  __m512 k_step;
 };
 
 // TCQ for 16 coefficients with parities `par` (bit i: coefficient i's |index| is odd), from the
@@ -474,28 +477,28 @@ inline uint32_t TcqMasks(uint32_t par, uint32_t& base) {
 template <bool kTcq>
 HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
                                                                       GroupContext& c, float* z) {
-  const __m512i bmask = _mm512_set1_epi32(0xfff), one = _mm512_set1_epi32(1);
+  const __m512i bmask = c.k_fff, one = c.k_one;
   const __m512i slot = _mm512_and_si512(x, bmask);
   // Word permutes read the low 6 bits of each word: the low word of x >> 6 is the bucket; the
   // high words (and so the high words of bk) are junk that the steps below never read.
   const __m512i bk =
       _mm512_permutex2var_epi16(c.bucket_lo, _mm512_srli_epi32(x, 6), c.bucket_hi);
   __m512i ti = _mm512_srli_epi32(
-      _mm512_add_epi32(bk, _mm512_and_si512(x, _mm512_set1_epi32(63))), 7);
-  // Slots of the last bucket take the tail table's token (indexed by the low 6 bits of x).
-  constexpr int kTailSlot = (ClassTables::kBuckets - 1) * ClassTables::kBucketSlots;
-  ti = _mm512_mask_mov_epi32(ti, _mm512_cmpge_epu32_mask(slot, _mm512_set1_epi32(kTailSlot)),
+      _mm512_add_epi32(bk, _mm512_and_si512(x, c.k_63)), 7);
+  // Slots of the last bucket (from c.k_tail on) take the tail table's token (indexed by the
+  // low 6 bits of x).
+  ti = _mm512_mask_mov_epi32(ti, _mm512_cmpge_epu32_mask(slot, c.k_tail),
                              _mm512_permutex2var_epi16(c.tail_lo, x, c.tail_hi));
   __m512i e = _mm512_permutex2var_epi32(c.entry_lo, ti, c.entry_hi);
   const __mmask16 mixed =
-      _mm512_test_epi32_mask(bk, _mm512_set1_epi32(ClassTables::kMixedBucket));
+      _mm512_test_epi32_mask(bk, c.k_mixed);
   if (__builtin_expect(mixed != 0, 0)) e = _mm512_mask_i32gather_epi32(e, mixed, slot, c.dec, 4);
   const __m512i tok = _mm512_srli_epi32(e, 25);
   x = _mm512_add_epi32(
-      _mm512_mullo_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x1fff)), _mm512_srli_epi32(x, 12)),
+      _mm512_mullo_epi32(_mm512_and_si512(e, c.k_1fff), _mm512_srli_epi32(x, 12)),
       _mm512_sub_epi32(slot, _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask)));
   const __mmask16 need =
-      _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(LaneDecoder::kLow)));
+      _mm512_cmplt_epu32_mask(x, c.k_low);
   __m256i raw;
   if (c.end - c.p >= 32) {
     raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.p));
@@ -517,7 +520,7 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
   const __mmask16 neg = static_cast<__mmask16>(
       _pdep_u32(static_cast<uint32_t>(c.bits.Read(_mm_popcnt_u32(nz))), nz));
   __m512i v = tok;
-  const __mmask16 big = _mm512_cmpge_epu32_mask(tok, _mm512_set1_epi32(16));
+  const __mmask16 big = _mm512_cmpge_epu32_mask(tok, c.k_16);
   if (big != 0) {
     alignas(64) uint32_t tv[kGroup];
     _mm512_store_si512(tv, tok);
@@ -535,9 +538,9 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
     level = _mm512_mask_sub_epi32(_mm512_slli_epi32(v, 1), q1, _mm512_slli_epi32(v, 1), one);
   }
   const __m512i m =
-      _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(level), _mm512_set1_ps(c.step)));
+      _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(level), c.k_step));
   _mm512_storeu_si512(
-      z, _mm512_mask_xor_epi32(m, neg, m, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+      z, _mm512_mask_xor_epi32(m, neg, m, c.k_sign));
 }
 
 // The 16 lane states in one register, one group per step. (Two registers of 16 lanes, for two
@@ -548,7 +551,12 @@ HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, boo
   // A local copy of the decoder's state (the bit reader too): its fields stay in registers.
   GroupContext c{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                  _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                 nullptr, p_, end_, bits_, step, false, 0};
+                 nullptr, p_, end_, bits_, step, false, 0,
+                 _mm512_set1_epi32(0xfff), _mm512_set1_epi32(1), _mm512_set1_epi32(63),
+                 _mm512_set1_epi32((ClassTables::kBuckets - 1) * ClassTables::kBucketSlots),
+                 _mm512_set1_epi32(ClassTables::kMixedBucket), _mm512_set1_epi32(0x1fff),
+                 _mm512_set1_epi32(static_cast<int>(kLow)), _mm512_set1_epi32(16),
+                 _mm512_set1_epi32(static_cast<int>(0x80000000u)), _mm512_set1_ps(step)};
   __m512i x = _mm512_loadu_si512(x_);
   for (int b = 0; b < count; ++b, z += n) {
     const int cls = static_cast<int>(c.bits.Read(5));
