@@ -38,6 +38,7 @@ __attribute__((target("avx2"))) void Fwht128Avx2(float* v) {
   for (int i = 0; i < 16; ++i) _mm256_storeu_ps(v + 8 * i, r[i]);
 }
 const bool kHasAvx2 = CpuHasAvx2();
+const bool kHasAvx512 = CpuHasAvx512();
 
 // The same transform on AVX-512, the 128 floats in 8 registers. Stages h = 1, 2, 4, 8 inside a
 // register: w is v with the pairs (j, j + h) swapped; every lane gets w + (v with the sign of
@@ -132,7 +133,7 @@ void FwhtScalar(float* v, int n) {
 void Fwht(float* v, int n) {
 #if defined(__x86_64__)
   if (n == 128 && SimdAllowed()) {
-    if (CpuHasAvx512()) {
+    if (kHasAvx512) {
       Fwht128Avx512(v);
       return;
     }
@@ -169,7 +170,7 @@ void Rotate(const float* x, int r, int n, float* v) {
 
 void Unrotate(float* z, int r, int n, float* out) {
 #if defined(__x86_64__)
-  if (n == kBlock && SimdAllowed() && CpuHasAvx512()) {
+  if (n == kBlock && kHasAvx512 && SimdAllowed()) {
     Unrotate128Avx512<false>(z, r, kSigns.scaled, 1.0f, out);
     return;
   }
@@ -179,7 +180,7 @@ void Unrotate(float* z, int r, int n, float* out) {
 
 void UnrotateScaled(float* z, int r, int n, float m, float* out) {
 #if defined(__x86_64__)
-  if (n == kBlock && SimdAllowed() && CpuHasAvx512()) {
+  if (n == kBlock && kHasAvx512 && SimdAllowed()) {
     Unrotate128Avx512<true>(z, r, kSigns.scaled, m, out);
     return;
   }
