@@ -398,9 +398,9 @@ void BM_Hc2QuantiseTcq(benchmark::State& state) {
   SetThroughput(state, n, 0);
 }
 
-// The 128-point Walsh-Hadamard transform: Fwht (AVX2 where the CPU has it; it ignores
-// ScopedScalarOnly) against its public scalar reference FwhtScalar. Each block is copied into a
-// local buffer first (both variants), as Rotate does.
+// The 128-point Walsh-Hadamard transform: Fwht (AVX-512, else AVX2, where the CPU has it)
+// against its public scalar reference FwhtScalar. Each block is copied into a local buffer first
+// (both variants), as Rotate does.
 void BM_Hc2Fwht128(benchmark::State& state) {
   const int64_t n = state.range(0);
   const bool simd = state.range(1) != 0;
@@ -422,9 +422,28 @@ void BM_Hc2Fwht128(benchmark::State& state) {
   SetThroughput(state, n, n * 4);
 }
 
+// hc2's inverse rotation of 128-weight blocks as the decoders call it: Unrotate (the fused
+// AVX-512 transform, sign and scale) against its scalar path (ScopedScalarOnly: FwhtScalar,
+// then the sign-and-scale loop). Each block is copied into a scratch buffer first.
+void BM_Hc2Unrotate128(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const ScalarUnless scalar(state.range(1));
+  const std::vector<float>& u = UnitWeights(n);
+  std::vector<float> out(static_cast<size_t>(n));
+  alignas(64) float z[hc2::kBlock];
+  for (auto _ : state) {
+    for (int64_t b = 0; b < n; b += hc2::kBlock) {
+      std::memcpy(z, u.data() + b, sizeof(z));
+      hc2::Unrotate(z, hc2::kBlock, hc2::kBlock, out.data() + b);
+    }
+    benchmark::ClobberMemory();
+  }
+  SetThroughput(state, n, n * 4);
+}
+
 // hc2's lane stream decoder alone (tokens, signs, TCQ levels; no rotation): one chunk of 512
 // blocks of indices ~ round(N(0, 4.6^2)) (about 4.1 bits each, the 4.25 bpw regime), decoded
-// block by block. Args: {simd}.
+// 8 blocks per call. Args: {simd}.
 void BM_Hc2LaneDecode(benchmark::State& state) {
   const bool simd = state.range(0) != 0;
   const hc2::ClassTables& t = hc2::ClassTables::Get();
@@ -440,11 +459,12 @@ void BM_Hc2LaneDecode(benchmark::State& state) {
   }
   std::vector<uint8_t> stream;
   hc2::LaneEncodeBlocks(blocks, stream);
-  std::vector<float> z(hc2::kBlock);
+  constexpr int kRun = 8;  // blocks per call, as hc2.cc's decoder does
+  std::vector<float> z(kRun * hc2::kBlock);
   for (auto _ : state) {
     hc2::LaneDecoder d(stream);
-    for (int b = 0; b < kBlocks; ++b) {
-      d.DecodeBlock(hc2::kBlock, 0.01f, true, z.data(), simd);
+    for (int b = 0; b < kBlocks; b += kRun) {
+      d.DecodeBlocks(kRun, hc2::kBlock, 0.01f, true, z.data(), simd);
       benchmark::DoNotOptimize(z.data());
     }
   }
@@ -460,6 +480,7 @@ BENCHMARK(BM_Hc2TrellisSearch4)
 BENCHMARK(BM_Hc2QuantiseTcq8)->Apply(SimdArgsMs);
 BENCHMARK(BM_Hc2QuantiseTcq)->Apply(SizeArgs)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Hc2Fwht128)->Apply(SimdArgs);
+BENCHMARK(BM_Hc2Unrotate128)->Apply(SimdArgs);
 
 // ---------------------------------------------------------------------------------------------
 // hc1's outer class trial (hc1_simd.h), as hc1_grid.cc calls it: blocks of 128 outer pairs,

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
+#include "core/base/simd.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc2_entropy.h"
 #include "core/codec/hc2_quant.h"
@@ -344,6 +346,39 @@ TEST(Hc2EntropyTest, LaneStreamRoundTripsOnBothPaths) {
   }
 }
 
+// DecodeBlocks over runs of blocks (random run lengths, SIMD and scalar) equals decoding block
+// by block on the scalar path, bit for bit, overrun flag included, on valid and corrupt streams.
+TEST(Hc2EntropyTest, LaneDecodeBlocksEqualsBlockByBlock) {
+  std::mt19937 rng(23);
+  for (int round = 0; round < 200; ++round) {
+    const int nblocks = 1 + static_cast<int>(rng() % 40);
+    const int last_n = round % 2 == 0 ? hc2::kBlock : 2 << (rng() % 7);
+    const std::vector<hc2::QuantBlock> qbs = RandomQuantBlocks(nblocks, last_n, rng);
+    std::vector<uint8_t> stream;
+    hc2::LaneEncodeBlocks(ToCoded(qbs, last_n), stream);
+    if (round % 4 == 3) stream[rng() % stream.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+    if (round % 8 == 5) stream.resize(rng() % stream.size());
+    for (bool tcq : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("round ", round, " blocks ", nblocks, " tcq ", tcq));
+      bool want_overrun = false;
+      const std::vector<float> want =
+          LaneDecodeAll(stream, nblocks, last_n, 0.37f, tcq, false, &want_overrun);
+      for (bool simd : {false, true}) {
+        hc2::LaneDecoder d(stream);
+        std::vector<float> got(want.size(), 0.0f);
+        for (int b = 0; b + 1 < nblocks;) {
+          const int run = std::min(nblocks - 1 - b, 1 + static_cast<int>(rng() % 9));
+          d.DecodeBlocks(run, hc2::kBlock, 0.37f, tcq, got.data() + b * hc2::kBlock, simd);
+          b += run;
+        }
+        d.DecodeBlocks(1, last_n, 0.37f, tcq, got.data() + (nblocks - 1) * hc2::kBlock, simd);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), 4 * want.size()), 0) << "simd " << simd;
+        EXPECT_EQ(d.overrun(), want_overrun) << "simd " << simd;
+      }
+    }
+  }
+}
+
 // Corrupt lane streams (byte flips anywhere, truncation inside the states, the words or the
 // bits, random junk) decode without reading out of bounds, and the SIMD path still equals the
 // scalar one bit for bit, overrun flag included; a stream cut inside its states sets the flag.
@@ -536,6 +571,35 @@ TEST(Hc2TablesTest, ClassTablesAreConsistent) {
   }
 }
 
+// The AVX-512 lane decoder's register tables, evaluated as its vector code does (the bucket's
+// token plus one past the split, the tail table for the last bucket): every slot of every class
+// either gets dec's entry or lies in a bucket marked mixed. The classes of the 4.25 bpw regime
+// (up to 12) have no mixed bucket.
+TEST(Hc2TablesTest, LaneRegisterTablesResolveEverySlot) {
+  using T = hc2::ClassTables;
+  const T& t = T::Get();
+  for (int c = 0; c < hc2::kClasses; ++c) {
+    int mixed_slots = 0;
+    for (uint32_t slot = 0; slot < (1u << hc2::kFreqBits); ++slot) {
+      const uint32_t bk = t.bucket[c][slot / T::kBucketSlots];
+      if (bk & T::kMixedBucket) {
+        ++mixed_slots;
+        continue;
+      }
+      uint32_t tok = ((bk + slot % T::kBucketSlots) >> 7) & 0xff;
+      if (slot / T::kBucketSlots == T::kBuckets - 1) tok = t.tail[c][slot % T::kBucketSlots];
+      ASSERT_LT(tok, static_cast<uint32_t>(T::kLaneEntries)) << "class " << c << " slot " << slot;
+      ASSERT_EQ(t.lane_entry[c][tok], t.dec[c][slot]) << "class " << c << " slot " << slot;
+      ASSERT_EQ(t.dec[c][slot] >> 25, t.slot_token[c][slot]);
+      ASSERT_EQ(t.dec[c][slot] & 0x1fff, hc2::kTokenFreq[c][tok]);
+      ASSERT_EQ((t.dec[c][slot] >> 13) & 0xfff, t.cum[c][tok]);
+    }
+    if (c <= 12) {
+      EXPECT_EQ(mixed_slots, 0) << "class " << c;
+    }
+  }
+}
+
 std::string SourceDir() {
   const char* s = std::getenv("HC_SOURCE_DIR");
   return s ? s : HC_SOURCE_DIR_DEFAULT;
@@ -625,6 +689,79 @@ TEST(Hc2TransformTest, FwhtTwiceIsNTimesIdentity) {
       hc2::Fwht(v.data(), n);
       for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], n * x[i]) << "n " << n << " i " << i;
     }
+  }
+}
+
+// Random blocks for the SIMD transform tests: Gaussian values of several scales, integers, and
+// edge values (zeros of both signs, subnormals, huge values whose sums overflow, inf, NaN).
+std::vector<float> TransformInput(int kind, std::mt19937_64& rng) {
+  std::vector<float> v(hc2::kBlock);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  const float edge[] = {0.0f, -0.0f, std::numeric_limits<float>::denorm_min(),
+                        -std::numeric_limits<float>::denorm_min(),
+                        std::numeric_limits<float>::min() * 0.75f, 3e38f, -3e38f,
+                        std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::quiet_NaN(), 1.0f, -1.0f};
+  for (float& e : v) {
+    switch (kind) {
+      case 0: e = g(rng); break;
+      case 1: e = 1e-3f * g(rng); break;
+      case 2: e = 3e4f * g(rng); break;
+      case 3: e = static_cast<float>(static_cast<int>(rng() % 2001) - 1000); break;
+      case 4: e = std::numeric_limits<float>::min() * g(rng); break;  // subnormal results
+      default: e = rng() % 4 == 0 ? edge[rng() % std::size(edge)] : g(rng); break;
+    }
+  }
+  return v;
+}
+
+// Bit-equal floats, any NaN matching any NaN: the compiler may swap the operands of an
+// addition, which picks the other NaN's payload (decoded values are finite: spec-hc2.md).
+::testing::AssertionResult SameFloats(const std::vector<float>& a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      return ::testing::AssertionFailure() << "at " << i << ": " << a[i] << " vs " << b[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The AVX-512 (or AVX2) Fwht of 128 points and the fused AVX-512 Unrotate and UnrotateScaled
+// give the scalar references' bits, and write exactly out[0..r).
+TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
+  std::mt19937_64 rng(21);
+  for (int round = 0; round < 600; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const std::vector<float> x = TransformInput(round % 6, rng);
+    std::vector<float> simd = x, scalar = x;
+    hc2::Fwht(simd.data(), hc2::kBlock);
+    hc2::FwhtScalar(scalar.data(), hc2::kBlock);
+    ASSERT_TRUE(SameFloats(simd, scalar));
+    const int r = round % 3 == 0 ? hc2::kBlock : 65 + static_cast<int>(rng() % 64);
+    std::vector<float> z1 = x, z2 = x, z3 = x;
+    std::vector<float> got(hc2::kBlock + 1, 7.0f), want = got, ref = got;
+    hc2::Unrotate(z1.data(), r, hc2::kBlock, got.data());
+    {
+      const ScopedScalarOnly scalar_only;
+      hc2::Unrotate(z2.data(), r, hc2::kBlock, want.data());
+    }
+    hc2::UnrotateScalar(z3.data(), r, hc2::kBlock, ref.data());
+    ASSERT_TRUE(SameFloats(got, want)) << "r " << r;
+    ASSERT_TRUE(SameFloats(got, ref)) << "r " << r;
+    for (int i = r; i <= hc2::kBlock; ++i) ASSERT_EQ(got[i], 7.0f) << "r " << r;
+    // UnrotateScaled: Unrotate's values times m, row multipliers of both extremes included.
+    const float m = std::ldexp(1.18920711f, static_cast<int>(rng() % 16) - 8);
+    std::vector<float> z4 = x, z5 = x, scaled(hc2::kBlock + 1, 7.0f), scaled_ref = scaled;
+    hc2::UnrotateScaled(z4.data(), r, hc2::kBlock, m, scaled.data());
+    {
+      const ScopedScalarOnly scalar_only;
+      hc2::UnrotateScaled(z5.data(), r, hc2::kBlock, m, scaled_ref.data());
+    }
+    for (int i = 0; i < r; ++i) ref[i] *= m;
+    ASSERT_TRUE(SameFloats(scaled, scaled_ref)) << "r " << r << " m " << m;
+    ASSERT_TRUE(SameFloats(scaled, ref)) << "r " << r << " m " << m;
   }
 }
 

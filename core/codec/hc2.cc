@@ -53,6 +53,16 @@ float RowMultiplier(uint8_t stored) {
   return std::ldexp(kQuarter[k & 3], k >> 2);
 }
 
+// RowMultiplier of every byte, computed once.
+const float* RowMultiplierTable() {
+  static const float* table = [] {
+    auto* t = new float[256];
+    for (int i = 0; i < 256; ++i) t[i] = RowMultiplier(static_cast<uint8_t>(i));
+    return t;
+  }();
+  return table;
+}
+
 // Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
 // ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under kMinRowLen
 // weights (their byte each would cost over 1 bit per weight).
@@ -151,28 +161,48 @@ class EcDecoder final : public TensorDecoder {
     const uint64_t s = c == 0 ? 0 : ends_[c - 1];
     const absl::Span<const uint8_t> stream = data_.subspan(s, ends_[c] - s);
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
-    float z[kBlock];
-    // Each block gets its row multipliers while it is in L1 (the same products as a pass over
-    // the chunk).
+    // Each block gets its row multipliers in its inverse rotation (UnrotateBlock).
     if (revision_ == 2 && plan_.lane_chunk(c)) {
+      // Runs of up to kRun full blocks per decoder call, then their inverse rotations.
+      constexpr int kRun = 8;
+      alignas(64) float zs[kRun * kBlock];
       hc2::LaneDecoder d(stream);
-      for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t b = b0; b < b1;) {
         const int n = plan_.n(b);
-        float* const o = out + (b - b0) * kBlock;
-        d.DecodeBlock(n, step_, tcq_, z);
-        hc2::Unrotate(z, plan_.r(b), n, o);
-        ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
+        int run = 1;
+        while (n == kBlock && run < kRun && b + run < b1 && plan_.n(b + run) == kBlock) ++run;
+        d.DecodeBlocks(run, n, step_, tcq_, zs);
+        for (int i = 0; i < run; ++i, ++b) {
+          UnrotateBlock(b, n, zs + i * kBlock, out + (b - b0) * kBlock);
+        }
       }
       return;
     }
+    float z[kBlock];
     hc2::RansDecoder d(stream, plan_.states(c));
     for (int64_t b = b0; b < b1; ++b) {
       const int n = plan_.n(b);
       float* const o = out + (b - b0) * kBlock;
       hc2::DecodeBlockRev1(d, t, n, step_, tcq_, z);
-      hc2::Unrotate(z, plan_.r(b), n, o);
-      ApplyRows(rows_, row_len_, b * kBlock, absl::MakeSpan(o, plan_.r(b)));
+      UnrotateBlock(b, n, z, o);
     }
+  }
+
+  // Block b's inverse rotation from z into o, its row's multiplier applied: in the same pass
+  // where the block lies in one row (the same float32 products as Unrotate, then ApplyRows).
+  void UnrotateBlock(int64_t b, int n, float* z, float* o) const {
+    const int r = plan_.r(b);
+    if (rows_.empty()) {
+      hc2::Unrotate(z, r, n, o);
+      return;
+    }
+    const uint64_t e = static_cast<uint64_t>(b) * kBlock, row = e / row_len_;
+    if (e + static_cast<uint64_t>(r) <= (row + 1) * row_len_) {
+      hc2::UnrotateScaled(z, r, n, RowMultiplierTable()[rows_[row]], o);
+      return;
+    }
+    hc2::Unrotate(z, r, n, o);
+    ApplyRows(rows_, row_len_, e, absl::MakeSpan(o, r));
   }
 
   BlockPlan plan_;

@@ -47,11 +47,32 @@ const ClassTables& ClassTables::Get() {
         }
         t->rcp64[c][k] = f <= 1 ? 0 : static_cast<uint64_t>(
             ((static_cast<unsigned __int128>(1) << 64) + f - 1) / f);
-        for (uint32_t i = 0; i < f; ++i) {
-          t->dec[c][s - f + i] = f | (i << 13) | (static_cast<uint32_t>(k) << 25);
-        }
+        const uint32_t entry = f | ((s - f) << 13) | (static_cast<uint32_t>(k) << 25);
+        for (uint32_t i = 0; i < f; ++i) t->dec[c][s - f + i] = entry;
+        if (k < kLaneEntries) t->lane_entry[c][k] = f == 0 ? 0 : entry;
       }
       t->cum[c][kTokens] = static_cast<uint16_t>(s);
+      for (int b = 0; b < kBuckets; ++b) {
+        const int first = b * kBucketSlots;
+        const uint32_t tok = t->slot_token[c][first];
+        int split = kBucketSlots, boundaries = 0;
+        for (int i = 1; i < kBucketSlots; ++i) {
+          if (t->slot_token[c][first + i] != t->slot_token[c][first + i - 1]) {
+            if (boundaries++ == 0) split = i;
+          }
+        }
+        const uint32_t last = t->slot_token[c][first + kBucketSlots - 1];
+        const bool mixed =
+            b + 1 == kBuckets
+                ? last >= kLaneEntries  // the tail table resolves any boundaries
+                : boundaries > 1 || last >= kLaneEntries ||
+                      (boundaries == 1 && t->slot_token[c][first + split] != tok + 1);
+        t->bucket[c][b] = static_cast<uint16_t>((tok << 7) + 128 - split) |
+                          (mixed ? kMixedBucket : uint16_t{0});
+      }
+      for (int i = 0; i < kBucketSlots; ++i) {
+        t->tail[c][i] = t->slot_token[c][(kBuckets - 1) * kBucketSlots + i];
+      }
     }
     return t;
   }();
@@ -249,27 +270,18 @@ class BitWriter {
 
 int TokenOf(uint32_t v) { return v < 16 ? static_cast<int>(v) : SplitMagnitude(v).token; }
 
-// For 8 coefficients from TCQ state s with parities in the bits of p: bits 0..7 tell which
-// coefficients are in states 2 or 3 (quantiser Q1), bits 8..9 the state after them.
-struct TcqSteps {
-  uint16_t v[4][256];
-  TcqSteps() {
-    for (int s0 = 0; s0 < 4; ++s0) {
-      for (int p = 0; p < 256; ++p) {
-        int s = s0, q1 = 0;
-        for (int i = 0; i < 8; ++i) {
-          q1 |= (s >= 2) << i;
-          s = kTrans[s][(p >> i) & 1];
-        }
-        v[s0][p] = static_cast<uint16_t>(q1 | (s << 8));
-      }
+// The TCQ state machine is a 2-bit shift register: state s = 2 b1 + b0 moves to
+// 2 (b0 xor parity) + b1 (the vector decoder relies on it), and a coefficient is coded with
+// quantiser Q1 where b1 = 1 (states 2 and 3).
+constexpr bool TcqIsAShiftRegister() {
+  for (int s = 0; s < 4; ++s) {
+    for (int p = 0; p < 2; ++p) {
+      if (kTrans[s][p] != ((((s & 1) ^ p) << 1) | (s >> 1))) return false;
     }
   }
-};
-const TcqSteps& GetTcqSteps() {
-  static const TcqSteps* t = new TcqSteps;
-  return *t;
+  return true;
 }
+static_assert(TcqIsAShiftRegister(), "the lane decoder's TCQ step assumes this kTrans");
 
 #if defined(__x86_64__)
 bool CpuHasAvx512() {
@@ -363,13 +375,20 @@ LaneDecoder::LaneDecoder(absl::Span<const uint8_t> stream)
 }
 
 void LaneDecoder::DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd) {
+  DecodeBlocks(1, n, step, tcq, z, allow_simd);
+}
+
+void LaneDecoder::DecodeBlocks(int count, int n, float step, bool tcq, float* z,
+                               bool allow_simd) {
 #if defined(__x86_64__)
   if (n >= kGroup && allow_simd && SimdAllowed() && CpuHasAvx512()) {
-    DecodeBlockAvx512(n, step, tcq, z);
+    DecodeBlocksAvx512(count, n, step, tcq, z);
     return;
   }
 #endif
-  DecodeBlockScalar(n, step, tcq, z);
+  for (int i = 0; i < count; ++i) {
+    DecodeBlockScalar(n, step, tcq, z + static_cast<ptrdiff_t>(i) * n);
+  }
 }
 
 // The reference: per group, the tokens (each lane renormalising right after its symbol), then
@@ -384,9 +403,10 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
     int tok[kGroup];
     for (int i = 0; i < gn; ++i) {
       uint32_t& x = x_[i];  // lane (g + i) mod kLanes, g a multiple of kLanes
-      const uint32_t e = dec[x & ((1u << kFreqBits) - 1)];
+      const uint32_t slot = x & ((1u << kFreqBits) - 1);
+      const uint32_t e = dec[slot];
       tok[i] = static_cast<int>(e >> 25);
-      x = (e & 0x1fff) * (x >> kFreqBits) + ((e >> 13) & 0xfff);
+      x = (e & 0x1fff) * (x >> kFreqBits) + slot - ((e >> 13) & 0xfff);
       if (x < kLow) x = (x << 16) | Word();
       v[i] = TokenBase(tok[i]);
     }
@@ -414,33 +434,71 @@ void LaneDecoder::DecodeBlockScalar(int n, float step, bool tcq, float* z) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define HC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,bmi2,popcnt")))
 
-// What the groups of a block share: the tables, the word pointer, the bit reader, the TCQ state.
+// What the groups of a block share: the tables (the class's bucket, tail and entry tables in
+// registers: ClassTables's bucket, tail and lane_entry), the word pointer, the bit reader, the TCQ
+// state.
 struct GroupContext {
+  __m512i bucket_lo, bucket_hi, tail_lo, tail_hi, entry_lo, entry_hi;
   const uint32_t* dec;
-  const TcqSteps* ts;
   const uint8_t* p;
   const uint8_t* end;
-  LaneDecoder::BitReader* bits;
+  LaneDecoder::BitReader bits;
   float step;
-  bool tcq;
   bool overrun;
-  int state;
+  // The TCQ state at the next group, as the mask TcqMasks xors in (0: state 0).
+  uint32_t tcq_base;
+  // Constants, set once per call (built inside the group step, GCC rebuilds them every group).
+  __m512i k_fff, k_one, k_63, k_tail, k_mixed, k_1fff, k_low, k_16, k_sign;
+  __m512 k_step;
 };
 
-// One group of 16 coefficients on the 16 lanes in `x`: gather the slots' entries, update the
-// states, refill the lanes under 2^16 with the next words (expanded into their lanes in
-// order), deposit the next signs onto the non-zero lanes (pdep), fix the rare large tokens'
-// extra bits in scalar code, find the TCQ quantisers 8 coefficients per table look-up, scale.
+// TCQ for 16 coefficients with parities `par` (bit i: coefficient i's |index| is odd), from the
+// state that `base` encodes. With the shift register above, b1 at coefficient i + 1 is b1 at
+// coefficient i - 1 xor parity i, so the b1 bits (the Q1 mask) are a stride-2 prefix xor of the
+// parities, xor the start state (b1 on even positions, b0 on odd ones): three shifts and xors
+// that do not depend on the state, then one xor that does. Bits 15 and 16 of the result are
+// b1 of the last coefficient and of the next group's first: the next state. Returns the Q1 mask
+// and updates base.
+inline uint32_t TcqMasks(uint32_t par, uint32_t& base) {
+  uint32_t s = par << 1;
+  s ^= s << 2;
+  s ^= s << 4;
+  s ^= s << 8;
+  const uint32_t b = s ^ base;
+  base = ((0u - ((b >> 16) & 1)) & 0x15555u) ^ ((0u - ((b >> 15) & 1)) & 0xAAAAu);
+  return b & 0xffff;
+}
+
+// One group of 16 coefficients on the 16 lanes in `x`: find the slots' entries (in registers:
+// the slot's bucket gives its token, the token its entry; a gather from dec only for lanes in
+// mixed buckets), update the states, refill the lanes under 2^16 with the next words (expanded
+// into their lanes in order), deposit the next signs onto the non-zero lanes (pdep), fix the
+// rare large tokens' extra bits in scalar code, find the TCQ quantisers (TcqMasks), scale.
+template <bool kTcq>
 HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& x,
                                                                       GroupContext& c, float* z) {
-  const __m512i bmask = _mm512_set1_epi32(0xfff), one = _mm512_set1_epi32(1);
-  const __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, bmask), c.dec, 4);
+  const __m512i bmask = c.k_fff, one = c.k_one;
+  const __m512i slot = _mm512_and_si512(x, bmask);
+  // Word permutes read the low 6 bits of each word: the low word of x >> 6 is the bucket; the
+  // high words (and so the high words of bk) are junk that the steps below never read.
+  const __m512i bk =
+      _mm512_permutex2var_epi16(c.bucket_lo, _mm512_srli_epi32(x, 6), c.bucket_hi);
+  __m512i ti = _mm512_srli_epi32(
+      _mm512_add_epi32(bk, _mm512_and_si512(x, c.k_63)), 7);
+  // Slots of the last bucket (from c.k_tail on) take the tail table's token (indexed by the
+  // low 6 bits of x).
+  ti = _mm512_mask_mov_epi32(ti, _mm512_cmpge_epu32_mask(slot, c.k_tail),
+                             _mm512_permutex2var_epi16(c.tail_lo, x, c.tail_hi));
+  __m512i e = _mm512_permutex2var_epi32(c.entry_lo, ti, c.entry_hi);
+  const __mmask16 mixed =
+      _mm512_test_epi32_mask(bk, c.k_mixed);
+  if (__builtin_expect(mixed != 0, 0)) e = _mm512_mask_i32gather_epi32(e, mixed, slot, c.dec, 4);
   const __m512i tok = _mm512_srli_epi32(e, 25);
   x = _mm512_add_epi32(
-      _mm512_mullo_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x1fff)), _mm512_srli_epi32(x, 12)),
-      _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask));
+      _mm512_mullo_epi32(_mm512_and_si512(e, c.k_1fff), _mm512_srli_epi32(x, 12)),
+      _mm512_sub_epi32(slot, _mm512_and_si512(_mm512_srli_epi32(e, 13), bmask)));
   const __mmask16 need =
-      _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(LaneDecoder::kLow)));
+      _mm512_cmplt_epu32_mask(x, c.k_low);
   __m256i raw;
   if (c.end - c.p >= 32) {
     raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.p));
@@ -460,51 +518,71 @@ HC_AVX512 inline __attribute__((always_inline)) void DecodeGroupAvx512(__m512i& 
   }
   const __mmask16 nz = _mm512_test_epi32_mask(tok, tok);
   const __mmask16 neg = static_cast<__mmask16>(
-      _pdep_u32(static_cast<uint32_t>(c.bits->Read(_mm_popcnt_u32(nz))), nz));
+      _pdep_u32(static_cast<uint32_t>(c.bits.Read(_mm_popcnt_u32(nz))), nz));
   __m512i v = tok;
-  const __mmask16 big = _mm512_cmpge_epu32_mask(tok, _mm512_set1_epi32(16));
+  const __mmask16 big = _mm512_cmpge_epu32_mask(tok, c.k_16);
   if (big != 0) {
     alignas(64) uint32_t tv[kGroup];
     _mm512_store_si512(tv, tok);
     for (uint32_t m = big; m != 0; m &= m - 1) {
       const int i = __builtin_ctz(m);
       const int tk = static_cast<int>(tv[i]);
-      tv[i] = TokenBase(tk) | static_cast<uint32_t>(c.bits->Read(TokenExtraBits(tk)));
+      tv[i] = TokenBase(tk) | static_cast<uint32_t>(c.bits.Read(TokenExtraBits(tk)));
     }
     v = _mm512_load_si512(tv);
   }
   __m512i level = v;
-  if (c.tcq) {
-    const uint32_t par = _mm512_test_epi32_mask(v, one);
-    const uint32_t lo = c.ts->v[c.state][par & 0xff];
-    const uint32_t hi = c.ts->v[lo >> 8][par >> 8];
-    c.state = static_cast<int>(hi >> 8);
-    const __mmask16 q1 = static_cast<__mmask16>(((lo & 0xff) | ((hi & 0xff) << 8)) & nz);
+  if (kTcq) {
+    const __mmask16 q1 = static_cast<__mmask16>(
+        TcqMasks(_mm512_test_epi32_mask(v, one), c.tcq_base) & nz);
     level = _mm512_mask_sub_epi32(_mm512_slli_epi32(v, 1), q1, _mm512_slli_epi32(v, 1), one);
   }
   const __m512i m =
-      _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(level), _mm512_set1_ps(c.step)));
+      _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(level), c.k_step));
   _mm512_storeu_si512(
-      z, _mm512_mask_xor_epi32(m, neg, m, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+      z, _mm512_mask_xor_epi32(m, neg, m, c.k_sign));
 }
 
 // The 16 lane states in one register, one group per step. (Two registers of 16 lanes, for two
 // independent gather chains, measured no faster on AMD Zen 4: docs/perf-hc2-decode.md.)
-HC_AVX512 void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
+HC_AVX512 void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, bool tcq,
+                                               float* z) {
   const ClassTables& t = ClassTables::Get();
-  BitReader bits = bits_;  // a local copy: its fields stay in registers
-  GroupContext c{t.dec[bits.Read(5)], &GetTcqSteps(), p_, end_, &bits, step, tcq, false, 0};
+  // A local copy of the decoder's state (the bit reader too): its fields stay in registers.
+  GroupContext c{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                 _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                 nullptr, p_, end_, bits_, step, false, 0,
+                 _mm512_set1_epi32(0xfff), _mm512_set1_epi32(1), _mm512_set1_epi32(63),
+                 _mm512_set1_epi32((ClassTables::kBuckets - 1) * ClassTables::kBucketSlots),
+                 _mm512_set1_epi32(ClassTables::kMixedBucket), _mm512_set1_epi32(0x1fff),
+                 _mm512_set1_epi32(static_cast<int>(kLow)), _mm512_set1_epi32(16),
+                 _mm512_set1_epi32(static_cast<int>(0x80000000u)), _mm512_set1_ps(step)};
   __m512i x = _mm512_loadu_si512(x_);
-  for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512(x, c, z + g);
+  for (int b = 0; b < count; ++b, z += n) {
+    const int cls = static_cast<int>(c.bits.Read(5));
+    c.bucket_lo = _mm512_load_si512(t.bucket[cls]);
+    c.bucket_hi = _mm512_load_si512(t.bucket[cls] + 32);
+    c.tail_lo = _mm512_load_si512(t.tail[cls]);
+    c.tail_hi = _mm512_load_si512(t.tail[cls] + 32);
+    c.entry_lo = _mm512_load_si512(t.lane_entry[cls]);
+    c.entry_hi = _mm512_load_si512(t.lane_entry[cls] + 16);
+    c.dec = t.dec[cls];
+    c.tcq_base = 0;
+    if (tcq) {
+      for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512<true>(x, c, z + g);
+    } else {
+      for (int g = 0; g < n; g += kGroup) DecodeGroupAvx512<false>(x, c, z + g);
+    }
+  }
   _mm512_storeu_si512(x_, x);
   p_ = c.p;
-  bits_ = bits;
+  bits_ = c.bits;
   overrun_ = overrun_ || c.overrun;
 }
 #pragma GCC diagnostic pop
 #else
-void LaneDecoder::DecodeBlockAvx512(int n, float step, bool tcq, float* z) {
-  DecodeBlockScalar(n, step, tcq, z);
+void LaneDecoder::DecodeBlocksAvx512(int count, int n, float step, bool tcq, float* z) {
+  for (int i = 0; i < count; ++i) DecodeBlockScalar(n, step, tcq, z + i * n);
 }
 #endif
 

@@ -60,8 +60,27 @@ struct ClassTables {
     uint32_t shift;
   };
   EncSymbol enc[kClasses][kTokens];
-  /// Revision 2 (lane stream): per class and slot, freq | (slot - cum) << 13 | token << 25.
+  /// Revision 2 (lane stream): per class and slot, the slot's token's entry
+  /// freq | cum << 13 | token << 25.
   uint32_t dec[kClasses][1 << kFreqBits];
+  /// Revision 2's AVX-512 decoder finds most slots' entries in registers instead of dec: the
+  /// slots of a class split into kBuckets buckets of kBucketSlots; bucket[c][b] is
+  /// (t << 7) + 128 - s, t the token of the bucket's first slot and s (1..64) the offset of
+  /// the bucket's first slot of token t + 1 (64: none), so that the token of `slot` is
+  /// (bucket[c][slot / 64] + slot % 64) >> 7. The last bucket, where the rare tokens crowd,
+  /// has its own table instead: tail[c][slot % 64] is the token of slot 4032 + slot % 64. A
+  /// token's entry is lane_entry[c][token]. Bit 15 of a bucket marks slots for which none of
+  /// this holds (a bucket with two or more token boundaries, a token >= 32): they are looked up
+  /// in dec.
+  static constexpr int kBuckets = 64;
+  static constexpr int kBucketSlots = (1 << kFreqBits) / kBuckets;
+  static constexpr uint16_t kMixedBucket = 0x8000;
+  static constexpr int kLaneEntries = 32;
+  alignas(64) uint16_t bucket[kClasses][kBuckets];
+  alignas(64) uint16_t tail[kClasses][kBucketSlots];
+  /// Per class, token -> the entry dec holds for the token's slots (tokens < 32; 0 where the
+  /// frequency is 0).
+  alignas(64) uint32_t lane_entry[kClasses][kLaneEntries];
   /// Revision 2's encoder: ceil(2^64 / f) (0 for f <= 1), so that x / f is the high half of
   /// x * rcp64 for every 32-bit x.
   uint64_t rcp64[kClasses][kTokens];
@@ -188,6 +207,9 @@ class LaneDecoder {
   /// spec-hc2.md 5.2). With `allow_simd` (and SimdAllowed()) on an AVX-512 CPU, blocks of >= 16
   /// coefficients decode with vector code; the result is the same bit for bit.
   void DecodeBlock(int n, float step, bool tcq, float* z, bool allow_simd = true);
+  /// The same as `count` calls of DecodeBlock(n, step, tcq, z + i * n, allow_simd), i = 0, 1,
+  /// ..., in one call (the SIMD path keeps its state in registers across the blocks).
+  void DecodeBlocks(int count, int n, float step, bool tcq, float* z, bool allow_simd = true);
   /// Whether the words and the bits read so far need more bytes than the stream holds (they
   /// are read from its two ends). Informative: a corrupt stream may decode garbage unflagged.
   bool overrun() const {
@@ -197,51 +219,69 @@ class LaneDecoder {
   /// An LSB-first bit stream stored byte-reversed below `end`, never read below `begin`.
   class BitReader {
    public:
-    BitReader(const uint8_t* begin, const uint8_t* end) : begin_(begin), end_(end) {}
+    BitReader(const uint8_t* begin, const uint8_t* end) : begin_(begin), end_(end), end0_(end) {}
     /// The next `bits` (0..56) bits.
     uint64_t Read(int bits) {
       Refill();
       const uint64_t v = buf_ & ((uint64_t{1} << bits) - 1);
       buf_ >>= bits;
       count_ -= bits;
-      read_ += static_cast<uint64_t>(bits);
       return v;
     }
-    /// Bits read so far, and the stream's size in bits.
-    uint64_t read() const { return read_; }
-    uint64_t size() const { return size_; }
+    /// Bits read so far (every byte moved into buf_, zeros below begin_ included, less the bits
+    /// still there), and the stream's size in bits.
+    uint64_t read() const {
+      return 8 * (static_cast<uint64_t>(end0_ - end_) + zeros_) - static_cast<uint64_t>(count_);
+    }
+    uint64_t size() const { return 8 * static_cast<uint64_t>(end0_ - begin_); }
 
    private:
     // Keeps at least 56 bits in buf_: the next 8 stream bytes (byte-swapped: the stream runs
-    // backwards) fill it above what it holds; bytes below begin_ read as zeros.
+    // backwards) fill it above what it holds, and the pointer moves past the whole bytes that
+    // fit. Branch-free while 8 bytes remain (the bits above count_ are then the stream's next
+    // ones already, or zeros); bytes below begin_ read as zeros.
     void Refill() {
-      if (count_ >= 56) return;
-      uint64_t w = 0;
-      if (end_ - begin_ >= 8) {
+      if (end_ - begin_ >= 8) [[likely]] {
+        uint64_t w;
         std::memcpy(&w, end_ - 8, 8);
-        w = __builtin_bswap64(w);
-      } else {
-        for (const uint8_t* q = end_; q > begin_;) {
-          --q;
-          w |= uint64_t{*q} << (8 * (end_ - 1 - q));
-        }
+        buf_ |= __builtin_bswap64(w) << count_;
+        end_ -= (63 - count_) >> 3;
+        count_ |= 56;
+        return;
       }
-      buf_ |= w << count_;
-      const int take = (63 - count_) >> 3;
-      end_ = end_ - begin_ >= take ? end_ - take : begin_;
-      count_ |= 56;
+      *this = RefillTail(*this);
+    }
+    // Refill's last bytes. Out of line (it is rare; inlined, it costs the hot loops registers)
+    // and by value, so that no reader's address escapes and its fields can live in registers.
+    __attribute__((noinline, cold)) static BitReader RefillTail(BitReader r) {
+      if (r.count_ >= 56) return r;
+      uint64_t w = 0;
+      for (const uint8_t* q = r.end_; q > r.begin_;) {
+        --q;
+        w |= uint64_t{*q} << (8 * (r.end_ - 1 - q));
+      }
+      r.buf_ |= w << r.count_;
+      const int take = (63 - r.count_) >> 3;
+      if (r.end_ - r.begin_ >= take) {
+        r.end_ -= take;
+      } else {
+        r.zeros_ += static_cast<uint64_t>(take - (r.end_ - r.begin_));
+        r.end_ = r.begin_;
+      }
+      r.count_ |= 56;
+      return r;
     }
     const uint8_t* begin_;
     const uint8_t* end_;
-    uint64_t size_ = 8 * static_cast<uint64_t>(end_ - begin_);
+    const uint8_t* end0_;
     uint64_t buf_ = 0;
-    uint64_t read_ = 0;
+    uint64_t zeros_ = 0;  // bytes read below begin_
     int count_ = 0;
   };
 
  private:
   void DecodeBlockScalar(int n, float step, bool tcq, float* z);
-  void DecodeBlockAvx512(int n, float step, bool tcq, float* z);
+  void DecodeBlocksAvx512(int count, int n, float step, bool tcq, float* z);
   // The next 16-bit word; bytes past the end read as zeros.
   uint32_t Word() {
     if (end_ - p_ >= 2) {

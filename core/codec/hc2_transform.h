@@ -49,15 +49,25 @@ struct Blocks {
 /// The unnormalised Walsh-Hadamard transform of v[0..n), n a power of two <= 128, in place, in
 /// float32: for h = 1, 2, 4, ... < n, for every pair (j, j + h) with j mod 2h < h:
 /// (v[j], v[j + h]) <- (v[j] + v[j + h], v[j] - v[j + h]). Applying it twice multiplies by n.
-/// Uses an AVX2 kernel for n = 128 where the CPU has it (same bits as FwhtScalar).
+/// Uses an AVX-512 (else AVX2) kernel for n = 128 where the CPU has it and SimdAllowed() (same
+/// bits as FwhtScalar).
 void Fwht(float* v, int n);
 /// The portable reference of Fwht (the test oracle of the SIMD kernel).
 void FwhtScalar(float* v, int n);
 
 /// Forward rotation of one block: v[i] = Sign(i) * x[i] for i < r, 0 for r <= i < n, then Fwht.
 void Rotate(const float* x, int r, int n, float* v);
-/// Inverse rotation: Fwht(z) (in place), then out[i] = Sign(i) * z[i] * (1 / n) for i < r.
+/// Inverse rotation: Fwht(z), then out[i] = Sign(i) * z[i] * (1 / n) for i < r (evaluated
+/// left to right in float32). z is scratch: its contents afterwards are unspecified. For
+/// n = 128 on an AVX-512 CPU (and SimdAllowed()) one fused kernel does both passes in registers,
+/// with the same bits as UnrotateScalar.
 void Unrotate(float* z, int r, int n, float* out);
+/// Unrotate, then out[i] *= m for i < r (the same float32 operations; one pass for n = 128 on
+/// AVX-512). The ec decoder applies a row's multiplier this way (spec-hc2.md 5.4).
+void UnrotateScaled(float* z, int r, int n, float m, float* out);
+/// The reference of Unrotate: Fwht(z) in place (which may still use a SIMD Fwht, bit-identical),
+/// then the sign-and-scale loop.
+void UnrotateScalar(float* z, int r, int n, float* out);
 
 }  // namespace hc::hc2
 
