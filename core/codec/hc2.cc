@@ -22,7 +22,7 @@ namespace {
 
 using hc2::kBlock;
 
-constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"};
+constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq", "dc"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
@@ -110,6 +110,28 @@ void ApplyRows(absl::Span<const uint8_t> rows, uint64_t row_len, uint64_t begin,
   }
 }
 
+// Adds d[r] to decoded elements [begin, begin + out.size()) of row r (rows of row_len).
+void AddRowOffsets(absl::Span<const float> d, uint64_t row_len, uint64_t begin,
+                   absl::Span<float> out) {
+  if (d.empty()) return;
+  for (size_t i = 0; i < out.size();) {
+    const uint64_t e = begin + i, r = e / row_len;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>((r + 1) * row_len - e, out.size() - i));
+    const float v = d[r];
+    for (size_t k = i; k < i + n; ++k) out[k] += v;
+    i += n;
+  }
+}
+
+// The unit of a row's dc byte (spec-hc2.md 5.6): ((step * 2^-8) * m) / sqrtf(row_len), left to
+// right in float32, m the row's multiplier (or 1). The error of one weight has a standard
+// deviation of about step / sqrt(12 * 128) (more with tcq), so the mean error of a row is a few
+// units (a few tens at most: the byte covers it).
+constexpr float kDcScale = 1.0f / 256.0f;
+float DcUnit(float step, float m, uint64_t row_len) {
+  return step * kDcScale * m / std::sqrt(static_cast<float>(row_len));
+}
+
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -125,9 +147,10 @@ constexpr int kEcStream = 2;
 class EcDecoder final : public TensorDecoder {
  public:
   EcDecoder(BlockPlan plan, int revision, float step, bool tcq, absl::Span<const uint8_t> data,
-            std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, uint64_t row_len)
+            std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, std::vector<float> dc,
+            uint64_t row_len)
       : plan_(plan), revision_(revision), step_(step), tcq_(tcq), data_(data),
-        ends_(std::move(ends)), rows_(rows), row_len_(row_len) {}
+        ends_(std::move(ends)), rows_(rows), dc_(std::move(dc)), row_len_(row_len) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
     constexpr uint64_t kChunk = kChunkBlocks * kBlock;
@@ -155,13 +178,14 @@ class EcDecoder final : public TensorDecoder {
   }
 
  private:
-  // Decodes chunk c into out[0..chunk_elems(c)), row multipliers applied.
+  // Decodes chunk c into out[0..chunk_elems(c)), row multipliers and dc corrections applied.
   void DecodeChunk(int64_t c, float* out) const {
     const hc2::ClassTables& t = hc2::ClassTables::Get();
     const uint64_t s = c == 0 ? 0 : ends_[c - 1];
     const absl::Span<const uint8_t> stream = data_.subspan(s, ends_[c] - s);
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
-    // Each block gets its row multipliers in its inverse rotation (UnrotateBlock).
+    // Each block gets its row multipliers and corrections in its inverse rotation
+    // (UnrotateBlock).
     if (revision_ == 2 && plan_.lane_chunk(c)) {
       // Runs of up to kRun full blocks per decoder call, then their inverse rotations.
       constexpr int kRun = 8;
@@ -188,21 +212,28 @@ class EcDecoder final : public TensorDecoder {
     }
   }
 
-  // Block b's inverse rotation from z into o, its row's multiplier applied: in the same pass
-  // where the block lies in one row (the same float32 products as Unrotate, then ApplyRows).
+  // Block b's inverse rotation from z into o, its row's multiplier then its dc correction
+  // applied: in the same pass where the block lies in one row (the same float32 operations as
+  // Unrotate, then ApplyRows, then AddRowOffsets).
   void UnrotateBlock(int64_t b, int n, float* z, float* o) const {
     const int r = plan_.r(b);
-    if (rows_.empty()) {
+    if (rows_.empty() && dc_.empty()) {
       hc2::Unrotate(z, r, n, o);
       return;
     }
     const uint64_t e = static_cast<uint64_t>(b) * kBlock, row = e / row_len_;
     if (e + static_cast<uint64_t>(r) <= (row + 1) * row_len_) {
-      hc2::UnrotateScaled(z, r, n, RowMultiplierTable()[rows_[row]], o);
+      const float m = rows_.empty() ? 1.0f : RowMultiplierTable()[rows_[row]];
+      if (dc_.empty()) {
+        hc2::UnrotateScaled(z, r, n, m, o);
+      } else {
+        hc2::UnrotateScaledOffset(z, r, n, m, dc_[row], o);
+      }
       return;
     }
     hc2::Unrotate(z, r, n, o);
     ApplyRows(rows_, row_len_, e, absl::MakeSpan(o, r));
+    AddRowOffsets(dc_, row_len_, e, absl::MakeSpan(o, r));
   }
 
   BlockPlan plan_;
@@ -212,6 +243,7 @@ class EcDecoder final : public TensorDecoder {
   absl::Span<const uint8_t> data_;
   std::vector<uint64_t> ends_;
   absl::Span<const uint8_t> rows_;
+  std::vector<float> dc_;  // per row: binary32(dc[r]) * DcUnit (empty without a dc part)
   uint64_t row_len_;
 };
 
@@ -255,12 +287,16 @@ class Hc2Codec final : public Codec {
   absl::string_view name() const override { return "hc2"; }
 
   JsonValue OptionsJson() const override {
-    return JsonValue::Object()
+    JsonValue j = JsonValue::Object();
+    j
         .Add("mode", JsonValue::String(o_.mode))
         .Add("bpw", JsonValue::Number(o_.bpw))
         .Add("bits", JsonValue::Int(o_.bits))
         .Add("relative", JsonValue::Number(o_.relative))
         .Add("tcq", JsonValue::Bool(o_.tcq));
+    // Listed only when on (ec), so that dc=false writes the metadata of earlier encoders.
+    if (o_.dc && o_.mode == "ec") j.Add("dc", JsonValue::Bool(true));
+    return j;
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
@@ -275,6 +311,11 @@ class Hc2Codec final : public Codec {
   // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
   EncodedTensor EncodeEc(const ValueSource& x, const BlockPlan& plan, double side_bits,
                          Executor& ex) const;
+  // The dc bytes (spec-hc2.md 5.6) of `enc` (ec, without a dc part yet) for the R rows of the
+  // tensor whose values are `x`.
+  absl::StatusOr<std::vector<uint8_t>> DcBytes(const TensorInfo& info, const EncodedTensor& enc,
+                                               const ValueSource& x, int64_t R,
+                                               absl::Span<const uint8_t> rows, Executor& ex) const;
   Hc2Options o_;
 };
 
@@ -367,10 +408,68 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
       rows.clear();
     }
   }
+  // One dc byte per row (5.6), charged to the budget with the row multipliers.
+  int64_t R_dc = o_.dc ? RowCount(info) : 0;
+  if (getenv("HC2_DC_MINLEN") && R_dc > 0 && plan.numel / R_dc < atoi(getenv("HC2_DC_MINLEN"))) R_dc = 0;  // TEMP
   const ValueSource x(info.dtype, data.data(), rows, R > 0 ? plan.numel / R : 0);
-  EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R), ex);
-  if (!out.raw && R > 0) {
-    out.parts.push_back({"rows", DType::kU8, {R}, std::move(rows)});
+  EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R + R_dc), ex);
+  if (out.raw) return out;
+  if (R > 0) out.parts.push_back({"rows", DType::kU8, {R}, rows});
+  if (R_dc > 0) {
+    HC_ASSIGN_OR_RETURN(std::vector<uint8_t> dc, DcBytes(info, out, raw, R_dc, rows, ex));
+    out.parts.push_back({"dc", DType::kI8, {R_dc}, std::move(dc)});
+  }
+  return out;
+}
+
+// Decodes the tensor chunk by chunk (in parallel) and sums each row's error x^ - x in double,
+// per chunk; the chunks' sums are then added in chunk order, so the bytes are the same whatever
+// the thread count. c_r = clamp(round(-mean error / u_r), -127, 127).
+absl::StatusOr<std::vector<uint8_t>> Hc2Codec::DcBytes(const TensorInfo& info,
+                                                       const EncodedTensor& enc,
+                                                       const ValueSource& x, int64_t R,
+                                                       absl::Span<const uint8_t> rows,
+                                                       Executor& ex) const {
+  std::vector<PartView> views;
+  for (const EncodedPart& p : enc.parts) views.push_back({p.suffix, p.dtype, p.shape, p.bytes});
+  HC_ASSIGN_OR_RETURN(std::unique_ptr<TensorDecoder> dec,
+                      PrepareDecoder(info, enc.params, views));
+  const BlockPlan plan(static_cast<int64_t>(info.numel));
+  const int64_t L = plan.numel / R, nc = plan.chunks();
+  constexpr int64_t kChunk = kChunkBlocks * kBlock, kPiece = 4096;
+  std::vector<std::vector<double>> partial(nc);  // chunk c: rows e0 / L .. (e1 - 1) / L
+  ex.ParallelFor(nc, [&](int64_t c) {
+    const int64_t e0 = c * kChunk, e1 = std::min(plan.numel, e0 + kChunk), r0 = e0 / L;
+    std::vector<float> y(e1 - e0);
+    std::unique_ptr<float[]> scratch(new float[kPiece]);
+    dec->DecodeRange(e0, absl::MakeSpan(y));
+    std::vector<double>& sum = partial[c];
+    sum.assign((e1 - 1) / L - r0 + 1, 0.0);
+    for (int64_t p = e0; p < e1; p += kPiece) {
+      const int64_t n = std::min(kPiece, e1 - p);
+      const float* v = x.Get(p, n, scratch.get());
+      for (int64_t i = 0; i < n; ++i) {
+        sum[(p + i) / L - r0] += static_cast<double>(y[p - e0 + i]) - v[i];
+      }
+    }
+  });
+  std::vector<double> err(R, 0.0);
+  for (int64_t c = 0; c < nc; ++c) {
+    const int64_t r0 = c * kChunk / L;
+    for (size_t k = 0; k < partial[c].size(); ++k) err[r0 + k] += partial[c][k];
+  }
+  const float step = static_cast<float>(enc.params.Find("step")->number());
+  std::vector<uint8_t> out(R);
+  for (int64_t r = 0; r < R; ++r) {
+    const float u = DcUnit(step, rows.empty() ? 1.0f : RowMultiplier(rows[r]), L);
+    const double q = u > 0 ? -err[r] / static_cast<double>(L) / u : 0.0;
+    const long c = std::isfinite(q) ? std::lround(std::clamp(q, -127.0, 127.0)) : 0;
+    out[r] = static_cast<uint8_t>(static_cast<int8_t>(c));
+  }
+  if (getenv("HC2_DC_STATS")) {  // TEMP
+    double s2 = 0; int64_t clamped = 0; long mx = 0;
+    for (int64_t r = 0; r < R; ++r) { const long c = static_cast<int8_t>(out[r]); s2 += double(c) * c; clamped += (c == 127 || c == -127); mx = std::max(mx, std::labs(c)); }
+    fprintf(stderr, "DCSTAT R=%ld L=%ld rms=%.2f max=%ld clamped=%ld\n", (long)R, (long)L, std::sqrt(s2 / R), mx, (long)clamped);
   }
   return out;
 }
@@ -687,9 +786,20 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   for (size_t i = 0; rows != nullptr && i < rows->bytes.size(); ++i) {
     if (rows->bytes[i] > 63) return absl::DataLossError("hc2: row multipliers must be <= 63");
   }
-  if (parts.size() != (rows != nullptr ? 3u : 2u)) {
+  const PartView* dcp = FindPart(parts, "dc");
+  if (dcp != nullptr && R == 0) {
     return absl::DataLossError(
-        "hc2: expected two parts, data and index (and rows for a row-scaled tensor)");
+        "hc2: \"dc\" on a tensor without rows (rank >= 2, shape[0] >= 2, rows of >= 8 elements)");
+  }
+  if (dcp != nullptr && (dcp->dtype != DType::kI8 || dcp->bytes.size() != static_cast<uint64_t>(R))) {
+    return absl::DataLossError(absl::StrCat("hc2: \"dc\" must be I8 [", R, "]"));
+  }
+  for (size_t i = 0; dcp != nullptr && i < dcp->bytes.size(); ++i) {
+    if (dcp->bytes[i] == 0x80) return absl::DataLossError("hc2: dc corrections must be >= -127");
+  }
+  if (parts.size() != 2u + (rows != nullptr) + (dcp != nullptr)) {
+    return absl::DataLossError(
+        "hc2: expected two parts, data and index (and rows, dc for a tensor of rows)");
   }
   const JsonValue* sv = params.Find("step");
   if (sv == nullptr || !sv->is_number()) return absl::DataLossError("hc2: params need a step");
@@ -734,10 +844,19 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   }
   const JsonValue* tv = params.Find("tcq");
   if (tv == nullptr || !tv->is_bool()) return absl::DataLossError("hc2: params need a bool tcq");
+  const uint64_t row_len = R > 0 ? plan.numel / R : 1;
+  std::vector<float> dc;
+  if (dcp != nullptr) {
+    dc.resize(R);
+    for (int64_t r = 0; r < R; ++r) {
+      const float m = rows != nullptr ? RowMultiplierTable()[rows->bytes[r]] : 1.0f;
+      dc[r] = static_cast<float>(static_cast<int8_t>(dcp->bytes[r])) * DcUnit(step, m, row_len);
+    }
+  }
   return std::unique_ptr<TensorDecoder>(
       new EcDecoder(plan, revision, step, tv->bool_value(), data->bytes, std::move(ends),
-                    rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(),
-                    R > 0 ? plan.numel / R : 1));
+                    rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(), std::move(dc),
+                    row_len));
 }
 
 }  // namespace
@@ -767,6 +886,7 @@ absl::StatusOr<Hc2Options> Hc2Options::FromCodecOptions(const CodecOptions& opti
   HC_ASSIGN_OR_RETURN(o.bpw, options.GetDouble("bpw", o.bpw));
   HC_ASSIGN_OR_RETURN(o.relative, options.GetDouble("relative", o.relative));
   HC_ASSIGN_OR_RETURN(o.tcq, options.GetBool("tcq", o.tcq));
+  HC_ASSIGN_OR_RETURN(o.dc, options.GetBool("dc", o.dc));
   HC_ASSIGN_OR_RETURN(const int64_t bits, options.GetInt("bits", o.bits));
   if (bits < 2 || bits > 4) {
     return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
@@ -788,7 +908,8 @@ CodecDescription DescribeHc2Codec() {
            {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
            {"tcq", "ec: trellis-coded (4-state dependent) quantisation, true/false (default true)"},
-           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"}}};
+           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"},
+           {"dc", "ec: a byte per row cancelling the row's mean error, true/false (default true)"}}};
 }
 
 }  // namespace hc

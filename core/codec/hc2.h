@@ -26,7 +26,7 @@
 
 namespace hc {
 
-/// hc2 options. Keys: mode, bpw, bits, relative, tcq.
+/// hc2 options. Keys: mode, bpw, bits, relative, tcq, dc.
 struct Hc2Options {
   /// "ec" (entropy-coded, default) or "fixed".
   std::string mode = "ec";
@@ -46,6 +46,13 @@ struct Hc2Options {
   /// ec: trellis-coded quantisation (two interleaved quantisers chosen by a 4-state machine,
   /// searched by Viterbi), about 0.8 dB better than plain rounding at equal rate. Default: true.
   bool tcq = true;
+  /// ec, tensors of rank >= 2 with rows of >= 8 weights: stores one signed byte per row (the
+  /// first dimension, as for `relative`), a correction the decoder adds to every weight of the
+  /// row so that the row's mean error (the sum of its errors, which a layer multiplies by the
+  /// mean of its inputs) is cancelled to within 1/256 of a step. The byte is charged to `bpw`
+  /// (8 / row length bits per weight). Ignored in mode "fixed". false gives the artifacts of
+  /// encoders before this option, byte for byte. Default: true.
+  bool dc = true;
 
   absl::Status Validate() const;
   static absl::StatusOr<Hc2Options> FromCodecOptions(const CodecOptions& options);
