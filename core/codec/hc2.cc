@@ -132,6 +132,27 @@ float DcUnit(float step, float m, uint64_t row_len) {
   return step * kDcScale * m / std::sqrt(static_cast<float>(row_len));
 }
 
+// Units of a dc byte c (-127..127): c itself up to 64 in magnitude, then steps of 8 up to 568,
+// for the rows whose mean error is a bias (the quantiser's shrinkage times a large row mean)
+// rather than noise.
+constexpr int kDcLinear = 64, kDcCoarse = 8;
+int DcUnits(int c) {
+  const int a = std::abs(c);
+  const int v = a <= kDcLinear ? a : kDcCoarse * a - (kDcCoarse - 1) * kDcLinear;
+  return c < 0 ? -v : v;
+}
+// The byte whose DcUnits is nearest to q (units; the smaller magnitude on a tie).
+int8_t DcByte(double q) {
+  const double a = std::min(std::abs(q), 1e6);
+  long c = 0;
+  if (a <= kDcLinear + 0.5 * kDcCoarse) {
+    c = std::min<long>(std::lround(a), kDcLinear);
+  } else {
+    c = std::min<long>(127, std::lround((a + (kDcCoarse - 1) * kDcLinear) / kDcCoarse));
+  }
+  return static_cast<int8_t>(q < 0 ? -c : c);
+}
+
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -243,7 +264,7 @@ class EcDecoder final : public TensorDecoder {
   absl::Span<const uint8_t> data_;
   std::vector<uint64_t> ends_;
   absl::Span<const uint8_t> rows_;
-  std::vector<float> dc_;  // per row: binary32(dc[r]) * DcUnit (empty without a dc part)
+  std::vector<float> dc_;  // per row: DcUnits(dc[r]) * DcUnit (empty without a dc part)
   uint64_t row_len_;
 };
 
@@ -409,8 +430,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
     }
   }
   // One dc byte per row (5.6), charged to the budget with the row multipliers.
-  int64_t R_dc = o_.dc ? RowCount(info) : 0;
-  if (getenv("HC2_DC_MINLEN") && R_dc > 0 && plan.numel / R_dc < atoi(getenv("HC2_DC_MINLEN"))) R_dc = 0;  // TEMP
+  const int64_t R_dc = o_.dc ? RowCount(info) : 0;
   const ValueSource x(info.dtype, data.data(), rows, R > 0 ? plan.numel / R : 0);
   EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R + R_dc), ex);
   if (out.raw) return out;
@@ -424,7 +444,7 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
 
 // Decodes the tensor chunk by chunk (in parallel) and sums each row's error x^ - x in double,
 // per chunk; the chunks' sums are then added in chunk order, so the bytes are the same whatever
-// the thread count. c_r = clamp(round(-mean error / u_r), -127, 127).
+// the thread count. dc[r] is the byte whose units are nearest to -(mean error) / u_r.
 absl::StatusOr<std::vector<uint8_t>> Hc2Codec::DcBytes(const TensorInfo& info,
                                                        const EncodedTensor& enc,
                                                        const ValueSource& x, int64_t R,
@@ -463,13 +483,7 @@ absl::StatusOr<std::vector<uint8_t>> Hc2Codec::DcBytes(const TensorInfo& info,
   for (int64_t r = 0; r < R; ++r) {
     const float u = DcUnit(step, rows.empty() ? 1.0f : RowMultiplier(rows[r]), L);
     const double q = u > 0 ? -err[r] / static_cast<double>(L) / u : 0.0;
-    const long c = std::isfinite(q) ? std::lround(std::clamp(q, -127.0, 127.0)) : 0;
-    out[r] = static_cast<uint8_t>(static_cast<int8_t>(c));
-  }
-  if (getenv("HC2_DC_STATS")) {  // TEMP
-    double s2 = 0; int64_t clamped = 0; long mx = 0;
-    for (int64_t r = 0; r < R; ++r) { const long c = static_cast<int8_t>(out[r]); s2 += double(c) * c; clamped += (c == 127 || c == -127); mx = std::max(mx, std::labs(c)); }
-    fprintf(stderr, "DCSTAT R=%ld L=%ld rms=%.2f max=%ld clamped=%ld\n", (long)R, (long)L, std::sqrt(s2 / R), mx, (long)clamped);
+    out[r] = static_cast<uint8_t>(std::isfinite(q) ? DcByte(q) : 0);
   }
   return out;
 }
@@ -850,7 +864,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     dc.resize(R);
     for (int64_t r = 0; r < R; ++r) {
       const float m = rows != nullptr ? RowMultiplierTable()[rows->bytes[r]] : 1.0f;
-      dc[r] = static_cast<float>(static_cast<int8_t>(dcp->bytes[r])) * DcUnit(step, m, row_len);
+      dc[r] = static_cast<float>(DcUnits(static_cast<int8_t>(dcp->bytes[r]))) *
+              DcUnit(step, m, row_len);
     }
   }
   return std::unique_ptr<TensorDecoder>(
