@@ -15,6 +15,7 @@
 #include "core/base/dtype.h"
 #include "core/codec/codec.h"
 #include "core/codec/hc2.h"
+#include "core/codec/hc2_rows.h"
 #include "core/io/safetensors_file.h"
 #include "core/pipeline/tbb_executor.h"
 #include "gmock/gmock.h"
@@ -90,14 +91,9 @@ double Mse(const std::vector<float>& x, const std::vector<float>& y) {
 
 // The unit of row r (spec-hc2.md 5.6), from the record.
 float Unit(const EncodedTensor& enc, int64_t r, int64_t len) {
-  constexpr float kQuarter[4] = {1.0f, 1.18920711f, 1.41421356f, 1.68179283f};
-  float m = 1.0f;
-  if (const EncodedPart* rows = Part(enc, "rows")) {
-    const int k = static_cast<int>(rows->bytes[r]) - 32;
-    m = std::ldexp(kQuarter[k & 3], k >> 2);
-  }
-  const float step = static_cast<float>(enc.params.Find("step")->number());
-  return step * (1.0f / 256.0f) * m / std::sqrt(static_cast<float>(len));
+  const EncodedPart* rows = Part(enc, "rows");
+  const float m = rows != nullptr ? hc2::RowMultiplier(rows->bytes[r]) : 1.0f;
+  return hc2::DcUnit(static_cast<float>(enc.params.Find("step")->number()), m, len);
 }
 
 struct Shape {
@@ -109,6 +105,27 @@ struct Shape {
 const Shape kShapes[] = {{64, 9, {64, 1, 3, 3}},      {240, 25, {240, 1, 5, 5}},
                          {270, 1000, {270, 1000}},   {512, 256, {512, 256}},
                          {96, 72, {96, 8, 3, 3}},    {40, 9000, {40, 9000}}};
+
+// The byte's values (V of 5.6) and the encoder's choice of the nearest one.
+TEST(Hc2DcTest, BytesAreCompandedAndChosenNearest) {
+  EXPECT_EQ(hc2::DcUnits(0), 0);
+  EXPECT_EQ(hc2::DcUnits(64), 64);
+  EXPECT_EQ(hc2::DcUnits(65), 72);
+  EXPECT_EQ(hc2::DcUnits(127), 568);
+  EXPECT_EQ(hc2::DcUnits(-127), -568);
+  EXPECT_EQ(hc2::DcUnits(-3), -3);
+  for (int c = -126; c <= 127; ++c) EXPECT_GT(hc2::DcUnits(c), hc2::DcUnits(c - 1)) << c;
+  for (double q = -700; q <= 700; q += 0.37) {
+    const int c = hc2::DcByte(q);
+    ASSERT_GE(c, -127);
+    ASSERT_LE(c, 127);
+    double best = 1e9;
+    for (int k = -127; k <= 127; ++k) best = std::min(best, std::abs(q - hc2::DcUnits(k)));
+    ASSERT_LE(std::abs(q - hc2::DcUnits(c)), best + 1e-9) << q;
+  }
+  EXPECT_EQ(hc2::DcByte(1e30), 127);
+  EXPECT_EQ(hc2::DcByte(-1e30), -127);
+}
 
 TEST(Hc2DcTest, RowMeansMatchTheOriginalOnlyWithThePart) {
   InlineExecutor ex;

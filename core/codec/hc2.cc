@@ -13,6 +13,7 @@
 #include "core/codec/hc2_entropy.h"
 #include "core/codec/hc2_fixed.h"
 #include "core/codec/hc2_quant.h"
+#include "core/codec/hc2_rows.h"
 #include "core/codec/hc2_tables.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
@@ -20,7 +21,16 @@
 namespace hc {
 namespace {
 
+using hc2::AddRowOffsets;
+using hc2::ApplyRows;
+using hc2::DcByte;
+using hc2::DcUnit;
+using hc2::DcUnits;
 using hc2::kBlock;
+using hc2::RowCount;
+using hc2::RowMultiplier;
+using hc2::RowMultiplierTable;
+using hc2::ShortRowsPay;
 
 constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq", "dc"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
@@ -44,114 +54,6 @@ struct BlockPlan : hc2::Blocks {
   // States at the start of chunk c's stream in revision 2.
   int stream_states(int64_t c) const { return lane_chunk(c) ? hc2::kLanes : states(c); }
 };
-
-// Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
-// floor(k / 4)) from these float32 constants (spec-hc2.md 5.4). Stored as k + 32 in a byte.
-constexpr float kQuarter[4] = {1.0f, 1.18920711f, 1.41421356f, 1.68179283f};
-float RowMultiplier(uint8_t stored) {
-  const int k = static_cast<int>(stored) - 32;
-  return std::ldexp(kQuarter[k & 3], k >> 2);
-}
-
-// RowMultiplier of every byte, computed once.
-const float* RowMultiplierTable() {
-  static const float* table = [] {
-    auto* t = new float[256];
-    for (int i = 0; i < 256; ++i) t[i] = RowMultiplier(static_cast<uint8_t>(i));
-    return t;
-  }();
-  return table;
-}
-
-// Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
-// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under kMinRowLen
-// weights (their byte each would cost over 1 bit per weight).
-constexpr int64_t kMinRowLen = 8;
-// Rows of at least this many weights always get their byte (at most 1/8 bit per weight); shorter
-// ones only where it pays for itself (ShortRowsPay).
-constexpr int64_t kCheapRowLen = 64;
-int64_t RowCount(const TensorInfo& info) {
-  if (info.shape.size() < 2 || info.shape[0] <= 1) return 0;
-  return static_cast<int64_t>(info.numel) / info.shape[0] >= kMinRowLen ? info.shape[0] : 0;
-}
-
-// Whether row multipliers `rows` for rows of `row_len` weights gain more than they cost. Under
-// the high-rate model, at equal rate, coding row r scaled by m_r instead of with one step divides
-// the mean relative error over rows, mean_r(D_r / m_r^2), by AM(m^-2) / GM(m^-2) (>= 1); the
-// byte per row costs 8 / row_len bits per weight, 6.02 dB per bit.
-bool ShortRowsPay(absl::Span<const uint8_t> rows, int64_t row_len) {
-  if (row_len >= kCheapRowLen) return true;
-  double inv = 0, log2_sq = 0;
-  for (uint8_t b : rows) {
-    const double m = RowMultiplier(b);
-    inv += 1.0 / (m * m);
-    log2_sq += 2.0 * std::log2(m);
-  }
-  const double n = static_cast<double>(rows.size());
-  const double gain_db = 10.0 * std::log10(inv / n) + 10.0 * std::log10(2.0) * log2_sq / n;
-  const double cost_db = 20.0 * std::log10(2.0) * 8.0 / static_cast<double>(row_len);
-  return gain_db > cost_db;
-}
-
-// Applies the row multipliers to decoded elements [begin, begin + out.size()).
-void ApplyRows(absl::Span<const uint8_t> rows, uint64_t row_len, uint64_t begin,
-               absl::Span<float> out) {
-  if (rows.empty()) return;
-  uint64_t e = begin;
-  size_t i = 0;
-  while (i < out.size()) {
-    const uint64_t r = e / row_len;
-    const float m = RowMultiplier(rows[r]);
-    const size_t n = static_cast<size_t>(std::min<uint64_t>((r + 1) * row_len - e, out.size() - i));
-    float* const o = out.data() + i;  // a plain pointer loop: it vectorises
-    for (size_t k = 0; k < n; ++k) o[k] *= m;
-    i += n;
-    e += n;
-  }
-}
-
-// Adds d[r] to decoded elements [begin, begin + out.size()) of row r (rows of row_len).
-void AddRowOffsets(absl::Span<const float> d, uint64_t row_len, uint64_t begin,
-                   absl::Span<float> out) {
-  if (d.empty()) return;
-  for (size_t i = 0; i < out.size();) {
-    const uint64_t e = begin + i, r = e / row_len;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>((r + 1) * row_len - e, out.size() - i));
-    const float v = d[r];
-    for (size_t k = i; k < i + n; ++k) out[k] += v;
-    i += n;
-  }
-}
-
-// The unit of a row's dc byte (spec-hc2.md 5.6): ((step * 2^-8) * m) / sqrtf(row_len), left to
-// right in float32, m the row's multiplier (or 1). The error of one weight has a standard
-// deviation of about step / sqrt(12 * 128) (more with tcq), so the mean error of a row is a few
-// units (a few tens at most: the byte covers it).
-constexpr float kDcScale = 1.0f / 256.0f;
-float DcUnit(float step, float m, uint64_t row_len) {
-  return step * kDcScale * m / std::sqrt(static_cast<float>(row_len));
-}
-
-// Units of a dc byte c (-127..127): c itself up to 64 in magnitude, then steps of 8 up to 568,
-// for the rows whose mean error is a bias (the quantiser's shrinkage times a large row mean)
-// rather than noise.
-constexpr int kDcLinear = 64, kDcCoarse = 8;
-int DcUnits(int c) {
-  const int a = std::abs(c);
-  const int v = a <= kDcLinear ? a : kDcCoarse * a - (kDcCoarse - 1) * kDcLinear;
-  return c < 0 ? -v : v;
-}
-// The byte whose DcUnits is nearest to q (units; the smaller magnitude on a tie).
-int8_t DcByte(double q) {
-  const double a = std::min(std::abs(q), 1e6);
-  long c = 0;
-  if (a <= kDcLinear + 0.5 * kDcCoarse) {
-    c = std::min<long>(std::lround(a), kDcLinear);
-  } else {
-    c = std::min<long>(127, std::lround((a + (kDcCoarse - 1) * kDcLinear) / kDcCoarse));
-  }
-  return static_cast<int8_t>(q < 0 ? -c : c);
-}
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
