@@ -85,7 +85,9 @@ std::vector<float> Decode(const Codec& codec, const TensorInfo& info, const Enco
 
 double Mse(const std::vector<float>& x, const std::vector<float>& y) {
   long double s = 0;
-  for (size_t i = 0; i < x.size(); ++i) s += (static_cast<long double>(y[i]) - x[i]) * (y[i] - x[i]);
+  for (size_t i = 0; i < x.size(); ++i) {
+    s += (static_cast<long double>(y[i]) - x[i]) * (static_cast<long double>(y[i]) - x[i]);
+  }
   return static_cast<double>(s / x.size());
 }
 
@@ -162,8 +164,8 @@ TEST(Hc2DcTest, RowMeansMatchTheOriginalOnlyWithThePart) {
         // Within half a unit (half of 8 units from 64 on), plus the rounding of each addition.
         const int c = static_cast<int8_t>(dc->bytes[r]);
         ASSERT_LT(std::abs(c), 127) << "row " << r;  // never clamped here
-        const double tol = (std::abs(c) >= 64 ? 4.0 : 0.5) * u + static_cast<double>(big) * 0x1p-24 +
-                           1e-3 * u;
+        const double tol =
+            (std::abs(c) >= 64 ? 4.0 : 0.5) * u + static_cast<double>(big) * 0x1p-24 + 1e-3 * u;
         coarse += std::abs(c) > 64;
         ASSERT_LE(std::abs(static_cast<double>(e / s.len)), tol)
             << "row " << r << " c " << c << " u " << u << " without " << e0 / s.len / u;

@@ -764,7 +764,8 @@ TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
     ASSERT_TRUE(SameFloats(scaled, ref)) << "r " << r << " m " << m;
     // UnrotateScaledOffset: those products plus d, one rounding each (m = 1 included).
     for (const float mm : {m, 1.0f}) {
-      const float d = static_cast<float>(static_cast<int>(rng() % 255) - 127) * std::ldexp(1.0f, -12);
+      const float d =
+          static_cast<float>(static_cast<int>(rng() % 255) - 127) * std::ldexp(1.0f, -12);
       std::vector<float> z6 = x, z7 = x, z8 = x, off(hc2::kBlock + 1, 7.0f), off_scalar = off,
                          off_ref = off;
       hc2::UnrotateScaledOffset(z6.data(), r, hc2::kBlock, mm, d, off.data());

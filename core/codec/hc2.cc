@@ -211,8 +211,7 @@ class Hc2Codec final : public Codec {
 
   JsonValue OptionsJson() const override {
     JsonValue j = JsonValue::Object();
-    j
-        .Add("mode", JsonValue::String(o_.mode))
+    j.Add("mode", JsonValue::String(o_.mode))
         .Add("bpw", JsonValue::Number(o_.bpw))
         .Add("bits", JsonValue::Int(o_.bits))
         .Add("relative", JsonValue::Number(o_.relative))
@@ -231,7 +230,8 @@ class Hc2Codec final : public Codec {
       absl::Span<const PartView> parts) const override;
 
  private:
-  // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
+  // `side_bits`: bits stored outside the stream (row multipliers, dc bytes), charged to the
+  // budget.
   EncodedTensor EncodeEc(const ValueSource& x, const BlockPlan& plan, double side_bits,
                          Executor& ex) const;
   // The dc bytes (spec-hc2.md 5.6) of `enc` (ec, without a dc part yet) for the R rows of the
@@ -707,7 +707,8 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
     return absl::DataLossError(
         "hc2: \"dc\" on a tensor without rows (rank >= 2, shape[0] >= 2, rows of >= 8 elements)");
   }
-  if (dcp != nullptr && (dcp->dtype != DType::kI8 || dcp->bytes.size() != static_cast<uint64_t>(R))) {
+  if (dcp != nullptr &&
+      (dcp->dtype != DType::kI8 || dcp->bytes.size() != static_cast<uint64_t>(R))) {
     return absl::DataLossError(absl::StrCat("hc2: \"dc\" must be I8 [", R, "]"));
   }
   for (size_t i = 0; dcp != nullptr && i < dcp->bytes.size(); ++i) {
@@ -826,7 +827,7 @@ CodecDescription DescribeHc2Codec() {
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
            {"tcq", "ec: trellis-coded (4-state dependent) quantisation, true/false (default true)"},
            {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"},
-           {"dc", "ec: a byte per row cancelling the row's mean error, true/false (default true)"}}};
+           {"dc", "ec: a byte per row cancelling its mean error, true/false (default true)"}}};
 }
 
 }  // namespace hc
