@@ -12,6 +12,10 @@
 //    times a constant codebook entry indexed by the last 12 bits of the block's symbol stream,
 //    chosen by a Viterbi search (hc2_fixed.h): bits + 16/128 bits per weight.
 //
+// In mode "ec", tensors of rank >= 2 may also carry a byte per row (shape[0]) of each of two
+// kinds: a multiplier (option `relative`) and a correction of the row's mean error (option
+// `dc`), both charged to `bpw`.
+//
 // Blocks run along the flattened tensor, so with a row length that is a multiple of 128 (every
 // linear layer of a transformer) no block straddles two rows. core/format/spec-hc2.md is the
 // normative description: parts, params, token model, stream layout, decoding formula.
