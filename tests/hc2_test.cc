@@ -762,6 +762,26 @@ TEST(Hc2TransformTest, SimdTransformsEqualScalarBitForBit) {
     for (int i = 0; i < r; ++i) ref[i] *= m;
     ASSERT_TRUE(SameFloats(scaled, scaled_ref)) << "r " << r << " m " << m;
     ASSERT_TRUE(SameFloats(scaled, ref)) << "r " << r << " m " << m;
+    // UnrotateScaledOffset: those products plus d, one rounding each (m = 1 included).
+    for (const float mm : {m, 1.0f}) {
+      const float d =
+          static_cast<float>(static_cast<int>(rng() % 255) - 127) * std::ldexp(1.0f, -12);
+      std::vector<float> z6 = x, z7 = x, z8 = x, off(hc2::kBlock + 1, 7.0f), off_scalar = off,
+                         off_ref = off;
+      hc2::UnrotateScaledOffset(z6.data(), r, hc2::kBlock, mm, d, off.data());
+      {
+        const ScopedScalarOnly scalar_only;
+        hc2::UnrotateScaledOffset(z7.data(), r, hc2::kBlock, mm, d, off_scalar.data());
+      }
+      hc2::UnrotateScalar(z8.data(), r, hc2::kBlock, off_ref.data());
+      for (int i = 0; i < r; ++i) {
+        const float p = off_ref[i] * mm;  // two statements: no contraction
+        off_ref[i] = p + d;
+      }
+      ASSERT_TRUE(SameFloats(off, off_scalar)) << "r " << r << " m " << mm << " d " << d;
+      ASSERT_TRUE(SameFloats(off, off_ref)) << "r " << r << " m " << mm << " d " << d;
+      for (int i = r; i <= hc2::kBlock; ++i) ASSERT_EQ(off[i], 7.0f) << "r " << r;
+    }
   }
 }
 
@@ -1527,7 +1547,8 @@ TEST(Hc2OptionsTest, DefaultsAndDescription) {
   HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc2", {}));
   EXPECT_EQ(codec->name(), "hc2");
   EXPECT_EQ(codec->OptionsJson().Dump(),
-            "{\"mode\":\"ec\",\"bpw\":4.25,\"bits\":4,\"relative\":1,\"tcq\":true}");
+            "{\"mode\":\"ec\",\"bpw\":4.25,\"bits\":4,\"relative\":1,\"tcq\":true,"
+            "\"dc\":true}");
   HC_ASSERT_OK_AND_ASSIGN(auto fixed, CreateCodec("hc2", {{"mode", "fixed"}, {"bits", "3"}}));
   EXPECT_EQ(fixed->OptionsJson().Dump(),
             "{\"mode\":\"fixed\",\"bpw\":4.25,\"bits\":3,\"relative\":1,\"tcq\":true}");
@@ -1542,7 +1563,7 @@ TEST(Hc2OptionsTest, DefaultsAndDescription) {
     std::vector<std::string> keys;
     for (const auto& [k, help] : d.options) keys.push_back(k);
     EXPECT_THAT(keys,
-                ::testing::UnorderedElementsAre("mode", "bpw", "bits", "relative", "tcq"));
+                ::testing::UnorderedElementsAre("mode", "bpw", "bits", "relative", "tcq", "dc"));
   }
   EXPECT_TRUE(listed);
 }

@@ -13,6 +13,7 @@
 #include "core/codec/hc2_entropy.h"
 #include "core/codec/hc2_fixed.h"
 #include "core/codec/hc2_quant.h"
+#include "core/codec/hc2_rows.h"
 #include "core/codec/hc2_tables.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
@@ -20,9 +21,18 @@
 namespace hc {
 namespace {
 
+using hc2::AddRowOffsets;
+using hc2::ApplyRows;
+using hc2::DcByte;
+using hc2::DcUnit;
+using hc2::DcUnits;
 using hc2::kBlock;
+using hc2::RowCount;
+using hc2::RowMultiplier;
+using hc2::RowMultiplierTable;
+using hc2::ShortRowsPay;
 
-constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq"};
+constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq", "dc"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
 // The largest |q| the encoder produces (exact in float32).
@@ -45,71 +55,6 @@ struct BlockPlan : hc2::Blocks {
   int stream_states(int64_t c) const { return lane_chunk(c) ? hc2::kLanes : states(c); }
 };
 
-// Row multipliers: m = 2^(k / 4) for k in [-32, 31], computed as ldexp(2^((k mod 4) / 4),
-// floor(k / 4)) from these float32 constants (spec-hc2.md 5.4). Stored as k + 32 in a byte.
-constexpr float kQuarter[4] = {1.0f, 1.18920711f, 1.41421356f, 1.68179283f};
-float RowMultiplier(uint8_t stored) {
-  const int k = static_cast<int>(stored) - 32;
-  return std::ldexp(kQuarter[k & 3], k >> 2);
-}
-
-// RowMultiplier of every byte, computed once.
-const float* RowMultiplierTable() {
-  static const float* table = [] {
-    auto* t = new float[256];
-    for (int i = 0; i < 256; ++i) t[i] = RowMultiplier(static_cast<uint8_t>(i));
-    return t;
-  }();
-  return table;
-}
-
-// Rows of a tensor for relative precision: the first dimension (output channels in PyTorch,
-// ONNX and Hugging Face layouts). 0 when the tensor has rank < 2 or rows under kMinRowLen
-// weights (their byte each would cost over 1 bit per weight).
-constexpr int64_t kMinRowLen = 8;
-// Rows of at least this many weights always get their byte (at most 1/8 bit per weight); shorter
-// ones only where it pays for itself (ShortRowsPay).
-constexpr int64_t kCheapRowLen = 64;
-int64_t RowCount(const TensorInfo& info) {
-  if (info.shape.size() < 2 || info.shape[0] <= 1) return 0;
-  return static_cast<int64_t>(info.numel) / info.shape[0] >= kMinRowLen ? info.shape[0] : 0;
-}
-
-// Whether row multipliers `rows` for rows of `row_len` weights gain more than they cost. Under
-// the high-rate model, at equal rate, coding row r scaled by m_r instead of with one step divides
-// the mean relative error over rows, mean_r(D_r / m_r^2), by AM(m^-2) / GM(m^-2) (>= 1); the
-// byte per row costs 8 / row_len bits per weight, 6.02 dB per bit.
-bool ShortRowsPay(absl::Span<const uint8_t> rows, int64_t row_len) {
-  if (row_len >= kCheapRowLen) return true;
-  double inv = 0, log2_sq = 0;
-  for (uint8_t b : rows) {
-    const double m = RowMultiplier(b);
-    inv += 1.0 / (m * m);
-    log2_sq += 2.0 * std::log2(m);
-  }
-  const double n = static_cast<double>(rows.size());
-  const double gain_db = 10.0 * std::log10(inv / n) + 10.0 * std::log10(2.0) * log2_sq / n;
-  const double cost_db = 20.0 * std::log10(2.0) * 8.0 / static_cast<double>(row_len);
-  return gain_db > cost_db;
-}
-
-// Applies the row multipliers to decoded elements [begin, begin + out.size()).
-void ApplyRows(absl::Span<const uint8_t> rows, uint64_t row_len, uint64_t begin,
-               absl::Span<float> out) {
-  if (rows.empty()) return;
-  uint64_t e = begin;
-  size_t i = 0;
-  while (i < out.size()) {
-    const uint64_t r = e / row_len;
-    const float m = RowMultiplier(rows[r]);
-    const size_t n = static_cast<size_t>(std::min<uint64_t>((r + 1) * row_len - e, out.size() - i));
-    float* const o = out.data() + i;  // a plain pointer loop: it vectorises
-    for (size_t k = 0; k < n; ++k) o[k] *= m;
-    i += n;
-    e += n;
-  }
-}
-
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -125,9 +70,10 @@ constexpr int kEcStream = 2;
 class EcDecoder final : public TensorDecoder {
  public:
   EcDecoder(BlockPlan plan, int revision, float step, bool tcq, absl::Span<const uint8_t> data,
-            std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, uint64_t row_len)
+            std::vector<uint64_t> ends, absl::Span<const uint8_t> rows, std::vector<float> dc,
+            uint64_t row_len)
       : plan_(plan), revision_(revision), step_(step), tcq_(tcq), data_(data),
-        ends_(std::move(ends)), rows_(rows), row_len_(row_len) {}
+        ends_(std::move(ends)), rows_(rows), dc_(std::move(dc)), row_len_(row_len) {}
 
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
     constexpr uint64_t kChunk = kChunkBlocks * kBlock;
@@ -155,13 +101,14 @@ class EcDecoder final : public TensorDecoder {
   }
 
  private:
-  // Decodes chunk c into out[0..chunk_elems(c)), row multipliers applied.
+  // Decodes chunk c into out[0..chunk_elems(c)), row multipliers and dc corrections applied.
   void DecodeChunk(int64_t c, float* out) const {
     const hc2::ClassTables& t = hc2::ClassTables::Get();
     const uint64_t s = c == 0 ? 0 : ends_[c - 1];
     const absl::Span<const uint8_t> stream = data_.subspan(s, ends_[c] - s);
     const int64_t b0 = c * kChunkBlocks, b1 = std::min(plan_.blocks, b0 + kChunkBlocks);
-    // Each block gets its row multipliers in its inverse rotation (UnrotateBlock).
+    // Each block gets its row multipliers and corrections in its inverse rotation
+    // (UnrotateBlock).
     if (revision_ == 2 && plan_.lane_chunk(c)) {
       // Runs of up to kRun full blocks per decoder call, then their inverse rotations.
       constexpr int kRun = 8;
@@ -188,21 +135,28 @@ class EcDecoder final : public TensorDecoder {
     }
   }
 
-  // Block b's inverse rotation from z into o, its row's multiplier applied: in the same pass
-  // where the block lies in one row (the same float32 products as Unrotate, then ApplyRows).
+  // Block b's inverse rotation from z into o, its row's multiplier then its dc correction
+  // applied: in the same pass where the block lies in one row (the same float32 operations as
+  // Unrotate, then ApplyRows, then AddRowOffsets).
   void UnrotateBlock(int64_t b, int n, float* z, float* o) const {
     const int r = plan_.r(b);
-    if (rows_.empty()) {
+    if (rows_.empty() && dc_.empty()) {
       hc2::Unrotate(z, r, n, o);
       return;
     }
     const uint64_t e = static_cast<uint64_t>(b) * kBlock, row = e / row_len_;
     if (e + static_cast<uint64_t>(r) <= (row + 1) * row_len_) {
-      hc2::UnrotateScaled(z, r, n, RowMultiplierTable()[rows_[row]], o);
+      const float m = rows_.empty() ? 1.0f : RowMultiplierTable()[rows_[row]];
+      if (dc_.empty()) {
+        hc2::UnrotateScaled(z, r, n, m, o);
+      } else {
+        hc2::UnrotateScaledOffset(z, r, n, m, dc_[row], o);
+      }
       return;
     }
     hc2::Unrotate(z, r, n, o);
     ApplyRows(rows_, row_len_, e, absl::MakeSpan(o, r));
+    AddRowOffsets(dc_, row_len_, e, absl::MakeSpan(o, r));
   }
 
   BlockPlan plan_;
@@ -212,6 +166,7 @@ class EcDecoder final : public TensorDecoder {
   absl::Span<const uint8_t> data_;
   std::vector<uint64_t> ends_;
   absl::Span<const uint8_t> rows_;
+  std::vector<float> dc_;  // per row: DcUnits(dc[r]) * DcUnit (empty without a dc part)
   uint64_t row_len_;
 };
 
@@ -255,12 +210,15 @@ class Hc2Codec final : public Codec {
   absl::string_view name() const override { return "hc2"; }
 
   JsonValue OptionsJson() const override {
-    return JsonValue::Object()
-        .Add("mode", JsonValue::String(o_.mode))
+    JsonValue j = JsonValue::Object();
+    j.Add("mode", JsonValue::String(o_.mode))
         .Add("bpw", JsonValue::Number(o_.bpw))
         .Add("bits", JsonValue::Int(o_.bits))
         .Add("relative", JsonValue::Number(o_.relative))
         .Add("tcq", JsonValue::Bool(o_.tcq));
+    // Listed only when on (ec), so that dc=false writes the metadata of earlier encoders.
+    if (o_.dc && o_.mode == "ec") j.Add("dc", JsonValue::Bool(true));
+    return j;
   }
 
   absl::StatusOr<EncodedTensor> Encode(const TensorInfo& info, absl::Span<const uint8_t> data,
@@ -272,9 +230,15 @@ class Hc2Codec final : public Codec {
       absl::Span<const PartView> parts) const override;
 
  private:
-  // `side_bits`: bits stored outside the stream (the row multipliers), charged to the budget.
+  // `side_bits`: bits stored outside the stream (row multipliers, dc bytes), charged to the
+  // budget.
   EncodedTensor EncodeEc(const ValueSource& x, const BlockPlan& plan, double side_bits,
                          Executor& ex) const;
+  // The dc bytes (spec-hc2.md 5.6) of `enc` (ec, without a dc part yet) for the R rows of the
+  // tensor whose values are `x`.
+  absl::StatusOr<std::vector<uint8_t>> DcBytes(const TensorInfo& info, const EncodedTensor& enc,
+                                               const ValueSource& x, int64_t R,
+                                               absl::Span<const uint8_t> rows, Executor& ex) const;
   Hc2Options o_;
 };
 
@@ -367,10 +331,61 @@ absl::StatusOr<EncodedTensor> Hc2Codec::Encode(const TensorInfo& info,
       rows.clear();
     }
   }
+  // One dc byte per row (5.6), charged to the budget with the row multipliers.
+  const int64_t R_dc = o_.dc ? RowCount(info) : 0;
   const ValueSource x(info.dtype, data.data(), rows, R > 0 ? plan.numel / R : 0);
-  EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R), ex);
-  if (!out.raw && R > 0) {
-    out.parts.push_back({"rows", DType::kU8, {R}, std::move(rows)});
+  EncodedTensor out = EncodeEc(x, plan, 8.0 * static_cast<double>(R + R_dc), ex);
+  if (out.raw) return out;
+  if (R > 0) out.parts.push_back({"rows", DType::kU8, {R}, rows});
+  if (R_dc > 0) {
+    HC_ASSIGN_OR_RETURN(std::vector<uint8_t> dc, DcBytes(info, out, raw, R_dc, rows, ex));
+    out.parts.push_back({"dc", DType::kI8, {R_dc}, std::move(dc)});
+  }
+  return out;
+}
+
+// Decodes the tensor chunk by chunk (in parallel) and sums each row's error x^ - x in double,
+// per chunk; the chunks' sums are then added in chunk order, so the bytes are the same whatever
+// the thread count. dc[r] is the byte whose units are nearest to -(mean error) / u_r.
+absl::StatusOr<std::vector<uint8_t>> Hc2Codec::DcBytes(const TensorInfo& info,
+                                                       const EncodedTensor& enc,
+                                                       const ValueSource& x, int64_t R,
+                                                       absl::Span<const uint8_t> rows,
+                                                       Executor& ex) const {
+  std::vector<PartView> views;
+  for (const EncodedPart& p : enc.parts) views.push_back({p.suffix, p.dtype, p.shape, p.bytes});
+  HC_ASSIGN_OR_RETURN(std::unique_ptr<TensorDecoder> dec,
+                      PrepareDecoder(info, enc.params, views));
+  const BlockPlan plan(static_cast<int64_t>(info.numel));
+  const int64_t L = plan.numel / R, nc = plan.chunks();
+  constexpr int64_t kChunk = kChunkBlocks * kBlock, kPiece = 4096;
+  std::vector<std::vector<double>> partial(nc);  // chunk c: rows e0 / L .. (e1 - 1) / L
+  ex.ParallelFor(nc, [&](int64_t c) {
+    const int64_t e0 = c * kChunk, e1 = std::min(plan.numel, e0 + kChunk), r0 = e0 / L;
+    std::vector<float> y(e1 - e0);
+    std::unique_ptr<float[]> scratch(new float[kPiece]);
+    dec->DecodeRange(e0, absl::MakeSpan(y));
+    std::vector<double>& sum = partial[c];
+    sum.assign((e1 - 1) / L - r0 + 1, 0.0);
+    for (int64_t p = e0; p < e1; p += kPiece) {
+      const int64_t n = std::min(kPiece, e1 - p);
+      const float* v = x.Get(p, n, scratch.get());
+      for (int64_t i = 0; i < n; ++i) {
+        sum[(p + i) / L - r0] += static_cast<double>(y[p - e0 + i]) - v[i];
+      }
+    }
+  });
+  std::vector<double> err(R, 0.0);
+  for (int64_t c = 0; c < nc; ++c) {
+    const int64_t r0 = c * kChunk / L;
+    for (size_t k = 0; k < partial[c].size(); ++k) err[r0 + k] += partial[c][k];
+  }
+  const float step = static_cast<float>(enc.params.Find("step")->number());
+  std::vector<uint8_t> out(R);
+  for (int64_t r = 0; r < R; ++r) {
+    const float u = DcUnit(step, rows.empty() ? 1.0f : RowMultiplier(rows[r]), L);
+    const double q = u > 0 ? -err[r] / static_cast<double>(L) / u : 0.0;
+    out[r] = static_cast<uint8_t>(std::isfinite(q) ? DcByte(q) : 0);
   }
   return out;
 }
@@ -687,9 +702,21 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   for (size_t i = 0; rows != nullptr && i < rows->bytes.size(); ++i) {
     if (rows->bytes[i] > 63) return absl::DataLossError("hc2: row multipliers must be <= 63");
   }
-  if (parts.size() != (rows != nullptr ? 3u : 2u)) {
+  const PartView* dcp = FindPart(parts, "dc");
+  if (dcp != nullptr && R == 0) {
     return absl::DataLossError(
-        "hc2: expected two parts, data and index (and rows for a row-scaled tensor)");
+        "hc2: \"dc\" on a tensor without rows (rank >= 2, shape[0] >= 2, rows of >= 8 elements)");
+  }
+  if (dcp != nullptr &&
+      (dcp->dtype != DType::kI8 || dcp->bytes.size() != static_cast<uint64_t>(R))) {
+    return absl::DataLossError(absl::StrCat("hc2: \"dc\" must be I8 [", R, "]"));
+  }
+  for (size_t i = 0; dcp != nullptr && i < dcp->bytes.size(); ++i) {
+    if (dcp->bytes[i] == 0x80) return absl::DataLossError("hc2: dc corrections must be >= -127");
+  }
+  if (parts.size() != 2u + (rows != nullptr) + (dcp != nullptr)) {
+    return absl::DataLossError(
+        "hc2: expected two parts, data and index (and rows, dc for a tensor of rows)");
   }
   const JsonValue* sv = params.Find("step");
   if (sv == nullptr || !sv->is_number()) return absl::DataLossError("hc2: params need a step");
@@ -734,10 +761,20 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> Hc2Codec::PrepareDecoder(
   }
   const JsonValue* tv = params.Find("tcq");
   if (tv == nullptr || !tv->is_bool()) return absl::DataLossError("hc2: params need a bool tcq");
+  const uint64_t row_len = R > 0 ? plan.numel / R : 1;
+  std::vector<float> dc;
+  if (dcp != nullptr) {
+    dc.resize(R);
+    for (int64_t r = 0; r < R; ++r) {
+      const float m = rows != nullptr ? RowMultiplierTable()[rows->bytes[r]] : 1.0f;
+      dc[r] = static_cast<float>(DcUnits(static_cast<int8_t>(dcp->bytes[r]))) *
+              DcUnit(step, m, row_len);
+    }
+  }
   return std::unique_ptr<TensorDecoder>(
       new EcDecoder(plan, revision, step, tv->bool_value(), data->bytes, std::move(ends),
-                    rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(),
-                    R > 0 ? plan.numel / R : 1));
+                    rows != nullptr ? rows->bytes : absl::Span<const uint8_t>(), std::move(dc),
+                    row_len));
 }
 
 }  // namespace
@@ -767,6 +804,7 @@ absl::StatusOr<Hc2Options> Hc2Options::FromCodecOptions(const CodecOptions& opti
   HC_ASSIGN_OR_RETURN(o.bpw, options.GetDouble("bpw", o.bpw));
   HC_ASSIGN_OR_RETURN(o.relative, options.GetDouble("relative", o.relative));
   HC_ASSIGN_OR_RETURN(o.tcq, options.GetBool("tcq", o.tcq));
+  HC_ASSIGN_OR_RETURN(o.dc, options.GetBool("dc", o.dc));
   HC_ASSIGN_OR_RETURN(const int64_t bits, options.GetInt("bits", o.bits));
   if (bits < 2 || bits > 4) {
     return absl::InvalidArgumentError(absl::StrCat("hc2: bits must be in [2, 4], got ", bits));
@@ -788,7 +826,8 @@ CodecDescription DescribeHc2Codec() {
            {"bpw", "ec: most bits per weight, stored bytes counted, 0.25..32 (default 4.25)"},
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
            {"tcq", "ec: trellis-coded (4-state dependent) quantisation, true/false (default true)"},
-           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"}}};
+           {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"},
+           {"dc", "ec: a byte per row cancelling its mean error, true/false (default true)"}}};
 }
 
 }  // namespace hc

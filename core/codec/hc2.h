@@ -12,6 +12,10 @@
 //    times a constant codebook entry indexed by the last 12 bits of the block's symbol stream,
 //    chosen by a Viterbi search (hc2_fixed.h): bits + 16/128 bits per weight.
 //
+// In mode "ec", tensors of rank >= 2 may also carry a byte per row (shape[0]) of each of two
+// kinds: a multiplier (option `relative`) and a correction of the row's mean error (option
+// `dc`), both charged to `bpw`.
+//
 // Blocks run along the flattened tensor, so with a row length that is a multiple of 128 (every
 // linear layer of a transformer) no block straddles two rows. core/format/spec-hc2.md is the
 // normative description: parts, params, token model, stream layout, decoding formula.
@@ -26,7 +30,7 @@
 
 namespace hc {
 
-/// hc2 options. Keys: mode, bpw, bits, relative, tcq.
+/// hc2 options. Keys: mode, bpw, bits, relative, tcq, dc.
 struct Hc2Options {
   /// "ec" (entropy-coded, default) or "fixed".
   std::string mode = "ec";
@@ -46,6 +50,13 @@ struct Hc2Options {
   /// ec: trellis-coded quantisation (two interleaved quantisers chosen by a 4-state machine,
   /// searched by Viterbi), about 0.8 dB better than plain rounding at equal rate. Default: true.
   bool tcq = true;
+  /// ec, tensors of rank >= 2 with rows of >= 8 weights: stores one signed byte per row (the
+  /// first dimension, as for `relative`), a correction the decoder adds to every weight of the
+  /// row so that the row's mean error (the sum of its errors, which a layer multiplies by the
+  /// mean of its inputs) is cancelled to within 1/256 of a step. The byte is charged to `bpw`
+  /// (8 / row length bits per weight). Ignored in mode "fixed". false gives the artifacts of
+  /// encoders before this option, byte for byte. Default: true.
+  bool dc = true;
 
   absl::Status Validate() const;
   static absl::StatusOr<Hc2Options> FromCodecOptions(const CodecOptions& options);

@@ -88,12 +88,12 @@ HC_AVX512_TARGET void Fwht128Avx512(float* v) {
 }
 
 // Unrotate for n = 128 in one pass: the transform in registers, then one multiply by
-// Sign(i) / 128 per element (and with kScaled one by m). That equals UnrotateScalar's
-// (Sign(i) * z) * (1 / 128) bit for bit: Sign(i) * z is exact and round-to-nearest is
-// symmetric, so (-z) * c == z * (-c).
-template <bool kScaled>
+// Sign(i) / 128 per element (and with kScaled one by m, with kOffset one add of d). That
+// equals UnrotateScalar's (Sign(i) * z) * (1 / 128) bit for bit: Sign(i) * z is exact and
+// round-to-nearest is symmetric, so (-z) * c == z * (-c).
+template <bool kScaled, bool kOffset = false>
 HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scaled_signs, float m,
-                                        float* out) {
+                                        float* out, float d = 0.0f) {
   __m512 v[8];
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) v[i] = _mm512_loadu_ps(z + 16 * i);
@@ -102,6 +102,7 @@ HC_AVX512_TARGET void Unrotate128Avx512(const float* z, int r, const float* scal
   for (int i = 0; i < 8; ++i) {
     __m512 o = _mm512_mul_ps(v[i], _mm512_loadu_ps(scaled_signs + 16 * i));
     if (kScaled) o = _mm512_mul_ps(o, _mm512_set1_ps(m));
+    if (kOffset) o = _mm512_add_ps(o, _mm512_set1_ps(d));
     const int left = r - 16 * i;
     if (left >= 16) {
       _mm512_storeu_ps(out + 16 * i, o);
@@ -187,6 +188,17 @@ void UnrotateScaled(float* z, int r, int n, float m, float* out) {
 #endif
   UnrotateScalar(z, r, n, out);
   for (int i = 0; i < r; ++i) out[i] *= m;
+}
+
+void UnrotateScaledOffset(float* z, int r, int n, float m, float d, float* out) {
+#if defined(__x86_64__)
+  if (n == kBlock && kHasAvx512 && SimdAllowed()) {
+    Unrotate128Avx512<true, true>(z, r, kSigns.scaled, m, out, d);
+    return;
+  }
+#endif
+  UnrotateScalar(z, r, n, out);
+  for (int i = 0; i < r; ++i) out[i] = out[i] * m + d;  // two roundings: no contraction here
 }
 
 void UnrotateScalar(float* z, int r, int n, float* out) {

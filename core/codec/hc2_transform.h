@@ -65,6 +65,10 @@ void Unrotate(float* z, int r, int n, float* out);
 /// Unrotate, then out[i] *= m for i < r (the same float32 operations; one pass for n = 128 on
 /// AVX-512). The ec decoder applies a row's multiplier this way (spec-hc2.md 5.4).
 void UnrotateScaled(float* z, int r, int n, float m, float* out);
+/// UnrotateScaled, then out[i] += d for i < r (one rounding each: (unrotated * m) + d; one pass
+/// for n = 128 on AVX-512). The ec decoder applies a row's multiplier and its `dc` correction
+/// this way (spec-hc2.md 5.4, 5.6); m = 1 gives the same bits as Unrotate then the add.
+void UnrotateScaledOffset(float* z, int r, int n, float m, float d, float* out);
 /// The reference of Unrotate: Fwht(z) in place (which may still use a SIMD Fwht, bit-identical),
 /// then the sign-and-scale loop.
 void UnrotateScalar(float* z, int r, int n, float* out);
