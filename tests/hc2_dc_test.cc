@@ -31,7 +31,9 @@ using ::hc::testing::IsOk;
 using ::hc::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::unique_ptr<Codec> MakeHc2(const CodecOptions& o) {
+// hc2 with the option on unless `o` says otherwise (its default is off).
+std::unique_ptr<Codec> MakeHc2(CodecOptions o) {
+  if (!o.Get("dc")) o.Set("dc", "true");
   auto c = CreateCodec("hc2", o);
   EXPECT_THAT(c, IsOk());
   return c.ok() ? std::move(c).value() : nullptr;

@@ -1547,6 +1547,9 @@ TEST(Hc2OptionsTest, DefaultsAndDescription) {
   HC_ASSERT_OK_AND_ASSIGN(auto codec, CreateCodec("hc2", {}));
   EXPECT_EQ(codec->name(), "hc2");
   EXPECT_EQ(codec->OptionsJson().Dump(),
+            "{\"mode\":\"ec\",\"bpw\":4.25,\"bits\":4,\"relative\":1,\"tcq\":true}");
+  HC_ASSERT_OK_AND_ASSIGN(auto with_dc, CreateCodec("hc2", {{"dc", "true"}}));
+  EXPECT_EQ(with_dc->OptionsJson().Dump(),
             "{\"mode\":\"ec\",\"bpw\":4.25,\"bits\":4,\"relative\":1,\"tcq\":true,"
             "\"dc\":true}");
   HC_ASSERT_OK_AND_ASSIGN(auto fixed, CreateCodec("hc2", {{"mode", "fixed"}, {"bits", "3"}}));

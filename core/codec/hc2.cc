@@ -827,7 +827,7 @@ CodecDescription DescribeHc2Codec() {
            {"bits", "fixed: code bits per weight 2..4, plus 0.125 for scales (default 4)"},
            {"tcq", "ec: trellis-coded (4-state dependent) quantisation, true/false (default true)"},
            {"relative", "ec: rows' precision follows rms^relative, 0..1 (default 1)"},
-           {"dc", "ec: a byte per row cancelling its mean error, true/false (default true)"}}};
+           {"dc", "ec: a byte per row cancelling its mean error, true/false (default false)"}}};
 }
 
 }  // namespace hc

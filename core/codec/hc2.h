@@ -55,8 +55,11 @@ struct Hc2Options {
   /// row so that the row's mean error (the sum of its errors, which a layer multiplies by the
   /// mean of its inputs) is cancelled to within 1/256 of a step. The byte is charged to `bpw`
   /// (8 / row length bits per weight). Ignored in mode "fixed". false gives the artifacts of
-  /// encoders before this option, byte for byte. Default: true.
-  bool dc = true;
+  /// encoders before this option, byte for byte. Default: false: on PP-OCRv4 it lowers the mean
+  /// CER over ten rate settings from 0.029 to 0.016, but it costs 0.1-0.2 dB of SNR and raised
+  /// the byte LM's bits per byte at 4.25 bpw from 1.6330 to 1.6364 (docs/hc2-cer.md), so it is
+  /// a choice for convolutional models, not a default.
+  bool dc = false;
 
   absl::Status Validate() const;
   static absl::StatusOr<Hc2Options> FromCodecOptions(const CodecOptions& options);
