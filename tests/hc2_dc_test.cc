@@ -40,10 +40,8 @@ std::unique_ptr<Codec> MakeHc2(CodecOptions o) {
 }
 
 std::vector<PartView> Views(const EncodedTensor& enc, bool with_dc = true) {
-  std::vector<PartView> v;
-  for (const EncodedPart& p : enc.parts) {
-    if (with_dc || p.suffix != "dc") v.push_back({p.suffix, p.dtype, p.shape, p.bytes});
-  }
+  std::vector<PartView> v = PartViews(enc);
+  if (!with_dc) std::erase_if(v, [](const PartView& p) { return p.suffix == "dc"; });
   return v;
 }
 

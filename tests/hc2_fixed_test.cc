@@ -163,8 +163,7 @@ TEST(Hc2FixedTest, DecoderEqualsTheFormulaOnEveryRange) {
       const std::vector<float> x = Normal(static_cast<int>(numel), 7 + bits, 0.02f);
       const EncodedTensor enc = EncodeFixedTensor(x.data(), numel, bits, ex);
       ASSERT_FALSE(enc.raw);
-      std::vector<PartView> views;
-      for (const EncodedPart& p : enc.parts) views.push_back({p.suffix, p.dtype, p.shape, p.bytes});
+      const std::vector<PartView> views = PartViews(enc);
       auto dec = PrepareFixedDecoder(numel, enc.params, views);
       ASSERT_TRUE(dec.ok()) << dec.status();
       const PartView* codes = FindPart(views, "codes");

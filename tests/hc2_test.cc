@@ -851,12 +851,6 @@ std::vector<float> Widen(DType dtype, const std::vector<uint8_t>& b) {
   return x;
 }
 
-std::vector<PartView> Views(const EncodedTensor& enc) {
-  std::vector<PartView> v;
-  for (const EncodedPart& p : enc.parts) v.push_back({p.suffix, p.dtype, p.shape, p.bytes});
-  return v;
-}
-
 uint64_t StoredBytes(const EncodedTensor& enc) {
   uint64_t s = 0;
   for (const EncodedPart& p : enc.parts) s += p.bytes.size();
@@ -907,7 +901,8 @@ void EncodeDecode(const Codec& codec, DType dtype, const std::vector<float>& val
   out->x = Widen(dtype, bytes);
   HC_ASSERT_OK_AND_ASSIGN(out->enc, codec.Encode(info, bytes, ex));
   ASSERT_FALSE(out->enc.raw) << out->enc.raw_reason;
-  HC_ASSERT_OK_AND_ASSIGN(auto dec, codec.PrepareDecoder(info, out->enc.params, Views(out->enc)));
+  HC_ASSERT_OK_AND_ASSIGN(auto dec,
+                          codec.PrepareDecoder(info, out->enc.params, PartViews(out->enc)));
   out->y.assign(values.size(), std::numeric_limits<float>::quiet_NaN());
   dec->DecodeRange(0, absl::MakeSpan(out->y));
   for (size_t i = 0; i < out->y.size(); ++i) ASSERT_TRUE(std::isfinite(out->y[i])) << i;
@@ -980,7 +975,7 @@ TEST(Hc2CodecTest, ShortRowsGetMultipliersOnlyWhereTheyPay) {
     ASSERT_FALSE(enc.raw);
     EXPECT_EQ(Part(enc, "rows") != nullptr, spread);
     EXPECT_LE(8.0 * StoredBytes(enc) / (kRows * kLen), 4.25);
-    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, PartViews(enc)));
     std::vector<float> y(x.size());
     dec->DecodeRange(0, absl::MakeSpan(y));
     // Every row's own SNR: with multipliers the smallest rows are as precise as the largest.
@@ -1154,7 +1149,7 @@ TEST(Hc2CodecTest, DecodeRangeEqualsTheFullDecode) {
       const std::vector<uint8_t> bytes = ToBytes(DType::kF32, Gaussian(n, n + 9));
       HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
       ASSERT_FALSE(enc.raw);
-      HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+      HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, PartViews(enc)));
       std::vector<float> full(n);
       dec->DecodeRange(0, absl::MakeSpan(full));
       std::vector<std::pair<uint64_t, uint64_t>> ranges = {
@@ -1218,7 +1213,7 @@ TEST(Hc2CodecTest, DecodeRangeWithRowMultipliers) {
   HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, bytes, ex));
   ASSERT_FALSE(enc.raw);
   ASSERT_NE(Part(enc, "rows"), nullptr);
-  HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+  HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, PartViews(enc)));
   std::vector<float> full(kN);
   dec->DecodeRange(0, absl::MakeSpan(full));
   for (int64_t r : {0, 37, 65, 66, 131, 199, 262, 265, 269}) {
@@ -1372,7 +1367,7 @@ TEST(Hc2CodecTest, FixedModeKeepsBlocksBeyondTheF16Range) {
     const TensorInfo info = FlatTensorInfo(DType::kF32, n);
     HC_ASSERT_OK_AND_ASSIGN(EncodedTensor enc, codec->Encode(info, ToBytes(DType::kF32, x), ex));
     if (enc.raw) continue;  // acceptable
-    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, Views(enc)));
+    HC_ASSERT_OK_AND_ASSIGN(auto dec, codec->PrepareDecoder(info, enc.params, PartViews(enc)));
     std::vector<float> y(n);
     dec->DecodeRange(0, absl::MakeSpan(y));
     EXPECT_NEAR(y[at], big, 0.1 * big) << "the outlier's block decodes to " << y[at];
@@ -1419,7 +1414,7 @@ void EncodeNearFloatMax(int which) {
   auto enc = (*codec)->Encode(info, ToBytes(DType::kF32, x), ex);
   if (!enc.ok()) std::_Exit(5);
   if (enc->raw) std::_Exit(0);  // acceptable
-  auto dec = (*codec)->PrepareDecoder(info, enc->params, Views(*enc));
+  auto dec = (*codec)->PrepareDecoder(info, enc->params, PartViews(*enc));
   if (!dec.ok()) std::_Exit(6);
   std::vector<float> y(n);
   (*dec)->DecodeRange(0, absl::MakeSpan(y));
@@ -1588,8 +1583,8 @@ class Hc2DecoderTest : public ::testing::Test {
     HC_ASSERT_OK_AND_ASSIGN(fixed_enc_, fixed_->Encode(info_, bytes_, ex));
     ASSERT_EQ(ec_enc_.parts.size(), 2u);
     ASSERT_EQ(fixed_enc_.parts.size(), 2u);
-    ASSERT_THAT(ec_->PrepareDecoder(info_, ec_enc_.params, Views(ec_enc_)), IsOk());
-    ASSERT_THAT(fixed_->PrepareDecoder(info_, fixed_enc_.params, Views(fixed_enc_)), IsOk());
+    ASSERT_THAT(ec_->PrepareDecoder(info_, ec_enc_.params, PartViews(ec_enc_)), IsOk());
+    ASSERT_THAT(fixed_->PrepareDecoder(info_, fixed_enc_.params, PartViews(fixed_enc_)), IsOk());
   }
   // A decoder comes from the codec name alone.
   absl::Status Prepare(const JsonValue& params, const std::vector<PartView>& parts) {
@@ -1620,7 +1615,7 @@ class Hc2DecoderTest : public ::testing::Test {
 
 TEST_F(Hc2DecoderTest, EcDataLoss) {
   const auto kDataLoss = absl::StatusCode::kDataLoss;
-  const std::vector<PartView> good = Views(ec_enc_);
+  const std::vector<PartView> good = PartViews(ec_enc_);
   EXPECT_THAT(Prepare(ec_enc_.params, good), IsOk());
   EXPECT_THAT(Prepare(EcParams(JsonValue::Number(Step())), good), IsOk());
   // Parts missing, extra, renamed, of the wrong dtype or size.
@@ -1728,12 +1723,12 @@ TEST_F(Hc2DecoderTest, EcDataLoss) {
   }
   // An ec stream under fixed-mode params and the other way round.
   EXPECT_THAT(Prepare(fixed_enc_.params, good), StatusIs(kDataLoss, ::testing::_));
-  EXPECT_THAT(Prepare(ec_enc_.params, Views(fixed_enc_)), StatusIs(kDataLoss, ::testing::_));
+  EXPECT_THAT(Prepare(ec_enc_.params, PartViews(fixed_enc_)), StatusIs(kDataLoss, ::testing::_));
 }
 
 TEST_F(Hc2DecoderTest, FixedDataLoss) {
   const auto kDataLoss = absl::StatusCode::kDataLoss;
-  const std::vector<PartView> good = Views(fixed_enc_);
+  const std::vector<PartView> good = PartViews(fixed_enc_);
   const JsonValue& params = fixed_enc_.params;
   EXPECT_THAT(Prepare(params, good), IsOk());
   auto fixed_params = [](JsonValue bits) {
@@ -1812,7 +1807,7 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
       const uint32_t b0 = (c == 0 ? 0 : chunk_end[c - 1]) + (c == 3 ? 4 : 0);
       data[b0 + rng() % (chunk_end[c] - b0)] ^= static_cast<uint8_t>(1 + rng() % 255);
     }
-    auto v = Views(ec_enc_);
+    auto v = PartViews(ec_enc_);
     Find(v, "stream")->bytes = data;
     auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
     ASSERT_THAT(dec, IsOk());
@@ -1826,7 +1821,7 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
     std::vector<uint8_t> shortened(data.begin(), data.begin() + cut);
     std::vector<uint8_t> index = ends;
     std::memcpy(index.data() + 12, &cut, 4);
-    auto v = Views(ec_enc_);
+    auto v = PartViews(ec_enc_);
     Find(v, "stream")->bytes = shortened;
     Find(v, "index")->bytes = index;
     auto dec = ec_->PrepareDecoder(info_, ec_enc_.params, v);
@@ -1834,7 +1829,8 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
     (*dec)->DecodeRange(0, absl::MakeSpan(out));
     // Chunks 0..2 are untouched.
     std::vector<float> want(kN);
-    HC_ASSERT_OK_AND_ASSIGN(auto good, ec_->PrepareDecoder(info_, ec_enc_.params, Views(ec_enc_)));
+    HC_ASSERT_OK_AND_ASSIGN(auto good,
+                            ec_->PrepareDecoder(info_, ec_enc_.params, PartViews(ec_enc_)));
     good->DecodeRange(0, absl::MakeSpan(want));
     EXPECT_TRUE(std::equal(out.begin(), out.begin() + 3 * 65536, want.begin()));
   }
@@ -1845,7 +1841,7 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
       codes[rng() % codes.size()] = static_cast<uint8_t>(rng());
       scales[rng() % scales.size()] = static_cast<uint8_t>(rng());
     }
-    auto v = Views(fixed_enc_);
+    auto v = PartViews(fixed_enc_);
     Find(v, "codes")->bytes = codes;
     Find(v, "scales")->bytes = scales;
     auto dec = fixed_->PrepareDecoder(info_, fixed_enc_.params, v);

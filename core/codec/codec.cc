@@ -105,4 +105,11 @@ const PartView* FindPart(absl::Span<const PartView> parts, absl::string_view suf
   return nullptr;
 }
 
+std::vector<PartView> PartViews(const EncodedTensor& enc) {
+  std::vector<PartView> v;
+  v.reserve(enc.parts.size());
+  for (const EncodedPart& p : enc.parts) v.push_back({p.suffix, p.dtype, p.shape, p.bytes});
+  return v;
+}
+
 }  // namespace hc

@@ -96,6 +96,9 @@ absl::Status CheckEncodeInput(absl::string_view codec, const TensorInfo& info,
 /// Returns the part with `suffix` or nullptr.
 const PartView* FindPart(absl::Span<const PartView> parts, absl::string_view suffix);
 
+/// Views of `enc`'s parts, in order, as PrepareDecoder takes them (valid while `enc` lives).
+std::vector<PartView> PartViews(const EncodedTensor& enc);
+
 /// Optional callbacks from Encode() to its caller.
 struct EncodeHooks {
   /// When set, a codec that has copied its input (e.g. widened it to float32) calls it once,

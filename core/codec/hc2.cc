@@ -352,10 +352,8 @@ absl::StatusOr<std::vector<uint8_t>> Hc2Codec::DcBytes(const TensorInfo& info,
                                                        const ValueSource& x, int64_t R,
                                                        absl::Span<const uint8_t> rows,
                                                        Executor& ex) const {
-  std::vector<PartView> views;
-  for (const EncodedPart& p : enc.parts) views.push_back({p.suffix, p.dtype, p.shape, p.bytes});
   HC_ASSIGN_OR_RETURN(std::unique_ptr<TensorDecoder> dec,
-                      PrepareDecoder(info, enc.params, views));
+                      PrepareDecoder(info, enc.params, PartViews(enc)));
   const BlockPlan plan(static_cast<int64_t>(info.numel));
   const int64_t L = plan.numel / R, nc = plan.chunks();
   constexpr int64_t kChunk = kChunkBlocks * kBlock, kPiece = 4096;
@@ -440,7 +438,9 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
   auto model_bits = [&](double log2step) {
     double bits = fixed_bits;
     for (int64_t b = 0; b < nb; ++b) {
-      if (rms[b] > 0) bits += plan.n(b) * hc2::GaussianIndexBits(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
+      if (rms[b] > 0) {
+        bits += plan.n(b) * hc2::GaussianIndexBits(log2rms[b] - log2step - (o_.tcq ? 1 : 0));
+      }
     }
     return bits;
   };
