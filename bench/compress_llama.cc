@@ -257,11 +257,7 @@ absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::str
 
 uint64_t TreeBytes(const std::string& dir) {
   uint64_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
-       it.increment(ec)) {
-    if (it->is_regular_file(ec)) n += it->file_size(ec);
-  }
+  ForEachRegularFile(dir, [&](const std::string&, const struct stat& st) { n += st.st_size; });
   return n;
 }
 

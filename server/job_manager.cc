@@ -210,14 +210,12 @@ int JobManager::running() const {
 }
 
 uint64_t JobManager::SpoolBytes() const {
+  // Allocated bytes: a held upload's spool file is mostly a hole. Jobs finish and delete their
+  // files during the walk; those are skipped, not an end to the count.
   uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(options_.spool_dir, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    // Allocated bytes: a held upload's spool file is mostly a hole.
-    struct stat st;
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
-  }
+  ForEachRegularFile(options_.spool_dir, [&](const std::string&, const struct stat& st) {
+    total += static_cast<uint64_t>(st.st_blocks) * 512;
+  });
   return total;
 }
 

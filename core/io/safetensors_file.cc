@@ -1,5 +1,6 @@
 #include "core/io/safetensors_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
@@ -135,6 +137,29 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t m
     done += static_cast<size_t>(r);
   }
   return out;
+}
+
+void ForEachRegularFile(const std::string& root,
+                        absl::FunctionRef<void(const std::string& path, const struct stat& st)> fn) {
+  std::vector<std::string> dirs = {root};
+  while (!dirs.empty()) {
+    const std::string dir = std::move(dirs.back());
+    dirs.pop_back();
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) continue;  // vanished or unreadable: nothing under it to count
+    while (const dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      struct stat st;
+      if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      std::string path = absl::StrCat(dir, "/", e->d_name);
+      if (S_ISDIR(st.st_mode)) {
+        dirs.push_back(std::move(path));
+      } else if (S_ISREG(st.st_mode)) {
+        fn(path, st);
+      }
+    }
+    ::closedir(d);
+  }
 }
 
 }  // namespace hc

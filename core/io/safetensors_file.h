@@ -2,10 +2,13 @@
 #ifndef HC_CORE_IO_SAFETENSORS_FILE_H_
 #define HC_CORE_IO_SAFETENSORS_FILE_H_
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/io/safetensors.h"
@@ -55,6 +58,13 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t m
 /// Turns O_DIRECT on or off for the open file `fd` (fcntl). Returns false, changing nothing,
 /// where the file system refuses it.
 bool SetDirectIo(int fd, bool on);
+
+/// Calls `fn(path, st)` for every regular file under the directory `root`, at any depth, with its
+/// lstat. Symbolic links are not followed. Made for trees that other threads or processes change
+/// during the walk (a job spool): an entry or directory that vanishes, or cannot be read, is
+/// skipped rather than ending the walk. Order is unspecified. A missing `root` visits nothing.
+void ForEachRegularFile(const std::string& root,
+                        absl::FunctionRef<void(const std::string& path, const struct stat& st)> fn);
 
 }  // namespace hc
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/remote_client.h"
+#include "core/io/safetensors_file.h"
 #include "core/pipeline/pipeline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,10 +40,9 @@ class DiskFullTest : public ::testing::Test {
   }
   // Files (recursively) under the small disk, spool bookkeeping excluded.
   std::vector<std::string> Leftovers(const std::string& root) {
+    // The server deletes a failed job's files while this runs: a walk that skips what vanishes.
     std::vector<std::string> out;
-    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
-      if (e.is_regular_file()) out.push_back(e.path().string());
-    }
+    ForEachRegularFile(root, [&](const std::string& path, const struct stat&) { out.push_back(path); });
     return out;
   }
   std::string dir_, mnt_;

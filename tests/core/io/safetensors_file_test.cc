@@ -1,6 +1,8 @@
 // Well-formed synthetic safetensors files: SafetensorsFile, the header helpers, and agreement
 // with the stream parser.
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -282,6 +284,41 @@ TEST(SafetensorsHeader, ValidateStreamModeTakesRegionFromTensors) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 trailing bytes")));
   EXPECT_THAT(ValidateSafetensorsHeader("", std::nullopt, "s"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'{'")));
+}
+
+TEST(ForEachRegularFile, VisitsNestedFilesNotLinksAndToleratesVanishingEntries) {
+  namespace fs = std::filesystem;
+  const std::string root = testing::ScratchDir("for_each_regular_file");
+  fs::create_directories(root + "/a/b");
+  fs::create_directories(root + "/c");
+  for (const char* f : {"/x", "/a/y", "/a/b/z", "/c/w"}) std::ofstream(root + f) << "12345";
+  fs::create_symlink(root + "/x", root + "/link");
+  fs::create_directory_symlink(root + "/a", root + "/dirlink");
+  std::vector<std::string> seen;
+  uint64_t bytes = 0;
+  ForEachRegularFile(root, [&](const std::string& p, const struct stat& st) {
+    seen.push_back(p.substr(root.size()));
+    bytes += st.st_size;
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_THAT(seen, ElementsAre("/a/b/z", "/a/y", "/c/w", "/x"));
+  EXPECT_EQ(bytes, 20u);
+  // The first file seen deletes every other subtree (a job finishing during a spool walk): the
+  // walk goes on to the end, and never reports a file after it was deleted.
+  seen.clear();
+  ForEachRegularFile(root, [&](const std::string& p, const struct stat&) {
+    EXPECT_TRUE(fs::exists(p)) << p;
+    if (seen.empty()) {
+      for (const char* d : {"/a", "/c"}) {
+        if (p.rfind(root + d, 0) != 0) fs::remove_all(root + d);
+      }
+    }
+    seen.push_back(p);
+  });
+  EXPECT_GE(seen.size(), 1u);
+  int visited = 0;
+  ForEachRegularFile(root + "/missing", [&](const std::string&, const struct stat&) { ++visited; });
+  EXPECT_EQ(visited, 0);
 }
 
 }  // namespace
