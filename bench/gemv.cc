@@ -7,7 +7,7 @@
 // run every kernel once each, in turn, so a change of machine load hits all of them alike; the
 // median is reported (wall time, and the process CPU time: on a shared machine it shows how much
 // of the wall time the kernels ran), with the weight bytes read per call / time and the speedup
-// over F16. hc2 runs through both of its kernels (LinearOptions::hc2_pair_table).
+// over F16. hc2 runs through each of its kernels (LinearOptions::hc2_integer, hc2_pair_table).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -94,7 +94,9 @@ absl::StatusOr<EncodedTensor> RandomCodes(const std::string& codec, const CodecO
   if (codec == "hc2") {
     e.params.Add("mode", JsonValue::String("fixed"))
         .Add("bits", JsonValue::Int(4))
-        .Add("window", JsonValue::Int(12));
+        .Add("window", JsonValue::Int(12))
+        .Add("codebook", JsonValue::Int(2));
+    codes.suffix = "symbols";
     scales.shape = {static_cast<int64_t>(groups)};
     scales.bytes.resize(2 * groups);
   } else {
@@ -241,16 +243,25 @@ int RunGemv(const std::vector<std::string>& args) {
       }
       k->name = k->linear->kind();
       if (std::string(s.codec) == "hc2") {
-        // The same codes through the other hc2 kernel (LinearOptions::hc2_pair_table).
-        Kernel p;
-        LinearOptions o;
-        o.hc2_pair_table = false;
-        auto lin = CreateLinear(k->weight, o);
-        if (!lin.ok()) return Fail(lin.status());
-        p.linear = std::move(*lin);
-        p.name = p.linear->kind();
+        // The same codes through hc2's other kernels (LinearOptions::hc2_integer, then
+        // hc2_pair_table off), each once.
+        std::vector<Kernel> more;
+        for (const bool pairs : {true, false}) {
+          LinearOptions o;
+          o.hc2_integer = false;
+          o.hc2_pair_table = pairs;
+          auto lin = CreateLinear(k->weight, o);
+          if (!lin.ok()) return Fail(lin.status());
+          Kernel p;
+          p.linear = std::move(*lin);
+          p.name = p.linear->kind();
+          if (p.name == k->name) continue;
+          bool seen = false;
+          for (const Kernel& m : more) seen |= m.name == p.name;
+          if (!seen) more.push_back(std::move(p));
+        }
         kernels.push_back(std::move(*k));
-        kernels.push_back(std::move(p));
+        for (Kernel& m : more) kernels.push_back(std::move(m));
         continue;
       }
       kernels.push_back(std::move(*k));

@@ -65,7 +65,7 @@ absl::Status AppendRecord(uint32_t kind, uint32_t bits, const Matrix& m, const E
   const EncodedPart* codes = nullptr;
   const EncodedPart* scales = nullptr;
   for (const EncodedPart& p : enc.parts) {
-    if (p.suffix == "codes") codes = &p;
+    if (p.suffix == "codes" || p.suffix == "symbols") codes = &p;
     if (p.suffix == "scales") scales = &p;
   }
   if (enc.raw || codes == nullptr || scales == nullptr) {
@@ -79,7 +79,10 @@ absl::Status AppendRecord(uint32_t kind, uint32_t bits, const Matrix& m, const E
   Put(out, codes->bytes.data(), nc);
   Put(out, &ns, 8);
   Put(out, scales->bytes.data(), ns);
-  if (kind == 0) Put(out, hc2::TrellisCodebook(static_cast<int>(bits)), 4096 * sizeof(float));
+  if (kind == 0) {
+    Put(out, hc2::TrellisCodebook(static_cast<int>(bits), hc2::kCodebookStructured),
+        4096 * sizeof(float));
+  }
   Put(out, x.data(), x.size() * sizeof(float));
   std::vector<float> row(static_cast<size_t>(m.cols));
   std::vector<double> y(static_cast<size_t>(kBatch * m.rows));

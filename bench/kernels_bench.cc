@@ -349,7 +349,7 @@ void BM_Hc2TrellisSearch4(benchmark::State& state) {
   const int64_t n = state.range(0);
   const bool simd = state.range(1) != 0;
   const std::vector<float>& u = UnitWeights(n);
-  const float* cb = hc2::TrellisSearchCodebook(4);
+  const float* cb = hc2::TrellisSearchCodebook(4, hc2::kCodebookStructured);
   uint8_t sym[hc2::kBlock];
   for (auto _ : state) {
     float err = 0;

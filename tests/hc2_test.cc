@@ -1078,7 +1078,7 @@ TEST(Hc2CodecTest, FixedModeBitsPerWeightIsExact) {
       const int64_t blocks = (n + 127) / 128;
       const int64_t last_r = n - (blocks - 1) * 128;
       const int64_t pairs = (blocks - 1) * 64 + hc2::PaddedLength(static_cast<int>(last_r)) / 2;
-      const EncodedPart* codes = Part(c.enc, "codes");
+      const EncodedPart* codes = Part(c.enc, "symbols");
       const EncodedPart* scales = Part(c.enc, "scales");
       ASSERT_NE(codes, nullptr);
       ASSERT_NE(scales, nullptr);
@@ -1735,9 +1735,27 @@ TEST_F(Hc2DecoderTest, FixedDataLoss) {
     return JsonValue::Object()
         .Add("mode", JsonValue::String("fixed"))
         .Add("bits", std::move(bits))
-        .Add("window", JsonValue::Int(12));
+        .Add("window", JsonValue::Int(12))
+        .Add("codebook", JsonValue::Int(2));
   };
   EXPECT_THAT(Prepare(fixed_params(JsonValue::Int(3)), good), IsOk());
+  // Codebook 2's symbols under version 4's params (no codebook: codebook 1, part "codes"), as
+  // a version 4 decoder sees them, and unknown codebooks.
+  EXPECT_THAT(Prepare(JsonValue::Object()
+                          .Add("mode", JsonValue::String("fixed"))
+                          .Add("bits", JsonValue::Int(3))
+                          .Add("window", JsonValue::Int(12)),
+                      good),
+              StatusIs(kDataLoss, HasSubstr("\"codes\"")));
+  for (JsonValue c : {JsonValue::Int(0), JsonValue::Int(3), JsonValue::String("2")}) {
+    EXPECT_THAT(Prepare(JsonValue::Object()
+                            .Add("mode", JsonValue::String("fixed"))
+                            .Add("bits", JsonValue::Int(3))
+                            .Add("window", JsonValue::Int(12))
+                            .Add("codebook", std::move(c)),
+                        good),
+                StatusIs(kDataLoss, HasSubstr("codebook")));
+  }
   // Version 1's fixed mode (winding pair codes, no "window") and unknown windows.
   EXPECT_THAT(Prepare(JsonValue::Object()
                           .Add("mode", JsonValue::String("fixed"))
@@ -1762,17 +1780,17 @@ TEST_F(Hc2DecoderTest, FixedDataLoss) {
   EXPECT_THAT(Prepare(JsonValue::Object().Add("mode", JsonValue::String("fixed")), good),
               StatusIs(kDataLoss, HasSubstr("bits")));
   EXPECT_THAT(Prepare(params, {good[0]}), StatusIs(kDataLoss, HasSubstr("two parts")));
-  const PartView* codes = Find(const_cast<std::vector<PartView>&>(good), "codes");
+  const PartView* codes = Find(const_cast<std::vector<PartView>&>(good), "symbols");
   const PartView* scales = Find(const_cast<std::vector<PartView>&>(good), "scales");
   {
     auto v = good;
-    Find(v, "codes")->bytes = codes->bytes.subspan(1);
-    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"codes\"")));
+    Find(v, "symbols")->bytes = codes->bytes.subspan(1);
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"symbols\"")));
   }
   {
     auto v = good;
-    Find(v, "codes")->dtype = DType::kI8;
-    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"codes\"")));
+    Find(v, "symbols")->dtype = DType::kI8;
+    EXPECT_THAT(Prepare(params, v), StatusIs(kDataLoss, HasSubstr("\"symbols\"")));
   }
   {
     auto v = good;
@@ -1835,14 +1853,14 @@ TEST_F(Hc2DecoderTest, CorruptDataDecodesSafely) {
     EXPECT_TRUE(std::equal(out.begin(), out.begin() + 3 * 65536, want.begin()));
   }
   for (int rep = 0; rep < 20; ++rep) {
-    std::vector<uint8_t> codes = Part(fixed_enc_, "codes")->bytes;
+    std::vector<uint8_t> codes = Part(fixed_enc_, "symbols")->bytes;
     std::vector<uint8_t> scales = Part(fixed_enc_, "scales")->bytes;
     for (int f = 0; f < 50; ++f) {
       codes[rng() % codes.size()] = static_cast<uint8_t>(rng());
       scales[rng() % scales.size()] = static_cast<uint8_t>(rng());
     }
     auto v = PartViews(fixed_enc_);
-    Find(v, "codes")->bytes = codes;
+    Find(v, "symbols")->bytes = codes;
     Find(v, "scales")->bytes = scales;
     auto dec = fixed_->PrepareDecoder(info_, fixed_enc_.params, v);
     ASSERT_THAT(dec, IsOk());

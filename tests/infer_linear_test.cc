@@ -8,6 +8,7 @@
 // per block). The observed error is ~1e-7 relative; a wrong code, window, scale or sign gives
 // errors of order 1e-2 and more.
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -161,13 +162,19 @@ TEST(InferLinearTest, FusedMatchesDecodeThenMultiply) {
       ScopedScalarOnly scalar;
       CheckAgainstReference(e, *lin, batch, ex);
     }
-    if (c.codec == "hc2") {  // the gather kernel on the same codes
-      EXPECT_EQ(lin->kind(),
-                "hc2-fixed-" + *c.options.Get("bits") + (LinearHasAvx512() ? "-pairs" : "-gather"));
+    if (c.codec == "hc2") {  // the pair-table and gather kernels on the same codes
+      const std::string bits = *c.options.Get("bits");
+      const std::string table = LinearHasAvx512() ? "-pairs" : "-gather";
+      EXPECT_EQ(lin->kind(), "hc2-fixed-" + bits +
+                                 (bits == "4" && LinearHasHc2Integer() ? "-int" : table));
       LinearOptions o;
+      o.hc2_integer = false;
+      HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(e.weight, o));
+      EXPECT_EQ(lin->kind(), "hc2-fixed-" + bits + table);
+      for (int batch : {1, 2, 16}) CheckAgainstReference(e, *lin, batch, ex);
       o.hc2_pair_table = false;
       HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(e.weight, o));
-      EXPECT_EQ(lin->kind(), "hc2-fixed-" + *c.options.Get("bits") + "-gather");
+      EXPECT_EQ(lin->kind(), "hc2-fixed-" + bits + "-gather");
       for (int batch : {1, 2, 16}) CheckAgainstReference(e, *lin, batch, ex);
     }
   }
@@ -225,12 +232,101 @@ TEST(InferLinearTest, ResultsDoNotDependOnThreadsOrSlot) {
 TEST(InferLinearTest, KindsAndBytes) {
   const Encoded h = Encode("hc2", {{"mode", "fixed"}, {"bits", "4"}}, 4, 256, 3);
   HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(h.weight));
-  EXPECT_EQ(lin->kind(), LinearHasAvx512() ? "hc2-fixed-4-pairs" : "hc2-fixed-4-gather");
+  EXPECT_EQ(lin->kind(), LinearHasHc2Integer() ? "hc2-fixed-4-int"
+                         : LinearHasAvx512()     ? "hc2-fixed-4-pairs"
+                                                 : "hc2-fixed-4-gather");
   EXPECT_EQ(lin->weight_bytes(), 4u * 256 * 4 / 8 + 2u * 8);  // codes + one F16 scale per block
   const Encoded r = Encode("rtn", {{"bits", "4"}, {"group_size", "128"}}, 4, 256, 3);
   HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(r.weight));
   EXPECT_EQ(lin->kind(), "rtn-4-g128");
   EXPECT_EQ(lin->weight_bytes(), 4u * 256 * 4 / 8 + 4u * 8);
+}
+
+// hc2's integer kernel on hand-made codebook 2 records (all-zero, all-one and random symbol bytes,
+// scales spanning F16) and edge inputs (zero blocks, one huge or tiny value, a block that is all
+// one value, NaN): the AVX-512 kernel against its scalar reference (same rounded X, exact integer
+// sums, so only float32 accumulation differs), both against the float64 reference of the decoded
+// weights within the rounding of X to 16 bits, and NaN in X gives NaN out.
+TEST(InferLinearTest, Hc2IntegerKernelOnEdgeInputs) {
+  if (!LinearHasHc2Integer()) GTEST_SKIP() << "no AVX-512 VBMI + GFNI + VNNI here";
+  InlineExecutor ex;
+  const int64_t rows = 5, cols = 384;
+  std::mt19937 rng(11);
+  for (int fill : {0, 0xFF, -1}) {
+    std::vector<uint8_t> sym(static_cast<size_t>(rows * cols / 2));
+    for (uint8_t& b : sym) b = fill >= 0 ? static_cast<uint8_t>(fill) : static_cast<uint8_t>(rng());
+    std::vector<uint8_t> scales(2 * rows * cols / 128);
+    const uint16_t halves[] = {0x3C00, 0x0001, 0x7BFF, 0x0000, 0xB800, 0x2E66};
+    for (size_t i = 0; i < scales.size() / 2; ++i) {
+      const uint16_t h = halves[i % 6];
+      scales[2 * i] = static_cast<uint8_t>(h & 0xFF);
+      scales[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+    }
+    LinearWeight w;
+    w.codec = "hc2";
+    w.dtype = DType::kF32;
+    w.shape = {rows, cols};
+    w.params = JsonValue::Object()
+                   .Add("mode", JsonValue::String("fixed"))
+                   .Add("bits", JsonValue::Int(4))
+                   .Add("window", JsonValue::Int(12))
+                   .Add("codebook", JsonValue::Int(2));
+    w.parts = {PartView{"symbols", DType::kU8, {static_cast<int64_t>(sym.size())}, sym},
+               PartView{"scales", DType::kF16, {rows * cols / 128}, scales}};
+    Encoded e;
+    e.weight = w;
+    auto codec = CreateCodec("hc2", {});
+    ASSERT_THAT(codec, IsOk());
+    TensorInfo info;
+    info.dtype = DType::kF32;
+    info.shape = w.shape;
+    info.numel = static_cast<uint64_t>(rows * cols);
+    info.end = info.numel * 4;
+    HC_ASSERT_OK_AND_ASSIGN(auto dec, (*codec)->PrepareDecoder(info, w.params, w.parts));
+    e.decoded.resize(info.numel);
+    dec->DecodeRange(0, absl::MakeSpan(e.decoded));
+    HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(w));
+    ASSERT_EQ(lin->kind(), "hc2-fixed-4-int");
+    std::vector<std::vector<float>> inputs;
+    inputs.push_back(std::vector<float>(cols, 0.0f));
+    std::vector<float> x = Inputs(1, cols, 3);
+    x[5] = 1e30f;         // one huge value: the rest of its block rounds to 0
+    x[200] = 1e-30f;      // tiny
+    for (int i = 256; i < 384; ++i) x[i] = -2.5f;  // a constant block
+    inputs.push_back(x);
+    for (int i = 128; i < 256; ++i) x[i] = 0.0f;  // and a zero block
+    inputs.push_back(x);
+    inputs.push_back(Inputs(1, cols, 4));
+    for (const std::vector<float>& in : inputs) {
+      std::vector<float> ys(rows), yv(rows);
+      ASSERT_THAT(lin->Apply(in, cols, 1, absl::MakeSpan(yv), rows, ex), IsOk());
+      {
+        ScopedScalarOnly scalar;
+        ASSERT_THAT(lin->Apply(in, cols, 1, absl::MakeSpan(ys), rows, ex), IsOk());
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          ref += double{e.decoded[r * cols + c]} * in[c];
+          mag += std::fabs(double{e.decoded[r * cols + c]}) * std::fabs(in[c]);
+        }
+        // X's rounding: <= 2^-16 of each block's largest |Rot(x)|, which is <= ||x_block||;
+        // bounded here by the Cauchy-Schwarz product of the row and X norms.
+        double wn = 0, xn = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          wn += double{e.decoded[r * cols + c]} * e.decoded[r * cols + c];
+          xn += double{in[c]} * in[c];
+        }
+        const double tol = 1e-5 * std::sqrt(wn * xn) + 1e-30;
+        EXPECT_NEAR(yv[r], ys[r], 1e-6 * mag + 1e-30) << "fill " << fill << " row " << r;
+        EXPECT_NEAR(yv[r], ref, tol) << "fill " << fill << " row " << r;
+      }
+    }
+    std::vector<float> nan_x = Inputs(1, cols, 5), y(rows);
+    nan_x[130] = std::numeric_limits<float>::quiet_NaN();
+    ASSERT_THAT(lin->Apply(nan_x, cols, 1, absl::MakeSpan(y), rows, ex), IsOk());
+    for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
+  }
 }
 
 TEST(InferLinearTest, UnsupportedLayoutsAreRejected) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
 #include "core/base/simd.h"
+#include "core/base/status_macros.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
 
@@ -158,16 +159,42 @@ void ToSearchOrder(const float* cb, int bits, float* out) {
   }
 }
 
-const float* TrellisSearchCodebook(int bits) {
-  static const std::vector<float>* books = [] {
-    auto* b = new std::vector<float>[3];
+namespace {
+
+// Both codebooks of every bits in window order ([codebook - 1][bits - 2]) and in search order.
+struct Books {
+  std::vector<float> window[2][3], search[2][3];
+};
+
+const Books& AllBooks() {
+  static const Books* books = [] {
+    auto* b = new Books;
     for (int k = 2; k <= 4; ++k) {
-      b[k - 2].resize(kTrellisCodebook);
-      ToSearchOrder(TrellisCodebook(k), k, b[k - 2].data());
+      b->window[0][k - 2].assign(TrainedCodebook(k), TrainedCodebook(k) + kTrellisCodebook);
+      const StructuredCodebook st = TrellisStructure(k);
+      std::vector<float>& c2 = b->window[1][k - 2];
+      c2.resize(kTrellisCodebook);
+      for (uint32_t w = 0; w < kTrellisCodebook; ++w) {
+        c2[w] = static_cast<float>(st.g[StructuredByte(w, k, st.d)]) * 0x1p-5f;
+      }
+      for (int c = 0; c < 2; ++c) {
+        b->search[c][k - 2].resize(kTrellisCodebook);
+        ToSearchOrder(b->window[c][k - 2].data(), k, b->search[c][k - 2].data());
+      }
     }
     return b;
   }();
-  return books[std::clamp(bits, 2, 4) - 2].data();
+  return *books;
+}
+
+}  // namespace
+
+const float* TrellisCodebook(int bits, int codebook) {
+  return AllBooks().window[codebook == kCodebookTrained ? 0 : 1][std::clamp(bits, 2, 4) - 2].data();
+}
+
+const float* TrellisSearchCodebook(int bits, int codebook) {
+  return AllBooks().search[codebook == kCodebookTrained ? 0 : 1][std::clamp(bits, 2, 4) - 2].data();
 }
 
 void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* c) {
@@ -185,14 +212,17 @@ namespace {
 
 class FixedDecoder final : public TensorDecoder {
  public:
-  FixedDecoder(Blocks plan, int bits, absl::Span<const uint8_t> codes,
-               absl::Span<const uint8_t> scales)
-      : plan_(plan), bits_(bits), codes_(codes), scales_(scales) {}
+  FixedDecoder(Blocks plan, const FixedRecord& rec)
+      : plan_(plan),
+        bits_(rec.bits),
+        cb_(TrellisCodebook(rec.bits, rec.codebook)),
+        codes_(rec.symbols),
+        scales_(rec.scales) {}
 
   // Per block: the symbols as bytes, every window from its 12/k newest symbols (independent
   // element loops, no carried state), the lookups times the scale, then the unrotation.
   void DecodeRange(uint64_t begin, absl::Span<float> out) const override {
-    const float* cb = TrellisCodebook(bits_);
+    const float* cb = cb_;
     const int k = bits_;
     float z[kBlock], x[kBlock];
     uint32_t w[kBlock];
@@ -252,17 +282,20 @@ class FixedDecoder final : public TensorDecoder {
  private:
   Blocks plan_;
   int bits_;
+  const float* cb_;
   absl::Span<const uint8_t> codes_;
   absl::Span<const uint8_t> scales_;
 };
 
 }  // namespace
 
-EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executor& ex) {
+EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executor& ex,
+                                int codebook) {
   const Blocks plan(numel);
   const int64_t nb = plan.blocks;
-  const float* cb = TrellisCodebook(bits);
-  const float* search_cb = TrellisSearchCodebook(bits);
+  const bool v1 = codebook == kCodebookTrained;
+  const float* cb = TrellisCodebook(bits, codebook);
+  const float* search_cb = TrellisSearchCodebook(bits, codebook);
   std::vector<uint16_t> scales(nb);
   std::vector<uint32_t> codes(static_cast<size_t>(nb) * kBlock, 0);
   std::vector<uint8_t> bad(nb, 0);  // a block whose scale F16 cannot hold
@@ -300,7 +333,8 @@ EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executo
   }
   const uint64_t count = plan.padded();  // one symbol per coefficient
   codes.resize(count);
-  EncodedPart cpart{"codes", DType::kU8, {}, std::vector<uint8_t>(PackedBytes(count, bits))};
+  EncodedPart cpart{v1 ? "codes" : "symbols", DType::kU8, {},
+                    std::vector<uint8_t>(PackedBytes(count, bits))};
   PackLsbFirst(codes, bits, absl::MakeSpan(cpart.bytes));
   cpart.shape = {static_cast<int64_t>(cpart.bytes.size())};
   EncodedPart spart{"scales", DType::kF16, {nb}, std::vector<uint8_t>(2 * nb)};
@@ -308,13 +342,14 @@ EncodedTensor EncodeFixedTensor(const float* x, int64_t numel, int bits, Executo
   enc.params.Add("mode", JsonValue::String("fixed"))
       .Add("bits", JsonValue::Int(bits))
       .Add("window", JsonValue::Int(kTrellisWindow));
+  if (!v1) enc.params.Add("codebook", JsonValue::Int(kCodebookStructured));
   enc.parts.push_back(std::move(cpart));
   enc.parts.push_back(std::move(spart));
   return enc;
 }
 
-absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
-    int64_t numel, const JsonValue& params, absl::Span<const PartView> parts) {
+absl::StatusOr<FixedRecord> ParseFixedRecord(int64_t numel, const JsonValue& params,
+                                             absl::Span<const PartView> parts) {
   const Blocks plan(numel);
   if (parts.size() != 2) return absl::DataLossError("hc2: expected exactly two parts");
   const JsonValue* bv = params.Find("bits");
@@ -328,18 +363,36 @@ absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
         "hc2: fixed mode needs window ", kTrellisWindow,
         " (the trellis of spec-hc2.md v2; v1's winding codes are no longer read)"));
   }
-  const PartView* codes = FindPart(parts, "codes");
+  // Codebook 2 (version 5) keeps its symbols in "symbols", so that version 4 decoders, which
+  // look for "codes", reject it instead of decoding with codebook 1.
+  const JsonValue* cv = params.Find("codebook");
+  const std::optional<int64_t> codebook =
+      cv == nullptr ? std::optional<int64_t>(kCodebookTrained) : cv->as_int64();
+  if (codebook != kCodebookTrained && codebook != kCodebookStructured) {
+    return absl::DataLossError("hc2: fixed mode's codebook must be 1 or 2 (spec-hc2.md 4)");
+  }
+  const char* name = *codebook == kCodebookTrained ? "codes" : "symbols";
+  const PartView* codes = FindPart(parts, name);
   const PartView* scales = FindPart(parts, "scales");
   const uint64_t nbytes = PackedBytes(plan.padded(), static_cast<int>(*bits));
   if (codes == nullptr || codes->dtype != DType::kU8 || codes->bytes.size() != nbytes) {
-    return absl::DataLossError(absl::StrCat("hc2: \"codes\" must be U8 of ", nbytes, " bytes"));
+    return absl::DataLossError(absl::StrCat("hc2: \"", name, "\" must be U8 of ", nbytes,
+                                            " bytes (codebook ", *codebook, ")"));
   }
   if (scales == nullptr || scales->dtype != DType::kF16 ||
       scales->bytes.size() != 2 * static_cast<uint64_t>(plan.blocks)) {
     return absl::DataLossError(absl::StrCat("hc2: \"scales\" must be F16 [", plan.blocks, "]"));
   }
-  return std::unique_ptr<TensorDecoder>(
-      new FixedDecoder(plan, static_cast<int>(*bits), codes->bytes, scales->bytes));
+  return FixedRecord{.bits = static_cast<int>(*bits),
+                     .codebook = static_cast<int>(*codebook),
+                     .symbols = codes->bytes,
+                     .scales = scales->bytes};
+}
+
+absl::StatusOr<std::unique_ptr<TensorDecoder>> PrepareFixedDecoder(
+    int64_t numel, const JsonValue& params, absl::Span<const PartView> parts) {
+  HC_ASSIGN_OR_RETURN(FixedRecord rec, ParseFixedRecord(numel, params, parts));
+  return std::unique_ptr<TensorDecoder>(new FixedDecoder(Blocks(numel), rec));
 }
 
 }  // namespace hc::hc2

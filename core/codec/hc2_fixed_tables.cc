@@ -2064,7 +2064,7 @@ constexpr float kCodebook4[4096] = {
 
 }  // namespace
 
-const float* TrellisCodebook(int bits) {
+const float* TrainedCodebook(int bits) {
   return bits == 2 ? kCodebook2 : bits == 3 ? kCodebook3 : kCodebook4;
 }
 

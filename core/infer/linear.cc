@@ -63,7 +63,7 @@ class DenseLinear final : public Linear {
 
  protected:
   int64_t ColumnUnit() const override { return 16; }
-  void Rows(const float* x, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
+  void Rows(const float* x, int64_t ldx, const Scratch&, int batch, int64_t r0,
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     const bool f16 = dtype_ == DType::kF16;
@@ -101,43 +101,79 @@ class DenseLinear final : public Linear {
 
 class Hc2FixedLinear final : public Linear {
  public:
-  Hc2FixedLinear(int64_t rows, int64_t cols, int bits, absl::Span<const uint8_t> codes,
-                 absl::Span<const uint8_t> scales, bool pair_table)
-      : Linear(rows, cols), bits_(bits), codes_(codes), scales_(scales) {
-    if (pair_table && LinearHasAvx512()) pairs_ = infer::Hc2PairTable(bits);
+  Hc2FixedLinear(int64_t rows, int64_t cols, const hc2::FixedRecord& rec,
+                 const LinearOptions& options)
+      : Linear(rows, cols),
+        bits_(rec.bits),
+        cb_(hc2::TrellisCodebook(rec.bits, rec.codebook)),
+        codes_(rec.symbols),
+        scales_(rec.scales) {
+    if (options.hc2_integer && rec.bits == 4 && rec.codebook == hc2::kCodebookStructured &&
+        infer::Hc2IntAvailable()) {
+      integer_ = true;
+      st_ = hc2::TrellisStructure(rec.bits);
+    } else if (options.hc2_pair_table && LinearHasAvx512()) {
+      pairs_ = infer::Hc2PairTable(rec.bits, rec.codebook);
+    }
   }
   std::string kind() const override {
-    return absl::StrCat("hc2-fixed-", bits_, pairs_ ? "-pairs" : "-gather");
+    return absl::StrCat("hc2-fixed-", bits_, integer_ ? "-int" : pairs_ ? "-pairs" : "-gather");
   }
   uint64_t weight_bytes() const override { return codes_.size() + scales_.size(); }
 
  protected:
   int64_t ColumnUnit() const override { return hc2::kBlock; }
-  const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+  // The rotated X / 128 in scratch.f [batch, cols]; on the integer path also each block of it
+  // rounded to int16 (q = round(v * 32767 / max|v|)), block-major (scratch.q [cols / 128,
+  // batch, 128]: a block's batch rows stay together in L1), and the blocks' scales
+  // max|v| / 32767 after the rotated X in scratch.f [cols / 128, batch].
+  const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                        int64_t& ld) const override {
-    const int64_t c = cols();
-    scratch.resize(static_cast<size_t>(batch * c));
+    const int64_t c = cols(), nblk = c / hc2::kBlock;
+    scratch.f.resize(static_cast<size_t>(batch * (c + (integer_ ? nblk : 0))));
+    if (integer_) scratch.q.resize(static_cast<size_t>(batch * c));
     for (int b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < c; j += hc2::kBlock) {
-        float* v = scratch.data() + b * c + j;
+        float* v = scratch.f.data() + b * c + j;
         hc2::Rotate(x + b * ldx + j, hc2::kBlock, hc2::kBlock, v);
         for (int i = 0; i < hc2::kBlock; ++i) v[i] *= 1.0f / hc2::kBlock;
+        if (!integer_) continue;
+        float m = 0;
+        bool finite = true;
+        for (int i = 0; i < hc2::kBlock; ++i) {
+          const float a = std::fabs(v[i]);
+          finite &= a <= std::numeric_limits<float>::max();
+          m = std::max(m, a);
+        }
+        int16_t* q = scratch.q.data() + (j / hc2::kBlock * batch + b) * hc2::kBlock;
+        float& xs = scratch.f[batch * c + j / hc2::kBlock * batch + b];
+        if (!finite) {  // inf or NaN in the block: the result is NaN
+          std::fill(q, q + hc2::kBlock, int16_t{0});
+          xs = std::numeric_limits<float>::quiet_NaN();
+          continue;
+        }
+        const float inv = m > 0 ? 32767.0f / m : 0.0f;
+        for (int i = 0; i < hc2::kBlock; ++i) {
+          q[i] = static_cast<int16_t>(std::clamp(std::lrint(v[i] * inv), -32767L, 32767L));
+        }
+        xs = m / 32767.0f;
       }
     }
     ld = c;
-    return scratch.data();
+    return scratch.f.data();
   }
-  void Rows(const float* xr, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
+  void Rows(const float* xr, int64_t ldx, const Scratch& scratch, int batch, int64_t r0,
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
+    const int64_t c = cols();
     ForBatchChunks(batch, [&](auto nb, int b0) {
       Hc2Args a{.codes = codes_.data(),
                 .codes_size = codes_.size(),
                 .scales = scales_.data(),
-                .cb = hc2::TrellisCodebook(bits_),
+                .cb = cb_,
                 .pairs = batch <= kPairTableMaxBatch ? pairs_ : nullptr,
                 .bits = bits_,
-                .cols = cols(),
+                .cols = c,
                 .xr = xr + b0 * ldx,
                 .ldx = ldx,
                 .r0 = r0,
@@ -147,7 +183,19 @@ class Hc2FixedLinear final : public Linear {
                 .add = add,
                 .y = y + b0 * ldy,
                 .ldy = ldy};
-      if (simd) {
+      if (integer_) {
+        a.xq = scratch.q.data() + b0 * hc2::kBlock;
+        a.xq_block = batch * hc2::kBlock;
+        a.xs = scratch.f.data() + batch * c + b0;
+        a.xs_block = batch;
+        a.g = st_.g;
+        a.d = st_.d;
+        if (simd) {
+          infer::Hc2IntAvx512(a, decltype(nb)::value);
+        } else {
+          infer::Hc2IntScalar(a, decltype(nb)::value);
+        }
+      } else if (simd) {
         infer::Hc2Avx512(a, decltype(nb)::value);
       } else {
         infer::Hc2Scalar(a, decltype(nb)::value);
@@ -157,8 +205,11 @@ class Hc2FixedLinear final : public Linear {
 
  private:
   int bits_;
+  const float* cb_;
   absl::Span<const uint8_t> codes_, scales_;
   const float* pairs_ = nullptr;
+  bool integer_ = false;
+  hc2::StructuredCodebook st_{};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -175,20 +226,20 @@ class RtnLinear final : public Linear {
 
  protected:
   int64_t ColumnUnit() const override { return group_; }
-  const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+  const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                        int64_t& ld) const override {
     const int64_t g = cols() / group_;
-    scratch.resize(static_cast<size_t>(batch * g));
+    scratch.f.resize(static_cast<size_t>(batch * g));
     for (int b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < g; ++j) {
         float s = 0;
         for (int64_t i = 0; i < group_; ++i) s += x[b * ldx + j * group_ + i];
-        scratch[b * g + j] = s;
+        scratch.f[b * g + j] = s;
       }
     }
     return x;
   }
-  void Rows(const float* x, int64_t ldx, const std::vector<float>& sums, int batch, int64_t r0,
+  void Rows(const float* x, int64_t ldx, const Scratch& scratch, int batch, int64_t r0,
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     const int64_t g = cols() / group_;
@@ -201,7 +252,7 @@ class RtnLinear final : public Linear {
                 .cols = cols(),
                 .x = x + b0 * ldx,
                 .ldx = ldx,
-                .xsum = sums.data() + b0 * g,
+                .xsum = scratch.f.data() + b0 * g,
                 .r0 = r0,
                 .r1 = r1,
                 .c0 = c0,
@@ -241,7 +292,7 @@ class Hc1Linear final : public Linear {
 
  protected:
   int64_t ColumnUnit() const override { return 2; }
-  void Rows(const float* x, int64_t ldx, const std::vector<float>&, int batch, int64_t r0,
+  void Rows(const float* x, int64_t ldx, const Scratch&, int batch, int64_t r0,
             int64_t r1, int64_t c0, int64_t c1, bool add, float* y, int64_t ldy) const override {
     const bool simd = UseSimd();
     ForBatchChunks(batch, [&](auto nb, int b0) {
@@ -282,6 +333,8 @@ absl::Status Unsupported(const LinearWeight& w, absl::string_view why) {
 
 }  // namespace
 
+bool LinearHasHc2Integer() { return infer::Hc2IntAvailable(); }
+
 bool LinearHasAvx512() {
 #if defined(__x86_64__)
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -309,7 +362,7 @@ absl::Status Linear::Apply(absl::Span<const float> x, int64_t ldx, int batch, ab
     return absl::InvalidArgumentError(absl::StrCat("linear: x holds ", x.size(), " floats (needs ",
                                                    nx, "), y ", y.size(), " (needs ", ny, ")"));
   }
-  std::vector<float> scratch;
+  Scratch scratch;
   int64_t ld = ldx;
   const float* src = Prepare(x.data(), ldx, batch, scratch, ld);
   // Column blocks of about 16 KB of X for the whole batch, on the codec's unit; each block's X
@@ -382,12 +435,10 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w,
     if (cols % hc2::kBlock != 0) {
       return Unsupported(w, "hc2 blocks lie inside rows only when cols % 128 == 0");
     }
-    HC_RETURN_IF_ERROR(
-        hc2::PrepareFixedDecoder(static_cast<int64_t>(info.numel), w.params, w.parts).status());
-    const int bits = static_cast<int>(*w.params.Find("bits")->as_int64());
-    return std::unique_ptr<Linear>(
-        new Hc2FixedLinear(rows, cols, bits, FindPart(w.parts, "codes")->bytes,
-                           FindPart(w.parts, "scales")->bytes, options.hc2_pair_table));
+    HC_ASSIGN_OR_RETURN(
+        hc2::FixedRecord rec,
+        hc2::ParseFixedRecord(static_cast<int64_t>(info.numel), w.params, w.parts));
+    return std::unique_ptr<Linear>(new Hc2FixedLinear(rows, cols, rec, options));
   }
   if (w.codec == "rtn") {
     HC_ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec("rtn", {}));

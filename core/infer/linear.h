@@ -16,6 +16,10 @@
 //    differs from decode-then-multiply only in rounding: hc2 multiplies the codebook values by
 //    Rot(x) / 128 instead of unrotating the codes, rtn sums s * sum(q x) + m * sum(x) per group.
 //    Tests hold |y - y_ref| <= 1e-5 * ||w_r||_2 * ||x_b||_2 against a float64 reference.
+//    hc2's integer kernel (LinearOptions::hc2_integer) also rounds Rot(X) / 128 to 16 bits per
+//    block of 128, an error of at most 2^-16 of the block's largest value per element, which
+//    the same tolerance covers (an error of 1e-5 * ||w|| * ||x|| needs all the rounding errors
+//    aligned with w).
 //  - Blocking: columns are cut into blocks of about 16 KB of X for the whole batch (4096
 //    columns at batch 1, 256 at batch 16, on the codec's group boundaries), each block's X
 //    packed contiguously so every batch row of it stays in L1; rows are cut into tiles of 16,
@@ -85,20 +89,25 @@ class Linear {
 
  protected:
   Linear(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  /// Per-call data that Prepare makes and Rows reads.
+  struct Scratch {
+    std::vector<float> f;
+    std::vector<int16_t> q;
+  };
   /// The column unit of the codec (hc2 128, rtn group_size, hc1 2, dense 16): column blocks
   /// start and end on multiples of it.
   virtual int64_t ColumnUnit() const = 0;
   /// Prepares per-call data: returns the X the kernels read (X itself, or e.g. hc2's rotated X
   /// in `scratch`, setting `ld` to its row stride) and may keep more in `scratch` (rtn's sums of
   /// X per group). Called once per Apply. Default: X unchanged.
-  virtual const float* Prepare(const float* x, int64_t ldx, int batch, std::vector<float>& scratch,
+  virtual const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                                int64_t& ld) const {
     return x;
   }
   /// Partial products of rows [r0, r1) over columns [c0, c1) for `batch` (<= kMaxBatch) inputs:
   /// `x` is the prepared X of column c0 (row stride ldx); y[b * ldy + r] receives the partial
   /// sum, added to it when `add`.
-  virtual void Rows(const float* x, int64_t ldx, const std::vector<float>& scratch, int batch,
+  virtual void Rows(const float* x, int64_t ldx, const Scratch& scratch, int batch,
                     int64_t r0, int64_t r1, int64_t c0, int64_t c1, bool add, float* y,
                     int64_t ldy) const = 0;
 
@@ -117,6 +126,13 @@ struct LinearOptions {
   /// 2 only; kind() names the batch-1 kernel. Same results within the stated tolerance.
   /// Default: true.
   bool hc2_pair_table = true;
+  /// hc2 fixed mode with codebook 2 at 4 bits, on CPUs with AVX-512 VBMI, GFNI and VNNI: the
+  /// integer kernel (kind "hc2-fixed-4-int"). It computes the codebook values with byte
+  /// shuffles instead of looking them up, and multiplies them with X rounded to 16 bits per
+  /// block of 128 (|error| <= max|block| / 65534 per element; the codes are exact integers), in
+  /// int32. About 3x the pair table's speed (docs/perf-gemv-cpu.md). Takes precedence over
+  /// hc2_pair_table. Default: true.
+  bool hc2_integer = true;
 
   absl::Status Validate() const;
 };
@@ -135,6 +151,9 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateDenseLinear(DType dtype, int64_t r
 
 /// Whether the fused kernels take their AVX-512 path on this CPU (ignores SimdAllowed()).
 bool LinearHasAvx512();
+/// Whether hc2's integer kernel (LinearOptions::hc2_integer) can run on this CPU: AVX-512 with
+/// VBMI, GFNI and VNNI (e.g. AMD Zen 4, Intel Ice Lake and later).
+bool LinearHasHc2Integer();
 
 }  // namespace hc
 

@@ -43,12 +43,13 @@ inline void Put(float* y, bool add, float v) { *y = add ? *y + v : v; }
 
 }  // namespace
 
-const float* Hc2PairTable(int bits) {
+const float* Hc2PairTable(int bits, int codebook) {
   static const std::vector<float>* tables = [] {
-    auto* t = new std::vector<float>[3];
-    for (int k = 2; k <= 4; ++k) {
-      const float* cb = hc2::TrellisCodebook(k);
-      std::vector<float>& v = t[k - 2];
+    auto* t = new std::vector<float>[6];
+    for (int i = 0; i < 6; ++i) {
+      const int k = 2 + i % 3;
+      const float* cb = hc2::TrellisCodebook(k, 1 + i / 3);
+      std::vector<float>& v = t[i];
       v.resize(size_t{2} << (12 + k));
       for (uint32_t w = 0; w < (1u << (12 + k)); ++w) {
         v[2 * w] = cb[w & 0xFFF];
@@ -57,7 +58,7 @@ const float* Hc2PairTable(int bits) {
     }
     return t;
   }();
-  return tables[std::clamp(bits, 2, 4) - 2].data();
+  return tables[(codebook == hc2::kCodebookTrained ? 0 : 3) + std::clamp(bits, 2, 4) - 2].data();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,6 +99,31 @@ void Hc2Scalar(const Hc2Args& a, int nb) {
         for (int b = 0; b < nb; ++b) bacc[b] += c * a.xr[b * a.ldx + j * 128 - a.c0 + i];
       }
       for (int b = 0; b < nb; ++b) acc[b] += s * bacc[b];
+    }
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
+  }
+}
+
+void Hc2IntScalar(const Hc2Args& a, int nb) {
+  const int k = a.bits;
+  const int64_t nblk = a.cols / 128;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    float acc[16] = {};
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
+      const int64_t blk = r * nblk + j;
+      const float s = HalfToFloat(LoadU16(a.scales + 2 * blk));
+      int32_t bacc[16] = {};
+      uint32_t w = 0;
+      for (int i = 0; i < 128; ++i) {
+        const uint64_t bit = static_cast<uint64_t>(blk * 128 + i) * k;
+        w = (w >> k) | (ReadLsb(a.codes, a.codes_size, bit, k) << (12 - k));
+        const int32_t c = a.g[hc2::StructuredByte(w, k, a.d)];
+        for (int b = 0; b < nb; ++b) bacc[b] += c * a.xq[j * a.xq_block + 128 * b + i];
+      }
+      for (int b = 0; b < nb; ++b) {
+        const float f = s * a.xs[j * a.xs_block + b] * 0x1p-5f;
+        acc[b] += static_cast<float>(bacc[b]) * f;
+      }
     }
     for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
   }
@@ -464,6 +490,98 @@ HC_DISPATCH(Rtn, RtnArgs)
 HC_DISPATCH(Hc1, Hc1Args)
 #undef HC_DISPATCH
 
+// hc2's integer path (4 bits, codebook 2). Half h of a block (weights 64h..64h+63) is read
+// from byte 32h - 1 (a zero before the block): source qword q of the permute holds block bytes
+// [32h + 4q - 1, 32h + 4q + 7), so in lane j of that qword the 8 bits at 4j are the window's
+// older byte o = w mod 256 and those at 4j + 4 are w >> 4. beta = (w >> 4) XOR D(o) (GF(2)
+// affine), G[beta] from two 128-byte tables, then 32 products per vpdpwssd into int32 lanes;
+// each block's lanes are scaled by s * xs * 2^-5 into float accumulators.
+#define HC_AVX512_INT \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx512vnni,fma,f16c")))
+
+template <int NB>
+HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
+  alignas(64) uint8_t perm[64], co[64], cu[64];
+  for (int q = 0; q < 8; ++q) {
+    for (int t = 0; t < 8; ++t) {
+      perm[8 * q + t] = static_cast<uint8_t>(4 * q + t);
+      co[8 * q + t] = static_cast<uint8_t>(4 * t);
+      cu[8 * q + t] = static_cast<uint8_t>(4 * t + 4);
+    }
+  }
+  // gf2p8affine: result bit i = parity(A.byte[7 - i] & x), so A.byte[7 - i] bit j = bit i of d[j].
+  uint64_t amat = 0;
+  for (int i = 0; i < 8; ++i) {
+    uint64_t row = 0;
+    for (int j = 0; j < 8; ++j) row |= static_cast<uint64_t>((a.d[j] >> i) & 1u) << j;
+    amat |= row << (8 * (7 - i));
+  }
+  const __m512i vperm = _mm512_load_si512(perm), vco = _mm512_load_si512(co),
+                vcu = _mm512_load_si512(cu), vamat = _mm512_set1_epi64(static_cast<int64_t>(amat));
+  const __m512i g0 = _mm512_loadu_si512(a.g), g1 = _mm512_loadu_si512(a.g + 64),
+                g2 = _mm512_loadu_si512(a.g + 128), g3 = _mm512_loadu_si512(a.g + 192);
+  const int64_t nblk = a.cols / 128;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t j = a.c0 / 128; j < a.c1 / 128; ++j) {
+      const int64_t blk = r * nblk + j;
+      const float s = HalfToFloat(LoadU16(a.scales + 2 * blk)) * 0x1p-5f;
+      const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 64;
+      const int16_t* xp = a.xq + j * a.xq_block;
+      __m512i iacc[NB];
+      for (int b = 0; b < NB; ++b) iacc[b] = _mm512_setzero_si512();
+      for (int h = 0; h < 2; ++h) {
+        // Half 0 drops the byte before the block; half 1 reads 31 bytes past it, clipped only
+        // at the end of the codes.
+        const uintptr_t addr = start + 32 * h - 1;
+        const __mmask64 m =
+            h == 0 ? ~1ull : (addr + 64 <= hi ? ~0ull : ClipMask(addr, 64, start, hi));
+        const __m512i raw = _mm512_maskz_loadu_epi8(m, reinterpret_cast<const void*>(addr));
+        const __m512i src = _mm512_permutexvar_epi8(vperm, raw);
+        const __m512i o = _mm512_multishift_epi64_epi8(vco, src);
+        const __m512i u = _mm512_multishift_epi64_epi8(vcu, src);
+        const __m512i beta = _mm512_xor_si512(u, _mm512_gf2p8affine_epi64_epi8(o, vamat, 0));
+        const __m512i glo = _mm512_permutex2var_epi8(g0, beta, g1);
+        const __m512i ghi = _mm512_permutex2var_epi8(g2, beta, g3);
+        const __m512i c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(beta), glo, ghi);
+        const __m512i c0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(c));
+        const __m512i c1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(c, 1));
+        for (int b = 0; b < NB; ++b) {
+          const int16_t* x = xp + 128 * b + 64 * h;
+          iacc[b] = _mm512_dpwssd_epi32(iacc[b], c0, _mm512_loadu_si512(x));
+          iacc[b] = _mm512_dpwssd_epi32(iacc[b], c1, _mm512_loadu_si512(x + 32));
+        }
+      }
+      for (int b = 0; b < NB; ++b) {
+        const __m512 f = _mm512_set1_ps(s * a.xs[j * a.xs_block + b]);
+        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[b]), f, acc[b]);
+      }
+    }
+    for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
+  }
+}
+
+void Hc2IntAvx512(const Hc2Args& a, int nb) {
+  switch (nb) {
+    case 1: return Hc2IntAvx512T<1>(a);
+    case 2: return Hc2IntAvx512T<2>(a);
+    case 4: return Hc2IntAvx512T<4>(a);
+    case 8: return Hc2IntAvx512T<8>(a);
+    default: return Hc2IntAvx512T<16>(a);
+  }
+}
+
+bool Hc2IntAvailable() {
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni") &&
+                          __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+
 void Hc2Avx512(const Hc2Args& a, int nb) {
   if (a.pairs != nullptr) {
     Hc2PairAvx512(a, nb);
@@ -475,6 +593,8 @@ void Hc2Avx512(const Hc2Args& a, int nb) {
 #else  // not x86-64: never called (LinearHasAvx512() is false).
 void DenseAvx512(const DenseArgs& a, int nb) { DenseScalar(a, nb); }
 void Hc2Avx512(const Hc2Args& a, int nb) { Hc2Scalar(a, nb); }
+void Hc2IntAvx512(const Hc2Args& a, int nb) { Hc2IntScalar(a, nb); }
+bool Hc2IntAvailable() { return false; }
 void RtnAvx512(const RtnArgs& a, int nb) { RtnScalar(a, nb); }
 void Hc1Avx512(const Hc1Args& a, int nb) { Hc1Scalar(a, nb); }
 #endif

@@ -43,6 +43,16 @@ struct Hc2Args {
   bool add;
   float* y;
   int64_t ldy;
+  /// The integer path (Hc2Int*: codebook 2, 4 bits): X rounded to int16 per block of 128,
+  /// stored block-major so that a block's batch rows are contiguous: value i of block j of
+  /// batch row b (counted from the chunk's first) at xq[j * xq_block + 128 b + i]; its scale
+  /// (the real value is q * scale) at xs[j * xs_block + b].
+  const int16_t* xq = nullptr;
+  int64_t xq_block = 0;
+  const float* xs = nullptr;
+  int64_t xs_block = 0;
+  const int8_t* g = nullptr;
+  const uint8_t* d = nullptr;
 };
 
 /// rtn: `codes` (LSB-first, `bits` bits), `scales` (F16 pairs s, m per group), `xsum` the sums
@@ -83,13 +93,16 @@ struct Hc1Args {
   int64_t ldy;
 };
 
-/// The pair table of hc2's fixed mode for `bits`: entry v (a 12 + bits-bit window holding two
-/// consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >> bits) is the two floats
-/// C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made once per process.
-const float* Hc2PairTable(int bits);
+/// The pair table of hc2's fixed mode for `bits` and `codebook` (1 or 2): entry v (a 12 +
+/// bits-bit window holding two consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >>
+/// bits) is the two floats C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made once per process.
+const float* Hc2PairTable(int bits, int codebook);
 
 void DenseScalar(const DenseArgs& a, int nb);
 void Hc2Scalar(const Hc2Args& a, int nb);
+/// hc2's integer path: per block, sum_i G[beta(w_i)] * xq_i in int32 (exact), times
+/// s * xs * 2^-5. The reference of Hc2IntAvx512.
+void Hc2IntScalar(const Hc2Args& a, int nb);
 void RtnScalar(const RtnArgs& a, int nb);
 void Hc1Scalar(const Hc1Args& a, int nb);
 
@@ -99,6 +112,14 @@ void DenseAvx512(const DenseArgs& a, int nb);
 void Hc2Avx512(const Hc2Args& a, int nb);
 void RtnAvx512(const RtnArgs& a, int nb);
 void Hc1Avx512(const Hc1Args& a, int nb);
+
+/// Whether Hc2IntAvx512 can run here: the AVX-512 set above plus GFNI and AVX512-VNNI.
+bool Hc2IntAvailable();
+/// hc2's integer path with 4-bit symbols, 64 weights per step: VBMI byte permute and two
+/// multishifts give each lane its window's bytes, one GF(2) affine instruction and an XOR make
+/// beta, two 128-entry byte permutes and a blend look G up (no gather), and VNNI's vpdpwssd
+/// multiplies 32 codes by 32 int16 X values per instruction. nb in {1, 2, 4, 8, 16}; bits 4.
+void Hc2IntAvx512(const Hc2Args& a, int nb);
 
 }  // namespace hc::infer
 

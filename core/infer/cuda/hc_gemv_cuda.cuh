@@ -54,15 +54,17 @@ struct Hc2DeviceCodebook {
   uint16_t* f16 = nullptr;
 };
 
-/// Copies the host codebook `cb` (kHc2Codebook float32 values, e.g. hc::hc2::TrellisCodebook(bits))
-/// to the device, with its F16 rounding. `bits` must be 2 or 4 (3 is not supported: its symbols
-/// straddle 32-bit words). Free with Hc2FreeCodebook.
+/// Copies the host codebook `cb` (kHc2Codebook float32 values, e.g.
+/// hc::hc2::TrellisCodebook(bits, codebook)) to the device, with its F16 rounding. `bits` must
+/// be 2 or 4 (3 is not supported: its symbols straddle 32-bit words). Free with
+/// Hc2FreeCodebook.
 cudaError_t Hc2UploadCodebook(const float* cb, int bits, Hc2DeviceCodebook* out);
 /// Frees what Hc2UploadCodebook allocated (null pointers are fine).
 void Hc2FreeCodebook(Hc2DeviceCodebook* cb);
 
-/// One weight matrix in hc2 fixed mode: `codes` the packed symbols (part "codes", rows * cols *
-/// bits / 8 bytes, 4-byte aligned), `scales` the F16 block scales (part "scales", rows * cols / 128).
+/// One weight matrix in hc2 fixed mode: `codes` the packed symbols (part "symbols", or "codes"
+/// of codebook 1, rows * cols * bits / 8 bytes, 4-byte aligned), `scales` the F16 block scales
+/// (part "scales", rows * cols / 128).
 struct Hc2Matrix {
   const uint8_t* codes = nullptr;
   const uint16_t* scales = nullptr;
