@@ -123,40 +123,25 @@ class Hc2FixedLinear final : public Linear {
 
  protected:
   int64_t ColumnUnit() const override { return hc2::kBlock; }
-  // The rotated X / 128 in scratch.f [batch, cols]; on the integer path also each block of it
-  // rounded to int16 (q = round(v * 32767 / max|v|)), block-major (scratch.q [cols / 128,
-  // batch, 128]: a block's batch rows stay together in L1), and the blocks' scales
-  // max|v| / 32767 after the rotated X in scratch.f [cols / 128, batch].
+  // The rotated X / 128 in scratch.f [batch, cols]. On the integer path also each block of it
+  // rounded to q = round(v * 32639 / max|v|), block-major ([cols / 128, batch]): its bytes
+  // (scratch.q, 256 per block: high bytes qh = round(q / 256), then ql = q - 256 qh, both in
+  // [-128, 127]), the per-lane corrections -128 * sum(q) (scratch.c, 16 per block, see
+  // Hc2Args) and the scale max|v| / 32639 after the rotated X in scratch.f.
   const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                        int64_t& ld) const override {
     const int64_t c = cols(), nblk = c / hc2::kBlock;
     scratch.f.resize(static_cast<size_t>(batch * (c + (integer_ ? nblk : 0))));
-    if (integer_) scratch.q.resize(static_cast<size_t>(batch * c));
+    if (integer_) {
+      scratch.q.resize(static_cast<size_t>(batch * c * 2));
+      scratch.c.resize(static_cast<size_t>(batch * nblk * 16));
+    }
     for (int b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < c; j += hc2::kBlock) {
         float* v = scratch.f.data() + b * c + j;
         hc2::Rotate(x + b * ldx + j, hc2::kBlock, hc2::kBlock, v);
         for (int i = 0; i < hc2::kBlock; ++i) v[i] *= 1.0f / hc2::kBlock;
-        if (!integer_) continue;
-        float m = 0;
-        bool finite = true;
-        for (int i = 0; i < hc2::kBlock; ++i) {
-          const float a = std::fabs(v[i]);
-          finite &= a <= std::numeric_limits<float>::max();
-          m = std::max(m, a);
-        }
-        int16_t* q = scratch.q.data() + (j / hc2::kBlock * batch + b) * hc2::kBlock;
-        float& xs = scratch.f[batch * c + j / hc2::kBlock * batch + b];
-        if (!finite) {  // inf or NaN in the block: the result is NaN
-          std::fill(q, q + hc2::kBlock, int16_t{0});
-          xs = std::numeric_limits<float>::quiet_NaN();
-          continue;
-        }
-        const float inv = m > 0 ? 32767.0f / m : 0.0f;
-        for (int i = 0; i < hc2::kBlock; ++i) {
-          q[i] = static_cast<int16_t>(std::clamp(std::lrint(v[i] * inv), -32767L, 32767L));
-        }
-        xs = m / 32767.0f;
+        if (integer_) QuantizeBlock(v, batch, b, j / hc2::kBlock, scratch);
       }
     }
     ld = c;
@@ -184,8 +169,10 @@ class Hc2FixedLinear final : public Linear {
                 .y = y + b0 * ldy,
                 .ldy = ldy};
       if (integer_) {
-        a.xq = scratch.q.data() + b0 * hc2::kBlock;
-        a.xq_block = batch * hc2::kBlock;
+        a.xb = scratch.q.data() + b0 * 2 * hc2::kBlock;
+        a.xb_block = batch * 2 * hc2::kBlock;
+        a.xc = scratch.c.data() + b0 * 16;
+        a.xc_block = batch * 16;
         a.xs = scratch.f.data() + batch * c + b0;
         a.xs_block = batch;
         a.g = st_.g;
@@ -208,6 +195,39 @@ class Hc2FixedLinear final : public Linear {
   const float* cb_;
   absl::Span<const uint8_t> codes_, scales_;
   const float* pairs_ = nullptr;
+  // One block v[0..128) of batch row b, block j, into scratch (see Prepare).
+  void QuantizeBlock(const float* v, int batch, int b, int64_t j, Scratch& scratch) const {
+    const int64_t c = cols();
+    float m = 0;
+    bool finite = true;
+    for (int i = 0; i < hc2::kBlock; ++i) {
+      const float a = std::fabs(v[i]);
+      finite &= a <= std::numeric_limits<float>::max();
+      m = std::max(m, a);
+    }
+    int8_t* q = scratch.q.data() + (j * batch + b) * 2 * hc2::kBlock;
+    int32_t* corr = scratch.c.data() + (j * batch + b) * 16;
+    float& xs = scratch.f[batch * c + j * batch + b];
+    std::fill(corr, corr + 16, 0);
+    if (!finite) {  // inf or NaN in the block: the result is NaN
+      std::fill(q, q + 2 * hc2::kBlock, int8_t{0});
+      xs = std::numeric_limits<float>::quiet_NaN();
+      return;
+    }
+    // |q| <= kQ = 127 * 256 + 127, so that both bytes of q = 256 qh + ql fit int8.
+    constexpr int32_t kQ = 32639;
+    const float inv = m > 0 ? static_cast<float>(kQ) / m : 0.0f;
+    for (int i = 0; i < hc2::kBlock; ++i) {
+      const int32_t v16 =
+          static_cast<int32_t>(std::clamp<long>(std::lrint(v[i] * inv), -kQ, kQ));
+      const int32_t hi = (v16 + 128) >> 8;  // round(v16 / 256): v16 - 256 hi in [-128, 127]
+      q[i] = static_cast<int8_t>(hi);
+      q[hc2::kBlock + i] = static_cast<int8_t>(v16 - 256 * hi);
+      corr[(i & 63) >> 2] -= 128 * v16;
+    }
+    xs = m / static_cast<float>(kQ);
+  }
+
   bool integer_ = false;
   hc2::StructuredCodebook st_{};
 };

@@ -16,8 +16,9 @@
 //    differs from decode-then-multiply only in rounding: hc2 multiplies the codebook values by
 //    Rot(x) / 128 instead of unrotating the codes, rtn sums s * sum(q x) + m * sum(x) per group.
 //    Tests hold |y - y_ref| <= 1e-5 * ||w_r||_2 * ||x_b||_2 against a float64 reference.
-//    hc2's integer kernel (LinearOptions::hc2_integer) also rounds Rot(X) / 128 to 16 bits per
-//    block of 128, an error of at most 2^-16 of the block's largest value per element, which
+//    hc2's integer kernel (LinearOptions::hc2_integer) also rounds Rot(X) / 128 to integers in
+//    [-32639, 32639] per block of 128, an error of at most 1/65278 of the block's largest value
+//    per element, which
 //    the same tolerance covers (an error of 1e-5 * ||w|| * ||x|| needs all the rounding errors
 //    aligned with w).
 //  - Blocking: columns are cut into blocks of about 16 KB of X for the whole batch (4096
@@ -92,7 +93,8 @@ class Linear {
   /// Per-call data that Prepare makes and Rows reads.
   struct Scratch {
     std::vector<float> f;
-    std::vector<int16_t> q;
+    std::vector<int8_t> q;
+    std::vector<int32_t> c;
   };
   /// The column unit of the codec (hc2 128, rtn group_size, hc1 2, dense 16): column blocks
   /// start and end on multiples of it.
@@ -128,10 +130,10 @@ struct LinearOptions {
   bool hc2_pair_table = true;
   /// hc2 fixed mode with codebook 2 at 4 bits, on CPUs with AVX-512 VBMI, GFNI and VNNI: the
   /// integer kernel (kind "hc2-fixed-4-int"). It computes the codebook values with byte
-  /// shuffles instead of looking them up, and multiplies them with X rounded to 16 bits per
-  /// block of 128 (|error| <= max|block| / 65534 per element; the codes are exact integers), in
-  /// int32. About 3x the pair table's speed (docs/perf-gemv-cpu.md). Takes precedence over
-  /// hc2_pair_table. Default: true.
+  /// shuffles instead of looking them up, and multiplies them with X rounded to 16-bit integers
+  /// per block of 128 (|error| <= max|block| / 65278 per element; the codes are exact
+  /// integers), in int32. About 3.5x the pair table's speed (docs/perf-gemv-cpu.md). Takes
+  /// precedence over hc2_pair_table. Default: true.
   bool hc2_integer = true;
 
   absl::Status Validate() const;

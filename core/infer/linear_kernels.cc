@@ -118,7 +118,10 @@ void Hc2IntScalar(const Hc2Args& a, int nb) {
         const uint64_t bit = static_cast<uint64_t>(blk * 128 + i) * k;
         w = (w >> k) | (ReadLsb(a.codes, a.codes_size, bit, k) << (12 - k));
         const int32_t c = a.g[hc2::StructuredByte(w, k, a.d)];
-        for (int b = 0; b < nb; ++b) bacc[b] += c * a.xq[j * a.xq_block + 128 * b + i];
+        for (int b = 0; b < nb; ++b) {
+          const int8_t* x = a.xb + j * a.xb_block + 256 * b;
+          bacc[b] += c * (256 * x[i] + x[128 + i]);
+        }
       }
       for (int b = 0; b < nb; ++b) {
         const float f = s * a.xs[j * a.xs_block + b] * 0x1p-5f;
@@ -494,8 +497,9 @@ HC_DISPATCH(Hc1, Hc1Args)
 // from byte 32h - 1 (a zero before the block): source qword q of the permute holds block bytes
 // [32h + 4q - 1, 32h + 4q + 7), so in lane j of that qword the 8 bits at 4j are the window's
 // older byte o = w mod 256 and those at 4j + 4 are w >> 4. beta = (w >> 4) XOR D(o) (GF(2)
-// affine), G[beta] from two 128-byte tables, then 32 products per vpdpwssd into int32 lanes;
-// each block's lanes are scaled by s * xs * 2^-5 into float accumulators.
+// affine), G[beta] + 128 from two 128-byte tables, then 64 products per vpdpbusd with X's high
+// and low bytes into int32 lanes; each block's lanes are scaled by s * xs * 2^-5 into float
+// accumulators.
 #define HC_AVX512_INT \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx512vnni,fma,f16c")))
 
@@ -518,8 +522,12 @@ HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
   }
   const __m512i vperm = _mm512_load_si512(perm), vco = _mm512_load_si512(co),
                 vcu = _mm512_load_si512(cu), vamat = _mm512_set1_epi64(static_cast<int64_t>(amat));
-  const __m512i g0 = _mm512_loadu_si512(a.g), g1 = _mm512_loadu_si512(a.g + 64),
-                g2 = _mm512_loadu_si512(a.g + 128), g3 = _mm512_loadu_si512(a.g + 192);
+  // G + 128 as unsigned bytes (vpdpbusd's first operand): the sign bit flipped.
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i g0 = _mm512_xor_si512(_mm512_loadu_si512(a.g), bias),
+                g1 = _mm512_xor_si512(_mm512_loadu_si512(a.g + 64), bias),
+                g2 = _mm512_xor_si512(_mm512_loadu_si512(a.g + 128), bias),
+                g3 = _mm512_xor_si512(_mm512_loadu_si512(a.g + 192), bias);
   const int64_t nblk = a.cols / 128;
   const uintptr_t lo = reinterpret_cast<uintptr_t>(a.codes), hi = lo + a.codes_size;
   for (int64_t r = a.r0; r < a.r1; ++r) {
@@ -529,9 +537,12 @@ HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
       const int64_t blk = r * nblk + j;
       const float s = HalfToFloat(LoadU16(a.scales + 2 * blk)) * 0x1p-5f;
       const uintptr_t start = lo + static_cast<uintptr_t>(blk) * 64;
-      const int16_t* xp = a.xq + j * a.xq_block;
-      __m512i iacc[NB];
-      for (int b = 0; b < NB; ++b) iacc[b] = _mm512_setzero_si512();
+      const int8_t* xp = a.xb + j * a.xb_block;
+      __m512i hacc[NB], lacc[NB];
+      for (int b = 0; b < NB; ++b) {
+        hacc[b] = _mm512_setzero_si512();
+        lacc[b] = _mm512_loadu_si512(a.xc + j * a.xc_block + 16 * b);
+      }
       for (int h = 0; h < 2; ++h) {
         // Half 0 drops the byte before the block; half 1 reads 31 bytes past it, clipped only
         // at the end of the codes.
@@ -545,18 +556,18 @@ HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
         const __m512i beta = _mm512_xor_si512(u, _mm512_gf2p8affine_epi64_epi8(o, vamat, 0));
         const __m512i glo = _mm512_permutex2var_epi8(g0, beta, g1);
         const __m512i ghi = _mm512_permutex2var_epi8(g2, beta, g3);
-        const __m512i c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(beta), glo, ghi);
-        const __m512i c0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(c));
-        const __m512i c1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(c, 1));
+        const __m512i cu = _mm512_mask_blend_epi8(_mm512_movepi8_mask(beta), glo, ghi);
         for (int b = 0; b < NB; ++b) {
-          const int16_t* x = xp + 128 * b + 64 * h;
-          iacc[b] = _mm512_dpwssd_epi32(iacc[b], c0, _mm512_loadu_si512(x));
-          iacc[b] = _mm512_dpwssd_epi32(iacc[b], c1, _mm512_loadu_si512(x + 32));
+          const int8_t* x = xp + 256 * b + 64 * h;
+          hacc[b] = _mm512_dpbusd_epi32(hacc[b], cu, _mm512_loadu_si512(x));
+          lacc[b] = _mm512_dpbusd_epi32(lacc[b], cu, _mm512_loadu_si512(x + 128));
         }
       }
+      // Lane l: 256 sum(cu qh) + sum(cu ql) - 128 sum(q) = sum(c q) over its 8 weights, exact.
       for (int b = 0; b < NB; ++b) {
+        const __m512i v = _mm512_add_epi32(_mm512_slli_epi32(hacc[b], 8), lacc[b]);
         const __m512 f = _mm512_set1_ps(s * a.xs[j * a.xs_block + b]);
-        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[b]), f, acc[b]);
+        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), f, acc[b]);
       }
     }
     for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));

@@ -43,12 +43,17 @@ struct Hc2Args {
   bool add;
   float* y;
   int64_t ldy;
-  /// The integer path (Hc2Int*: codebook 2, 4 bits): X rounded to int16 per block of 128,
-  /// stored block-major so that a block's batch rows are contiguous: value i of block j of
-  /// batch row b (counted from the chunk's first) at xq[j * xq_block + 128 b + i]; its scale
-  /// (the real value is q * scale) at xs[j * xs_block + b].
-  const int16_t* xq = nullptr;
-  int64_t xq_block = 0;
+  /// The integer path (Hc2Int*: codebook 2, 4 bits): X rounded to 16-bit integers q per block
+  /// of 128 (the real value is q * scale), split into two signed bytes, q = 256 qh + ql, and
+  /// stored block-major so that a block's batch rows are contiguous: for block j and batch row
+  /// b (counted from the chunk's first), xb[j * xb_block + 256 b + i] = qh_i and
+  /// xb[j * xb_block + 256 b + 128 + i] = ql_i; xc[j * xc_block + 16 b + l] = -128 * (the sum
+  /// of q_i over i mod 64 in [4l, 4l + 4)), the correction for the codes' +128 bias in lane l;
+  /// the scale at xs[j * xs_block + b].
+  const int8_t* xb = nullptr;
+  int64_t xb_block = 0;
+  const int32_t* xc = nullptr;
+  int64_t xc_block = 0;
   const float* xs = nullptr;
   int64_t xs_block = 0;
   const int8_t* g = nullptr;
@@ -100,7 +105,7 @@ const float* Hc2PairTable(int bits, int codebook);
 
 void DenseScalar(const DenseArgs& a, int nb);
 void Hc2Scalar(const Hc2Args& a, int nb);
-/// hc2's integer path: per block, sum_i G[beta(w_i)] * xq_i in int32 (exact), times
+/// hc2's integer path: per block, sum_i G[beta(w_i)] * q_i in int32 (exact), times
 /// s * xs * 2^-5. The reference of Hc2IntAvx512.
 void Hc2IntScalar(const Hc2Args& a, int nb);
 void RtnScalar(const RtnArgs& a, int nb);
@@ -117,8 +122,9 @@ void Hc1Avx512(const Hc1Args& a, int nb);
 bool Hc2IntAvailable();
 /// hc2's integer path with 4-bit symbols, 64 weights per step: VBMI byte permute and two
 /// multishifts give each lane its window's bytes, one GF(2) affine instruction and an XOR make
-/// beta, two 128-entry byte permutes and a blend look G up (no gather), and VNNI's vpdpwssd
-/// multiplies 32 codes by 32 int16 X values per instruction. nb in {1, 2, 4, 8, 16}; bits 4.
+/// beta, two 128-entry byte permutes and a blend look G + 128 up (no gather), and VNNI's
+/// vpdpbusd multiplies the 64 unsigned codes by X's 64 high bytes, then by its 64 low bytes:
+/// 256 sum(cu qh) + sum(cu ql) + xc = sum(c q), exact in int32. nb in {1, 2, 4, 8, 16}.
 void Hc2IntAvx512(const Hc2Args& a, int nb);
 
 }  // namespace hc::infer
