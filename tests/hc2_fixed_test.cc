@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/dtype.h"
+#include "core/base/simd.h"
 #include "core/codec/hc2_transform.h"
 #include "core/io/bit_pack.h"
 #include "core/base/parallel.h"
@@ -103,7 +104,7 @@ TEST(Hc2FixedTest, VectorSearchEqualsScalarSearch) {
                          TrellisSearchCodebook(bits, c) + kTrellisCodebook);
     }
   }
-  int cases = 0;
+  int cases = 0, vector_runs = 0;
   for (size_t k = 0; k < books.size(); ++k) {
     for (int bits = 2; bits <= 4; ++bits) {
       for (int n : {2, 4, 8, 16, 32, 64, 128}) {
@@ -118,16 +119,23 @@ TEST(Hc2FixedTest, VectorSearchEqualsScalarSearch) {
         for (const std::vector<float>& u : inputs) {
           SCOPED_TRACE(absl::StrCat("book ", k, " bits ", bits, " n ", n, " case ", cases));
           std::vector<uint8_t> a(n), b(n);
-          const float ea = TrellisSearch(u.data(), n, bits, books[k].data(), a.data(), false);
-          const float eb = TrellisSearch(u.data(), n, bits, books[k].data(), b.data(), true);
-          ASSERT_EQ(a, b);
-          ASSERT_EQ(ea, eb);
+          float ea = 0, eb = 0;
+          ASSERT_TRUE(TrellisSearchOn(SearchPath::kScalar, u.data(), n, bits, books[k].data(),
+                                      a.data(), &ea));
+          for (SearchPath p : {SearchPath::kAvx2, SearchPath::kAvx512}) {
+            if (!TrellisSearchOn(p, u.data(), n, bits, books[k].data(), b.data(), &eb)) continue;
+            ASSERT_EQ(a, b) << "path " << static_cast<int>(p);
+            ASSERT_EQ(ea, eb) << "path " << static_cast<int>(p);
+            ++vector_runs;
+          }
           ++cases;
         }
       }
     }
   }
   EXPECT_EQ(cases, 8 * 3 * 7 * 5);
+  std::printf("%d vector searches compared with the scalar one\n", vector_runs);
+  if (!CpuHasAvx2()) GTEST_SKIP() << "no AVX2 here: only the scalar path ran";
 }
 
 TEST(Hc2FixedTest, CodebooksReachTheirDesignSnrOnGaussianBlocks) {

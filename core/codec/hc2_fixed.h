@@ -80,11 +80,17 @@ const float* TrellisSearchCodebook(int bits, int codebook);
 /// The Viterbi search: the symbols sym[0..n) (each < 2^bits), starting from window 0, whose
 /// decoded values minimise sum_i (u[i] - value_i)^2, with `search_cb` a codebook in search order;
 /// ties go to the lower predecessor, then to the lower final state. n <= 128. With `allow_simd`
-/// on a CPU with AVX2 the search is vectorised, with results bit-identical to the scalar path
-/// (float32 subtract, multiply, add and compare only). Returns the squared error, summed in
-/// symbol order.
+/// on a CPU with AVX-512 (16 states per vector) or AVX2 (8) the search is vectorised, with
+/// results bit-identical to the scalar path (float32 subtract, multiply, add and compare only).
+/// Returns the squared error, summed in symbol order.
 float TrellisSearch(const float* u, int n, int bits, const float* search_cb, uint8_t* sym,
                     bool allow_simd = true);
+
+/// The code paths of TrellisSearch, for tests and benchmarks.
+enum class SearchPath { kScalar, kAvx2, kAvx512 };
+/// TrellisSearch on one path; false (nothing written) where the CPU lacks it.
+bool TrellisSearchOn(SearchPath path, const float* u, int n, int bits, const float* search_cb,
+                     uint8_t* sym, float* error);
 
 /// Decodes symbols with the normative window: c[i] = cb[w_i] for i < n.
 void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* c);
