@@ -277,11 +277,13 @@ const Books& AllBooks() {
 }  // namespace
 
 const float* TrellisCodebook(int bits, int codebook) {
-  return AllBooks().window[codebook == kCodebookTrained ? 0 : 1][std::clamp(bits, 2, 4) - 2].data();
+  const int c = codebook == kCodebookTrained ? 0 : 1;
+  return AllBooks().window[c][std::clamp(bits, 2, 4) - 2].data();
 }
 
 const float* TrellisSearchCodebook(int bits, int codebook) {
-  return AllBooks().search[codebook == kCodebookTrained ? 0 : 1][std::clamp(bits, 2, 4) - 2].data();
+  const int c = codebook == kCodebookTrained ? 0 : 1;
+  return AllBooks().search[c][std::clamp(bits, 2, 4) - 2].data();
 }
 
 void TrellisValues(const uint8_t* sym, int n, int bits, const float* cb, float* c) {

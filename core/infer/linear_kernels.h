@@ -100,7 +100,8 @@ struct Hc1Args {
 
 /// The pair table of hc2's fixed mode for `bits` and `codebook` (1 or 2): entry v (a 12 +
 /// bits-bit window holding two consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >>
-/// bits) is the two floats C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made once per process.
+/// bits) is the two floats C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made
+/// once per process.
 const float* Hc2PairTable(int bits, int codebook);
 
 void DenseScalar(const DenseArgs& a, int nb);

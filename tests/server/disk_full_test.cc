@@ -42,7 +42,8 @@ class DiskFullTest : public ::testing::Test {
   std::vector<std::string> Leftovers(const std::string& root) {
     // The server deletes a failed job's files while this runs: a walk that skips what vanishes.
     std::vector<std::string> out;
-    ForEachRegularFile(root, [&](const std::string& path, const struct stat&) { out.push_back(path); });
+    ForEachRegularFile(root,
+                       [&](const std::string& path, const struct stat&) { out.push_back(path); });
     return out;
   }
   std::string dir_, mnt_;
