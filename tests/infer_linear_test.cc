@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/simd.h"
 #include "core/codec/codec.h"
 #include "core/infer/linear.h"
@@ -145,6 +146,8 @@ std::vector<Case> Cases() {
     v.push_back({"rtn", {{"bits", bits}, {"group_size", "128"}}, 21, 256});
   }
   v.push_back({"rtn", {{"bits", "4"}, {"group_size", "32"}}, 9, 96});
+  v.push_back({"rtn", {{"bits", "4"}, {"group_size", "64"}}, 11, 192});
+  v.push_back({"rtn", {{"bits", "4"}, {"group_size", "256"}}, 6, 512});
   v.push_back({"hc1", {{"preset", "llm"}, {"fallback_mae", "0"}}, 23, 130});
   v.push_back({"hc1", {{"preset", "llm"}, {"fallback_mae", "0"}}, 5, 66});
   v.push_back({"hc1", {{"preset", "unet"}}, 17, 64});
@@ -238,18 +241,68 @@ TEST(InferLinearTest, KindsAndBytes) {
   EXPECT_EQ(lin->weight_bytes(), 4u * 256 * 4 / 8 + 2u * 8);  // codes + one F16 scale per block
   const Encoded r = Encode("rtn", {{"bits", "4"}, {"group_size", "128"}}, 4, 256, 3);
   HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(r.weight));
-  EXPECT_EQ(lin->kind(), "rtn-4-g128");
+  EXPECT_EQ(lin->kind(), LinearHasHc2Integer() ? "rtn-4-g128-int" : "rtn-4-g128");
   EXPECT_EQ(lin->weight_bytes(), 4u * 256 * 4 / 8 + 4u * 8);
+  LinearOptions o;
+  o.rtn_integer = false;
+  HC_ASSERT_OK_AND_ASSIGN(lin, CreateLinear(r.weight, o));
+  EXPECT_EQ(lin->kind(), "rtn-4-g128");
+}
+
+// Edge inputs for the integer kernels (X of `lin.cols()` values, a multiple of 128, at least
+// 384): all zeros; one huge and one tiny value with a constant block; the same with a zero block;
+// plain Gaussian. Checks the AVX-512 kernel against its scalar reference (same rounded X, exact
+// integer sums: only float32 accumulation differs), both against the float64 reference of the
+// decoded weights within the stated tolerance, and that NaN in X gives NaN out.
+void CheckEdgeInputs(const Encoded& e, const Linear& lin, const std::string& what) {
+  InlineExecutor ex;
+  const int64_t rows = lin.rows(), cols = lin.cols();
+  std::vector<std::vector<float>> inputs;
+  inputs.push_back(std::vector<float>(cols, 0.0f));
+  std::vector<float> x = Inputs(1, cols, 3);
+  x[5] = 1e30f;     // one huge value: the rest of its block rounds to 0
+  x[200] = 1e-30f;  // tiny
+  for (int i = 256; i < 384; ++i) x[i] = -2.5f;  // a constant block
+  inputs.push_back(x);
+  for (int i = 128; i < 256; ++i) x[i] = 0.0f;  // and a zero block
+  inputs.push_back(x);
+  inputs.push_back(Inputs(1, cols, 4));
+  for (const std::vector<float>& in : inputs) {
+    std::vector<float> ys(rows), yv(rows);
+    ASSERT_THAT(lin.Apply(in, cols, 1, absl::MakeSpan(yv), rows, ex), IsOk());
+    {
+      ScopedScalarOnly scalar;
+      ASSERT_THAT(lin.Apply(in, cols, 1, absl::MakeSpan(ys), rows, ex), IsOk());
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0, wn = 0, xn = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double w = e.decoded[r * cols + c];
+        ref += w * in[c];
+        mag += std::fabs(w) * std::fabs(in[c]);
+        wn += w * w;
+        xn += double{in[c]} * in[c];
+      }
+      // X's rounding: <= 1/65278 of each block's largest value, bounded here through the
+      // Cauchy-Schwarz product of the row and X norms.
+      const double tol = 1e-5 * std::sqrt(wn * xn) + 1e-30;
+      EXPECT_NEAR(yv[r], ys[r], 1e-6 * mag + 1e-30) << what << " row " << r;
+      EXPECT_NEAR(yv[r], ref, tol) << what << " row " << r;
+    }
+  }
+  std::vector<float> nan_x = Inputs(1, cols, 5), y(rows);
+  nan_x[130] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_THAT(lin.Apply(nan_x, cols, 1, absl::MakeSpan(y), rows, ex), IsOk());
+  for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << what << " row " << r;
 }
 
 // hc2's integer kernel on hand-made codebook 2 records (all-zero, all-one and random symbol bytes,
 // scales spanning F16) and edge inputs (zero blocks, one huge or tiny value, a block that is all
 // one value, NaN): the AVX-512 kernel against its scalar reference (same rounded X, exact integer
 // sums, so only float32 accumulation differs), both against the float64 reference of the decoded
-// weights within the rounding of X to 16 bits, and NaN in X gives NaN out.
+// weights within the rounding of X to 16 bits, and NaN in X gives NaN out (CheckEdgeInputs).
 TEST(InferLinearTest, Hc2IntegerKernelOnEdgeInputs) {
   if (!LinearHasHc2Integer()) GTEST_SKIP() << "no AVX-512 VBMI + GFNI + VNNI here";
-  InlineExecutor ex;
   const int64_t rows = 5, cols = 384;
   std::mt19937 rng(11);
   for (int fill : {0, 0xFF, -1}) {
@@ -287,45 +340,20 @@ TEST(InferLinearTest, Hc2IntegerKernelOnEdgeInputs) {
     dec->DecodeRange(0, absl::MakeSpan(e.decoded));
     HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(w));
     ASSERT_EQ(lin->kind(), "hc2-fixed-4-int");
-    std::vector<std::vector<float>> inputs;
-    inputs.push_back(std::vector<float>(cols, 0.0f));
-    std::vector<float> x = Inputs(1, cols, 3);
-    x[5] = 1e30f;         // one huge value: the rest of its block rounds to 0
-    x[200] = 1e-30f;      // tiny
-    for (int i = 256; i < 384; ++i) x[i] = -2.5f;  // a constant block
-    inputs.push_back(x);
-    for (int i = 128; i < 256; ++i) x[i] = 0.0f;  // and a zero block
-    inputs.push_back(x);
-    inputs.push_back(Inputs(1, cols, 4));
-    for (const std::vector<float>& in : inputs) {
-      std::vector<float> ys(rows), yv(rows);
-      ASSERT_THAT(lin->Apply(in, cols, 1, absl::MakeSpan(yv), rows, ex), IsOk());
-      {
-        ScopedScalarOnly scalar;
-        ASSERT_THAT(lin->Apply(in, cols, 1, absl::MakeSpan(ys), rows, ex), IsOk());
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        double ref = 0, mag = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          ref += double{e.decoded[r * cols + c]} * in[c];
-          mag += std::fabs(double{e.decoded[r * cols + c]}) * std::fabs(in[c]);
-        }
-        // X's rounding: <= 2^-16 of each block's largest |Rot(x)|, which is <= ||x_block||;
-        // bounded here by the Cauchy-Schwarz product of the row and X norms.
-        double wn = 0, xn = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          wn += double{e.decoded[r * cols + c]} * e.decoded[r * cols + c];
-          xn += double{in[c]} * in[c];
-        }
-        const double tol = 1e-5 * std::sqrt(wn * xn) + 1e-30;
-        EXPECT_NEAR(yv[r], ys[r], 1e-6 * mag + 1e-30) << "fill " << fill << " row " << r;
-        EXPECT_NEAR(yv[r], ref, tol) << "fill " << fill << " row " << r;
-      }
-    }
-    std::vector<float> nan_x = Inputs(1, cols, 5), y(rows);
-    nan_x[130] = std::numeric_limits<float>::quiet_NaN();
-    ASSERT_THAT(lin->Apply(nan_x, cols, 1, absl::MakeSpan(y), rows, ex), IsOk());
-    for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
+    CheckEdgeInputs(e, *lin, absl::StrCat("fill ", fill));
+  }
+}
+
+// rtn's integer kernel on real 4-bit codes (Gaussian weights with outliers, so many groups'
+// zero points are far from the middle code) for groups of 64, 128 and 256, on the same edge
+// inputs.
+TEST(InferLinearTest, RtnIntegerKernelOnEdgeInputs) {
+  if (!LinearHasHc2Integer()) GTEST_SKIP() << "no AVX-512 VBMI + GFNI + VNNI here";
+  for (const char* group : {"64", "128", "256"}) {
+    const Encoded e = Encode("rtn", {{"bits", "4"}, {"group_size", group}}, 7, 512, 21);
+    HC_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Linear> lin, CreateLinear(e.weight));
+    ASSERT_EQ(lin->kind(), absl::StrCat("rtn-4-g", group, "-int"));
+    CheckEdgeInputs(e, *lin, absl::StrCat("group ", group));
   }
 }
 

@@ -29,13 +29,15 @@ constexpr int kPairTableMaxBatch = 2;
 bool UseSimd() { return LinearHasAvx512() && SimdAllowed(); }
 
 // Calls f(integral_constant<int, NB>, b0) for batch chunks [b0, b0 + NB) covering [0, batch),
-// NB in {16, 8, 4, 2, 1}: every batch size runs through kernels compiled for a fixed width.
+// NB in {16, 8, 4, 2, 1} up to `max_width`: every batch size runs through kernels compiled for a
+// fixed width. (The integer kernels keep three accumulators per batch row: at width 16 they
+// would spill, so they take chunks of at most 8.)
 template <typename F>
-void ForBatchChunks(int batch, F&& f) {
+void ForBatchChunks(int batch, F&& f, int max_width = 16) {
   int b0 = 0;
   while (b0 < batch) {
     const int left = batch - b0;
-    if (left >= 16) {
+    if (left >= 16 && max_width >= 16) {
       f(std::integral_constant<int, 16>(), b0), b0 += 16;
     } else if (left >= 8) {
       f(std::integral_constant<int, 8>(), b0), b0 += 8;
@@ -124,10 +126,9 @@ class Hc2FixedLinear final : public Linear {
  protected:
   int64_t ColumnUnit() const override { return hc2::kBlock; }
   // The rotated X / 128 in scratch.f [batch, cols]. On the integer path also each block of it
-  // rounded to q = round(v * 32639 / max|v|), block-major ([cols / 128, batch]): its bytes
-  // (scratch.q, 256 per block: high bytes qh = round(q / 256), then ql = q - 256 qh, both in
-  // [-128, 127]), the per-lane corrections -128 * sum(q) (scratch.c, 16 per block, see
-  // Hc2Args) and the scale max|v| / 32639 after the rotated X in scratch.f.
+  // by QuantizeX16, block-major ([cols / 128, batch]): its bytes (scratch.q, 256 per block),
+  // the per-lane corrections -128 * sum(q) (scratch.c, 16 per block, see Hc2Args) and the
+  // scale after the rotated X in scratch.f.
   const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                        int64_t& ld) const override {
     const int64_t c = cols(), nblk = c / hc2::kBlock;
@@ -141,7 +142,12 @@ class Hc2FixedLinear final : public Linear {
         float* v = scratch.f.data() + b * c + j;
         hc2::Rotate(x + b * ldx + j, hc2::kBlock, hc2::kBlock, v);
         for (int i = 0; i < hc2::kBlock; ++i) v[i] *= 1.0f / hc2::kBlock;
-        if (integer_) QuantizeBlock(v, batch, b, j / hc2::kBlock, scratch);
+        if (!integer_) continue;
+        const int64_t blk = j / hc2::kBlock;
+        int32_t* corr = scratch.c.data() + (blk * batch + b) * 16;
+        scratch.f[batch * c + blk * batch + b] = infer::QuantizeX16(
+            v, hc2::kBlock, false, scratch.q.data() + (blk * batch + b) * 2 * hc2::kBlock, corr);
+        for (int l = 0; l < 16; ++l) corr[l] *= -128;
       }
     }
     ld = c;
@@ -187,7 +193,7 @@ class Hc2FixedLinear final : public Linear {
       } else {
         infer::Hc2Scalar(a, decltype(nb)::value);
       }
-    });
+    }, integer_ ? 8 : 16);
   }
 
  private:
@@ -195,39 +201,6 @@ class Hc2FixedLinear final : public Linear {
   const float* cb_;
   absl::Span<const uint8_t> codes_, scales_;
   const float* pairs_ = nullptr;
-  // One block v[0..128) of batch row b, block j, into scratch (see Prepare).
-  void QuantizeBlock(const float* v, int batch, int b, int64_t j, Scratch& scratch) const {
-    const int64_t c = cols();
-    float m = 0;
-    bool finite = true;
-    for (int i = 0; i < hc2::kBlock; ++i) {
-      const float a = std::fabs(v[i]);
-      finite &= a <= std::numeric_limits<float>::max();
-      m = std::max(m, a);
-    }
-    int8_t* q = scratch.q.data() + (j * batch + b) * 2 * hc2::kBlock;
-    int32_t* corr = scratch.c.data() + (j * batch + b) * 16;
-    float& xs = scratch.f[batch * c + j * batch + b];
-    std::fill(corr, corr + 16, 0);
-    if (!finite) {  // inf or NaN in the block: the result is NaN
-      std::fill(q, q + 2 * hc2::kBlock, int8_t{0});
-      xs = std::numeric_limits<float>::quiet_NaN();
-      return;
-    }
-    // |q| <= kQ = 127 * 256 + 127, so that both bytes of q = 256 qh + ql fit int8.
-    constexpr int32_t kQ = 32639;
-    const float inv = m > 0 ? static_cast<float>(kQ) / m : 0.0f;
-    for (int i = 0; i < hc2::kBlock; ++i) {
-      const int32_t v16 =
-          static_cast<int32_t>(std::clamp<long>(std::lrint(v[i] * inv), -kQ, kQ));
-      const int32_t hi = (v16 + 128) >> 8;  // round(v16 / 256): v16 - 256 hi in [-128, 127]
-      q[i] = static_cast<int8_t>(hi);
-      q[hc2::kBlock + i] = static_cast<int8_t>(v16 - 256 * hi);
-      corr[(i & 63) >> 2] -= 128 * v16;
-    }
-    xs = m / static_cast<float>(kQ);
-  }
-
   bool integer_ = false;
   hc2::StructuredCodebook st_{};
 };
@@ -239,22 +212,48 @@ class Hc2FixedLinear final : public Linear {
 class RtnLinear final : public Linear {
  public:
   RtnLinear(int64_t rows, int64_t cols, int bits, int64_t group, absl::Span<const uint8_t> codes,
-            absl::Span<const uint8_t> scales)
-      : Linear(rows, cols), bits_(bits), group_(group), codes_(codes), scales_(scales) {}
-  std::string kind() const override { return absl::StrCat("rtn-", bits_, "-g", group_); }
+            absl::Span<const uint8_t> scales, const LinearOptions& options)
+      : Linear(rows, cols),
+        bits_(bits),
+        group_(group),
+        codes_(codes),
+        scales_(scales),
+        integer_(options.rtn_integer && bits == 4 && group % 64 == 0 &&
+                 infer::Hc2IntAvailable()) {}
+  std::string kind() const override {
+    return absl::StrCat("rtn-", bits_, "-g", group_, integer_ ? "-int" : "");
+  }
   uint64_t weight_bytes() const override { return codes_.size() + scales_.size(); }
 
  protected:
   int64_t ColumnUnit() const override { return group_; }
   const float* Prepare(const float* x, int64_t ldx, int batch, Scratch& scratch,
                        int64_t& ld) const override {
+    // The sums of X per group in scratch.f [batch, groups]; on the integer path then each group
+    // by QuantizeX16 (even_odd), group-major: its scale after the sums in scratch.f [groups,
+    // batch], its bytes in scratch.q [groups, batch, 2 * group], the sum of its rounded values
+    // in scratch.c [groups, batch].
     const int64_t g = cols() / group_;
-    scratch.f.resize(static_cast<size_t>(batch * g));
+    scratch.f.resize(static_cast<size_t>(batch * g * (integer_ ? 2 : 1)));
+    if (integer_) {
+      scratch.q.resize(static_cast<size_t>(batch * cols() * 2));
+      scratch.c.resize(static_cast<size_t>(batch * g));
+    }
     for (int b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < g; ++j) {
+        const float* v = x + b * ldx + j * group_;
         float s = 0;
-        for (int64_t i = 0; i < group_; ++i) s += x[b * ldx + j * group_ + i];
+        for (int64_t i = 0; i < group_; ++i) s += v[i];
         scratch.f[b * g + j] = s;
+        if (integer_) {
+          int32_t lanes[16];
+          scratch.f[batch * g + j * batch + b] = infer::QuantizeX16(
+              v, static_cast<int>(group_), true,
+              scratch.q.data() + (j * batch + b) * 2 * group_, lanes);
+          int32_t sum = 0;
+          for (int32_t l : lanes) sum += l;
+          scratch.c[j * batch + b] = sum;
+        }
       }
     }
     return x;
@@ -280,18 +279,31 @@ class RtnLinear final : public Linear {
                 .add = add,
                 .y = y + b0 * ldy,
                 .ldy = ldy};
-      if (simd) {
+      if (integer_) {
+        a.xb = scratch.q.data() + b0 * 2 * group_;
+        a.xb_block = batch * 2 * group_;
+        a.xc = scratch.c.data() + b0;
+        a.xc_block = batch;
+        a.xs = scratch.f.data() + batch * g + b0;
+        a.xs_block = batch;
+        if (simd) {
+          infer::RtnIntAvx512(a, decltype(nb)::value);
+        } else {
+          infer::RtnIntScalar(a, decltype(nb)::value);
+        }
+      } else if (simd) {
         infer::RtnAvx512(a, decltype(nb)::value);
       } else {
         infer::RtnScalar(a, decltype(nb)::value);
       }
-    });
+    }, integer_ ? 8 : 16);
   }
 
  private:
   int bits_;
   int64_t group_;
   absl::Span<const uint8_t> codes_, scales_;
+  bool integer_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -471,7 +483,7 @@ absl::StatusOr<std::unique_ptr<Linear>> CreateLinear(const LinearWeight& w,
     }
     return std::unique_ptr<Linear>(new RtnLinear(rows, cols, bits, group,
                                                  FindPart(w.parts, "codes")->bytes,
-                                                 FindPart(w.parts, "scales")->bytes));
+                                                 FindPart(w.parts, "scales")->bytes, options));
   }
   if (w.codec == "hc1") {
     if (cols % 2 != 0) return Unsupported(w, "hc1 pairs lie inside rows only when cols is even");

@@ -135,6 +135,10 @@ struct LinearOptions {
   /// integers), in int32. About 3.5x the pair table's speed (docs/perf-gemv-cpu.md). Takes
   /// precedence over hc2_pair_table. Default: true.
   bool hc2_integer = true;
+  /// rtn at 4 bits with groups of a multiple of 64, on the same CPUs: the integer kernel (kind
+  /// "rtn-4-gG-int"): X rounded to 16-bit integers per group in the same way, the 4-bit codes
+  /// multiplied as bytes by vpdpbusd. Default: true.
+  bool rtn_integer = true;
 
   absl::Status Validate() const;
 };

@@ -1,7 +1,9 @@
 #include "core/infer/linear_kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/base/dtype.h"
@@ -118,9 +120,10 @@ void Hc2IntScalar(const Hc2Args& a, int nb) {
         const uint64_t bit = static_cast<uint64_t>(blk * 128 + i) * k;
         w = (w >> k) | (ReadLsb(a.codes, a.codes_size, bit, k) << (12 - k));
         const int32_t c = a.g[hc2::StructuredByte(w, k, a.d)];
+        const int at = (i >> 6) * 128 + (i & 63);  // chunk i / 64: qh, then ql
         for (int b = 0; b < nb; ++b) {
           const int8_t* x = a.xb + j * a.xb_block + 256 * b;
-          bacc[b] += c * (256 * x[i] + x[128 + i]);
+          bacc[b] += c * (256 * x[at] + x[at + 64]);
         }
       }
       for (int b = 0; b < nb; ++b) {
@@ -129,6 +132,64 @@ void Hc2IntScalar(const Hc2Args& a, int nb) {
       }
     }
     for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b]);
+  }
+}
+
+float QuantizeX16(const float* v, int n, bool even_odd, int8_t* out, int32_t* lane_sums) {
+  constexpr int32_t kQ = 32639;
+  if (lane_sums != nullptr) std::fill(lane_sums, lane_sums + 16, 0);
+  float m = 0;
+  bool finite = true;
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(v[i]);
+    finite &= a <= std::numeric_limits<float>::max();
+    m = std::max(m, a);
+  }
+  if (!finite) {
+    std::fill(out, out + 2 * n, int8_t{0});
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  const float inv = m > 0 ? static_cast<float>(kQ) / m : 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int32_t q = static_cast<int32_t>(std::clamp<long>(std::lrint(v[i] * inv), -kQ, kQ));
+    const int32_t hi = (q + 128) >> 8;  // round(q / 256): q - 256 hi in [-128, 127]
+    const int k = i & 63;
+    const int pos = even_odd ? (k & 1) * 32 + (k >> 1) : k;
+    int8_t* chunk = out + (i >> 6) * 128;
+    chunk[pos] = static_cast<int8_t>(hi);
+    chunk[64 + pos] = static_cast<int8_t>(q - 256 * hi);
+    if (lane_sums != nullptr) lane_sums[pos >> 2] += q;
+  }
+  return m / static_cast<float>(kQ);
+}
+
+void RtnIntScalar(const RtnArgs& a, int nb) {
+  const int64_t gpr = a.cols / a.group;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    float acc[16] = {}, macc[16] = {};
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
+      const int64_t g = r * gpr + gi;
+      const float s = HalfToFloat(LoadU16(a.scales + 4 * g));
+      const float m = HalfToFloat(LoadU16(a.scales + 4 * g + 2));
+      const int32_t z = RtnZero(s, m);
+      int32_t bacc[16] = {};
+      for (int64_t i = 0; i < a.group; ++i) {
+        const int32_t q = static_cast<int32_t>(ReadLsb(
+                              a.codes, a.codes_size, static_cast<uint64_t>(g * a.group + i) * 4, 4)) -
+                          z;
+        const int64_t k = i & 63;
+        const int64_t at = (i >> 6) * 128 + (k & 1) * 32 + (k >> 1);
+        for (int b = 0; b < nb; ++b) {
+          const int8_t* x = a.xb + gi * a.xb_block + 2 * a.group * b;
+          bacc[b] += q * (256 * x[at] + x[at + 64]);
+        }
+      }
+      for (int b = 0; b < nb; ++b) {
+        acc[b] += static_cast<float>(bacc[b]) * (s * a.xs[gi * a.xs_block + b]);
+        macc[b] += (m + static_cast<float>(z) * s) * a.xsum[b * gpr + gi];
+      }
+    }
+    for (int b = 0; b < nb; ++b) Put(a.y + b * a.ldy + r, a.add, acc[b] + macc[b]);
   }
 }
 
@@ -561,9 +622,9 @@ HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
         const __m512i ghi = _mm512_permutex2var_epi8(g2, beta, g3);
         const __m512i cu = _mm512_mask_blend_epi8(_mm512_movepi8_mask(beta), glo, ghi);
         for (int b = 0; b < NB; ++b) {
-          const int8_t* x = xp + 256 * b + 64 * h;
+          const int8_t* x = xp + 256 * b + 128 * h;  // chunk h: qh, then ql
           hacc[b] = _mm512_dpbusd_epi32(hacc[b], cu, _mm512_loadu_si512(x));
-          lacc[b] = _mm512_dpbusd_epi32(lacc[b], cu, _mm512_loadu_si512(x + 128));
+          lacc[b] = _mm512_dpbusd_epi32(lacc[b], cu, _mm512_loadu_si512(x + 64));
         }
       }
       // Lane l: 256 sum(cu qh) + sum(cu ql) - 128 sum(q) = sum(c q) over its 8 weights, exact.
@@ -574,6 +635,64 @@ HC_AVX512_INT void Hc2IntAvx512T(const Hc2Args& a) {
       }
     }
     for (int b = 0; b < NB; ++b) Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]));
+  }
+}
+
+// rtn's integer path (4 bits, groups of multiples of 64): the 32 code bytes of 64 weights give
+// their low nibbles (even weights) and high nibbles (odd weights) as one vector of 64 unsigned
+// bytes, in the order X was stored in; per batch row two vpdpbusd (X's high and low bytes) into
+// int32 lanes: 256 hacc + lacc = sum(q x) exactly (each lane below 2^24, so exact in float too);
+// each group scaled once by s * xs, then, in float, the group's zero point z = RtnZero(s, m)
+// taken out, - z * sum(x rounded) * s * xs, and (m + z s) * sum(x) added.
+template <int NB>
+HC_AVX512_INT void RtnIntAvx512T(const RtnArgs& a) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const int64_t gpr = a.cols / a.group;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    __m512 acc[NB];
+    float macc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps(), macc[b] = 0.0f;
+    for (int64_t gi = a.c0 / a.group; gi < a.c1 / a.group; ++gi) {
+      const int64_t g = r * gpr + gi;
+      const float s = HalfF16C(LoadU16(a.scales + 4 * g));
+      const float m = HalfF16C(LoadU16(a.scales + 4 * g + 2));
+      const float zf = static_cast<float>(RtnZero(s, m));
+      const uint8_t* codes = a.codes + static_cast<uint64_t>(g * a.group) / 2;
+      const int8_t* xg = a.xb + gi * a.xb_block;
+      __m512i hacc[NB], lacc[NB];
+      for (int b = 0; b < NB; ++b) hacc[b] = lacc[b] = _mm512_setzero_si512();
+      for (int64_t c = 0; c < a.group / 64; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
+        const __m512i q = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_and_si256(v, low4)),
+            _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), 1);
+        for (int b = 0; b < NB; ++b) {
+          const int8_t* x = xg + 2 * a.group * b + 128 * c;
+          hacc[b] = _mm512_dpbusd_epi32(hacc[b], q, _mm512_loadu_si512(x));
+          lacc[b] = _mm512_dpbusd_epi32(lacc[b], q, _mm512_loadu_si512(x + 64));
+        }
+      }
+      for (int b = 0; b < NB; ++b) {
+        const __m512i v = _mm512_add_epi32(_mm512_slli_epi32(hacc[b], 8), lacc[b]);
+        const float f = s * a.xs[gi * a.xs_block + b];
+        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(f), acc[b]);
+        macc[b] += (m + zf * s) * a.xsum[b * gpr + gi] -
+                   zf * static_cast<float>(a.xc[gi * a.xc_block + b]) * f;
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      Put(a.y + b * a.ldy + r, a.add, _mm512_reduce_add_ps(acc[b]) + macc[b]);
+    }
+  }
+}
+
+void RtnIntAvx512(const RtnArgs& a, int nb) {
+  switch (nb) {
+    case 1: return RtnIntAvx512T<1>(a);
+    case 2: return RtnIntAvx512T<2>(a);
+    case 4: return RtnIntAvx512T<4>(a);
+    case 8: return RtnIntAvx512T<8>(a);
+    default: return RtnIntAvx512T<16>(a);
   }
 }
 
@@ -608,6 +727,7 @@ void Hc2Avx512(const Hc2Args& a, int nb) {
 void DenseAvx512(const DenseArgs& a, int nb) { DenseScalar(a, nb); }
 void Hc2Avx512(const Hc2Args& a, int nb) { Hc2Scalar(a, nb); }
 void Hc2IntAvx512(const Hc2Args& a, int nb) { Hc2IntScalar(a, nb); }
+void RtnIntAvx512(const RtnArgs& a, int nb) { RtnIntScalar(a, nb); }
 bool Hc2IntAvailable() { return false; }
 void RtnAvx512(const RtnArgs& a, int nb) { RtnScalar(a, nb); }
 void Hc1Avx512(const Hc1Args& a, int nb) { Hc1Scalar(a, nb); }
