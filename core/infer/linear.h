@@ -16,11 +16,11 @@
 //    differs from decode-then-multiply only in rounding: hc2 multiplies the codebook values by
 //    Rot(x) / 128 instead of unrotating the codes, rtn sums s * sum(q x) + m * sum(x) per group.
 //    Tests hold |y - y_ref| <= 1e-5 * ||w_r||_2 * ||x_b||_2 against a float64 reference.
-//    hc2's integer kernel (LinearOptions::hc2_integer) also rounds Rot(X) / 128 to integers in
-//    [-32639, 32639] per block of 128, an error of at most 1/65278 of the block's largest value
-//    per element, which
-//    the same tolerance covers (an error of 1e-5 * ||w|| * ||x|| needs all the rounding errors
-//    aligned with w).
+//    The integer kernels (LinearOptions::hc2_integer, rtn_integer) also round X (hc2: Rot(X) /
+//    128) to integers in [-32639, 32639] per block or group, an error of at most 1/65278 of
+//    its largest value per element, which the same tolerance covers (an error of 1e-5 * ||w||
+//    * ||x|| needs all the rounding errors aligned with w; rtn centres its codes on each
+//    group's zero point so that the errors are weighted by the weights, not by the codes).
 //  - Blocking: columns are cut into blocks of about 16 KB of X for the whole batch (4096
 //    columns at batch 1, 256 at batch 16, on the codec's group boundaries), each block's X
 //    packed contiguously so every batch row of it stays in L1; rows are cut into tiles of 16,
@@ -32,11 +32,15 @@
 //    column blocks depend on the batch). The SIMD and scalar paths differ in rounding only
 //    (same tolerance).
 //  - Kernels: AVX-512 (F, BW, VL, VBMI) where the CPU has it and SimdAllowed(), else scalar
-//    reference loops (there is no AVX2-only path yet). rtn and hc1 codes and hc2's gather
-//    kernel unpack 16 fields at once in registers (VBMI byte permute + variable shift); hc1's
-//    pair table and hc2's 16 KB codebook are read by vector gathers; hc2's default kernel reads
-//    two windows per scalar load from a pair table (LinearOptions). Each decoded vector of
-//    weights is used for every row of X in the batch.
+//    reference loops (there is no AVX2-only path yet). With GFNI and VNNI too, hc2 fixed at 4
+//    bits with codebook 2 and rtn at 4 bits (groups of multiples of 64) take integer kernels:
+//    codes as bytes (hc2's computed by byte shuffles and a GF(2) affine instruction) times X's
+//    high and low bytes by vpdpbusd, exact int32 sums per block or group (2 to 2.6x F16 GEMV at
+//    batch 1, docs/perf-gemv-cpu.md). Otherwise rtn and hc1 codes and hc2's gather kernel
+//    unpack 16 fields at once in registers (VBMI byte permute + variable shift); hc1's pair
+//    table and hc2's 16 KB codebook are read by vector gathers; hc2's pair-table kernel reads
+//    two windows per scalar load (LinearOptions). Each decoded vector of weights is used for
+//    every row of X in the batch.
 //  - A Linear keeps views of the stored parts: the bytes must outlive it.
 #ifndef HC_CORE_INFER_LINEAR_H_
 #define HC_CORE_INFER_LINEAR_H_
