@@ -98,11 +98,11 @@ std::string CodecInput(int codec, int dtype, const TensorInfo& info, const Encod
   return s;
 }
 
-// Deterministic weights: a damped sine with a few outliers.
-std::vector<float> Weights(size_t n, float scale) {
+// Deterministic weights: a sine damped by exp(-decay i), with a few outliers.
+std::vector<float> Weights(size_t n, float scale, float decay = 0.001f) {
   std::vector<float> w(n);
   for (size_t i = 0; i < n; ++i) {
-    w[i] = scale * std::sin(0.37f * static_cast<float>(i)) * std::exp(-0.001f * static_cast<float>(i));
+    w[i] = scale * std::sin(0.37f * static_cast<float>(i)) * std::exp(-decay * static_cast<float>(i));
     if (i % 97 == 5) w[i] *= 8;
   }
   return w;
@@ -167,7 +167,31 @@ int Main(int argc, char** argv) {
       // ec with rows and dc bytes on the matrices; fixed rate with codebook 2.
       {"hc2", "hc2", {{"dc", "true"}}, "step"},
       {"hc2-fixed", "hc2", {{"mode", "fixed"}, {"bits", "3"}}, "bits"},
+      {"hc2-lanes", "hc2", {{"bpw", "2"}, {"dc", "true"}}, "step"},
   };
+  // hc2 ec of a tensor large enough for a lane stream (>= 32768 weights in a chunk): the first
+  // 16 rows of f1.weight (16 x 3136), at 2 bits per weight with dc.
+  const std::string lanes_src = tmp + "/fmnist-f1-rows.safetensors";
+  {
+    const auto& tensors = (*model)->header().tensors;
+    size_t f1 = tensors.size();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].name == "f1.weight") f1 = i;
+    }
+    if (f1 == tensors.size() || tensors[f1].dtype != DType::kF32 || tensors[f1].shape.size() != 2) {
+      Die("fmnist-cnn-f32 has no F32 matrix f1.weight");
+    }
+    TensorInfo t = tensors[f1];
+    t.shape[0] = 16;
+    t.numel = static_cast<uint64_t>(16 * t.shape[1]);
+    t.begin = 0;
+    t.end = 4 * t.numel;
+    const auto bytes = (*model)->TensorData(f1).subspan(0, t.end);
+    const std::string json = EncodeSafetensorsHeader({t}, {{"source", "fmnist-cnn-f32 rows"}});
+    std::string f;
+    for (int i = 0; i < 8; ++i) f.push_back(static_cast<char>((json.size() >> (8 * i)) & 0xff));
+    Write(lanes_src, f + json + std::string(bytes.begin(), bytes.end()));
+  }
   for (const ArtifactCase& a : artifacts) {
     CompressOptions o;
     o.codec = a.codec;
@@ -175,7 +199,7 @@ int Main(int argc, char** argv) {
     o.threads = 1;
     o.sync = false;
     const std::string out = absl::StrCat(tmp, "/", a.tag, ".hyc");
-    auto r = CompressModel(src, out, o);
+    auto r = CompressModel(a.tag == "hc2-lanes" ? lanes_src : src, out, o);
     if (!r.ok()) Die(r.status().ToString());
     const std::string art = ReadAll(out);
     Write(art_dir / absl::StrCat("seed-fmnist-", a.tag, ".hyc"), art);
@@ -219,6 +243,10 @@ int Main(int argc, char** argv) {
       {2, {}, {16, 64}, "hc2-ec"},
       {2, {{"dc", "true"}}, {16, 64}, "hc2-ec-dc"},
       {2, {{"bpw", "2"}, {"tcq", "false"}, {"relative", "0"}}, {300}, "hc2-ec-b2-notcq"},
+      // Chunks of >= 32768 weights are lane streams (hc2_entropy.h kMinLaneChunk): one lane
+      // chunk with rows and dc; a lane chunk then a short (revision 1) one at a low rate.
+      {2, {{"bpw", "1"}, {"dc", "true"}}, {64, 576}, "hc2-ec-lanes"},
+      {2, {{"bpw", "0.5"}, {"relative", "0"}}, {75000}, "hc2-ec-2chunks"},
       {2, {{"mode", "fixed"}, {"bits", "2"}}, {4, 80}, "hc2-fixed-b2"},
       {2, {{"mode", "fixed"}, {"bits", "3"}}, {300}, "hc2-fixed-b3"},
       {2, {{"mode", "fixed"}, {"bits", "4"}}, {2, 128}, "hc2-fixed-b4"},
@@ -230,7 +258,8 @@ int Main(int argc, char** argv) {
         std::accumulate(c.shape.begin(), c.shape.end(), int64_t{1}, std::multiplies<>()));
     for (int d = 0; d < 3; ++d) {
       const DType dtype = kFuzzFloatTypes[d];
-      const std::vector<uint8_t> bytes = AsDType(Weights(n, 0.05f), dtype);
+      // Undamped for the large (lane stream) cases, which would otherwise be mostly zeros.
+      const std::vector<uint8_t> bytes = AsDType(Weights(n, 0.05f, n > 4096 ? 0.0f : 0.001f), dtype);
       TensorInfo info;
       info.name = "w";
       info.dtype = dtype;
