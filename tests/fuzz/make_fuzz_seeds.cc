@@ -289,11 +289,12 @@ int Main(int argc, char** argv) {
   // roundtrip_fuzz: codec, dtype, option bytes a and b (roundtrip_fuzz.cc), then the elements.
   // hc2: ec at 4.25 bpw on 4 rows with tcq, dc and relative 1; ec at 1 bpw on 32 rows, tcq
   // only; ec at 3 bpw on a vector with dc (ignored there); fixed at 2 bits on 2 rows, 3 bits on
-  // a vector, 4 bits on 3 rows.
+  // a vector, 4 bits on 3 rows; ec at 3 bpw repeated to a lane stream, 32 rows with dc only.
   const std::vector<std::vector<uint8_t>> rt_options = {
       {0, 0, 2, 127},  {0, 1, 0, 6},    {0, 2, 6, 0},   {1, 0, 0, 1},
       {1, 1, 1, 0},    {1, 2, 2, 1},    {2, 0, 10, 0x4f}, {2, 1, 4, 0x91},
-      {2, 2, 6, 0x02}, {2, 0, 1, 0x20}, {2, 1, 3, 0x00}, {2, 2, 5, 0x33}};
+      {2, 2, 6, 0x02}, {2, 0, 1, 0x20}, {2, 1, 3, 0x00}, {2, 2, 5, 0x33},
+      {2, 1, 0x18, 0x92}};
   for (size_t i = 0; i < rt_options.size(); ++i) {
     const DType dtype = kFuzzFloatTypes[rt_options[i][1]];
     std::vector<uint8_t> s = rt_options[i];

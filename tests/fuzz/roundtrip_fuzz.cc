@@ -40,6 +40,15 @@ size_t MaxElements(absl::string_view codec, uint8_t a) {
   return codec == "hc2" && (a & 1) ? 1024 : 4096;
 }
 
+// hc2 ec with bit 4 of a set: the elements are repeated to at least this many, so that even
+// after the cut to whole rows (at most 2047 elements) the tensor's one chunk holds >= 32768
+// weights and is coded as a lane stream (hc2_entropy.h kMinLaneChunk), which smaller tensors
+// never reach. Under 65536 (one chunk), to keep the encodes (a step search) affordable.
+constexpr size_t kLaneElements = 32768 + 2048;
+bool TilesToLanes(absl::string_view codec, uint8_t a) {
+  return codec == "hc2" && (a & 1) == 0 && (a & 16) != 0;
+}
+
 // hc2's tensor shape for n elements and the selector v (0..15): rank 1 for v < 2, else rank 2
 // with v rows (v <= 8) or 2^(v - 4) rows (32..2048; rows of under 8 weights get no `rows` or
 // `dc` bytes) of n / rows elements (rank 1 again when n < rows). Rank 2 is what lets the
@@ -53,7 +62,8 @@ std::vector<int64_t> Hc2Shape(size_t n, int v) {
 }  // namespace
 
 // Input: u8 codec, u8 dtype, u8 option a, u8 option b, then the elements (little-endian; at
-// most MaxElements of them, for hc2 cut to whole rows of Hc2Shape).
+// most MaxElements of them, for hc2 maybe repeated (TilesToLanes), then cut to whole rows of
+// Hc2Shape).
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hc;
   using namespace hc::fuzz;
@@ -70,8 +80,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     options.Set("preset", kPresets[a % 3]);
     if (b & 1) options.Set("fallback_mae", "0");
   } else {
-    // hc2: a = mode (bit 0), then bits 2..4 (fixed) or a bpw (ec); b = tcq (bit 0), dc (bit 1),
-    // relative (bits 2-3), rows (bits 4-7, see RowsFor). Every option is set in both modes (the
+    // hc2: a = mode (bit 0), then bits 2..4 (fixed) or a bpw (ec), and in ec bit 4 the
+    // repetition to a lane stream (TilesToLanes); b = tcq (bit 0), dc (bit 1),
+    // relative (bits 2-3), rows (bits 4-7, see Hc2Shape). Every option is set in both modes (the
     // ones a mode ignores must not matter).
     static constexpr const char* kBpw[] = {"0.25", "0.5", "1", "2", "3", "4.25", "8", "32"};
     static constexpr const char* kRelative[] = {"0", "0.3", "0.5", "1"};
@@ -90,6 +101,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string rest = in.Rest();
   rest.resize(std::min<size_t>(rest.size() - rest.size() % esize, MaxElements(codec_name, a) * esize));
   std::vector<uint8_t> bytes(rest.begin(), rest.end());
+  if (TilesToLanes(codec_name, a) && !bytes.empty()) {
+    // Repeated whole to kLaneElements and more: one chunk coded as a lane stream.
+    const std::vector<uint8_t> unit = bytes;
+    while (bytes.size() < kLaneElements * esize) bytes.insert(bytes.end(), unit.begin(), unit.end());
+  }
   // hc2 may see a matrix (Hc2Shape); the elements past its last whole row are dropped.
   std::vector<int64_t> shape = {static_cast<int64_t>(bytes.size() / esize)};
   if (codec_name == "hc2") shape = Hc2Shape(bytes.size() / esize, b >> 4);
