@@ -102,7 +102,8 @@ std::string CodecInput(int codec, int dtype, const TensorInfo& info, const Encod
 std::vector<float> Weights(size_t n, float scale, float decay = 0.001f) {
   std::vector<float> w(n);
   for (size_t i = 0; i < n; ++i) {
-    w[i] = scale * std::sin(0.37f * static_cast<float>(i)) * std::exp(-decay * static_cast<float>(i));
+    const float t = static_cast<float>(i);
+    w[i] = scale * std::sin(0.37f * t) * std::exp(-decay * t);
     if (i % 97 == 5) w[i] *= 8;
   }
   return w;
@@ -259,7 +260,8 @@ int Main(int argc, char** argv) {
     for (int d = 0; d < 3; ++d) {
       const DType dtype = kFuzzFloatTypes[d];
       // Undamped for the large (lane stream) cases, which would otherwise be mostly zeros.
-      const std::vector<uint8_t> bytes = AsDType(Weights(n, 0.05f, n > 4096 ? 0.0f : 0.001f), dtype);
+      const std::vector<uint8_t> bytes =
+          AsDType(Weights(n, 0.05f, n > 4096 ? 0.0f : 0.001f), dtype);
       TensorInfo info;
       info.name = "w";
       info.dtype = dtype;

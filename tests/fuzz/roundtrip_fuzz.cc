@@ -100,12 +100,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Elements: non-finite values become 0 (the pipeline never hands those to a codec).
   const size_t esize = DTypeSize(dtype);
   std::string rest = in.Rest();
-  rest.resize(std::min<size_t>(rest.size() - rest.size() % esize, MaxElements(codec_name, a) * esize));
+  rest.resize(std::min<size_t>(rest.size() - rest.size() % esize,
+                               MaxElements(codec_name, a) * esize));
   std::vector<uint8_t> bytes(rest.begin(), rest.end());
   if (TilesToLanes(codec_name, a) && !bytes.empty()) {
     // Repeated whole to kLaneElements and more: one chunk coded as a lane stream.
     const std::vector<uint8_t> unit = bytes;
-    while (bytes.size() < kLaneElements * esize) bytes.insert(bytes.end(), unit.begin(), unit.end());
+    while (bytes.size() < kLaneElements * esize) {
+      bytes.insert(bytes.end(), unit.begin(), unit.end());
+    }
   }
   // hc2 may see a matrix (Hc2Shape); the elements past its last whole row are dropped.
   std::vector<int64_t> shape = {static_cast<int64_t>(bytes.size() / esize)};
