@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -1390,6 +1391,44 @@ TEST(Hc2CodecTest, LargeAndTinyMagnitudes) {
       EncodeDecode(*codec, DType::kF32, Gaussian(4096, 6, sigma), ex, &c);
       if (HasFatalFailure()) return;
       EXPECT_GE(SnrDb(c.x, c.y), ec ? 22.0 : 20.0);
+    }
+  }
+}
+
+// Found by roundtrip_fuzz: a tensor of subnormal values (here one, 3.6e-43, among zeros) made
+// the step search return a step below FLT_MIN, 0 once rounded to float, so the quantisers
+// multiplied by 1 / step = inf: 0 * inf = NaN, converted to an integer (undefined behaviour)
+// and, in the AVX2 trellis, used as a table index (a segmentation fault). The step now stays >=
+// FLT_MIN.
+TEST(Hc2CodecTest, SubnormalTensorsGetANormalStep) {
+  InlineExecutor ex;
+  std::vector<float> one(1024, 0.0f);
+  one[32] = 3.587324e-43f;
+  std::vector<float> all = Gaussian(1024, 8, 1e-40);
+  ASSERT_LT(std::abs(all[0]), std::numeric_limits<float>::min());
+  for (bool scalar : {false, true}) {
+    std::optional<ScopedScalarOnly> scalar_only;
+    if (scalar) scalar_only.emplace();
+    for (const char* tcq : {"true", "false"}) {
+      for (double bpw : {0.25, 4.25}) {
+        CodecOptions o = Ec(bpw);
+        o.Set("tcq", tcq);
+        auto codec = MakeHc2(o);
+        ASSERT_NE(codec, nullptr);
+        for (const std::vector<float>* x : {&one, &all}) {
+          SCOPED_TRACE(absl::StrCat(codec->OptionsJson().Dump(), " scalar ", scalar,
+                                    x == &one ? " one subnormal" : " all subnormal"));
+          Coded c;
+          EncodeDecode(*codec, DType::kF32, *x, ex, &c);
+          if (HasFatalFailure()) return;
+          const JsonValue* step = c.enc.params.Find("step");
+          ASSERT_NE(step, nullptr);
+          EXPECT_GE(step->number(), std::numeric_limits<float>::min());
+          for (size_t i = 0; i < c.y.size(); ++i) {
+            ASSERT_LE(std::abs(c.y[i] - c.x[i]), std::numeric_limits<float>::min()) << i;
+          }
+        }
+      }
     }
   }
 }

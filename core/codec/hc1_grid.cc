@@ -498,7 +498,11 @@ void PackUnit(const T* c, int64_t n, int w, uint64_t bit0, uint8_t* out, uint8_t
       const unsigned __int128 v = (static_cast<unsigned __int128>(acc) << w8) |
                                   (static_cast<unsigned __int128>(hi) << w4) | lo;
       // The group's first bit to bit 127; the nb bits left below the w bytes stored are kept.
-      const unsigned __int128 be = __builtin_bswap128(v << (128 - nb - w8));  // little-endian
+      // (Two 64-bit swaps: clang 14, used by the fuzz build, has no __builtin_bswap128.)
+      const unsigned __int128 t = v << (128 - nb - w8);
+      const unsigned __int128 be =  // little-endian
+          (static_cast<unsigned __int128>(__builtin_bswap64(static_cast<uint64_t>(t))) << 64) |
+          __builtin_bswap64(static_cast<uint64_t>(t >> 64));
       if (byte + 16 <= end_byte) {
         std::memcpy(out + byte, &be, 16);
       } else {

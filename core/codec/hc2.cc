@@ -35,6 +35,8 @@ using hc2::ShortRowsPay;
 constexpr absl::string_view kKeys[] = {"mode", "bpw", "bits", "relative", "tcq", "dc"};
 // Blocks per entropy-coded chunk (65536 weights: the pipeline's decode unit).
 constexpr int64_t kChunkBlocks = 512;
+// log2 of the smallest step the encoder writes: FLT_MIN, so that 1 / step stays finite.
+constexpr double kMinLog2Step = -126.0;
 // The largest |q| the encoder produces (exact in float32).
 constexpr float kInfF = std::numeric_limits<float>::infinity();
 
@@ -581,9 +583,12 @@ EncodedTensor Hc2Codec::EncodeEc(const ValueSource& x, const BlockPlan& plan, do
     for (const auto& ch : chunks) bits += 8 * (ch.size() + 4);
     return bits;
   };
-  // Float steps only: the decoder multiplies by the float32 step.
+  // Float steps only: the decoder multiplies by the float32 step. Never below the smallest
+  // normal float (2^-126): a tensor of subnormal values would otherwise get a step whose
+  // reciprocal, which the quantisers multiply by, is infinite (0 * inf = NaN, then NaN as an
+  // index: a crash), or a step of 0, which no decoder accepts.
   auto to_step = [&](double log2s) {
-    return static_cast<float>(std::exp2(std::max(log2s, min_log2 + 1e-6)));
+    return static_cast<float>(std::exp2(std::max({log2s, min_log2 + 1e-6, kMinLog2Step})));
   };
   // The step search on estimates: secant steps on log2(step) until a bracket is found, then
   // regula falsi inside it, keeping the finest step that fits (with a margin for the coder's

@@ -28,14 +28,18 @@ namespace {
 // Records larger than this are not decoded (the harness would only measure allocation).
 constexpr uint64_t kMaxDecodeBytes = uint64_t{16} << 20;
 
-// A file in a tmpfs directory when there is one: ArtifactReader only opens paths.
+// A file in a tmpfs directory when there is one: ArtifactReader only opens paths. Removed when
+// the process exits normally (libFuzzer's runs and the replay end with exit); a crash leaves
+// it.
 const std::string& ScratchPath() {
-  static const std::string path = [] {
+  static const std::string* path = [] {
     const char* dir = std::getenv("HC_FUZZ_TMPDIR");
     std::string d = dir ? dir : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    return absl::StrCat(d, "/hc-artifact-fuzz-", getpid(), ".hyc");
+    auto* p = new std::string(absl::StrCat(d, "/hc-artifact-fuzz-", getpid(), ".hyc"));
+    std::atexit([] { std::remove(ScratchPath().c_str()); });
+    return p;
   }();
-  return path;
+  return *path;
 }
 
 void CheckCode(const absl::Status& s) {

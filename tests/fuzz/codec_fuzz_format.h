@@ -18,7 +18,9 @@
 
 namespace hc::fuzz {
 
-inline constexpr std::array<absl::string_view, 2> kFuzzCodecs = {"rtn", "hc1"};
+/// The codecs the targets reach, by index byte (% size). rtn and hc1 keep indices 0 and 1, so
+/// seeds written before hc2 joined keep their meaning (inputs whose index byte is >= 2 changed).
+inline constexpr std::array<absl::string_view, 3> kFuzzCodecs = {"rtn", "hc1", "hc2"};
 inline constexpr std::array<DType, 3> kFuzzFloatTypes = {DType::kF32, DType::kF16, DType::kBF16};
 /// Number of DType values (the enum runs from kBool to the last entry).
 inline constexpr int kFuzzDTypeCount = static_cast<int>(DType::kU64) + 1;

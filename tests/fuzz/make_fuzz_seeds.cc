@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -18,9 +20,12 @@
 #include "absl/strings/string_view.h"
 #include "core/base/dtype.h"
 #include "core/codec/codec.h"
+#include "core/codec/hc2_fixed.h"
 #include "core/io/safetensors.h"
 #include "core/io/safetensors_file.h"
 #include "core/pipeline/pipeline.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "hyperc/v1/hyperc.pb.h"
 #include "tests/fuzz/codec_fuzz_format.h"
 
@@ -93,11 +98,12 @@ std::string CodecInput(int codec, int dtype, const TensorInfo& info, const Encod
   return s;
 }
 
-// Deterministic weights: a damped sine with a few outliers.
-std::vector<float> Weights(size_t n, float scale) {
+// Deterministic weights: a sine damped by exp(-decay i), with a few outliers.
+std::vector<float> Weights(size_t n, float scale, float decay = 0.001f) {
   std::vector<float> w(n);
   for (size_t i = 0; i < n; ++i) {
-    w[i] = scale * std::sin(0.37f * static_cast<float>(i)) * std::exp(-0.001f * static_cast<float>(i));
+    const float t = static_cast<float>(i);
+    w[i] = scale * std::sin(0.37f * t) * std::exp(-decay * t);
     if (i % 97 == 5) w[i] *= 8;
   }
   return w;
@@ -150,30 +156,67 @@ int Main(int argc, char** argv) {
                               "f2.bias", "f2.weight"},
                     (*model)->header().metadata));
   const auto art_dir = corpus / "artifact_decode_fuzz";
-  for (const char* codec : {"rtn", "hc1"}) {
+  struct ArtifactCase {
+    std::string tag;  // file names: seed-fmnist-TAG.hyc, mut-fmnist-TAG-*.hyc
+    std::string codec;
+    CodecOptions options;
+    std::string param;  // a record parameter whose value's first byte the "-param" mutation flips
+  };
+  const std::vector<ArtifactCase> artifacts = {
+      {"rtn", "rtn", {}, "bits"},
+      {"hc1", "hc1", {{"preset", "mobilenet"}}, "n"},
+      // ec with rows and dc bytes on the matrices; fixed rate with codebook 2.
+      {"hc2", "hc2", {{"dc", "true"}}, "step"},
+      {"hc2-fixed", "hc2", {{"mode", "fixed"}, {"bits", "3"}}, "bits"},
+      {"hc2-lanes", "hc2", {{"bpw", "2"}, {"dc", "true"}}, "step"},
+  };
+  // hc2 ec of a tensor large enough for a lane stream (>= 32768 weights in a chunk): the first
+  // 16 rows of f1.weight (16 x 3136), at 2 bits per weight with dc.
+  const std::string lanes_src = tmp + "/fmnist-f1-rows.safetensors";
+  {
+    const auto& tensors = (*model)->header().tensors;
+    size_t f1 = tensors.size();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].name == "f1.weight") f1 = i;
+    }
+    if (f1 == tensors.size() || tensors[f1].dtype != DType::kF32 || tensors[f1].shape.size() != 2) {
+      Die("fmnist-cnn-f32 has no F32 matrix f1.weight");
+    }
+    TensorInfo t = tensors[f1];
+    t.shape[0] = 16;
+    t.numel = static_cast<uint64_t>(16 * t.shape[1]);
+    t.begin = 0;
+    t.end = 4 * t.numel;
+    const auto bytes = (*model)->TensorData(f1).subspan(0, t.end);
+    const std::string json = EncodeSafetensorsHeader({t}, {{"source", "fmnist-cnn-f32 rows"}});
+    std::string f;
+    for (int i = 0; i < 8; ++i) f.push_back(static_cast<char>((json.size() >> (8 * i)) & 0xff));
+    Write(lanes_src, f + json + std::string(bytes.begin(), bytes.end()));
+  }
+  for (const ArtifactCase& a : artifacts) {
     CompressOptions o;
-    o.codec = codec;
-    if (std::string(codec) == "hc1") o.codec_options.Set("preset", "mobilenet");
+    o.codec = a.codec;
+    o.codec_options = a.options;
     o.threads = 1;
     o.sync = false;
-    const std::string out = absl::StrCat(tmp, "/", codec, ".hyc");
-    auto r = CompressModel(src, out, o);
+    const std::string out = absl::StrCat(tmp, "/", a.tag, ".hyc");
+    auto r = CompressModel(a.tag == "hc2-lanes" ? lanes_src : src, out, o);
     if (!r.ok()) Die(r.status().ToString());
     const std::string art = ReadAll(out);
-    Write(art_dir / absl::StrCat("seed-fmnist-", codec, ".hyc"), art);
+    Write(art_dir / absl::StrCat("seed-fmnist-", a.tag, ".hyc"), art);
     std::string m = art;
     m[m.size() - 100] ^= 0x10;  // a flipped code bit: part checksum
-    Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-databit.hyc"), m);
+    Write(art_dir / absl::StrCat("mut-fmnist-", a.tag, "-databit.hyc"), m);
     m = art.substr(0, art.size() - 1);  // truncated
-    Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-truncated.hyc"), m);
+    Write(art_dir / absl::StrCat("mut-fmnist-", a.tag, "-truncated.hyc"), m);
     m = art;
     // A codec parameter changed (the metadata checksum catches it); the records are JSON
     // inside a JSON string, so the key's quotes are escaped.
-    const std::string key = std::string(codec) == "rtn" ? R"(\"bits\":)" : R"(\"n\":)";
+    const std::string key = absl::StrCat(R"(\")", a.param, R"(\":)");
     const size_t at = m.find(key);
     if (at != std::string::npos) {
       m[at + key.size()] ^= 0x01;
-      Write(art_dir / absl::StrCat("mut-fmnist-", codec, "-param.hyc"), m);
+      Write(art_dir / absl::StrCat("mut-fmnist-", a.tag, "-param.hyc"), m);
     }
   }
   std::filesystem::remove_all(tmp);
@@ -185,29 +228,45 @@ int Main(int argc, char** argv) {
   struct Case {
     int codec;
     CodecOptions options;
-    size_t n;
+    std::vector<int64_t> shape;
     std::string tag;
   };
   const std::vector<Case> cases = {
-      {0, {}, 300, "rtn-default"},
-      {0, {{"bits", "2"}, {"group_size", "7"}}, 100, "rtn-b2-g7"},
-      {0, {{"bits", "8"}, {"group_size", "1"}}, 33, "rtn-b8-g1"},
-      {0, {{"bits", "3"}, {"group_size", "64"}}, 1001, "rtn-b3-g64"},
-      {1, {{"preset", "llm"}, {"fallback_mae", "0"}}, 400, "hc1-llm"},
-      {1, {{"preset", "unet"}}, 257, "hc1-unet"},
-      {1, {{"preset", "mobilenet"}}, 1000, "hc1-mobilenet"},
+      {0, {}, {300}, "rtn-default"},
+      {0, {{"bits", "2"}, {"group_size", "7"}}, {100}, "rtn-b2-g7"},
+      {0, {{"bits", "8"}, {"group_size", "1"}}, {33}, "rtn-b8-g1"},
+      {0, {{"bits", "3"}, {"group_size", "64"}}, {1001}, "rtn-b3-g64"},
+      {1, {{"preset", "llm"}, {"fallback_mae", "0"}}, {400}, "hc1-llm"},
+      {1, {{"preset", "unet"}}, {257}, "hc1-unet"},
+      {1, {{"preset", "mobilenet"}}, {1000}, "hc1-mobilenet"},
+      // hc2 ec on matrices (parts stream, index, rows; dc adds dc), ec on a vector without
+      // tcq or rows, and fixed rate (codebook 2, part symbols) with a partial last block.
+      {2, {}, {16, 64}, "hc2-ec"},
+      {2, {{"dc", "true"}}, {16, 64}, "hc2-ec-dc"},
+      {2, {{"bpw", "2"}, {"tcq", "false"}, {"relative", "0"}}, {300}, "hc2-ec-b2-notcq"},
+      // Chunks of >= 32768 weights are lane streams (hc2_entropy.h kMinLaneChunk): one lane
+      // chunk with rows and dc; a lane chunk then a short (revision 1) one at a low rate.
+      {2, {{"bpw", "1"}, {"dc", "true"}}, {64, 576}, "hc2-ec-lanes"},
+      {2, {{"bpw", "0.5"}, {"relative", "0"}}, {75000}, "hc2-ec-2chunks"},
+      {2, {{"mode", "fixed"}, {"bits", "2"}}, {4, 80}, "hc2-fixed-b2"},
+      {2, {{"mode", "fixed"}, {"bits", "3"}}, {300}, "hc2-fixed-b3"},
+      {2, {{"mode", "fixed"}, {"bits", "4"}}, {2, 128}, "hc2-fixed-b4"},
   };
   for (const Case& c : cases) {
     auto codec = CreateCodec(kFuzzCodecs[c.codec], c.options);
     if (!codec.ok()) Die(codec.status().ToString());
+    const size_t n = static_cast<size_t>(
+        std::accumulate(c.shape.begin(), c.shape.end(), int64_t{1}, std::multiplies<>()));
     for (int d = 0; d < 3; ++d) {
       const DType dtype = kFuzzFloatTypes[d];
-      const std::vector<uint8_t> bytes = AsDType(Weights(c.n, 0.05f), dtype);
+      // Undamped for the large (lane stream) cases, which would otherwise be mostly zeros.
+      const std::vector<uint8_t> bytes =
+          AsDType(Weights(n, 0.05f, n > 4096 ? 0.0f : 0.001f), dtype);
       TensorInfo info;
       info.name = "w";
       info.dtype = dtype;
-      info.shape = {static_cast<int64_t>(c.n)};
-      info.numel = c.n;
+      info.shape = c.shape;
+      info.numel = n;
       info.end = bytes.size();
       auto enc = (*codec)->Encode(info, bytes, executor);
       if (!enc.ok()) Die(enc.status().ToString());
@@ -215,9 +274,29 @@ int Main(int argc, char** argv) {
       if (!enc->raw) Write(codec_dir / ("seed-" + tag + ".bin"), CodecInput(c.codec, d, info, *enc));
     }
   }
-  const std::vector<std::vector<uint8_t>> rt_options = {{0, 0, 2, 127}, {0, 1, 0, 6},
-                                                        {0, 2, 6, 0},   {1, 0, 0, 1},
-                                                        {1, 1, 1, 0},   {1, 2, 2, 1}};
+  {
+    // A version 4 fixed record (codebook 1: part "codes", no `codebook` param), still decoded.
+    const std::vector<float> w = Weights(300, 0.05f);
+    TensorInfo info;
+    info.name = "w";
+    info.dtype = DType::kF32;
+    info.shape = {300};
+    info.numel = 300;
+    info.end = 4 * 300;
+    const EncodedTensor enc = hc2::EncodeFixedTensor(w.data(), 300, 4, executor,
+                                                     hc2::kCodebookTrained);
+    if (enc.raw) Die("hc2 fixed codebook 1 seed went raw");
+    Write(codec_dir / "seed-hc2-fixed-cb1-b4-F32.bin", CodecInput(2, 0, info, enc));
+  }
+  // roundtrip_fuzz: codec, dtype, option bytes a and b (roundtrip_fuzz.cc), then the elements.
+  // hc2: ec at 4.25 bpw on 4 rows with tcq, dc and relative 1; ec at 1 bpw on 32 rows, tcq
+  // only; ec at 3 bpw on a vector with dc (ignored there); fixed at 2 bits on 2 rows, 3 bits on
+  // a vector, 4 bits on 3 rows; ec at 3 bpw repeated to a lane stream, 32 rows with dc only.
+  const std::vector<std::vector<uint8_t>> rt_options = {
+      {0, 0, 2, 127},  {0, 1, 0, 6},    {0, 2, 6, 0},   {1, 0, 0, 1},
+      {1, 1, 1, 0},    {1, 2, 2, 1},    {2, 0, 10, 0x4f}, {2, 1, 4, 0x91},
+      {2, 2, 6, 0x02}, {2, 0, 1, 0x20}, {2, 1, 3, 0x00}, {2, 2, 5, 0x33},
+      {2, 1, 0x18, 0x92}};
   for (size_t i = 0; i < rt_options.size(); ++i) {
     const DType dtype = kFuzzFloatTypes[rt_options[i][1]];
     std::vector<uint8_t> s = rt_options[i];
@@ -228,8 +307,17 @@ int Main(int argc, char** argv) {
 
   // request_options_fuzz: serialized hyperc.v1.CompressOptions.
   const auto req_dir = corpus / "request_options_fuzz";
+  // Deterministic serialization: map entries (codec_options) sorted by key, not in the
+  // process's hash order.
   auto write_proto = [&](const std::string& name, const hyperc::v1::CompressOptions& p) {
-    Write(req_dir / ("seed-" + name + ".pb"), p.SerializeAsString());
+    std::string bytes;
+    {
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      if (!p.SerializeToCodedStream(&coded)) Die("cannot serialize " + name);
+    }
+    Write(req_dir / ("seed-" + name + ".pb"), bytes);
   };
   hyperc::v1::CompressOptions p;
   write_proto("empty", p);

@@ -1,5 +1,5 @@
 
 hc1
-presetunet
 	class_max4
-n225,1600^layer\.(0|1)\.
+n225,1600
+presetunet^layer\.(0|1)\.
