@@ -119,7 +119,7 @@ float QuantizeX16(const float* v, int n, bool even_odd, int8_t* out, int32_t* la
 /// The pair table of hc2's fixed mode for `bits` and `codebook` (1 or 2): entry v (a 12 +
 /// bits-bit window holding two consecutive 12-bit windows, w_i = v mod 4096 and w_{i+1} = v >>
 /// bits) is the two floats C[w_i], C[w_{i+1}]. 2^(12 + bits) * 8 bytes (512 KB at 4 bits), made
-/// once per process.
+/// on first use, once per process (thread-safe).
 const float* Hc2PairTable(int bits, int codebook);
 
 void DenseScalar(const DenseArgs& a, int nb);
