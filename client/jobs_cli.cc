@@ -1,6 +1,7 @@
 #include "client/jobs_cli.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -15,7 +16,9 @@ constexpr char kJobsUsage[] =
     "usage: hyperc jobs <command> --server HOST:PORT [--token-file F] [--tls-ca F] ...\n"
     "\n"
     "  submit IN [--codec NAME] [codec options] [--skip REGEX]...   upload, print the job id\n"
-    "         [--target-bpw X] [--override REGEX=SPEC]...\n"
+    "         [--target-bpw X] [--override REGEX=SPEC]... [--server-input]\n"
+    "         (--server-input: the server reads IN in place, no upload; see hyperc-server\n"
+    "         --input-root)\n"
     "  watch ID       follow a job until it ends (progress bar)\n"
     "  get ID         one job's state\n"
     "  list           every job, newest first\n"
@@ -50,9 +53,21 @@ Progress ToProgress(const hyperc::v1::Progress& p) {
   return out;
 }
 
+// A path the server reads: made absolute against this directory (a shared filesystem sees it
+// at the same path on both sides).
+std::string AbsolutePath(const std::string& p) {
+  std::error_code ec;
+  const std::filesystem::path a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
 }  // namespace
 
 absl::StatusOr<bool> RemoteFlags::Take(Args& args) {
+  if (args.Switch("--server-input")) {
+    server_input = true;
+    return true;
+  }
   auto t = args.Take({"--server"}, &server);
   if (t.ok() && !*t) t = args.Take({"--token-file"}, &token_file);
   if (t.ok() && !*t) t = args.Take({"--tls-ca"}, &tls_ca);
@@ -63,6 +78,7 @@ absl::StatusOr<std::unique_ptr<client::RemoteClient>> RemoteFlags::Connect() con
   client::RemoteOptions o;
   o.server = server;
   o.tls_ca_file = tls_ca;
+  o.server_input = server_input;
   if (!token_file.empty()) {
     auto t = ReadFileToString(token_file, 4096);
     if (!t.ok()) return t.status();
@@ -76,7 +92,7 @@ int CompressRemote(const std::string& input, const std::string& output, const Co
   auto c = remote.Connect();
   if (!c.ok()) return Fail(c.status(), 2);
   ProgressPrinter printer("compress", !quiet);
-  auto summary = (*c)->Compress(input, output, options,
+  auto summary = (*c)->Compress(remote.server_input ? AbsolutePath(input) : input, output, options,
                                 [&](const hyperc::v1::Progress& p) { printer(ToProgress(p)); });
   printer.Finish();
   if (!summary.ok()) return Fail(summary.status());
@@ -145,7 +161,7 @@ int Jobs(Args& args) {
   if (!c.ok()) return Fail(c.status(), 2);
   client::RemoteClient& cl = **c;
   if (cmd == "submit") {
-    auto j = cl.Submit(positional, options);
+    auto j = cl.Submit(remote.server_input ? AbsolutePath(positional) : positional, options);
     if (!j.ok()) return Fail(j.status());
     std::printf("%s\n", j->id().c_str());
     return 0;

@@ -12,6 +12,8 @@ namespace hc::cli {
 /// Remote connection flags (--server, --token-file, --tls-ca), gathered while parsing.
 struct RemoteFlags {
   std::string server, token_file, tls_ca;
+  /// --server-input: IN is read by the server in place (made absolute against this directory).
+  bool server_input = false;
   /// Consumes one of the flags at the current argument. Errors: missing value.
   absl::StatusOr<bool> Take(Args& args);
   absl::StatusOr<std::unique_ptr<client::RemoteClient>> Connect() const;

@@ -55,6 +55,9 @@ constexpr char kCompressUsage[] =
     "  --quiet            no progress and no summary table\n"
     "  --json FILE        also write the per-tensor report as JSON ('-' for stdout)\n"
     "  --server HOST:PORT compress on a hyperc-server instead of in process (same artifact)\n"
+    "  --server-input     with --server: IN is read by the server in place, no upload (it\n"
+    "                     must lie in one of the server's --input-root directories; a\n"
+    "                     relative IN is made absolute against this directory)\n"
     "  --token-file F     bearer token for the server; --tls-ca F: CA of a TLS server\n";
 
 constexpr char kDecompressUsage[] =
@@ -143,6 +146,9 @@ int Compress(Args& args) {
   if (input.empty() || output.empty()) {
     std::fputs(kCompressUsage, stderr);
     return Fail(absl::InvalidArgumentError("compress needs IN and -o OUT"), 2);
+  }
+  if (remote.server_input && remote.server.empty()) {
+    return Fail(absl::InvalidArgumentError("--server-input needs --server HOST:PORT"), 2);
   }
   if (!remote.server.empty()) {
     if (!json_path.empty()) return Fail(absl::InvalidArgumentError("--json is for local mode (use hyperc inspect --json on the artifact)"), 2);

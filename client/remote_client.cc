@@ -61,11 +61,14 @@ void ToProto(const CompressOptions& o, hyperc::v1::CompressOptions* p) {
 // Sends Start, every file (header + chunks) and End. Returns false if the stream broke. Each
 // file is mapped and sent from the mapping without a copy (mapped_upload.h), in messages of
 // `chunk_bytes`; `w` writes grpc::ByteBuffer messages.
+// With `server_path` non-empty, `files` is empty: Start names the path, then End.
 template <typename Writer>
 bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::string& model_name,
-                const CompressOptions& options, size_t chunk_bytes, absl::Status* error) {
+                const std::string& server_path, const CompressOptions& options, size_t chunk_bytes,
+                absl::Status* error) {
   CompressRequest req;
   req.mutable_start()->set_model_name(model_name);
+  req.mutable_start()->set_server_path(server_path);
   ToProto(options, req.mutable_start()->mutable_options());
   if (!w->Write(MessageBuffer(req))) return false;
   for (const std::string& path : files) {
@@ -154,7 +157,7 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
                                                            const std::string& output,
                                                            const CompressOptions& options,
                                                            const RemoteProgress& progress) {
-  if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_)) {
+  if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_) && !options_.server_input) {
     return CompressSpread(input, output, options, progress);
   }
   return CompressOne(channel_, input, output, IsShardIndexPath(input), options, progress);
@@ -165,7 +168,11 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
                                                               const std::string& output, bool directory,
                                                               const CompressOptions& options,
                                                               const RemoteProgress& progress) {
-  HC_ASSIGN_OR_RETURN(std::vector<std::string> files, UploadFiles(input));
+  std::vector<std::string> files;
+  if (!options_.server_input) {
+    HC_ASSIGN_OR_RETURN(files, UploadFiles(input));
+  }
+  const std::string server_path = options_.server_input ? input : "";
   grpc::ClientContext ctx;
   Prepare(&ctx, options_.stream_timeout_seconds);
   // The typed stub would serialise (copy) every chunk: the upload goes through a raw writer.
@@ -176,7 +183,8 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
                                                                                            &ctx));
   absl::Status upload_error;
   std::thread uploader([&] {
-    if (SendUpload(stream.get(), files, ModelName(input), options, options_.chunk_bytes, &upload_error)) {
+    if (SendUpload(stream.get(), files, ModelName(input), server_path, options, options_.chunk_bytes,
+                   &upload_error)) {
       stream->WritesDone();
     } else if (!upload_error.ok()) {
       ctx.TryCancel();
@@ -291,7 +299,11 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressSpread(const std::stri
 }
 
 absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, const CompressOptions& options) {
-  HC_ASSIGN_OR_RETURN(std::vector<std::string> files, UploadFiles(input));
+  std::vector<std::string> files;
+  if (!options_.server_input) {
+    HC_ASSIGN_OR_RETURN(files, UploadFiles(input));
+  }
+  const std::string server_path = options_.server_input ? input : "";
   grpc::ClientContext ctx;
   Prepare(&ctx, options_.stream_timeout_seconds);
   hyperc::v1::Job job;
@@ -300,7 +312,8 @@ absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, c
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
       grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method, &ctx, &job));
   absl::Status upload_error;
-  if (SendUpload(writer.get(), files, ModelName(input), options, options_.chunk_bytes, &upload_error)) {
+  if (SendUpload(writer.get(), files, ModelName(input), server_path, options, options_.chunk_bytes,
+                 &upload_error)) {
     writer->WritesDone();
   }
   grpc::Status st = writer->Finish();

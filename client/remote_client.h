@@ -35,6 +35,10 @@ struct RemoteOptions {
   /// upload is sent from the mapped file without a copy, so a message costs its count, not
   /// its size).
   size_t chunk_bytes = 4 << 20;
+  /// The `input` of Compress and Submit is a path on the server's filesystem (sent as
+  /// Start.server_path; the server must allow its directory with --input-root): nothing is
+  /// uploaded, and a sharded model is one call. It must be absolute. Default: false.
+  bool server_input = false;
 
   absl::Status Validate() const;
 };

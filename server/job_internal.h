@@ -39,6 +39,10 @@ struct JobManager::Job {
     uint64_t spool_end = 0;
     bool header_known = false;
     ByteQueue held;
+    // A server_path job: the file's resolved path, and its modification time when the job was
+    // created (nanoseconds since the epoch).
+    std::string source;
+    int64_t mtime_ns = 0;
   };
   std::vector<File> files;
   // A held upload (see JobManager): the bytes in memory over every file, whether the runner

@@ -156,6 +156,11 @@ absl::Status JobManagerOptions::Validate() const {
   if (max_queued_jobs < 0) return absl::InvalidArgumentError("max_queued_jobs must be >= 0");
   if (memory_budget < (uint64_t{1} << 20)) return absl::InvalidArgumentError("memory budget must be >= 1 MiB");
   if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
+  for (const std::string& r : input_roots) {
+    if (!fs::path(r).is_absolute()) {
+      return absl::InvalidArgumentError(absl::StrCat("input root \"", r, "\" is not an absolute path"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -175,6 +180,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
   fs::create_directories(fs::path(m->options_.spool_dir) / "jobs", ec);
   if (ec) {
     return absl::UnavailableError(absl::StrCat("spool directory ", m->options_.spool_dir, ": ", ec.message()));
+  }
+  for (std::string& r : m->options_.input_roots) {
+    const fs::path resolved = fs::canonical(r, ec);
+    if (ec || !fs::is_directory(resolved)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input root ", r, ": ", ec ? ec.message() : "not a directory"));
+    }
+    r = resolved.string();
   }
   m->executor_ = std::make_unique<TbbExecutor>(m->options_.threads);
   HC_RETURN_IF_ERROR(m->Restore());
@@ -235,13 +248,23 @@ absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest reque
   auto job = std::make_shared<Job>();
   job->snap.id = NewJobId();
   job->snap.request = std::move(request);
-  job->held = job->snap.request.ephemeral && job->snap.request.options.target_bpw <= 0;
+  job->held = job->snap.request.ephemeral && job->snap.request.options.target_bpw <= 0 &&
+              job->snap.request.server_path.empty();
   job->snap.created_unix = NowUnix();
   job->dir = (fs::path(options_.spool_dir) / "jobs" / job->snap.id).string();
+  if (!job->snap.request.server_path.empty()) HC_RETURN_IF_ERROR(ResolveServerInput(*job));
   std::error_code ec;
   fs::create_directories(job->dir + "/upload", ec);
   fs::create_directories(job->dir + "/artifact", ec);
   if (ec) return absl::UnavailableError(absl::StrCat("spool: ", job->dir, ": ", ec.message()));
+  if (job->upload_done) {
+    // A server_path job is complete now: persisted before it can run, so that it resumes.
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (absl::Status p = Persist(*job); !p.ok()) {
+      fs::remove_all(job->dir);
+      return p;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (static_cast<int>(pending_.size()) >= options_.max_queued_jobs + (options_.max_running_jobs - running_)) {
@@ -251,7 +274,10 @@ absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest reque
     }
     Log(absl::StrCat("job ", job->snap.id, " created: model \"", job->snap.request.model_name,
                      "\", codec ", job->snap.request.options.codec,
-                     job->snap.request.ephemeral ? " (Compress call)" : ""));
+                     job->snap.request.ephemeral ? " (Compress call)" : "",
+                     job->snap.request.server_path.empty()
+                         ? ""
+                         : absl::StrCat(", reading ", job->snap.request.server_path, " in place")));
     jobs_.emplace(job->snap.id, job);
     pending_.push_back(job->snap.id);
   }
@@ -485,6 +511,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
 
 absl::Status JobManager::RunJob(Job& job) {
   HC_ASSIGN_OR_RETURN(auto compressor, TensorCompressor::Create(job.snap.request.options));
+  if (!job.snap.request.server_path.empty()) HC_RETURN_IF_ERROR(CheckServerInputUnchanged(job));
   if (job.snap.request.options.target_bpw > 0) {
     // A model-level rate needs every tensor: plan once the whole upload is in.
     std::vector<std::string> files;
@@ -498,7 +525,7 @@ absl::Status JobManager::RunJob(Job& job) {
     std::vector<TensorInfo> all;
     for (const std::string& f : files) {
       if (absl::EndsWith(f, ".json")) continue;
-      HC_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(job.dir + "/upload/" + f));
+      HC_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(InputPath(job, f)));
       all.insert(all.end(), st->header().tensors.begin(), st->header().tensors.end());
     }
     HC_RETURN_IF_ERROR(compressor->Plan(all));
@@ -560,7 +587,7 @@ absl::Status JobManager::RunJob(Job& job) {
     artifact_files.push_back(ArtifactShardName(names[0]));
     all = std::move(records[0]);
   } else {
-    HC_ASSIGN_OR_RETURN(ShardIndex index, ReadShardIndex(job.dir + "/upload/" + index_name));
+    HC_ASSIGN_OR_RETURN(ShardIndex index, ReadShardIndex(InputPath(job, index_name)));
     // Local mode orders shards by name; so does the artifact index here.
     std::vector<size_t> order(names.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -572,7 +599,7 @@ absl::Status JobManager::RunJob(Job& job) {
     for (size_t i : order) {
       sorted_names.push_back(names[i]);
       sorted_records.push_back(std::move(records[i]));
-      HC_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(job.dir + "/upload/" + names[i]));
+      HC_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(InputPath(job, names[i])));
       headers.push_back(&f->header());
       files.push_back(std::move(f));
     }
@@ -621,7 +648,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     if (job.files[k].received < need) return WaitFailed(name);
     return absl::OkStatus();
   };
-  const std::string path = job.dir + "/upload/" + name;
+  const std::string path = InputPath(job, name);
   // A held upload's large tensors are staged into the spool file's hole (see below).
   int fd = ::open(path.c_str(), (job.held ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("spool: ", path, ": ", std::strerror(errno)));

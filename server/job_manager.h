@@ -36,6 +36,9 @@ struct JobRequest {
   CompressOptions options;
   /// A Compress call's job: deleted when the call ends, never resumed after a restart.
   bool ephemeral = false;
+  /// Non-empty: the model is read from this path on the server (a .safetensors file or a shard
+  /// index) instead of an upload; see JobManagerOptions::input_roots and StartUpload.
+  std::string server_path;
 };
 
 /// Progress of a job.
@@ -96,6 +99,10 @@ struct JobManagerOptions {
   int threads = 0;
   /// fsync artifacts and state. Default: true.
   bool sync = true;
+  /// Directories whose models a job may read in place (JobRequest::server_path), absolute.
+  /// Empty (the default): no server-side input, only uploads. A path counts as inside a root
+  /// once both are resolved (symbolic links, "..").
+  std::vector<std::string> input_roots;
   /// Log lines ("job <id> ...") go here; default stderr.
   std::function<void(const std::string&)> log;
   JobObserver observer;
@@ -163,6 +170,15 @@ class JobManager {
 
   /// Creates a job for an upload. Errors: InvalidArgument for bad options; ResourceExhausted
   /// when the queue is full.
+  ///
+  /// With `request.server_path` the job reads that model in place, validated now as End()
+  /// validates an upload, and the returned Upload takes no files (BeginFile and Append fail with
+  /// InvalidArgument; End() only confirms). Errors besides the above: PermissionDenied when
+  /// input_roots is empty or the resolved path (or a shard) lies outside every root;
+  /// InvalidArgument for a relative path or a name ending neither in .safetensors nor .json;
+  /// NotFound for a missing file. Each file's size and modification time are recorded: a job
+  /// that starts (or resumes after a restart) and finds a file changed or gone fails with
+  /// FailedPrecondition, and one whose file has left the roots with PermissionDenied.
   absl::StatusOr<std::unique_ptr<Upload>> StartUpload(JobRequest request);
 
   absl::StatusOr<JobSnapshot> Get(const std::string& id) const;
@@ -200,6 +216,16 @@ class JobManager {
   void Schedule();
   void Run(std::shared_ptr<Job> job);
   absl::Status RunJob(Job& job);
+  // Where file `name` of a job is read from: its server-side path, or the spool.
+  std::string InputPath(Job& job, const std::string& name) const;
+  // A server_path request: the model's files (names, resolved paths, sizes, times) checked
+  // against input_roots and validated like an ended upload.
+  absl::Status ResolveServerInput(Job& job) const;
+  // A server_path job's files: each still inside the roots with its recorded size and time.
+  absl::Status CheckServerInputUnchanged(Job& job) const;
+  // Every file of a model (name, path) valid and consistent: one .safetensors, or an index and
+  // exactly its shards; no tensor over max_tensor_bytes. The errors Upload::End() returns.
+  absl::Status CheckModelFiles(const std::vector<std::pair<std::string, std::string>>& files) const;
   absl::Status CompressSpooledFile(Job& job, size_t file, const TensorCompressor& compressor,
                                    std::vector<TensorRecord>* records);
   // A held upload: whether its reader may go on (job.mu held), and calling its resume callback

@@ -98,13 +98,20 @@ absl::Status JobManager::Persist(const Job& job) const {
   if (job.snap.request.ephemeral) return absl::OkStatus();
   JsonValue files = JsonValue::Array();
   for (const auto& f : job.files) {
-    files.Push(JsonValue::Object().Add("name", JsonValue::String(f.name)).Add("size", JsonValue::Int(static_cast<int64_t>(f.size))));
+    JsonValue o = JsonValue::Object()
+                      .Add("name", JsonValue::String(f.name))
+                      .Add("size", JsonValue::Int(static_cast<int64_t>(f.size)));
+    if (!f.source.empty()) {
+      o.Add("source", JsonValue::String(f.source)).Add("mtime_ns", JsonValue::Int(f.mtime_ns));
+    }
+    files.Push(std::move(o));
   }
   JsonValue artifact = JsonValue::Array();
   for (const auto& a : job.artifact_files) artifact.Push(JsonValue::String(a));
   JsonValue j = JsonValue::Object()
                     .Add("id", JsonValue::String(job.snap.id))
                     .Add("model_name", JsonValue::String(job.snap.request.model_name))
+                    .Add("server_path", JsonValue::String(job.snap.request.server_path))
                     .Add("options", OptionsJson(job.snap.request.options))
                     .Add("state", JsonValue::String(std::string(JobStateName(job.snap.state))))
                     .Add("error_code", JsonValue::Int(static_cast<int>(job.snap.error.code())))
@@ -158,6 +165,11 @@ absl::StatusOr<StoredJob> LoadJobState(const std::string& text) {
         !f.Find("size")->as_uint64()) {
       return bad("field files");
     }
+    // A server_path job's files (absent in state written before server_path existed).
+    if (f.Find("source") != nullptr &&
+        (!f.Find("source")->is_string() || f.Find("mtime_ns") == nullptr || !f.Find("mtime_ns")->as_int64())) {
+      return bad("field files.source");
+    }
   }
   for (const JsonValue& a : job->Find("artifact")->items()) {
     if (!a.is_string() || a.string_value().empty() || a.string_value().find('/') != std::string::npos) {
@@ -206,6 +218,9 @@ absl::Status JobManager::Restore() {
       const StoredJob& sj = *stored;
       job->snap.id = sj.Str("id");
       job->snap.request.model_name = sj.Str("model_name");
+      if (const JsonValue* sp = sj.j.Find("server_path"); sp != nullptr && sp->is_string()) {
+        job->snap.request.server_path = sp->string_value();
+      }
       job->snap.request.options = OptionsFromJson(*sj.j.Find("options"));
       job->snap.created_unix = *sj.j.Find("created")->as_int64();
       job->snap.finished_unix = *sj.j.Find("finished")->as_int64();
@@ -220,6 +235,10 @@ absl::Status JobManager::Restore() {
         Job::File file;
         file.name = f.Find("name")->string_value();
         file.size = file.received = size;
+        if (const JsonValue* src = f.Find("source")) {
+          file.source = src->string_value();
+          file.mtime_ns = *f.Find("mtime_ns")->as_int64();
+        }
         job->files.push_back(std::move(file));
         job->snap.progress.bytes_total += size;
       }

@@ -31,6 +31,9 @@ constexpr char kUsage[] =
     "  --max-upload-bytes S     largest upload, e.g. 64G (default 64G)\n"
     "  --max-tensor-bytes S     largest tensor (default 4G)\n"
     "  --memory-budget S        input bytes in flight per job (default 256M)\n"
+    "  --input-root DIR         let clients name models inside DIR by path (Start.server_path,\n"
+    "                           'hyperc compress --server-input'): read in place, no upload;\n"
+    "                           repeatable; none by default\n"
     "  --metrics-address H:P    Prometheus /metrics endpoint (default 127.0.0.1:9464;\n"
     "                           empty string disables it)\n"
     "  --auth-token-file F      require 'authorization: Bearer <token in F>'\n"
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
     else if (flag == "--max-upload-bytes") ok = ParseSize(value, &o.jobs.max_upload_bytes);
     else if (flag == "--max-tensor-bytes") ok = ParseSize(value, &o.jobs.max_tensor_bytes);
     else if (flag == "--memory-budget") ok = ParseSize(value, &o.jobs.memory_budget);
+    else if (flag == "--input-root") o.jobs.input_roots.push_back(value);
     else if (flag == "--auth-token-file") token_file = value;
     else if (flag == "--metrics-address") o.metrics_address = value;
     else if (flag == "--tls-cert") o.tls_cert_file = value;

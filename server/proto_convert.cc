@@ -71,6 +71,7 @@ void ToProto(const JobSnapshot& s, hyperc::v1::Summary* out) {
 void ToProto(const JobSnapshot& s, hyperc::v1::Job* out) {
   out->set_id(s.id);
   out->set_model_name(s.request.model_name);
+  out->set_server_path(s.request.server_path);
   switch (s.state) {
     case JobState::kQueued: out->set_state(hyperc::v1::Job::QUEUED); break;
     case JobState::kRunning: out->set_state(hyperc::v1::Job::RUNNING); break;

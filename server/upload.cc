@@ -50,6 +50,10 @@ Upload::~Upload() {
 absl::Status Upload::BeginFile(const std::string& name, uint64_t size) {
   auto job = manager_->Find(id_);
   if (!job) return absl::CancelledError("job was deleted");
+  if (!job->snap.request.server_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("this job reads server_path \"", job->snap.request.server_path,
+                                                   "\"; it takes no uploaded file (send End after Start)"));
+  }
   if (!IsPlainName(name)) {
     return absl::InvalidArgumentError(absl::StrCat("file name \"", name, "\" is not a plain file name"));
   }
@@ -149,68 +153,27 @@ absl::Status Upload::Append(absl::Span<const uint8_t> bytes) {
 absl::Status Upload::End() {
   auto job = manager_->Find(id_);
   if (!job) return absl::CancelledError("job was deleted");
-  struct FileState {
-    std::string name;
-    uint64_t size, received;
-  };
-  std::vector<FileState> files;
-  {
-    std::lock_guard<std::mutex> lock(job->mu);
-    for (const auto& f : job->files) files.push_back({f.name, f.size, f.received});
+  if (!job->snap.request.server_path.empty()) {
+    // A server_path job: its files were validated when it was created.
+    ended_ = true;
+    return absl::OkStatus();
   }
   // Every file complete; every safetensors header valid; one model (a file, or an index and
   // exactly its shards).
   absl::Status st;
-  std::vector<std::string> shards;
-  std::string index_name;
-  for (const auto& f : files) {
-    if (f.received != f.size) {
-      st = absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ", f.received,
-                                                   " of its ", f.size, " bytes"));
-      break;
-    }
-    const std::string path = absl::StrCat(job->dir, "/upload/", f.name);
-    if (absl::EndsWith(f.name, ".json")) {
-      if (!index_name.empty()) {
-        st = absl::InvalidArgumentError("more than one index file uploaded");
+  std::vector<std::pair<std::string, std::string>> files;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    for (const auto& f : job->files) {
+      if (f.received != f.size) {
+        st = absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ", f.received,
+                                                     " of its ", f.size, " bytes"));
         break;
       }
-      index_name = f.name;
-      auto idx = ReadShardIndex(path);
-      if (!idx.ok()) {
-        st = idx.status();
-        break;
-      }
-      continue;
-    }
-    auto sf = SafetensorsFile::Open(path);
-    if (!sf.ok()) {
-      st = sf.status();
-      break;
-    }
-    for (const TensorInfo& t : (*sf)->header().tensors) {
-      if (t.nbytes() > manager_->options_.max_tensor_bytes) {
-        st = absl::ResourceExhaustedError(absl::StrCat(f.name, ": tensor \"", t.name, "\" has ", t.nbytes(),
-                                                       " bytes, over the server limit of ",
-                                                       manager_->options_.max_tensor_bytes));
-        break;
-      }
-    }
-    if (!st.ok()) break;
-    shards.push_back(f.name);
-  }
-  if (st.ok() && shards.empty()) st = absl::InvalidArgumentError("the upload holds no .safetensors file");
-  if (st.ok() && index_name.empty() && shards.size() > 1) {
-    st = absl::InvalidArgumentError("several .safetensors files need their shard index (.json)");
-  }
-  if (st.ok() && !index_name.empty()) {
-    auto idx = ReadShardIndex(absl::StrCat(job->dir, "/upload/", index_name));
-    std::sort(shards.begin(), shards.end());
-    if (idx->shards != shards) {
-      st = absl::InvalidArgumentError(absl::StrCat(index_name, ": names ", idx->shards.size(),
-                                                   " shards but ", shards.size(), " were uploaded"));
+      files.emplace_back(f.name, absl::StrCat(job->dir, "/upload/", f.name));
     }
   }
+  if (st.ok()) st = manager_->CheckModelFiles(files);
   if (!st.ok()) {
     // The job fails with the same error the caller returns; the Upload's destructor deletes it.
     {

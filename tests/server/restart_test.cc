@@ -4,15 +4,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <grpcpp/create_channel.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/remote_client.h"
 #include "core/pipeline/pipeline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hyperc/v1/hyperc.grpc.pb.h"
 #include "tests/testutil/model_util.h"
 #include "tests/testutil/paths.h"
 
@@ -25,7 +31,8 @@ struct ServerProcess {
   std::string log;
 
   // Starts build/bin/hyperc-server on 127.0.0.1:0 and reads the bound address from stdout.
-  bool Start(const std::string& spool, const std::string& log_path) {
+  // `input_root`: the server's --input-root (none when empty).
+  bool Start(const std::string& spool, const std::string& log_path, const std::string& input_root = "") {
     log = log_path;
     int out[2];
     if (::pipe(out) != 0) return false;
@@ -37,9 +44,15 @@ struct ServerProcess {
       ::close(out[0]);
       const char* bin = std::getenv("HC_BINARY_DIR");
       std::string exe = absl::StrCat(bin ? bin : HC_BINARY_DIR_DEFAULT, "/bin/hyperc-server");
-      ::execl(exe.c_str(), exe.c_str(), "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
-              "--max-jobs", "1", "--threads", "1", "--memory-budget", "1M", "--no-sync",
-              "--metrics-address", "127.0.0.1:0", nullptr);
+      std::vector<const char*> argv = {exe.c_str(), "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
+                                       "--max-jobs", "1", "--threads", "1", "--memory-budget", "1M",
+                                       "--no-sync", "--metrics-address", "127.0.0.1:0"};
+      if (!input_root.empty()) {
+        argv.push_back("--input-root");
+        argv.push_back(input_root.c_str());
+      }
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), const_cast<char* const*>(argv.data()));
       _exit(127);
     }
     ::close(out[1]);
@@ -125,6 +138,92 @@ TEST(RestartTest, SigkillMidJobThenResume) {
   const size_t at = text.find("reused ");
   std::printf("server log on resume: %s\n",
               at == std::string::npos ? "(kill landed between files)" : text.substr(at, text.find('\n', at) - at).c_str());
+}
+
+// Jobs that read their model in place (server_path) survive a SIGKILL too: queued behind an
+// upload that never ends, killed, resumed by the restarted server. The one whose file is
+// unchanged gives local mode's bytes; the one whose file changed meanwhile fails by name.
+TEST(RestartTest, ServerPathJobsResumeAndNoticeAChangedInput) {
+  const std::string dir = testing::ScratchDir("restart_server_path");
+  const std::string spool = dir + "/spool", log = dir + "/server.log", root = dir + "/models";
+  std::filesystem::create_directories(root);
+  const std::string same = root + "/same.safetensors", changed = root + "/changed.safetensors";
+  std::filesystem::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), same);
+  std::filesystem::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), changed);
+  CompressOptions opts;
+  opts.codec = "hc1";
+  opts.sync = false;
+
+  std::string id_same, id_changed;
+  {
+    ServerProcess server;
+    ASSERT_TRUE(server.Start(spool, log, root));
+    // The one run slot (--max-jobs 1) goes to an upload that announces a file and stops.
+    auto stub = hyperc::v1::Compressor::NewStub(
+        grpc::CreateChannel(server.address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext blocker_ctx;
+    hyperc::v1::Job blocker_job;
+    auto blocker = stub->SubmitJob(&blocker_ctx, &blocker_job);
+    hyperc::v1::CompressRequest req;
+    req.mutable_start()->set_model_name("blocker");
+    ASSERT_TRUE(blocker->Write(req));
+    req.Clear();
+    req.mutable_file()->set_name("b.safetensors");
+    req.mutable_file()->set_size(1000);
+    ASSERT_TRUE(blocker->Write(req));
+    client::RemoteOptions o;
+    o.server = server.address;
+    o.server_input = true;
+    auto c = client::RemoteClient::Connect(o);
+    ASSERT_TRUE(c.ok());
+    // The blocker's job takes the slot once its Start is in: wait for it to be listed.
+    for (int spin = 0; spin < 1000; ++spin) {
+      auto jobs = (*c)->List();
+      ASSERT_TRUE(jobs.ok());
+      if (!jobs->empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto a = (*c)->Submit(same, opts);
+    ASSERT_TRUE(a.ok()) << a.status();
+    auto b = (*c)->Submit(changed, opts);
+    ASSERT_TRUE(b.ok()) << b.status();
+    id_same = a->id();
+    id_changed = b->id();
+    for (const std::string& id : {id_same, id_changed}) {
+      auto j = (*c)->Get(id);
+      ASSERT_TRUE(j.ok());
+      ASSERT_EQ(j->state(), hyperc::v1::Job::QUEUED) << "the blocker did not hold the slot";
+    }
+    server.Kill(SIGKILL);
+    blocker_ctx.TryCancel();
+    blocker->Finish().ok();
+  }
+  // Same size, other bytes and time: a rewritten model.
+  {
+    std::fstream f(changed, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-4, std::ios::end);
+    f.write("\x01\x02\x03\x04", 4);
+  }
+  std::filesystem::last_write_time(changed, std::filesystem::last_write_time(changed) + std::chrono::seconds(5));
+
+  ServerProcess server;
+  ASSERT_TRUE(server.Start(spool, log, root));
+  client::RemoteOptions o;
+  o.server = server.address;
+  auto c = client::RemoteClient::Connect(o);
+  ASSERT_TRUE(c.ok());
+  auto done = (*c)->Watch(id_same);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), hyperc::v1::Job::SUCCEEDED) << done->error();
+  EXPECT_EQ(done->server_path(), same);
+  ASSERT_TRUE((*c)->Fetch(id_same, dir + "/fetched.hyc").ok());
+  ASSERT_TRUE(CompressModel(same, dir + "/local.hyc", opts).ok());
+  EXPECT_TRUE(testing::ReadAll(dir + "/fetched.hyc") == testing::ReadAll(dir + "/local.hyc"));
+  done = (*c)->Watch(id_changed);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), hyperc::v1::Job::FAILED);
+  EXPECT_THAT(done->error(), ::testing::HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(done->error(), ::testing::HasSubstr("changed.safetensors changed or disappeared"));
 }
 
 }  // namespace
