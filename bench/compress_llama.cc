@@ -55,7 +55,8 @@ constexpr char kUsage[] =
     "\n"
     "  Times `hyperc compress DIR/model.safetensors.index.json` once per codec (rtn: bits 4,\n"
     "  group 128; hc1: preset llm; others: defaults) in local mode and, with --server, through\n"
-    "  a hyperc-server started on 127.0.0.1 for each run. Prints wall time, weights/s, the\n"
+    "  a hyperc-server started on 127.0.0.1 for each run, once uploading the model and once\n"
+    "  letting the server read it in place (mode server-path). Prints wall time, weights/s, the\n"
     "  ratio to the time of reading the shards (cat, best of before and after), peak RSS and\n"
     "  CPU time of the client and the server, and the artifact size. Unknown codecs are\n"
     "  skipped.\n"
@@ -217,8 +218,10 @@ int StopServer(ServerProcess& s) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// `input_root`: the server's --input-root (none when empty).
 absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::string& spool,
-                                          int threads, const std::string& log) {
+                                          int threads, const std::string& log,
+                                          const std::string& input_root) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   ServerProcess s;
@@ -228,8 +231,12 @@ absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::str
     const int e = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (e >= 0) ::dup2(e, 2);
     const std::string t = absl::StrCat(threads);
-    ::execl(bin.c_str(), bin.c_str(), "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
-            "--metrics-address", "", "--threads", t.c_str(), nullptr);
+    std::vector<const char*> argv = {bin.c_str(), "--listen", "127.0.0.1:0", "--spool-dir",
+                                     spool.c_str(), "--metrics-address", "", "--threads",
+                                     t.c_str()};
+    if (!input_root.empty()) argv.insert(argv.end(), {"--input-root", input_root.c_str()});
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   ::close(pipefd[1]);
@@ -424,7 +431,8 @@ int RunCompressLlama(const std::vector<std::string>& args) {
   std::vector<Row> rows;
   bool failed = false;
   const std::vector<std::string> modes =
-      with_server ? std::vector<std::string>{"local", "server"} : std::vector<std::string>{"local"};
+      with_server ? std::vector<std::string>{"local", "server", "server-path"}
+                  : std::vector<std::string>{"local"};
   for (const std::string& codec : codecs) {
     bool skip_codec = false;
     for (const std::string& mode : modes) {
@@ -440,14 +448,18 @@ int RunCompressLlama(const std::vector<std::string>& args) {
         for (const std::string& a : CodecArgs(codec)) argv.push_back(a);
         argv.insert(argv.end(), {"--threads", absl::StrCat(threads), "--quiet"});
         ServerProcess server;
-        if (mode == "server") {
-          auto s = StartServer(server_bin, work + "/spool", threads, work + "/server.log");
+        if (mode != "local") {
+          // "server-path": the server reads the model in place (--input-root, --server-input).
+          const bool in_place = mode == "server-path";
+          const std::string root = in_place ? fs::absolute(m.index_path).parent_path().string() : "";
+          auto s = StartServer(server_bin, work + "/spool", threads, work + "/server.log", root);
           if (!s.ok()) {
             row.status = absl::StrCat("failed: ", s.status().message());
             break;
           }
           server = *s;
           argv.insert(argv.end(), {"--server", server.address});
+          if (in_place) argv.push_back("--server-input");
         }
         const double cached = CachedFraction(m.shards);
         const ChildResult r = RunChild(argv, log_out, log_err);
@@ -529,7 +541,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
         o.Add("ratio_to_read", JsonValue::Number(read_s > 0 ? r.wall_s / read_s : 0));
         o.Add("client_max_rss_kib", JsonValue::Int(r.client_rss_kib));
         o.Add("client_cpu_s", JsonValue::Number(r.client_cpu_s));
-        if (r.mode == "server") {
+        if (r.mode != "local") {
           o.Add("server_vmhwm_kib", JsonValue::Int(r.server_hwm_kib));
           o.Add("server_cpu_s", JsonValue::Number(r.server_cpu_s));
         }
@@ -551,7 +563,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
               "(%.0f%% cached); best %.2f s = %.2f GB/s\n",
               read_before->seconds, 100 * read_before->cached_before, read_after->seconds,
               100 * read_after->cached_before, read_s, read_s > 0 ? gb / read_s : 0.0);
-  std::printf("\n%-12s %-6s %9s %11s %7s %10s %10s %9s %9s %7s %8s %6s\n", "codec", "mode",
+  std::printf("\n%-12s %-11s %9s %11s %7s %10s %10s %9s %9s %7s %8s %6s\n", "codec", "mode",
               "wall s", "weights/s", "x read", "client MiB", "server MiB", "client s", "server s",
               "cached", "out MB", "bpw");
   for (const Row& r : rows) {
@@ -559,12 +571,12 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       if (r.status.rfind("skipped", 0) == 0) {
         std::printf("%s: %s\n", r.codec.c_str(), r.status.c_str());
       } else {
-        std::printf("%-12s %-6s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(), r.status.c_str());
+        std::printf("%-12s %-11s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(), r.status.c_str());
       }
       continue;
     }
-    const bool srv = r.mode == "server";
-    std::printf("%-12s %-6s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
+    const bool srv = r.mode != "local";
+    std::printf("%-12s %-11s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
                 CodecLabel(r.codec).c_str(), r.mode.c_str(), r.wall_s,
                 static_cast<double>(m.weights) / r.wall_s, read_s > 0 ? r.wall_s / read_s : 0.0,
                 Mib(r.client_rss_kib),
@@ -577,6 +589,8 @@ int RunCompressLlama(const std::vector<std::string>& args) {
   std::printf(
       "\nwall s: best of %d run(s) of the hyperc child; x read: wall / best read time;\n"
       "client MiB: its peak RSS (wait4); server MiB: the server's VmHWM (a fresh server per run);\n"
+      "mode: local (in process), server (uploaded to a hyperc-server), server-path (the server\n"
+      "reads the model in place: --input-root, --server-input; the artifact still comes back).\n"
       "client s, server s: CPU seconds; cached: share of the model's pages in the page cache when\n"
       "the run started (mincore); out MB, bpw: artifact bytes (shards + index), bits per weight.\n"
       "Load average: %s before, %s after (other processes slow the runs down).\n"

@@ -160,14 +160,14 @@ class _Upload:
     starts, so a missing file fails before anything is sent; a read error during the upload is
     kept in `error` (and the stream ends without End, so the server fails the call too)."""
 
-    def __init__(self, path, model_name, options, chunk_bytes):
+    def __init__(self, path, model_name, options, chunk_bytes, server_input=False):
         self.error = None
         self._chunk = chunk_bytes
         self._files = []
         self._start = pb2.Start(model_name=model_name if model_name is not None else _model_name(path),
-                                options=options)
+                                options=options, server_path=path if server_input else "")
         try:
-            for p in upload_files(path):
+            for p in ([] if server_input else upload_files(path)):
                 try:
                     f = open(p, "rb")
                 except OSError as e:
@@ -349,7 +349,7 @@ class Client:
     # -- Compress ----------------------------------------------------------------------------
 
     def compress(self, path, out, codec="rtn", skip=(), progress=None, model_name=None,
-                 codec_options=None, target_bpw=0.0, overrides=(), **options):
+                 codec_options=None, target_bpw=0.0, overrides=(), server_input=False, **options):
         """Compresses `path` (a .safetensors file or a model.safetensors.index.json) on the
         server and writes the artifact to `out` (a file; a directory for a sharded model),
         atomically. Codec options are keyword arguments (bits=4, group_size=128, preset="llm")
@@ -360,10 +360,14 @@ class Client:
         is called with each Progress event as a dict (tensors_done, tensors_total,
         bytes_received, bytes_total, bytes_done, fraction, eta_seconds, tensor).
         Returns the server's Summary as a dict. The artifact is byte-identical to
-        `hyperc compress` in local mode with the same options."""
+        `hyperc compress` in local mode with the same options.
+
+        With `server_input=True`, `path` names a file on the server's filesystem (absolute,
+        inside a directory the server allows with --input-root), which the server reads in
+        place: nothing is uploaded (Start.server_path)."""
         opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
                               overrides)
-        upload = _Upload(path, model_name, opts, self.chunk_bytes)
+        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input)
         sink = _ArtifactSink(out, _is_index(path))
         call = self._stub.Compress(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)
         summary = None
@@ -401,12 +405,12 @@ class Client:
     # -- jobs --------------------------------------------------------------------------------
 
     def submit(self, path, codec="rtn", skip=(), model_name=None, codec_options=None,
-               target_bpw=0.0, overrides=(), **options):
+               target_bpw=0.0, overrides=(), server_input=False, **options):
         """Uploads `path` as a job and returns the job (a dict; it then runs in the background
-        on the server). Options as for compress()."""
+        on the server). Options and `server_input` as for compress()."""
         opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
                               overrides)
-        upload = _Upload(path, model_name, opts, self.chunk_bytes)
+        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input)
         try:
             job = self._stub.SubmitJob(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)
         except grpc.RpcError as e:

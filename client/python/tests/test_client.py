@@ -311,6 +311,38 @@ class CompressTest(Base):
         self.assertIn("INVALID_ARGUMENT", r.stderr.decode())
 
 
+class ServerInputTest(Base):
+    """server_input=True: the server reads the model in place (--input-root); same artifact."""
+
+    def test_single_and_sharded_by_path(self):
+        if not server_has_flag("--input-root"):
+            self.skipTest("hyperc-server has no --input-root")
+        server = ServerProcess(os.path.join(SCRATCH, "spool-input"), ["--input-root", MODELS])
+        try:
+            c = Client(server.address, timeout=60, stream_timeout=600)
+            try:
+                out = scratch("by-path.hyc.safetensors")
+                summary = c.compress(os.path.abspath(SINGLE_FMNIST), out, server_input=True)
+                self.assertSameArtifact(out, local_artifact(SINGLE_FMNIST))
+                self.assertSummaryMatches(summary, out)
+                out = scratch("by-path-sharded")
+                c.compress(os.path.abspath(SHARDED_INDEX), out, server_input=True, bits=4, group_size=128)
+                self.assertSameArtifact(out, local_artifact(SHARDED_INDEX, bits="4", group_size="128"))
+                job = c.submit(os.path.abspath(SINGLE_FMNIST), server_input=True)
+                self.assertEqual(job["server_path"], os.path.abspath(SINGLE_FMNIST))
+                self.assertEqual(c.watch(job["id"])["state"], "SUCCEEDED")
+                outside = scratch("outside.safetensors")
+                shutil.copyfile(SINGLE_FMNIST, outside)
+                with self.assertRaises(HypercError) as e:
+                    c.compress(os.path.abspath(outside), scratch("denied.hyc"), server_input=True)
+                self.assertEqual(e.exception.code, "PERMISSION_DENIED")
+                self.assertIn("outside the server's input directories", e.exception.message)
+            finally:
+                c.close()
+        finally:
+            check_exit("input-root server", server, server.stop())
+
+
 class ProgressTest(Base):
     """(3) progress events: tensors_done never decreases and ends at tensors_total."""
 
