@@ -55,8 +55,9 @@ constexpr char kUsage[] =
     "\n"
     "  Times `hyperc compress DIR/model.safetensors.index.json` once per codec (rtn: bits 4,\n"
     "  group 128; hc1: preset llm; others: defaults) in local mode and, with --server, through\n"
-    "  a hyperc-server started on 127.0.0.1 for each run, once uploading the model and once\n"
-    "  letting the server read it in place (mode server-path). Prints wall time, weights/s, the\n"
+    "  a hyperc-server started on 127.0.0.1 for each run: uploading the model (mode server),\n"
+    "  letting the server read it in place (server-in), and also write the artifact in place\n"
+    "  (server-inout). Prints wall time, weights/s, the\n"
     "  ratio to the time of reading the shards (cat, best of before and after), peak RSS and\n"
     "  CPU time of the client and the server, and the artifact size. Unknown codecs are\n"
     "  skipped.\n"
@@ -218,10 +219,11 @@ int StopServer(ServerProcess& s) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// `input_root`: the server's --input-root (none when empty).
+// `input_root`, `output_root`: the server's --input-root and --output-root (none when empty).
 absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::string& spool,
                                           int threads, const std::string& log,
-                                          const std::string& input_root) {
+                                          const std::string& input_root,
+                                          const std::string& output_root) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   ServerProcess s;
@@ -235,6 +237,7 @@ absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::str
                                      spool.c_str(), "--metrics-address", "", "--threads",
                                      t.c_str()};
     if (!input_root.empty()) argv.insert(argv.end(), {"--input-root", input_root.c_str()});
+    if (!output_root.empty()) argv.insert(argv.end(), {"--output-root", output_root.c_str()});
     argv.push_back(nullptr);
     ::execv(bin.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
@@ -431,7 +434,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
   std::vector<Row> rows;
   bool failed = false;
   const std::vector<std::string> modes =
-      with_server ? std::vector<std::string>{"local", "server", "server-path"}
+      with_server ? std::vector<std::string>{"local", "server", "server-in", "server-inout"}
                   : std::vector<std::string>{"local"};
   for (const std::string& codec : codecs) {
     bool skip_codec = false;
@@ -449,10 +452,12 @@ int RunCompressLlama(const std::vector<std::string>& args) {
         argv.insert(argv.end(), {"--threads", absl::StrCat(threads), "--quiet"});
         ServerProcess server;
         if (mode != "local") {
-          // "server-path": the server reads the model in place (--input-root, --server-input).
-          const bool in_place = mode == "server-path";
+          // "server-in": the server reads the model in place (--input-root, --server-input);
+          // "server-inout": and writes the artifact in place (--output-root, --server-output).
+          const bool in_place = mode != "server", out_in_place = mode == "server-inout";
           const std::string root = in_place ? fs::absolute(m.index_path).parent_path().string() : "";
-          auto s = StartServer(server_bin, work + "/spool", threads, work + "/server.log", root);
+          auto s = StartServer(server_bin, work + "/spool", threads, work + "/server.log", root,
+                               out_in_place ? fs::absolute(work).string() : "");
           if (!s.ok()) {
             row.status = absl::StrCat("failed: ", s.status().message());
             break;
@@ -460,6 +465,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
           server = *s;
           argv.insert(argv.end(), {"--server", server.address});
           if (in_place) argv.push_back("--server-input");
+          if (out_in_place) argv.push_back("--server-output");
         }
         const double cached = CachedFraction(m.shards);
         const ChildResult r = RunChild(argv, log_out, log_err);
@@ -589,8 +595,10 @@ int RunCompressLlama(const std::vector<std::string>& args) {
   std::printf(
       "\nwall s: best of %d run(s) of the hyperc child; x read: wall / best read time;\n"
       "client MiB: its peak RSS (wait4); server MiB: the server's VmHWM (a fresh server per run);\n"
-      "mode: local (in process), server (uploaded to a hyperc-server), server-path (the server\n"
-      "reads the model in place: --input-root, --server-input; the artifact still comes back).\n"
+      "mode: local (in process); server (uploaded to a hyperc-server, artifact sent back);\n"
+      "server-in (the server reads the model in place: --input-root, --server-input; artifact\n"
+      "sent back); server-inout (and writes the artifact in place: --output-root,\n"
+      "--server-output).\n"
       "client s, server s: CPU seconds; cached: share of the model's pages in the page cache when\n"
       "the run started (mincore); out MB, bpw: artifact bytes (shards + index), bits per weight.\n"
       "Load average: %s before, %s after (other processes slow the runs down).\n"

@@ -17,8 +17,10 @@ constexpr char kJobsUsage[] =
     "\n"
     "  submit IN [--codec NAME] [codec options] [--skip REGEX]...   upload, print the job id\n"
     "         [--target-bpw X] [--override REGEX=SPEC]... [--server-input]\n"
-    "         (--server-input: the server reads IN in place, no upload; see hyperc-server\n"
-    "         --input-root)\n"
+    "         [--server-output -o OUT]\n"
+    "         (--server-input: the server reads IN in place, no upload; --server-output: it\n"
+    "         writes the artifact at OUT on its side; see hyperc-server --input-root and\n"
+    "         --output-root)\n"
     "  watch ID       follow a job until it ends (progress bar)\n"
     "  get ID         one job's state\n"
     "  list           every job, newest first\n"
@@ -68,6 +70,10 @@ absl::StatusOr<bool> RemoteFlags::Take(Args& args) {
     server_input = true;
     return true;
   }
+  if (args.Switch("--server-output")) {
+    server_output = true;
+    return true;
+  }
   auto t = args.Take({"--server"}, &server);
   if (t.ok() && !*t) t = args.Take({"--token-file"}, &token_file);
   if (t.ok() && !*t) t = args.Take({"--tls-ca"}, &tls_ca);
@@ -79,6 +85,7 @@ absl::StatusOr<std::unique_ptr<client::RemoteClient>> RemoteFlags::Connect() con
   o.server = server;
   o.tls_ca_file = tls_ca;
   o.server_input = server_input;
+  o.server_output = server_output;
   if (!token_file.empty()) {
     auto t = ReadFileToString(token_file, 4096);
     if (!t.ok()) return t.status();
@@ -92,7 +99,8 @@ int CompressRemote(const std::string& input, const std::string& output, const Co
   auto c = remote.Connect();
   if (!c.ok()) return Fail(c.status(), 2);
   ProgressPrinter printer("compress", !quiet);
-  auto summary = (*c)->Compress(remote.server_input ? AbsolutePath(input) : input, output, options,
+  auto summary = (*c)->Compress(remote.server_input ? AbsolutePath(input) : input,
+                                remote.server_output ? AbsolutePath(output) : output, options,
                                 [&](const hyperc::v1::Progress& p) { printer(ToProgress(p)); });
   printer.Finish();
   if (!summary.ok()) return Fail(summary.status());
@@ -101,7 +109,8 @@ int CompressRemote(const std::string& input, const std::string& output, const Co
                 static_cast<unsigned long long>(summary->tensors_total()),
                 static_cast<unsigned long long>(summary->coded_tensors()), summary->coded_bits_per_weight(),
                 summary->snr_db(), summary->db_above_rd());
-    std::printf("wrote %s (server time %.2fs)\n", output.c_str(), summary->seconds());
+    std::printf("%s %s (server time %.2fs)\n", remote.server_output ? "the server wrote" : "wrote",
+                output.c_str(), summary->seconds());
   }
   return 0;
 }
@@ -161,7 +170,11 @@ int Jobs(Args& args) {
   if (!c.ok()) return Fail(c.status(), 2);
   client::RemoteClient& cl = **c;
   if (cmd == "submit") {
-    auto j = cl.Submit(remote.server_input ? AbsolutePath(positional) : positional, options);
+    if (remote.server_output && output.empty()) {
+      return Fail(absl::InvalidArgumentError("jobs submit --server-output needs -o OUT"), 2);
+    }
+    auto j = cl.Submit(remote.server_input ? AbsolutePath(positional) : positional, options,
+                       remote.server_output ? AbsolutePath(output) : "");
     if (!j.ok()) return Fail(j.status());
     std::printf("%s\n", j->id().c_str());
     return 0;

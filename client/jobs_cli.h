@@ -14,6 +14,8 @@ struct RemoteFlags {
   std::string server, token_file, tls_ca;
   /// --server-input: IN is read by the server in place (made absolute against this directory).
   bool server_input = false;
+  /// --server-output: OUT is written by the server in place (made absolute likewise).
+  bool server_output = false;
   /// Consumes one of the flags at the current argument. Errors: missing value.
   absl::StatusOr<bool> Take(Args& args);
   absl::StatusOr<std::unique_ptr<client::RemoteClient>> Connect() const;

@@ -58,6 +58,9 @@ constexpr char kCompressUsage[] =
     "  --server-input     with --server: IN is read by the server in place, no upload (it\n"
     "                     must lie in one of the server's --input-root directories; a\n"
     "                     relative IN is made absolute against this directory)\n"
+    "  --server-output    with --server: the server writes OUT on its side, nothing comes\n"
+    "                     back (inside one of its --output-root directories; made absolute\n"
+    "                     likewise)\n"
     "  --token-file F     bearer token for the server; --tls-ca F: CA of a TLS server\n";
 
 constexpr char kDecompressUsage[] =
@@ -147,8 +150,8 @@ int Compress(Args& args) {
     std::fputs(kCompressUsage, stderr);
     return Fail(absl::InvalidArgumentError("compress needs IN and -o OUT"), 2);
   }
-  if (remote.server_input && remote.server.empty()) {
-    return Fail(absl::InvalidArgumentError("--server-input needs --server HOST:PORT"), 2);
+  if ((remote.server_input || remote.server_output) && remote.server.empty()) {
+    return Fail(absl::InvalidArgumentError("--server-input and --server-output need --server HOST:PORT"), 2);
   }
   if (!remote.server.empty()) {
     if (!json_path.empty()) return Fail(absl::InvalidArgumentError("--json is for local mode (use hyperc inspect --json on the artifact)"), 2);

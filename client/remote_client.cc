@@ -62,13 +62,15 @@ void ToProto(const CompressOptions& o, hyperc::v1::CompressOptions* p) {
 // file is mapped and sent from the mapping without a copy (mapped_upload.h), in messages of
 // `chunk_bytes`; `w` writes grpc::ByteBuffer messages.
 // With `server_path` non-empty, `files` is empty: Start names the path, then End.
+// `server_output`: Start.server_output_path (empty: the artifact comes back).
 template <typename Writer>
 bool SendUpload(Writer* w, const std::vector<std::string>& files, const std::string& model_name,
-                const std::string& server_path, const CompressOptions& options, size_t chunk_bytes,
-                absl::Status* error) {
+                const std::string& server_path, const std::string& server_output,
+                const CompressOptions& options, size_t chunk_bytes, absl::Status* error) {
   CompressRequest req;
   req.mutable_start()->set_model_name(model_name);
   req.mutable_start()->set_server_path(server_path);
+  req.mutable_start()->set_server_output_path(server_output);
   ToProto(options, req.mutable_start()->mutable_options());
   if (!w->Write(MessageBuffer(req))) return false;
   for (const std::string& path : files) {
@@ -157,7 +159,8 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::Compress(const std::string& in
                                                            const std::string& output,
                                                            const CompressOptions& options,
                                                            const RemoteProgress& progress) {
-  if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_) && !options_.server_input) {
+  if (IsShardIndexPath(input) && (spread_.size() > 1 || round_robin_) && !options_.server_input &&
+      !options_.server_output) {
     return CompressSpread(input, output, options, progress);
   }
   return CompressOne(channel_, input, output, IsShardIndexPath(input), options, progress);
@@ -183,13 +186,14 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
                                                                                            &ctx));
   absl::Status upload_error;
   std::thread uploader([&] {
-    if (SendUpload(stream.get(), files, ModelName(input), server_path, options, options_.chunk_bytes,
-                   &upload_error)) {
+    if (SendUpload(stream.get(), files, ModelName(input), server_path, options_.server_output ? output : "",
+                   options, options_.chunk_bytes, &upload_error)) {
       stream->WritesDone();
     } else if (!upload_error.ok()) {
       ctx.TryCancel();
     }
   });
+  // An artifact the server writes itself (server_output) never reaches this sink.
   ArtifactSink sink(output, directory);
   CompressResponse resp;
   hyperc::v1::Summary summary;
@@ -199,6 +203,9 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
     if (resp.has_progress()) {
       if (progress) progress(resp.progress());
     } else if (resp.has_artifact()) {
+      if (sink_error.ok() && options_.server_output) {
+        sink_error = absl::DataLossError("the server sent an artifact it was asked to write itself");
+      }
       if (sink_error.ok()) sink_error = sink.Write(resp.artifact());
       if (!sink_error.ok()) ctx.TryCancel();
     } else if (resp.has_summary()) {
@@ -212,7 +219,7 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
   HC_RETURN_IF_ERROR(sink_error);
   HC_RETURN_IF_ERROR(FromGrpc(st));
   if (!have_summary) return absl::DataLossError("the server ended the call without a summary");
-  HC_RETURN_IF_ERROR(sink.Commit(summary));
+  if (!options_.server_output) HC_RETURN_IF_ERROR(sink.Commit(summary));
   return summary;
 }
 
@@ -298,7 +305,8 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressSpread(const std::stri
   return summary;
 }
 
-absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, const CompressOptions& options) {
+absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, const CompressOptions& options,
+                                                     const std::string& server_output) {
   std::vector<std::string> files;
   if (!options_.server_input) {
     HC_ASSIGN_OR_RETURN(files, UploadFiles(input));
@@ -312,8 +320,8 @@ absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, c
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
       grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method, &ctx, &job));
   absl::Status upload_error;
-  if (SendUpload(writer.get(), files, ModelName(input), server_path, options, options_.chunk_bytes,
-                 &upload_error)) {
+  if (SendUpload(writer.get(), files, ModelName(input), server_path, server_output, options,
+                 options_.chunk_bytes, &upload_error)) {
     writer->WritesDone();
   }
   grpc::Status st = writer->Finish();

@@ -39,6 +39,10 @@ struct RemoteOptions {
   /// Start.server_path; the server must allow its directory with --input-root): nothing is
   /// uploaded, and a sharded model is one call. It must be absolute. Default: false.
   bool server_input = false;
+  /// The `output` of Compress is a path on the server's filesystem (Start.server_output_path;
+  /// the server must allow its directory with --output-root), written there by the server:
+  /// nothing is sent back. It must be absolute. Default: false.
+  bool server_output = false;
 
   absl::Status Validate() const;
 };
@@ -58,7 +62,9 @@ class RemoteClient {
                                                const CompressOptions& options,
                                                const RemoteProgress& progress = {});
   /// Uploads `input` as a job and returns it (running in the background on the server).
-  absl::StatusOr<hyperc::v1::Job> Submit(const std::string& input, const CompressOptions& options);
+  /// `server_output`, when non-empty, is the job's Start.server_output_path (absolute).
+  absl::StatusOr<hyperc::v1::Job> Submit(const std::string& input, const CompressOptions& options,
+                                         const std::string& server_output = "");
   absl::StatusOr<hyperc::v1::Job> Get(const std::string& id);
   absl::StatusOr<std::vector<hyperc::v1::Job>> List();
   absl::StatusOr<hyperc::v1::Job> Cancel(const std::string& id);

@@ -156,9 +156,12 @@ absl::Status JobManagerOptions::Validate() const {
   if (max_queued_jobs < 0) return absl::InvalidArgumentError("max_queued_jobs must be >= 0");
   if (memory_budget < (uint64_t{1} << 20)) return absl::InvalidArgumentError("memory budget must be >= 1 MiB");
   if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
-  for (const std::string& r : input_roots) {
-    if (!fs::path(r).is_absolute()) {
-      return absl::InvalidArgumentError(absl::StrCat("input root \"", r, "\" is not an absolute path"));
+  for (const auto* roots : {&input_roots, &output_roots}) {
+    for (const std::string& r : *roots) {
+      if (!fs::path(r).is_absolute()) {
+        return absl::InvalidArgumentError(absl::StrCat(roots == &input_roots ? "input" : "output", " root \"", r,
+                                                       "\" is not an absolute path"));
+      }
     }
   }
   return absl::OkStatus();
@@ -181,13 +184,15 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
   if (ec) {
     return absl::UnavailableError(absl::StrCat("spool directory ", m->options_.spool_dir, ": ", ec.message()));
   }
-  for (std::string& r : m->options_.input_roots) {
-    const fs::path resolved = fs::canonical(r, ec);
-    if (ec || !fs::is_directory(resolved)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input root ", r, ": ", ec ? ec.message() : "not a directory"));
+  for (auto* roots : {&m->options_.input_roots, &m->options_.output_roots}) {
+    for (std::string& r : *roots) {
+      const fs::path resolved = fs::canonical(r, ec);
+      if (ec || !fs::is_directory(resolved)) {
+        return absl::InvalidArgumentError(absl::StrCat(roots == &m->options_.input_roots ? "input" : "output",
+                                                       " root ", r, ": ", ec ? ec.message() : "not a directory"));
+      }
+      r = resolved.string();
     }
-    r = resolved.string();
   }
   m->executor_ = std::make_unique<TbbExecutor>(m->options_.threads);
   HC_RETURN_IF_ERROR(m->Restore());
@@ -253,6 +258,7 @@ absl::StatusOr<std::unique_ptr<Upload>> JobManager::StartUpload(JobRequest reque
   job->snap.created_unix = NowUnix();
   job->dir = (fs::path(options_.spool_dir) / "jobs" / job->snap.id).string();
   if (!job->snap.request.server_path.empty()) HC_RETURN_IF_ERROR(ResolveServerInput(*job));
+  if (!job->snap.request.output_path.empty()) HC_RETURN_IF_ERROR(ResolveServerOutput(*job));
   std::error_code ec;
   fs::create_directories(job->dir + "/upload", ec);
   fs::create_directories(job->dir + "/artifact", ec);
@@ -398,9 +404,9 @@ absl::StatusOr<std::string> JobManager::ArtifactPath(const std::string& id, cons
     return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", JobStateName(job->snap.state),
                                                       "; its artifact exists once it has SUCCEEDED"));
   }
-  if (file.empty()) return job->dir + "/artifact/" + job->artifact_files.front();
+  if (file.empty()) return FinalArtifactPath(*job, job->artifact_files.front());
   for (const std::string& a : job->artifact_files) {
-    if (a == file) return job->dir + "/artifact/" + a;
+    if (a == file) return FinalArtifactPath(*job, a);
   }
   return absl::NotFoundError(absl::StrCat("job ", id, " has no artifact file \"", file, "\""));
 }
@@ -455,6 +461,7 @@ void JobManager::FinishOnDisk(Job& job) {
   std::error_code ec;
   fs::remove_all(job.dir + "/upload", ec);
   fs::remove_all(job.dir + "/done", ec);
+  if (!job.snap.request.output_path.empty()) fs::remove_all(StagingDir(job), ec);
 }
 
 void JobManager::Run(std::shared_ptr<Job> job) {
@@ -512,6 +519,13 @@ void JobManager::Run(std::shared_ptr<Job> job) {
 absl::Status JobManager::RunJob(Job& job) {
   HC_ASSIGN_OR_RETURN(auto compressor, TensorCompressor::Create(job.snap.request.options));
   if (!job.snap.request.server_path.empty()) HC_RETURN_IF_ERROR(CheckServerInputUnchanged(job));
+  if (!job.snap.request.output_path.empty()) {
+    std::error_code ec;
+    fs::create_directories(StagingDir(job), ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("server_output_path: ", StagingDir(job), ": ", ec.message()));
+    }
+  }
   if (job.snap.request.options.target_bpw > 0) {
     // A model-level rate needs every tensor: plan once the whole upload is in.
     std::vector<std::string> files;
@@ -562,7 +576,7 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     std::vector<TensorRecord> recs;
     HC_RETURN_IF_ERROR(CompressSpooledFile(job, k, *compressor, &recs));
-    if (job.snap.request.ephemeral) {
+    if (job.snap.request.ephemeral && job.snap.request.output_path.empty()) {
       const std::string a = ArtifactShardName(name);
       {
         std::lock_guard<std::mutex> lock(job.mu);
@@ -580,7 +594,7 @@ absl::Status JobManager::RunJob(Job& job) {
     if (job.cancel) return absl::CancelledError("cancelled");
     if (!job.upload_done) return absl::InvalidArgumentError("the upload ended early");
   }
-  const std::string art = job.dir + "/artifact";
+  const std::string art = StagingDir(job);
   std::vector<std::string> artifact_files;
   std::vector<TensorRecord> all;
   if (index_name.empty()) {
@@ -613,10 +627,16 @@ absl::Status JobManager::RunJob(Job& job) {
     }
     artifact_files.push_back(std::string(kArtifactIndexName));
   }
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    job.artifact_files = artifact_files;
+  }
+  if (!job.snap.request.output_path.empty()) HC_RETURN_IF_ERROR(PlaceArtifact(job));
   std::lock_guard<std::mutex> lock(job.mu);
-  job.artifact_files = artifact_files;
   job.snap.files.clear();
-  for (const std::string& a : artifact_files) job.snap.files.emplace_back(a, fs::file_size(art + "/" + a));
+  for (const std::string& a : artifact_files) {
+    job.snap.files.emplace_back(a, fs::file_size(FinalArtifactPath(job, a)));
+  }
   job.snap.tensors = std::move(all);
   // The upload stays until Run() has persisted SUCCEEDED: a kill before that resumes the job
   // from it.
@@ -769,7 +789,7 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     Notify(job);
   };
   HC_ASSIGN_OR_RETURN(auto fc, FileCompressor::Create(compressor, *executor_, header, name,
-                                                      job.dir + "/artifact/" + ArtifactShardName(name), fopt, on_done));
+                                                      StagingDir(job) + "/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
     // The input: a spooled upload's tensor is mapped from the spool file. A held upload's

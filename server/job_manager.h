@@ -39,6 +39,10 @@ struct JobRequest {
   /// Non-empty: the model is read from this path on the server (a .safetensors file or a shard
   /// index) instead of an upload; see JobManagerOptions::input_roots and StartUpload.
   std::string server_path;
+  /// Non-empty: the artifact is written at this path on the server (a file, or a directory for
+  /// a sharded model) instead of the spool; see JobManagerOptions::output_roots. StartUpload
+  /// stores it resolved.
+  std::string output_path;
 };
 
 /// Progress of a job.
@@ -103,6 +107,9 @@ struct JobManagerOptions {
   /// Empty (the default): no server-side input, only uploads. A path counts as inside a root
   /// once both are resolved (symbolic links, "..").
   std::vector<std::string> input_roots;
+  /// Directories where a job may write its artifact (JobRequest::output_path), absolute, as
+  /// input_roots. Empty (the default): artifacts stay in the spool.
+  std::vector<std::string> output_roots;
   /// Log lines ("job <id> ...") go here; default stderr.
   std::function<void(const std::string&)> log;
   JobObserver observer;
@@ -179,6 +186,12 @@ class JobManager {
   /// NotFound for a missing file. Each file's size and modification time are recorded: a job
   /// that starts (or resumes after a restart) and finds a file changed or gone fails with
   /// FailedPrecondition, and one whose file has left the roots with PermissionDenied.
+  ///
+  /// With `request.output_path` the artifact is written in a hidden directory beside that path
+  /// and moved there when the job succeeds (ArtifactPath then names the moved files; Delete
+  /// leaves them). Errors: PermissionDenied when output_roots is empty or the path's parent
+  /// lies outside them; NotFound for a missing parent; InvalidArgument for a relative path or
+  /// a symbolic link.
   absl::StatusOr<std::unique_ptr<Upload>> StartUpload(JobRequest request);
 
   absl::StatusOr<JobSnapshot> Get(const std::string& id) const;
@@ -221,6 +234,14 @@ class JobManager {
   // A server_path request: the model's files (names, resolved paths, sizes, times) checked
   // against input_roots and validated like an ended upload.
   absl::Status ResolveServerInput(Job& job) const;
+  // An output_path request: checked against output_roots and stored resolved.
+  absl::Status ResolveServerOutput(Job& job) const;
+  // Where a job writes its artifact files (the spool, or the hidden directory beside its
+  // output_path), and where artifact file `name` is once the job has succeeded.
+  static std::string StagingDir(const Job& job);
+  static std::string FinalArtifactPath(const Job& job, const std::string& name);
+  // An output_path job that succeeded: moves its files from StagingDir into place.
+  absl::Status PlaceArtifact(Job& job) const;
   // A server_path job's files: each still inside the roots with its recorded size and time.
   absl::Status CheckServerInputUnchanged(Job& job) const;
   // Every file of a model (name, path) valid and consistent: one .safetensors, or an index and

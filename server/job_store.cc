@@ -112,6 +112,7 @@ absl::Status JobManager::Persist(const Job& job) const {
                     .Add("id", JsonValue::String(job.snap.id))
                     .Add("model_name", JsonValue::String(job.snap.request.model_name))
                     .Add("server_path", JsonValue::String(job.snap.request.server_path))
+                    .Add("output_path", JsonValue::String(job.snap.request.output_path))
                     .Add("options", OptionsJson(job.snap.request.options))
                     .Add("state", JsonValue::String(std::string(JobStateName(job.snap.state))))
                     .Add("error_code", JsonValue::Int(static_cast<int>(job.snap.error.code())))
@@ -221,6 +222,9 @@ absl::Status JobManager::Restore() {
       if (const JsonValue* sp = sj.j.Find("server_path"); sp != nullptr && sp->is_string()) {
         job->snap.request.server_path = sp->string_value();
       }
+      if (const JsonValue* op = sj.j.Find("output_path"); op != nullptr && op->is_string()) {
+        job->snap.request.output_path = op->string_value();
+      }
       job->snap.request.options = OptionsFromJson(*sj.j.Find("options"));
       job->snap.created_unix = *sj.j.Find("created")->as_int64();
       job->snap.finished_unix = *sj.j.Find("finished")->as_int64();
@@ -249,8 +253,8 @@ absl::Status JobManager::Restore() {
         // The artifact must still be sound (container, metadata checksum, records).
         absl::StatusOr<RunSummary> inspected = absl::DataLossError("no artifact file recorded");
         if (!job->artifact_files.empty()) {
-          inspected = InspectArtifact(job->artifact_files.size() > 1 ? dir + "/artifact"
-                                                                    : dir + "/artifact/" + job->artifact_files.front());
+          const std::string first = FinalArtifactPath(*job, job->artifact_files.front());
+          inspected = InspectArtifact(job->artifact_files.size() > 1 ? fs::path(first).parent_path().string() : first);
         }
         if (inspected.ok()) {
           job->snap.state = JobState::kSucceeded;
@@ -258,7 +262,7 @@ absl::Status JobManager::Restore() {
           job->snap.progress.fraction = 1;
           for (const std::string& a : job->artifact_files) {
             std::error_code ec;
-            job->snap.files.emplace_back(a, fs::file_size(dir + "/artifact/" + a, ec));
+            job->snap.files.emplace_back(a, fs::file_size(FinalArtifactPath(*job, a), ec));
           }
         } else {
           fail_corrupt(absl::StrCat("the job's artifact in the spool is corrupt (", inspected.status().message(), ")"));

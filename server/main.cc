@@ -34,6 +34,9 @@ constexpr char kUsage[] =
     "  --input-root DIR         let clients name models inside DIR by path (Start.server_path,\n"
     "                           'hyperc compress --server-input'): read in place, no upload;\n"
     "                           repeatable; none by default\n"
+    "  --output-root DIR        let clients have artifacts written inside DIR\n"
+    "                           (Start.server_output_path, 'hyperc compress --server-output')\n"
+    "                           instead of sent back; repeatable; none by default\n"
     "  --metrics-address H:P    Prometheus /metrics endpoint (default 127.0.0.1:9464;\n"
     "                           empty string disables it)\n"
     "  --auth-token-file F      require 'authorization: Bearer <token in F>'\n"
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
     else if (flag == "--max-tensor-bytes") ok = ParseSize(value, &o.jobs.max_tensor_bytes);
     else if (flag == "--memory-budget") ok = ParseSize(value, &o.jobs.memory_budget);
     else if (flag == "--input-root") o.jobs.input_roots.push_back(value);
+    else if (flag == "--output-root") o.jobs.output_roots.push_back(value);
     else if (flag == "--auth-token-file") token_file = value;
     else if (flag == "--metrics-address") o.metrics_address = value;
     else if (flag == "--tls-cert") o.tls_cert_file = value;

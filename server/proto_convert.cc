@@ -72,6 +72,7 @@ void ToProto(const JobSnapshot& s, hyperc::v1::Job* out) {
   out->set_id(s.id);
   out->set_model_name(s.request.model_name);
   out->set_server_path(s.request.server_path);
+  out->set_server_output_path(s.request.output_path);
   switch (s.state) {
     case JobState::kQueued: out->set_state(hyperc::v1::Job::QUEUED); break;
     case JobState::kRunning: out->set_state(hyperc::v1::Job::RUNNING); break;

@@ -41,7 +41,7 @@ class UploadSession {
       case CompressRequest::kStart: {
         if (upload_) return absl::InvalidArgumentError("Start sent twice");
         auto u = jobs_->StartUpload({req.start().model_name(), FromProto(req.start().options()), ephemeral_,
-                                     req.start().server_path()});
+                                     req.start().server_path(), req.start().server_output_path()});
         if (!u.ok()) return u.status();
         upload_ = *std::move(u);
         return absl::OkStatus();
@@ -284,7 +284,10 @@ class CompressReactor final : public grpc::ServerBidiReactor<CompressRequest, Co
     for (const auto& [name, size] : snap.ready_files) QueueFileLocked(name);
     if (snap.state == JobState::kSucceeded) {
       success_ = snap;
-      for (const auto& [name, size] : snap.files) QueueFileLocked(name);
+      // An artifact written on the server (server_output_path) is not sent back.
+      if (snap.request.output_path.empty()) {
+        for (const auto& [name, size] : snap.files) QueueFileLocked(name);
+      }
     } else if (IsFinal(snap.state)) {
       error_ = snap.error.ok() ? absl::InternalError("job ended without a result") : snap.error;
     } else if (snap.progress.tensors_done > 0) {

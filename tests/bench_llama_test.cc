@@ -230,10 +230,10 @@ TEST(BenchLlamaTest, CompressLlamaLocalAndServer) {
   EXPECT_TRUE(j->Find("read")->Find("best_s")->is_number());
   const JsonValue* runs = j->Find("runs");
   ASSERT_TRUE(runs != nullptr && runs->is_array());
-  // rtn local, rtn server, rtn server-path, nosuchcodec (skipped once)
-  ASSERT_EQ(runs->items().size(), 4u);
-  const char* modes[] = {"local", "server", "server-path"};
-  for (int k = 0; k < 3; ++k) {
+  // rtn local, rtn server, rtn server-in, rtn server-inout, nosuchcodec (skipped once)
+  ASSERT_EQ(runs->items().size(), 5u);
+  const char* modes[] = {"local", "server", "server-in", "server-inout"};
+  for (int k = 0; k < 4; ++k) {
     const JsonValue& run = runs->items()[k];
     EXPECT_EQ(run.Find("codec")->string_value(), "rtn");
     EXPECT_EQ(run.Find("mode")->string_value(), modes[k]);
@@ -250,8 +250,9 @@ TEST(BenchLlamaTest, CompressLlamaLocalAndServer) {
   // Uploaded or read in place, the server writes local mode's artifact.
   EXPECT_EQ(runs->items()[1].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
   EXPECT_EQ(runs->items()[2].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
-  EXPECT_EQ(runs->items()[3].Find("codec")->string_value(), "nosuchcodec");
-  EXPECT_EQ(runs->items()[3].Find("status")->string_value(), "skipped (unknown codec)");
+  EXPECT_EQ(runs->items()[3].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
+  EXPECT_EQ(runs->items()[4].Find("codec")->string_value(), "nosuchcodec");
+  EXPECT_EQ(runs->items()[4].Find("status")->string_value(), "skipped (unknown codec)");
   // The scratch folder is gone.
   EXPECT_TRUE(fs::is_empty(work));
 

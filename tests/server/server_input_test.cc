@@ -1,6 +1,7 @@
-// Models read in place by the server (Start.server_path, hyperc-server --input-root): the same
-// artifact as an upload and as local mode; every bad path gets the right status code and a
-// message naming it, and the server keeps serving.
+// Paths on the server: models read in place (Start.server_path, hyperc-server --input-root) and
+// artifacts written in place (Start.server_output_path, --output-root) give local mode's bytes;
+// every bad path gets the right status code and a message naming it, and the server keeps
+// serving.
 #include <grpcpp/create_channel.h>
 
 #include <filesystem>
@@ -34,29 +35,33 @@ class ServerInputTest : public ::testing::Test {
     fs::create_directories(dir_ + "/outside");
     fs::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), root_ + "/fmnist.safetensors");
     fs::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/outside/fmnist.safetensors");
-    server_ = StartServer({root_, fs::absolute(testing::SharedDir() + "/models").string()});
+    fs::create_directories(dir_ + "/out");
+    server_ = StartServer({root_, fs::absolute(testing::SharedDir() + "/models").string()}, {dir_ + "/out"});
     ASSERT_NE(server_, nullptr);
     stub_ = hyperc::v1::Compressor::NewStub(
         grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
-  std::unique_ptr<server::Server> StartServer(std::vector<std::string> roots) {
+  std::unique_ptr<server::Server> StartServer(std::vector<std::string> roots,
+                                              std::vector<std::string> output_roots = {}) {
     server::ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.metrics_address = "";
     o.jobs.spool_dir = absl::StrCat(dir_, "/spool", roots.size());
     o.jobs.sync = false;
     o.jobs.input_roots = std::move(roots);
+    o.jobs.output_roots = std::move(output_roots);
     o.jobs.log = [](const std::string&) {};
     auto s = server::Server::Start(o);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
 
-  static CompressRequest Start(const std::string& path) {
+  static CompressRequest Start(const std::string& path, const std::string& output = "") {
     CompressRequest r;
     r.mutable_start()->set_model_name("t");
     r.mutable_start()->set_server_path(path);
+    r.mutable_start()->set_server_output_path(output);
     return r;
   }
   static CompressRequest End() {
@@ -82,9 +87,10 @@ class ServerInputTest : public ::testing::Test {
     return stream->Finish();
   }
 
-  void ExpectError(const std::string& path, grpc::StatusCode code, const std::string& message) {
-    SCOPED_TRACE(path);
-    grpc::Status s = RawCompress(stub_.get(), {Start(path), End()});
+  void ExpectError(const std::string& path, grpc::StatusCode code, const std::string& message,
+                   const std::string& output = "") {
+    SCOPED_TRACE(path + " -> " + output);
+    grpc::Status s = RawCompress(stub_.get(), {Start(path, output), End()});
     EXPECT_EQ(s.error_code(), code) << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(message));
     // Still serving: the same call on a good path succeeds.
@@ -94,10 +100,11 @@ class ServerInputTest : public ::testing::Test {
     EXPECT_GT(artifact.size(), 0u);
   }
 
-  std::unique_ptr<client::RemoteClient> Client() {
+  std::unique_ptr<client::RemoteClient> Client(bool server_input = true, bool server_output = false) {
     client::RemoteOptions o;
     o.server = server_->address();
-    o.server_input = true;
+    o.server_input = server_input;
+    o.server_output = server_output;
     auto c = client::RemoteClient::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *std::move(c) : nullptr;
@@ -188,6 +195,81 @@ TEST_F(ServerInputTest, BadPathsAreRefusedByName) {
   grpc::Status s = RawCompress(stub_.get(), {Start(root_ + "/fmnist.safetensors"), file, End()});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("takes no uploaded file"));
+}
+
+TEST_F(ServerInputTest, ArtifactWrittenInPlaceEqualsLocalModeAndIsNotSentBack) {
+  const std::string file = root_ + "/fmnist.safetensors", out = dir_ + "/out";
+  // Read and written in place: no ArtifactChunk on the stream, the file at the path, nothing
+  // else left beside it.
+  std::string sent;
+  grpc::Status s = RawCompress(stub_.get(), {Start(file, out + "/a.hyc"), End()}, &sent);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(sent.size(), 0u);
+  CompressOptions rtn;
+  rtn.sync = false;
+  ASSERT_TRUE(CompressModel(file, dir_ + "/local.hyc", rtn).ok());
+  EXPECT_TRUE(testing::ReadAll(out + "/a.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(out)) ++entries;
+  EXPECT_EQ(entries, 1);
+
+  // An upload written in place (the C++ client), and a sharded model into a directory,
+  // replacing a file that was there.
+  auto c = Client(/*server_input=*/false, /*server_output=*/true);
+  ASSERT_NE(c, nullptr);
+  auto summary = c->Compress(file, out + "/b.hyc", rtn);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(testing::ReadAll(out + "/b.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
+  std::ofstream(out + "/sharded") << "in the way";
+  auto both = Client(/*server_input=*/true, /*server_output=*/true);
+  const std::string index =
+      fs::absolute(testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json")).string();
+  summary = both->Compress(index, out + "/sharded", rtn);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  ASSERT_TRUE(CompressModel(index, dir_ + "/local-sharded", rtn).ok());
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/local-sharded")) {
+    ++files;
+    const std::string name = e.path().filename();
+    EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(out + "/sharded/" + name)) << name;
+  }
+  EXPECT_EQ(summary->files_size(), files);
+
+  // A job: the output is where it says; FetchArtifact serves it; DeleteJob leaves it.
+  auto job = both->Submit(file, rtn, out + "/job.hyc");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->server_output_path(), out + "/job.hyc");
+  auto done = both->Watch(job->id());
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), hyperc::v1::Job::SUCCEEDED) << done->error();
+  ASSERT_TRUE(both->Fetch(job->id(), dir_ + "/fetched.hyc").ok());
+  EXPECT_TRUE(testing::ReadAll(dir_ + "/fetched.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
+  ASSERT_TRUE(both->Delete(job->id()).ok());
+  EXPECT_TRUE(testing::ReadAll(out + "/job.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
+  // No hidden staging directory is left behind.
+  for (const auto& e : fs::directory_iterator(out)) {
+    EXPECT_FALSE(absl::StrContains(e.path().filename().string(), ".hyperc-")) << e.path();
+  }
+}
+
+TEST_F(ServerInputTest, BadOutputPathsAreRefusedByName) {
+  const std::string file = root_ + "/fmnist.safetensors";
+  ExpectError(file, grpc::StatusCode::INVALID_ARGUMENT, "not an absolute path", "x.hyc");
+  ExpectError(file, grpc::StatusCode::PERMISSION_DENIED, "outside the server's output directories",
+              dir_ + "/outside/x.hyc");
+  ExpectError(file, grpc::StatusCode::PERMISSION_DENIED, "outside the server's output directories",
+              dir_ + "/out/../outside/x.hyc");
+  ExpectError(file, grpc::StatusCode::NOT_FOUND, "its directory", dir_ + "/out/no/such/dir/x.hyc");
+  fs::create_symlink(dir_ + "/outside/x.hyc", dir_ + "/out/link.hyc");
+  ExpectError(file, grpc::StatusCode::INVALID_ARGUMENT, "symbolic link", dir_ + "/out/link.hyc");
+  EXPECT_FALSE(fs::exists(dir_ + "/outside/x.hyc"));
+  auto plain = StartServer({root_});
+  ASSERT_NE(plain, nullptr);
+  auto stub = hyperc::v1::Compressor::NewStub(
+      grpc::CreateChannel(plain->address(), grpc::InsecureChannelCredentials()));
+  grpc::Status s = RawCompress(stub.get(), {Start(file, dir_ + "/out/x.hyc"), End()});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--output-root"));
 }
 
 TEST_F(ServerInputTest, AServerWithoutInputRootsRefusesEveryPath) {

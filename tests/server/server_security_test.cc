@@ -68,8 +68,11 @@ TEST(ServerSecurityTest, QueueFullIsResourceExhausted) {
   o.jobs.max_queued_jobs = 1;
   HC_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Start(o));
   // Two uploads held open: one running, one queued; a third is refused.
-  HC_ASSERT_OK_AND_ASSIGN(auto a, server->jobs().StartUpload({"a", {}, false, ""}));
-  HC_ASSERT_OK_AND_ASSIGN(auto b, server->jobs().StartUpload({"b", {}, false, ""}));
+  server::JobRequest ra, rb;
+  ra.model_name = "a";
+  rb.model_name = "b";
+  HC_ASSERT_OK_AND_ASSIGN(auto a, server->jobs().StartUpload(ra));
+  HC_ASSERT_OK_AND_ASSIGN(auto b, server->jobs().StartUpload(rb));
   client::RemoteOptions c;
   c.server = server->address();
   HC_ASSERT_OK_AND_ASSIGN(auto client, client::RemoteClient::Connect(c));

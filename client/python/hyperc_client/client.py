@@ -160,12 +160,13 @@ class _Upload:
     starts, so a missing file fails before anything is sent; a read error during the upload is
     kept in `error` (and the stream ends without End, so the server fails the call too)."""
 
-    def __init__(self, path, model_name, options, chunk_bytes, server_input=False):
+    def __init__(self, path, model_name, options, chunk_bytes, server_input=False, server_output=""):
         self.error = None
         self._chunk = chunk_bytes
         self._files = []
         self._start = pb2.Start(model_name=model_name if model_name is not None else _model_name(path),
-                                options=options, server_path=path if server_input else "")
+                                options=options, server_path=path if server_input else "",
+                                server_output_path=server_output)
         try:
             for p in ([] if server_input else upload_files(path)):
                 try:
@@ -349,7 +350,8 @@ class Client:
     # -- Compress ----------------------------------------------------------------------------
 
     def compress(self, path, out, codec="rtn", skip=(), progress=None, model_name=None,
-                 codec_options=None, target_bpw=0.0, overrides=(), server_input=False, **options):
+                 codec_options=None, target_bpw=0.0, overrides=(), server_input=False,
+                 server_output=False, **options):
         """Compresses `path` (a .safetensors file or a model.safetensors.index.json) on the
         server and writes the artifact to `out` (a file; a directory for a sharded model),
         atomically. Codec options are keyword arguments (bits=4, group_size=128, preset="llm")
@@ -364,10 +366,13 @@ class Client:
 
         With `server_input=True`, `path` names a file on the server's filesystem (absolute,
         inside a directory the server allows with --input-root), which the server reads in
-        place: nothing is uploaded (Start.server_path)."""
+        place: nothing is uploaded (Start.server_path). With `server_output=True`, `out` is a
+        path on the server (absolute, inside a directory it allows with --output-root), where
+        the server writes the artifact: nothing is sent back (Start.server_output_path)."""
         opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
                               overrides)
-        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input)
+        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input,
+                         out if server_output else "")
         sink = _ArtifactSink(out, _is_index(path))
         call = self._stub.Compress(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)
         summary = None
@@ -380,6 +385,8 @@ class Client:
                         if progress is not None:
                             progress(message_to_dict(resp.progress))
                     elif kind == "artifact":
+                        if server_output:
+                            raise HypercError("DATA_LOSS", "the server sent an artifact it was asked to write itself")
                         sink.write(resp.artifact)
                     elif kind == "summary":
                         summary = resp.summary
@@ -393,7 +400,8 @@ class Client:
                 raise _from_rpc(rpc_error)
             if summary is None:
                 raise HypercError("DATA_LOSS", "the server ended the call without a summary")
-            sink.commit(summary)
+            if not server_output:
+                sink.commit(summary)
         except BaseException:
             call.cancel()
             sink.abort()
@@ -405,12 +413,13 @@ class Client:
     # -- jobs --------------------------------------------------------------------------------
 
     def submit(self, path, codec="rtn", skip=(), model_name=None, codec_options=None,
-               target_bpw=0.0, overrides=(), server_input=False, **options):
+               target_bpw=0.0, overrides=(), server_input=False, server_output=None, **options):
         """Uploads `path` as a job and returns the job (a dict; it then runs in the background
-        on the server). Options and `server_input` as for compress()."""
+        on the server). Options and `server_input` as for compress(); `server_output`, if
+        given, is the path on the server where the job writes its artifact."""
         opts = _options_proto(codec, skip, dict(codec_options or {}, **options), target_bpw,
                               overrides)
-        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input)
+        upload = _Upload(path, model_name, opts, self.chunk_bytes, server_input, server_output or "")
         try:
             job = self._stub.SubmitJob(upload.requests(), timeout=self.stream_timeout, metadata=self._metadata)
         except grpc.RpcError as e:

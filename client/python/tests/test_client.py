@@ -317,7 +317,10 @@ class ServerInputTest(Base):
     def test_single_and_sharded_by_path(self):
         if not server_has_flag("--input-root"):
             self.skipTest("hyperc-server has no --input-root")
-        server = ServerProcess(os.path.join(SCRATCH, "spool-input"), ["--input-root", MODELS])
+        out_root = scratch("out-root")
+        os.makedirs(out_root, exist_ok=True)
+        server = ServerProcess(os.path.join(SCRATCH, "spool-input"),
+                               ["--input-root", MODELS, "--output-root", out_root])
         try:
             c = Client(server.address, timeout=60, stream_timeout=600)
             try:
@@ -328,6 +331,10 @@ class ServerInputTest(Base):
                 out = scratch("by-path-sharded")
                 c.compress(os.path.abspath(SHARDED_INDEX), out, server_input=True, bits=4, group_size=128)
                 self.assertSameArtifact(out, local_artifact(SHARDED_INDEX, bits="4", group_size="128"))
+                # Written in place by the server: the same bytes at the path asked for.
+                written = os.path.join(os.path.abspath(out_root), "in-place.hyc")
+                c.compress(os.path.abspath(SINGLE_FMNIST), written, server_input=True, server_output=True)
+                self.assertSameArtifact(written, local_artifact(SINGLE_FMNIST))
                 job = c.submit(os.path.abspath(SINGLE_FMNIST), server_input=True)
                 self.assertEqual(job["server_path"], os.path.abspath(SINGLE_FMNIST))
                 self.assertEqual(c.watch(job["id"])["state"], "SUCCEEDED")

@@ -1,5 +1,6 @@
-// Models a job reads in place on the server (JobRequest::server_path), and the validation of a
-// model's files that such a job and an ended upload share.
+// Paths on the server's own filesystem: models a job reads in place (JobRequest::server_path),
+// artifacts it writes in place (JobRequest::output_path), and the validation of a model's files
+// that a server_path job and an ended upload share.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -159,6 +160,84 @@ absl::Status JobManager::ResolveServerInput(Job& job) const {
   job.files = std::move(files);
   job.snap.progress.bytes_total = job.snap.progress.bytes_received = total;
   job.upload_done = true;
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::ResolveServerOutput(Job& job) const {
+  const std::string& path = job.snap.request.output_path;
+  if (options_.output_roots.empty()) {
+    return absl::PermissionDeniedError(
+        "this server writes no artifacts to its own filesystem (server_output_path); start "
+        "hyperc-server with --output-root DIR to allow a directory, or take the artifact back");
+  }
+  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("server_output_path is longer than 4096 bytes or holds a NUL byte");
+  }
+  const fs::path p(path);
+  const std::string name = p.filename().string();
+  if (!p.is_absolute() || name.empty() || name == "." || name == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_output_path \"", path, "\" is not an absolute path to a file or directory"));
+  }
+  std::error_code ec;
+  const fs::path parent = fs::canonical(p.parent_path(), ec);
+  if (ec) {
+    return absl::NotFoundError(absl::StrCat("server_output_path \"", path, "\": its directory: ", ec.message()));
+  }
+  const std::string resolved = (parent / name).string();
+  if (std::none_of(options_.output_roots.begin(), options_.output_roots.end(),
+                   [&](const std::string& r) { return IsUnder(parent.string(), r); })) {
+    return absl::PermissionDeniedError(absl::StrCat("server_output_path \"", path, "\" (", resolved,
+                                                    ") is outside the server's output directories"));
+  }
+  if (fs::is_symlink(fs::symlink_status(resolved, ec))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_output_path \"", path, "\" is a symbolic link; name the file itself"));
+  }
+  std::lock_guard<std::mutex> lock(job.mu);
+  job.snap.request.output_path = resolved;
+  return absl::OkStatus();
+}
+
+std::string JobManager::StagingDir(const Job& job) {
+  const std::string& out = job.snap.request.output_path;
+  if (out.empty()) return job.dir + "/artifact";
+  const fs::path p(out);
+  return (p.parent_path() / absl::StrCat(".", p.filename().string(), ".hyperc-", job.snap.id)).string();
+}
+
+std::string JobManager::FinalArtifactPath(const Job& job, const std::string& name) {
+  const std::string& out = job.snap.request.output_path;
+  if (out.empty()) return absl::StrCat(job.dir, "/artifact/", name);
+  // As local mode: one file is the output itself; a sharded model's files go in a directory.
+  return job.artifact_files.size() == 1 ? out : absl::StrCat(out, "/", name);
+}
+
+absl::Status JobManager::PlaceArtifact(Job& job) const {
+  std::vector<std::string> names;
+  std::string staging, out;
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    names = job.artifact_files;
+    staging = StagingDir(job);
+    out = job.snap.request.output_path;
+  }
+  std::error_code ec;
+  if (names.size() > 1) {
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) fs::remove(out, ec);
+    fs::create_directories(out, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("server_output_path ", out, ": ", ec.message()));
+  }
+  for (const std::string& name : names) {
+    const std::string to = names.size() == 1 ? out : absl::StrCat(out, "/", name);
+    if (names.size() == 1 && fs::is_directory(to, ec)) fs::remove_all(to, ec);
+    fs::rename(absl::StrCat(staging, "/", name), to, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("server_output_path: moving ", name, " to ", to, ": ",
+                                                 ec.message()));
+    }
+  }
+  fs::remove_all(staging, ec);
   return absl::OkStatus();
 }
 
