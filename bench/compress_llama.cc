@@ -569,7 +569,7 @@ int RunCompressLlama(const std::vector<std::string>& args) {
               "(%.0f%% cached); best %.2f s = %.2f GB/s\n",
               read_before->seconds, 100 * read_before->cached_before, read_after->seconds,
               100 * read_after->cached_before, read_s, read_s > 0 ? gb / read_s : 0.0);
-  std::printf("\n%-12s %-11s %9s %11s %7s %10s %10s %9s %9s %7s %8s %6s\n", "codec", "mode",
+  std::printf("\n%-12s %-12s %9s %11s %7s %10s %10s %9s %9s %7s %8s %6s\n", "codec", "mode",
               "wall s", "weights/s", "x read", "client MiB", "server MiB", "client s", "server s",
               "cached", "out MB", "bpw");
   for (const Row& r : rows) {
@@ -577,12 +577,12 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       if (r.status.rfind("skipped", 0) == 0) {
         std::printf("%s: %s\n", r.codec.c_str(), r.status.c_str());
       } else {
-        std::printf("%-12s %-11s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(), r.status.c_str());
+        std::printf("%-12s %-12s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(), r.status.c_str());
       }
       continue;
     }
     const bool srv = r.mode != "local";
-    std::printf("%-12s %-11s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
+    std::printf("%-12s %-12s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
                 CodecLabel(r.codec).c_str(), r.mode.c_str(), r.wall_s,
                 static_cast<double>(m.weights) / r.wall_s, read_s > 0 ? r.wall_s / read_s : 0.0,
                 Mib(r.client_rss_kib),

@@ -112,7 +112,8 @@ def main():
     refs = set(re.findall(r"\$\((\w+)\)", " ".join(args) + " " + " ".join(m.get("subPathExpr", "") for m in mounts.values())))
     check(refs <= env, "every $(VAR) in args and mounts is defined (%s)" % sorted(refs - env or refs))
     known = {"--listen", "--spool-dir", "--threads", "--max-jobs", "--max-queue", "--max-upload-bytes",
-             "--max-tensor-bytes", "--memory-budget", "--metrics-address", "--auth-token-file", "--tls-cert", "--tls-key", "--no-sync"}
+             "--max-tensor-bytes", "--memory-budget", "--metrics-address", "--auth-token-file", "--tls-cert", "--tls-key", "--no-sync",
+             "--input-root", "--output-root"}
     used = {a.split("=", 1)[0] for a in args if a.startswith("--")}
     check(used <= known, "every flag is a hyperc-server flag (%s)" % sorted(used - known or used))
     if os.access(c.SERVER, os.X_OK):
@@ -128,6 +129,14 @@ def main():
     expose = {int(x) for line in re.findall(r"^EXPOSE\s+(.*)$", dtext, re.M) for x in line.split()}
     check(set(ports.values()) == expose, "container ports %s = the image's EXPOSE %s" % (sorted(ports.values()), sorted(expose)))
     check(spool == "/var/lib/hyperc/spool" and spool in dtext, "spool path %s = the image's VOLUME" % spool)
+
+    # Paths the server reads and writes in place are volume mounts (its own filesystem).
+    for f in ("--input-root", "--output-root"):
+        for a in args:
+            if a.startswith(f + "="):
+                root = a.split("=", 1)[1]
+                check(any(root == mp or root.startswith(mp.rstrip("/") + "/") for mp in mounts),
+                      "%s %s lies on a volume mount" % (f, root))
 
     # The Job template: the CLI against the headless Service.
     job = load_all(os.path.join(K8S, "job.yaml"))[0]
