@@ -265,7 +265,11 @@ absl::Status JobManager::Restore() {
             job->snap.files.emplace_back(a, fs::file_size(FinalArtifactPath(*job, a), ec));
           }
         } else {
-          fail_corrupt(absl::StrCat("the job's artifact in the spool is corrupt (", inspected.status().message(), ")"));
+          fail_corrupt(absl::StrCat("the job's artifact ",
+                                    job->snap.request.output_path.empty()
+                                        ? "in the spool is corrupt"
+                                        : absl::StrCat("at ", job->snap.request.output_path, " is missing or corrupt"),
+                                    " (", inspected.status().message(), ")"));
         }
       } else if (state == "FAILED" || state == "CANCELLED") {
         job->snap.state = state == "FAILED" ? JobState::kFailed : JobState::kCancelled;

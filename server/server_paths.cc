@@ -223,6 +223,11 @@ absl::Status JobManager::PlaceArtifact(Job& job) const {
     out = job.snap.request.output_path;
   }
   std::error_code ec;
+  // Checked again now: a link put there since the job started could lead out of the roots.
+  if (fs::is_symlink(fs::symlink_status(out, ec))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_output_path ", out, " became a symbolic link while the job ran; not followed"));
+  }
   if (names.size() > 1) {
     if (fs::exists(out, ec) && !fs::is_directory(out, ec)) fs::remove(out, ec);
     fs::create_directories(out, ec);
