@@ -21,9 +21,9 @@ namespace hc {
 /// A ParallelFor called from any other thread (e.g. the GEMV kernels' caller) runs in the loop
 /// arena, which reserves one slot for that thread: the caller runs bodies itself, next to up to
 /// `threads` - 1 workers, and the loop never waits behind submitted tasks (with every worker
-/// busy, the caller runs it alone). Before, such a call handed the loop to the task arena's
-/// workers and slept: `threads` + 1 threads took turns on `threads` cores, and at batches 3-8
-/// the GEMV kernels ran on about one core. The two arenas share the process's TBB workers.
+/// busy, the caller runs it alone). So `threads` threads run such a loop, not `threads` + 1
+/// sharing `threads` cores (docs/perf-gemv-cpu.md, session 8: with the caller outside the arena,
+/// short GEMV calls often ran on one core). The two arenas share the process's TBB workers.
 /// Bodies take one index per TBB task (simple partitioner), which balances uneven units.
 class TbbExecutor final : public Executor {
  public:
