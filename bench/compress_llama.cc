@@ -233,9 +233,9 @@ absl::StatusOr<ServerProcess> StartServer(const std::string& bin, const std::str
     const int e = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (e >= 0) ::dup2(e, 2);
     const std::string t = absl::StrCat(threads);
-    std::vector<const char*> argv = {bin.c_str(), "--listen", "127.0.0.1:0", "--spool-dir",
-                                     spool.c_str(), "--metrics-address", "", "--threads",
-                                     t.c_str()};
+    std::vector<const char*> argv = {
+        bin.c_str(),         "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
+        "--metrics-address", "",         "--threads",   t.c_str()};
     if (!input_root.empty()) argv.insert(argv.end(), {"--input-root", input_root.c_str()});
     if (!output_root.empty()) argv.insert(argv.end(), {"--output-root", output_root.c_str()});
     argv.push_back(nullptr);
@@ -455,7 +455,8 @@ int RunCompressLlama(const std::vector<std::string>& args) {
           // "server-in": the server reads the model in place (--input-root, --server-input);
           // "server-inout": and writes the artifact in place (--output-root, --server-output).
           const bool in_place = mode != "server", out_in_place = mode == "server-inout";
-          const std::string root = in_place ? fs::absolute(m.index_path).parent_path().string() : "";
+          const std::string root =
+              in_place ? fs::absolute(m.index_path).parent_path().string() : "";
           auto s = StartServer(server_bin, work + "/spool", threads, work + "/server.log", root,
                                out_in_place ? fs::absolute(work).string() : "");
           if (!s.ok()) {
@@ -577,20 +578,21 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       if (r.status.rfind("skipped", 0) == 0) {
         std::printf("%s: %s\n", r.codec.c_str(), r.status.c_str());
       } else {
-        std::printf("%-12s %-12s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(), r.status.c_str());
+        std::printf("%-12s %-12s %s\n", CodecLabel(r.codec).c_str(), r.mode.c_str(),
+                    r.status.c_str());
       }
       continue;
     }
     const bool srv = r.mode != "local";
-    std::printf("%-12s %-12s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
-                CodecLabel(r.codec).c_str(), r.mode.c_str(), r.wall_s,
-                static_cast<double>(m.weights) / r.wall_s, read_s > 0 ? r.wall_s / read_s : 0.0,
-                Mib(r.client_rss_kib),
-                srv ? absl::StrFormat("%.0f", Mib(r.server_hwm_kib)).c_str() : "-",
-                r.client_cpu_s, srv ? absl::StrFormat("%.2f", r.server_cpu_s).c_str() : "-",
-                100 * r.cached_at_start, static_cast<double>(r.output_bytes) / 1e6,
-                m.weights ? 8.0 * static_cast<double>(r.output_bytes) / static_cast<double>(m.weights)
-                          : 0.0);
+    std::printf(
+        "%-12s %-12s %9.2f %11.3e %7.2f %10.0f %10s %9.2f %9s %6.0f%% %8.1f %6.3f\n",
+        CodecLabel(r.codec).c_str(), r.mode.c_str(), r.wall_s,
+        static_cast<double>(m.weights) / r.wall_s, read_s > 0 ? r.wall_s / read_s : 0.0,
+        Mib(r.client_rss_kib), srv ? absl::StrFormat("%.0f", Mib(r.server_hwm_kib)).c_str() : "-",
+        r.client_cpu_s, srv ? absl::StrFormat("%.2f", r.server_cpu_s).c_str() : "-",
+        100 * r.cached_at_start, static_cast<double>(r.output_bytes) / 1e6,
+        m.weights ? 8.0 * static_cast<double>(r.output_bytes) / static_cast<double>(m.weights)
+                  : 0.0);
   }
   std::printf(
       "\nwall s: best of %d run(s) of the hyperc child; x read: wall / best read time;\n"
@@ -606,8 +608,9 @@ int RunCompressLlama(const std::vector<std::string>& args) {
       "Reading and compressing from a warm cache run faster than the disk allows; server runs\n"
       "also write the upload to the server's spool, which can push the model out of the cache.\n",
       repeat, load_before.c_str(), load_after.c_str(), gb, ram_gb,
-      gb < 0.8 * ram_gb ? "it may stay cached between\nruns (then the read time measures memory, not the disk)."
-                        : "it cannot stay cached,\nevery run reads from the disk.");
+      gb < 0.8 * ram_gb
+          ? "it may stay cached between\nruns (then the read time measures memory, not the disk)."
+          : "it cannot stay cached,\nevery run reads from the disk.");
   return failed ? 1 : 0;
 }
 

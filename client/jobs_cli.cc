@@ -35,7 +35,8 @@ void PrintJob(const hyperc::v1::Job& j) {
               static_cast<unsigned long long>(j.progress().tensors_total()), 100 * j.progress().fraction(),
               j.error().empty() ? "" : "  ", j.error().c_str());
   if (!j.server_path().empty()) std::printf("  reads %s in place\n", j.server_path().c_str());
-  if (!j.server_output_path().empty()) std::printf("  writes %s in place\n", j.server_output_path().c_str());
+  if (!j.server_output_path().empty())
+    std::printf("  writes %s in place\n", j.server_output_path().c_str());
   if (j.state() == hyperc::v1::Job::SUCCEEDED) {
     const auto& s = j.summary();
     std::printf("  %llu tensors (%llu coded), %.3f bits/weight coded, SNR %.2f dB, %.2f dB above D(R), %.2fs\n",

@@ -151,7 +151,9 @@ int Compress(Args& args) {
     return Fail(absl::InvalidArgumentError("compress needs IN and -o OUT"), 2);
   }
   if ((remote.server_input || remote.server_output) && remote.server.empty()) {
-    return Fail(absl::InvalidArgumentError("--server-input and --server-output need --server HOST:PORT"), 2);
+    return Fail(
+        absl::InvalidArgumentError("--server-input and --server-output need --server HOST:PORT"),
+        2);
   }
   if (!remote.server.empty()) {
     if (!json_path.empty()) return Fail(absl::InvalidArgumentError("--json is for local mode (use hyperc inspect --json on the artifact)"), 2);

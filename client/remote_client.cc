@@ -186,8 +186,9 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
                                                                                            &ctx));
   absl::Status upload_error;
   std::thread uploader([&] {
-    if (SendUpload(stream.get(), files, ModelName(input), server_path, options_.server_output ? output : "",
-                   options, options_.chunk_bytes, &upload_error)) {
+    if (SendUpload(stream.get(), files, ModelName(input), server_path,
+                   options_.server_output ? output : "", options, options_.chunk_bytes,
+                   &upload_error)) {
       stream->WritesDone();
     } else if (!upload_error.ok()) {
       ctx.TryCancel();
@@ -204,7 +205,8 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressOne(const std::shared_
       if (progress) progress(resp.progress());
     } else if (resp.has_artifact()) {
       if (sink_error.ok() && options_.server_output) {
-        sink_error = absl::DataLossError("the server sent an artifact it was asked to write itself");
+        sink_error =
+            absl::DataLossError("the server sent an artifact it was asked to write itself");
       }
       if (sink_error.ok()) sink_error = sink.Write(resp.artifact());
       if (!sink_error.ok()) ctx.TryCancel();
@@ -305,7 +307,8 @@ absl::StatusOr<hyperc::v1::Summary> RemoteClient::CompressSpread(const std::stri
   return summary;
 }
 
-absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input, const CompressOptions& options,
+absl::StatusOr<hyperc::v1::Job> RemoteClient::Submit(const std::string& input,
+                                                     const CompressOptions& options,
                                                      const std::string& server_output) {
   std::vector<std::string> files;
   if (!options_.server_input) {

@@ -159,7 +159,8 @@ absl::Status JobManagerOptions::Validate() const {
   for (const auto* roots : {&input_roots, &output_roots}) {
     for (const std::string& r : *roots) {
       if (!fs::path(r).is_absolute()) {
-        return absl::InvalidArgumentError(absl::StrCat(roots == &input_roots ? "input" : "output", " root \"", r,
+        return absl::InvalidArgumentError(absl::StrCat(roots == &input_roots ? "input" : "output",
+                                                       " root \"", r,
                                                        "\" is not an absolute path"));
       }
     }
@@ -188,8 +189,9 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
     for (std::string& r : *roots) {
       const fs::path resolved = fs::canonical(r, ec);
       if (ec || !fs::is_directory(resolved)) {
-        return absl::InvalidArgumentError(absl::StrCat(roots == &m->options_.input_roots ? "input" : "output",
-                                                       " root ", r, ": ", ec ? ec.message() : "not a directory"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(roots == &m->options_.input_roots ? "input" : "output", " root ", r, ": ",
+                         ec ? ec.message() : "not a directory"));
       }
       r = resolved.string();
     }
@@ -523,7 +525,8 @@ absl::Status JobManager::RunJob(Job& job) {
     std::error_code ec;
     fs::create_directories(StagingDir(job), ec);
     if (ec) {
-      return absl::UnavailableError(absl::StrCat("server_output_path: ", StagingDir(job), ": ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("server_output_path: ", StagingDir(job), ": ", ec.message()));
     }
   }
   if (job.snap.request.options.target_bpw > 0) {
@@ -788,8 +791,9 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     }
     Notify(job);
   };
-  HC_ASSIGN_OR_RETURN(auto fc, FileCompressor::Create(compressor, *executor_, header, name,
-                                                      StagingDir(job) + "/" + ArtifactShardName(name), fopt, on_done));
+  HC_ASSIGN_OR_RETURN(auto fc, FileCompressor::Create(
+                                   compressor, *executor_, header, name,
+                                   StagingDir(job) + "/" + ArtifactShardName(name), fopt, on_done));
   for (size_t i = 0; i < header.tensors.size(); ++i) {
     const TensorInfo& t = header.tensors[i];
     // The input: a spooled upload's tensor is mapped from the spool file. A held upload's

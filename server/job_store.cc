@@ -168,7 +168,8 @@ absl::StatusOr<StoredJob> LoadJobState(const std::string& text) {
     }
     // A server_path job's files (absent in state written before server_path existed).
     if (f.Find("source") != nullptr &&
-        (!f.Find("source")->is_string() || f.Find("mtime_ns") == nullptr || !f.Find("mtime_ns")->as_int64())) {
+        (!f.Find("source")->is_string() || f.Find("mtime_ns") == nullptr ||
+         !f.Find("mtime_ns")->as_int64())) {
       return bad("field files.source");
     }
   }
@@ -254,7 +255,8 @@ absl::Status JobManager::Restore() {
         absl::StatusOr<RunSummary> inspected = absl::DataLossError("no artifact file recorded");
         if (!job->artifact_files.empty()) {
           const std::string first = FinalArtifactPath(*job, job->artifact_files.front());
-          inspected = InspectArtifact(job->artifact_files.size() > 1 ? fs::path(first).parent_path().string() : first);
+          inspected = InspectArtifact(
+              job->artifact_files.size() > 1 ? fs::path(first).parent_path().string() : first);
         }
         if (inspected.ok()) {
           job->snap.state = JobState::kSucceeded;
@@ -265,11 +267,12 @@ absl::Status JobManager::Restore() {
             job->snap.files.emplace_back(a, fs::file_size(FinalArtifactPath(*job, a), ec));
           }
         } else {
-          fail_corrupt(absl::StrCat("the job's artifact ",
-                                    job->snap.request.output_path.empty()
-                                        ? "in the spool is corrupt"
-                                        : absl::StrCat("at ", job->snap.request.output_path, " is missing or corrupt"),
-                                    " (", inspected.status().message(), ")"));
+          fail_corrupt(absl::StrCat(
+              "the job's artifact ",
+              job->snap.request.output_path.empty()
+                  ? "in the spool is corrupt"
+                  : absl::StrCat("at ", job->snap.request.output_path, " is missing or corrupt"),
+              " (", inspected.status().message(), ")"));
         }
       } else if (state == "FAILED" || state == "CANCELLED") {
         job->snap.state = state == "FAILED" ? JobState::kFailed : JobState::kCancelled;

@@ -93,8 +93,10 @@ int main(int argc, char** argv) {
     else if (flag == "--max-upload-bytes") ok = ParseSize(value, &o.jobs.max_upload_bytes);
     else if (flag == "--max-tensor-bytes") ok = ParseSize(value, &o.jobs.max_tensor_bytes);
     else if (flag == "--memory-budget") ok = ParseSize(value, &o.jobs.memory_budget);
-    else if (flag == "--input-root") o.jobs.input_roots.push_back(value);
-    else if (flag == "--output-root") o.jobs.output_roots.push_back(value);
+    else if (flag == "--input-root")
+      o.jobs.input_roots.push_back(value);
+    else if (flag == "--output-root")
+      o.jobs.output_roots.push_back(value);
     else if (flag == "--auth-token-file") token_file = value;
     else if (flag == "--metrics-address") o.metrics_address = value;
     else if (flag == "--tls-cert") o.tls_cert_file = value;

@@ -27,7 +27,8 @@ namespace {
 // True if resolved path `p` is `root` or lies under it (both resolved, no trailing '/').
 bool IsUnder(const std::string& p, const std::string& root) {
   if (root == "/") return true;
-  return p == root || (absl::StartsWith(p, root) && p.size() > root.size() && p[root.size()] == '/');
+  return p == root ||
+         (absl::StartsWith(p, root) && p.size() > root.size() && p[root.size()] == '/');
 }
 
 struct FileFacts {
@@ -37,16 +38,19 @@ struct FileFacts {
 };
 
 // Resolves `path` (symbolic links, "..") and checks that it is a regular file inside a root.
-absl::StatusOr<FileFacts> ResolveInRoots(const std::string& path, const std::vector<std::string>& roots) {
+absl::StatusOr<FileFacts> ResolveInRoots(const std::string& path,
+                                         const std::vector<std::string>& roots) {
   std::error_code ec;
   const fs::path resolved = fs::canonical(path, ec);
   if (ec) {
     const std::string msg = absl::StrCat("server_path \"", path, "\": ", ec.message());
-    return ec == std::errc::no_such_file_or_directory ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
+    return ec == std::errc::no_such_file_or_directory ? absl::NotFoundError(msg)
+                                                      : absl::InvalidArgumentError(msg);
   }
   FileFacts f;
   f.resolved = resolved.string();
-  if (std::none_of(roots.begin(), roots.end(), [&](const std::string& r) { return IsUnder(f.resolved, r); })) {
+  if (std::none_of(roots.begin(), roots.end(),
+                   [&](const std::string& r) { return IsUnder(f.resolved, r); })) {
     return absl::PermissionDeniedError(absl::StrCat("server_path \"", path, "\" (", f.resolved,
                                                     ") is outside the server's input directories"));
   }
@@ -55,7 +59,8 @@ absl::StatusOr<FileFacts> ResolveInRoots(const std::string& path, const std::vec
     return absl::NotFoundError(absl::StrCat("server_path \"", path, "\": ", std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("server_path \"", path, "\" is not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_path \"", path, "\" is not a regular file"));
   }
   f.size = static_cast<uint64_t>(st.st_size);
   f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
@@ -72,12 +77,14 @@ std::string JobManager::InputPath(Job& job, const std::string& name) const {
   return absl::StrCat(job.dir, "/upload/", name);
 }
 
-absl::Status JobManager::CheckModelFiles(const std::vector<std::pair<std::string, std::string>>& files) const {
+absl::Status JobManager::CheckModelFiles(
+    const std::vector<std::pair<std::string, std::string>>& files) const {
   std::vector<std::string> shards;
   std::string index_name, index_path;
   for (const auto& [name, path] : files) {
     if (absl::EndsWith(name, ".json")) {
-      if (!index_name.empty()) return absl::InvalidArgumentError("more than one index file uploaded");
+      if (!index_name.empty())
+        return absl::InvalidArgumentError("more than one index file uploaded");
       index_name = name;
       index_path = path;
       HC_RETURN_IF_ERROR(ReadShardIndex(path).status());
@@ -86,9 +93,9 @@ absl::Status JobManager::CheckModelFiles(const std::vector<std::pair<std::string
     HC_ASSIGN_OR_RETURN(auto sf, SafetensorsFile::Open(path));
     for (const TensorInfo& t : sf->header().tensors) {
       if (t.nbytes() > options_.max_tensor_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat(name, ": tensor \"", t.name, "\" has ", t.nbytes(),
-                                                         " bytes, over the server limit of ",
-                                                         options_.max_tensor_bytes));
+        return absl::ResourceExhaustedError(
+            absl::StrCat(name, ": tensor \"", t.name, "\" has ", t.nbytes(),
+                         " bytes, over the server limit of ", options_.max_tensor_bytes));
       }
     }
     shards.push_back(name);
@@ -101,8 +108,9 @@ absl::Status JobManager::CheckModelFiles(const std::vector<std::pair<std::string
     HC_ASSIGN_OR_RETURN(ShardIndex idx, ReadShardIndex(index_path));
     std::sort(shards.begin(), shards.end());
     if (idx.shards != shards) {
-      return absl::InvalidArgumentError(absl::StrCat(index_name, ": names ", idx.shards.size(), " shards but ",
-                                                     shards.size(), " were uploaded"));
+      return absl::InvalidArgumentError(absl::StrCat(index_name, ": names ", idx.shards.size(),
+                                                     " shards but ", shards.size(),
+                                                     " were uploaded"));
     }
   }
   return absl::OkStatus();
@@ -112,14 +120,16 @@ absl::Status JobManager::ResolveServerInput(Job& job) const {
   const std::string& path = job.snap.request.server_path;
   if (options_.input_roots.empty()) {
     return absl::PermissionDeniedError(
-        "this server reads no models from its own filesystem (server_path); start hyperc-server with "
+        "this server reads no models from its own filesystem (server_path); start hyperc-server "
+        "with "
         "--input-root DIR to allow a directory, or upload the model");
   }
   if (path.size() > 4096 || path.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError("server_path is longer than 4096 bytes or holds a NUL byte");
   }
   if (!fs::path(path).is_absolute()) {
-    return absl::InvalidArgumentError(absl::StrCat("server_path \"", path, "\" is not an absolute path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_path \"", path, "\" is not an absolute path"));
   }
   const bool index = absl::EndsWith(path, ".json");
   if (!index && !absl::EndsWith(path, ".safetensors")) {
@@ -143,7 +153,8 @@ absl::Status JobManager::ResolveServerInput(Job& job) const {
     add(fs::path(path).filename().string(), top);
     const std::string dir = fs::path(path).parent_path().string();
     for (const std::string& shard : idx.shards) {
-      HC_ASSIGN_OR_RETURN(FileFacts f, ResolveInRoots(absl::StrCat(dir, "/", shard), options_.input_roots));
+      HC_ASSIGN_OR_RETURN(FileFacts f,
+                          ResolveInRoots(absl::StrCat(dir, "/", shard), options_.input_roots));
       add(shard, f);
     }
   } else {
@@ -171,24 +182,27 @@ absl::Status JobManager::ResolveServerOutput(Job& job) const {
         "hyperc-server with --output-root DIR to allow a directory, or take the artifact back");
   }
   if (path.size() > 4096 || path.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError("server_output_path is longer than 4096 bytes or holds a NUL byte");
+    return absl::InvalidArgumentError(
+        "server_output_path is longer than 4096 bytes or holds a NUL byte");
   }
   const fs::path p(path);
   const std::string name = p.filename().string();
   if (!p.is_absolute() || name.empty() || name == "." || name == "..") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("server_output_path \"", path, "\" is not an absolute path to a file or directory"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server_output_path \"", path, "\" is not an absolute path to a file or directory"));
   }
   std::error_code ec;
   const fs::path parent = fs::canonical(p.parent_path(), ec);
   if (ec) {
-    return absl::NotFoundError(absl::StrCat("server_output_path \"", path, "\": its directory: ", ec.message()));
+    return absl::NotFoundError(
+        absl::StrCat("server_output_path \"", path, "\": its directory: ", ec.message()));
   }
   const std::string resolved = (parent / name).string();
   if (std::none_of(options_.output_roots.begin(), options_.output_roots.end(),
                    [&](const std::string& r) { return IsUnder(parent.string(), r); })) {
-    return absl::PermissionDeniedError(absl::StrCat("server_output_path \"", path, "\" (", resolved,
-                                                    ") is outside the server's output directories"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("server_output_path \"", path, "\" (", resolved,
+                     ") is outside the server's output directories"));
   }
   if (fs::is_symlink(fs::symlink_status(resolved, ec))) {
     return absl::InvalidArgumentError(
@@ -203,7 +217,8 @@ std::string JobManager::StagingDir(const Job& job) {
   const std::string& out = job.snap.request.output_path;
   if (out.empty()) return job.dir + "/artifact";
   const fs::path p(out);
-  return (p.parent_path() / absl::StrCat(".", p.filename().string(), ".hyperc-", job.snap.id)).string();
+  return (p.parent_path() / absl::StrCat(".", p.filename().string(), ".hyperc-", job.snap.id))
+      .string();
 }
 
 std::string JobManager::FinalArtifactPath(const Job& job, const std::string& name) {
@@ -225,21 +240,22 @@ absl::Status JobManager::PlaceArtifact(Job& job) const {
   std::error_code ec;
   // Checked again now: a link put there since the job started could lead out of the roots.
   if (fs::is_symlink(fs::symlink_status(out, ec))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("server_output_path ", out, " became a symbolic link while the job ran; not followed"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server_output_path ", out, " became a symbolic link while the job ran; not followed"));
   }
   if (names.size() > 1) {
     if (fs::exists(out, ec) && !fs::is_directory(out, ec)) fs::remove(out, ec);
     fs::create_directories(out, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("server_output_path ", out, ": ", ec.message()));
+    if (ec)
+      return absl::UnavailableError(absl::StrCat("server_output_path ", out, ": ", ec.message()));
   }
   for (const std::string& name : names) {
     const std::string to = names.size() == 1 ? out : absl::StrCat(out, "/", name);
     if (names.size() == 1 && fs::is_directory(to, ec)) fs::remove_all(to, ec);
     fs::rename(absl::StrCat(staging, "/", name), to, ec);
     if (ec) {
-      return absl::UnavailableError(absl::StrCat("server_output_path: moving ", name, " to ", to, ": ",
-                                                 ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("server_output_path: moving ", name, " to ", to, ": ", ec.message()));
     }
   }
   fs::remove_all(staging, ec);
@@ -257,10 +273,11 @@ absl::Status JobManager::CheckServerInputUnchanged(Job& job) const {
   for (const FileFacts& f : recorded) {
     absl::StatusOr<FileFacts> now = ResolveInRoots(f.resolved, options_.input_roots);
     if (!now.ok() && absl::IsPermissionDenied(now.status())) return now.status();
-    if (!now.ok() || now->resolved != f.resolved || now->size != f.size || now->mtime_ns != f.mtime_ns) {
+    if (!now.ok() || now->resolved != f.resolved || now->size != f.size ||
+        now->mtime_ns != f.mtime_ns) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "input file ", f.resolved, " changed or disappeared since the job was submitted (it had ", f.size,
-          " bytes); submit the job again"));
+          "input file ", f.resolved, " changed or disappeared since the job was submitted (it had ",
+          f.size, " bytes); submit the job again"));
     }
   }
   return absl::OkStatus();

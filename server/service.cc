@@ -40,8 +40,9 @@ class UploadSession {
     switch (req.msg_case()) {
       case CompressRequest::kStart: {
         if (upload_) return absl::InvalidArgumentError("Start sent twice");
-        auto u = jobs_->StartUpload({req.start().model_name(), FromProto(req.start().options()), ephemeral_,
-                                     req.start().server_path(), req.start().server_output_path()});
+        auto u = jobs_->StartUpload({req.start().model_name(), FromProto(req.start().options()),
+                                     ephemeral_, req.start().server_path(),
+                                     req.start().server_output_path()});
         if (!u.ok()) return u.status();
         upload_ = *std::move(u);
         return absl::OkStatus();

@@ -51,8 +51,9 @@ absl::Status Upload::BeginFile(const std::string& name, uint64_t size) {
   auto job = manager_->Find(id_);
   if (!job) return absl::CancelledError("job was deleted");
   if (!job->snap.request.server_path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("this job reads server_path \"", job->snap.request.server_path,
-                                                   "\"; it takes no uploaded file (send End after Start)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("this job reads server_path \"", job->snap.request.server_path,
+                     "\"; it takes no uploaded file (send End after Start)"));
   }
   if (!IsPlainName(name)) {
     return absl::InvalidArgumentError(absl::StrCat("file name \"", name, "\" is not a plain file name"));
@@ -166,8 +167,8 @@ absl::Status Upload::End() {
     std::lock_guard<std::mutex> lock(job->mu);
     for (const auto& f : job->files) {
       if (f.received != f.size) {
-        st = absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ", f.received,
-                                                     " of its ", f.size, " bytes"));
+        st = absl::InvalidArgumentError(absl::StrCat("file \"", f.name, "\" ended after ",
+                                                     f.received, " of its ", f.size, " bytes"));
         break;
       }
       files.emplace_back(f.name, absl::StrCat(job->dir, "/upload/", f.name));

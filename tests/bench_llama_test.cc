@@ -248,9 +248,12 @@ TEST(BenchLlamaTest, CompressLlamaLocalAndServer) {
     }
   }
   // Uploaded or read in place, the server writes local mode's artifact.
-  EXPECT_EQ(runs->items()[1].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
-  EXPECT_EQ(runs->items()[2].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
-  EXPECT_EQ(runs->items()[3].Find("output_bytes")->number(), runs->items()[0].Find("output_bytes")->number());
+  EXPECT_EQ(runs->items()[1].Find("output_bytes")->number(),
+            runs->items()[0].Find("output_bytes")->number());
+  EXPECT_EQ(runs->items()[2].Find("output_bytes")->number(),
+            runs->items()[0].Find("output_bytes")->number());
+  EXPECT_EQ(runs->items()[3].Find("output_bytes")->number(),
+            runs->items()[0].Find("output_bytes")->number());
   EXPECT_EQ(runs->items()[4].Find("codec")->string_value(), "nosuchcodec");
   EXPECT_EQ(runs->items()[4].Find("status")->string_value(), "skipped (unknown codec)");
   // The scratch folder is gone.

@@ -1,10 +1,9 @@
 // Restart: jobs survive a SIGKILL of hyperc-server and finish with the same artifact bytes as an
 // uninterrupted run; tensors finished before the kill are not recomputed.
+#include <grpcpp/create_channel.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <grpcpp/create_channel.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,7 +31,8 @@ struct ServerProcess {
 
   // Starts build/bin/hyperc-server on 127.0.0.1:0 and reads the bound address from stdout.
   // `input_root`: the server's --input-root (none when empty).
-  bool Start(const std::string& spool, const std::string& log_path, const std::string& input_root = "") {
+  bool Start(const std::string& spool, const std::string& log_path,
+             const std::string& input_root = "") {
     log = log_path;
     int out[2];
     if (::pipe(out) != 0) return false;
@@ -44,9 +44,10 @@ struct ServerProcess {
       ::close(out[0]);
       const char* bin = std::getenv("HC_BINARY_DIR");
       std::string exe = absl::StrCat(bin ? bin : HC_BINARY_DIR_DEFAULT, "/bin/hyperc-server");
-      std::vector<const char*> argv = {exe.c_str(), "--listen", "127.0.0.1:0", "--spool-dir", spool.c_str(),
-                                       "--max-jobs", "1", "--threads", "1", "--memory-budget", "1M",
-                                       "--no-sync", "--metrics-address", "127.0.0.1:0"};
+      std::vector<const char*> argv = {
+          exe.c_str(),  "--listen",  "127.0.0.1:0",       "--spool-dir", spool.c_str(),
+          "--max-jobs", "1",         "--threads",         "1",           "--memory-budget",
+          "1M",         "--no-sync", "--metrics-address", "127.0.0.1:0"};
       if (!input_root.empty()) {
         argv.push_back("--input-root");
         argv.push_back(input_root.c_str());
@@ -204,7 +205,8 @@ TEST(RestartTest, ServerPathJobsResumeAndNoticeAChangedInput) {
     f.seekp(-4, std::ios::end);
     f.write("\x01\x02\x03\x04", 4);
   }
-  std::filesystem::last_write_time(changed, std::filesystem::last_write_time(changed) + std::chrono::seconds(5));
+  std::filesystem::last_write_time(
+      changed, std::filesystem::last_write_time(changed) + std::chrono::seconds(5));
 
   ServerProcess server;
   ASSERT_TRUE(server.Start(spool, log, root));

@@ -28,15 +28,17 @@ using ::testing::HasSubstr;
 class ServerInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::ScratchDir(
-        absl::StrCat("server_input_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = testing::ScratchDir(absl::StrCat(
+        "server_input_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     root_ = dir_ + "/root";
     fs::create_directories(root_);
     fs::create_directories(dir_ + "/outside");
     fs::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), root_ + "/fmnist.safetensors");
-    fs::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"), dir_ + "/outside/fmnist.safetensors");
+    fs::copy_file(testing::ModelPath("fmnist-cnn-f32.safetensors"),
+                  dir_ + "/outside/fmnist.safetensors");
     fs::create_directories(dir_ + "/out");
-    server_ = StartServer({root_, fs::absolute(testing::SharedDir() + "/models").string()}, {dir_ + "/out"});
+    server_ = StartServer({root_, fs::absolute(testing::SharedDir() + "/models").string()},
+                          {dir_ + "/out"});
     ASSERT_NE(server_, nullptr);
     stub_ = hyperc::v1::Compressor::NewStub(
         grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
@@ -71,7 +73,8 @@ class ServerInputTest : public ::testing::Test {
   }
 
   // A Compress stream with exactly `msgs` on `stub`; the final status and the artifact bytes.
-  static grpc::Status RawCompress(hyperc::v1::Compressor::Stub* stub, const std::vector<CompressRequest>& msgs,
+  static grpc::Status RawCompress(hyperc::v1::Compressor::Stub* stub,
+                                  const std::vector<CompressRequest>& msgs,
                                   std::string* artifact = nullptr) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
@@ -100,7 +103,8 @@ class ServerInputTest : public ::testing::Test {
     EXPECT_GT(artifact.size(), 0u);
   }
 
-  std::unique_ptr<client::RemoteClient> Client(bool server_input = true, bool server_output = false) {
+  std::unique_ptr<client::RemoteClient> Client(bool server_input = true,
+                                               bool server_output = false) {
     client::RemoteOptions o;
     o.server = server_->address();
     o.server_input = server_input;
@@ -139,7 +143,8 @@ TEST_F(ServerInputTest, SameArtifactAsLocalModeForAFileAndAShardedModel) {
   for (const auto& e : fs::directory_iterator(dir_ + "/local-sharded")) {
     ++files;
     const std::string name = e.path().filename();
-    EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(dir_ + "/remote-sharded/" + name)) << name;
+    EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(dir_ + "/remote-sharded/" + name))
+        << name;
   }
   EXPECT_GE(files, 2);
 
@@ -169,7 +174,8 @@ TEST_F(ServerInputTest, BadPathsAreRefusedByName) {
   ExpectError(root_ + "/link.safetensors", grpc::StatusCode::PERMISSION_DENIED,
               "outside the server's input directories");
   ExpectError(root_ + "/missing.safetensors", grpc::StatusCode::NOT_FOUND, "missing.safetensors");
-  ExpectError(root_ + "/fmnist.bin", grpc::StatusCode::INVALID_ARGUMENT, "a .safetensors file or a shard index");
+  ExpectError(root_ + "/fmnist.bin", grpc::StatusCode::INVALID_ARGUMENT,
+              "a .safetensors file or a shard index");
   fs::create_directories(root_ + "/dir.safetensors");
   ExpectError(root_ + "/dir.safetensors", grpc::StatusCode::INVALID_ARGUMENT, "not a regular file");
   std::ofstream(root_ + "/junk.safetensors") << "not a safetensors file at all";
