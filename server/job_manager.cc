@@ -807,6 +807,9 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     const bool stage = t.nbytes() > options_.memory_budget / 2 && compressor.EncodeMemory(t) > options_.memory_budget;
     std::unique_ptr<TensorInput> in;
     if (job.held && !stage) {
+      // The copy is made once the tensor fits in the budget, not while the tensors before it
+      // still fill it (two LLM embeddings' copies at once were the server's memory peak).
+      HC_RETURN_IF_ERROR(fc->WaitForRoom());
       in = TensorInput::Heap(t.nbytes(), &pool);
       HC_RETURN_IF_ERROR(take_held(in->data(), begin, end));
     } else {

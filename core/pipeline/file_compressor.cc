@@ -49,6 +49,18 @@ absl::Status FileCompressor::AddPrecomputed(absl::Span<const uint8_t> data,
   return Enqueue(data, std::move(release), std::move(result));
 }
 
+absl::Status FileCompressor::WaitForRoom(bool precomputed) {
+  HC_RETURN_IF_ERROR(error_);
+  if (next_ >= header_.tensors.size()) return absl::OkStatus();
+  const TensorInfo& t = header_.tensors[next_];
+  HC_RETURN_IF_ERROR(Drain(false));
+  const uint64_t cost = t.nbytes() + (precomputed ? 0 : compressor_.EncodeMemory(t));
+  while (inflight_bytes_ > 0 && inflight_bytes_ + cost > options_.memory_budget) {
+    HC_RETURN_IF_ERROR(Drain(true));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FileCompressor::Enqueue(absl::Span<const uint8_t> data, std::function<void()> release,
                                      std::optional<TensorCompressor::Result> precomputed) {
   HC_RETURN_IF_ERROR(error_);
@@ -60,11 +72,8 @@ absl::Status FileCompressor::Enqueue(absl::Span<const uint8_t> data, std::functi
     return absl::InvalidArgumentError(absl::StrCat(source_, ": tensor \"", t.name, "\" has ",
                                                    data.size(), " bytes, expected ", t.nbytes()));
   }
-  HC_RETURN_IF_ERROR(Drain(false));
+  HC_RETURN_IF_ERROR(WaitForRoom(precomputed.has_value()));
   const uint64_t cost = t.nbytes() + (precomputed ? 0 : compressor_.EncodeMemory(t));
-  while (inflight_bytes_ > 0 && inflight_bytes_ + cost > options_.memory_budget) {
-    HC_RETURN_IF_ERROR(Drain(true));
-  }
   auto slot = std::make_unique<Slot>();
   slot->index = next_++;
   slot->bytes = t.nbytes();

@@ -64,6 +64,13 @@ class FileCompressor {
   /// The next tensor's bytes (valid until `release` is called, which happens once the tensor
   /// has been encoded). Errors: the first failure of any tensor so far.
   absl::Status Add(absl::Span<const uint8_t> data, std::function<void()> release = {});
+  /// Blocks until the next tensor (the one the next Add() hands over) fits in the memory budget
+  /// next to the tensors in flight, writing finished ones meanwhile: what Add() would wait for
+  /// anyway. A caller that copies each input into memory before Add() calls this first, so that
+  /// the copies never exceed the budget (the next tensor's copy is not made while the budget is
+  /// full). `precomputed`: the next tensor will come with AddPrecomputed(). Errors: the first
+  /// failure of any tensor so far.
+  absl::Status WaitForRoom(bool precomputed = false);
   /// Like Add(), with the tensor's result already known (a checkpoint): nothing is computed.
   /// `data` is still needed when the record is raw.
   absl::Status AddPrecomputed(absl::Span<const uint8_t> data, std::function<void()> release,

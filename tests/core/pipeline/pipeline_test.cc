@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -12,6 +13,8 @@
 #include "core/io/safetensors_file.h"
 #include "core/io/safetensors_writer.h"
 #include "core/io/shard_index.h"
+#include "core/pipeline/file_compressor.h"
+#include "core/pipeline/tbb_executor.h"
 #include "core/quality/stats.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -364,6 +367,52 @@ TEST(PipelineTest, StatisticsAreThoseOfTheDecompressedTensors) {
       }
       EXPECT_GT(coded, 3);
     }
+  }
+}
+
+// WaitForRoom() returns once the next tensor fits in the budget: with room for one tensor at a
+// time, the first must have been written (its done callback, which only the caller's thread
+// runs, has fired); with room for both, nothing is waited for.
+TEST(FileCompressorTest, WaitForRoomWaitsUntilTheNextTensorFits) {
+  const std::string dir = testing::ScratchDir("file_compressor_room");
+  HC_ASSERT_OK_AND_ASSIGN(auto compressor, TensorCompressor::Create(CompressOptions{}));
+  SafetensorsHeader header;
+  const int64_t n = 1 << 16;
+  for (int i = 0; i < 2; ++i) {
+    TensorInfo t = testing::FlatTensorInfo(DType::kF32, n);
+    t.name = absl::StrCat("w", i);
+    t.shape = {256, n / 256};
+    t.begin = static_cast<uint64_t>(i) * 4 * n;
+    t.end = t.begin + 4 * n;
+    header.tensors.push_back(t);
+  }
+  header.data_bytes = 8 * n;
+  std::vector<uint8_t> data(8 * n);
+  for (size_t i = 0; i < data.size(); i += 4) {
+    const float v = std::sin(0.001f * static_cast<float>(i));
+    std::memcpy(&data[i], &v, 4);
+  }
+  const uint64_t one = 4 * n + compressor->EncodeMemory(header.tensors[0]);
+  TbbExecutor executor(2);
+  for (const uint64_t budget : {one + 1, 4 * one}) {
+    SCOPED_TRACE(budget);
+    FileCompressor::Options o;
+    o.memory_budget = budget;
+    o.sync = false;
+    int done = 0;
+    HC_ASSERT_OK_AND_ASSIGN(
+        auto fc, FileCompressor::Create(*compressor, executor, header, "room", dir + "/out.hyc", o,
+                                        [&](const TensorRecord&, uint64_t, double) { ++done; }));
+    HC_ASSERT_OK(fc->Add(absl::MakeConstSpan(data.data(), 4 * n)));
+    HC_ASSERT_OK(fc->WaitForRoom());
+    if (budget < 2 * one) {
+      EXPECT_EQ(done, 1);
+    }
+    HC_ASSERT_OK(fc->Add(absl::MakeConstSpan(data.data() + 4 * n, 4 * n)));
+    HC_ASSERT_OK(fc->WaitForRoom());  // past the last tensor: nothing to wait for
+    HC_ASSERT_OK_AND_ASSIGN(auto records, fc->Finish());
+    EXPECT_EQ(records.size(), 2u);
+    EXPECT_EQ(done, 2);
   }
 }
 
