@@ -807,9 +807,11 @@ absl::Status JobManager::CompressSpooledFile(Job& job, size_t k, const TensorCom
     const bool stage = t.nbytes() > options_.memory_budget / 2 && compressor.EncodeMemory(t) > options_.memory_budget;
     std::unique_ptr<TensorInput> in;
     if (job.held && !stage) {
-      // The copy is made once the tensor fits in the budget, not while the tensors before it
-      // still fill it (two LLM embeddings' copies at once were the server's memory peak).
-      HC_RETURN_IF_ERROR(fc->WaitForRoom());
+      // A tensor larger than half the budget is copied only once it fits in the budget, not
+      // while the tensors before it still fill it (two LLM embeddings' copies at once were the
+      // server's memory peak). A smaller one is copied at once, so that its upload overlaps the
+      // work in flight (waiting for each one cost hc2 about 14% through the server).
+      if (t.nbytes() > options_.memory_budget / 2) HC_RETURN_IF_ERROR(fc->WaitForRoom());
       in = TensorInput::Heap(t.nbytes(), &pool);
       HC_RETURN_IF_ERROR(take_held(in->data(), begin, end));
     } else {

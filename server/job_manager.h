@@ -163,8 +163,9 @@ class Upload {
 /// lives until the call has sent it.
 ///
 /// Memory of a running job: each tensor's input is a heap copy (buffers reused, at most
-/// memory_budget / 2 kept idle) counted in the budget, made only once the tensor fits in the
-/// budget next to those in flight (FileCompressor::WaitForRoom). A held tensor larger than memory_budget / 2
+/// memory_budget / 2 kept idle) counted in the budget once handed to the FileCompressor, plus
+/// the next tensor's copy while it waits for room; a tensor larger than memory_budget / 2 is
+/// copied only once it fits in the budget (FileCompressor::WaitForRoom). A held tensor larger than memory_budget / 2
 /// whose codec needs more than memory_budget to encode it (e.g. hc1 on an LLM's embedding or
 /// LM head) is instead written into the spool file's hole and mapped, like every tensor of a
 /// spooled upload: its pages leave the process once the codec has copied them, as a mapped
