@@ -31,6 +31,15 @@ bool IsUnder(const std::string& p, const std::string& root) {
          (absl::StartsWith(p, root) && p.size() > root.size() && p[root.size()] == '/');
 }
 
+// A path as a client sends it: at most 4096 bytes, no NUL byte. `field` names it in the error.
+absl::Status CheckPathText(const std::string& path, absl::string_view field) {
+  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is longer than 4096 bytes or holds a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
 struct FileFacts {
   std::string resolved;
   uint64_t size = 0;
@@ -121,12 +130,9 @@ absl::Status JobManager::ResolveServerInput(Job& job) const {
   if (options_.input_roots.empty()) {
     return absl::PermissionDeniedError(
         "this server reads no models from its own filesystem (server_path); start hyperc-server "
-        "with "
-        "--input-root DIR to allow a directory, or upload the model");
+        "with --input-root DIR to allow a directory, or upload the model");
   }
-  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError("server_path is longer than 4096 bytes or holds a NUL byte");
-  }
+  HC_RETURN_IF_ERROR(CheckPathText(path, "server_path"));
   if (!fs::path(path).is_absolute()) {
     return absl::InvalidArgumentError(
         absl::StrCat("server_path \"", path, "\" is not an absolute path"));
@@ -181,10 +187,7 @@ absl::Status JobManager::ResolveServerOutput(Job& job) const {
         "this server writes no artifacts to its own filesystem (server_output_path); start "
         "hyperc-server with --output-root DIR to allow a directory, or take the artifact back");
   }
-  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        "server_output_path is longer than 4096 bytes or holds a NUL byte");
-  }
+  HC_RETURN_IF_ERROR(CheckPathText(path, "server_output_path"));
   const fs::path p(path);
   const std::string name = p.filename().string();
   if (!p.is_absolute() || name.empty() || name == "." || name == "..") {

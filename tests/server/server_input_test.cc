@@ -103,6 +103,23 @@ class ServerInputTest : public ::testing::Test {
     EXPECT_GT(artifact.size(), 0u);
   }
 
+  // The shared sharded model's index, absolute (the server takes absolute paths only).
+  static std::string ShardIndexPath() {
+    return fs::absolute(testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json"))
+        .string();
+  }
+
+  // Every file of directory `want` has the same bytes in `got`; returns how many there are.
+  static int ExpectSameFiles(const std::string& want, const std::string& got) {
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(want)) {
+      ++files;
+      const std::string name = e.path().filename();
+      EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(got + "/" + name)) << name;
+    }
+    return files;
+  }
+
   std::unique_ptr<client::RemoteClient> Client(bool server_input = true,
                                                bool server_output = false) {
     client::RemoteOptions o;
@@ -133,20 +150,12 @@ TEST_F(ServerInputTest, SameArtifactAsLocalModeForAFileAndAShardedModel) {
   EXPECT_TRUE(testing::ReadAll(dir_ + "/remote.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
 
   // A shard index: the server reads the shards beside it; one call, every file identical.
-  const std::string index =
-      fs::absolute(testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json")).string();
+  const std::string index = ShardIndexPath();
   opts.codec = "rtn";
   summary = c->Compress(index, dir_ + "/remote-sharded", opts);
   ASSERT_TRUE(summary.ok()) << summary.status();
   ASSERT_TRUE(CompressModel(index, dir_ + "/local-sharded", opts).ok());
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(dir_ + "/local-sharded")) {
-    ++files;
-    const std::string name = e.path().filename();
-    EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(dir_ + "/remote-sharded/" + name))
-        << name;
-  }
-  EXPECT_GE(files, 2);
+  EXPECT_GE(ExpectSameFiles(dir_ + "/local-sharded", dir_ + "/remote-sharded"), 2);
 
   // As a job: submitted by path, watched, fetched.
   auto job = c->Submit(file, opts);
@@ -228,18 +237,11 @@ TEST_F(ServerInputTest, ArtifactWrittenInPlaceEqualsLocalModeAndIsNotSentBack) {
   EXPECT_TRUE(testing::ReadAll(out + "/b.hyc") == testing::ReadAll(dir_ + "/local.hyc"));
   std::ofstream(out + "/sharded") << "in the way";
   auto both = Client(/*server_input=*/true, /*server_output=*/true);
-  const std::string index =
-      fs::absolute(testing::ModelPath("sotu-bytelm-14m-f16/model.safetensors.index.json")).string();
+  const std::string index = ShardIndexPath();
   summary = both->Compress(index, out + "/sharded", rtn);
   ASSERT_TRUE(summary.ok()) << summary.status();
   ASSERT_TRUE(CompressModel(index, dir_ + "/local-sharded", rtn).ok());
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(dir_ + "/local-sharded")) {
-    ++files;
-    const std::string name = e.path().filename();
-    EXPECT_TRUE(testing::ReadAll(e.path()) == testing::ReadAll(out + "/sharded/" + name)) << name;
-  }
-  EXPECT_EQ(summary->files_size(), files);
+  EXPECT_EQ(summary->files_size(), ExpectSameFiles(dir_ + "/local-sharded", out + "/sharded"));
 
   // A job: the output is where it says; FetchArtifact serves it; DeleteJob leaves it.
   auto job = both->Submit(file, rtn, out + "/job.hyc");
